@@ -1,0 +1,8 @@
+"""gankd: compress pretrained GAN generators by knowledge distillation."""
+
+__version__ = "0.1.0"
+
+from gankd import models  # noqa: F401  (registers model families)
+from gankd.checkpoint import load_classifier, load_discriminator, load_generator, save_model
+
+__all__ = ["load_classifier", "load_discriminator", "load_generator", "save_model", "__version__"]

@@ -1,0 +1,5 @@
+import sys
+
+from gankd.cli import main
+
+sys.exit(main())

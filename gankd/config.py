@@ -1,0 +1,95 @@
+"""Dataclass configs: JSON round trip and ``--set a.b=v`` overrides.
+
+Every config in gankd is a dataclass whose field defaults are the single source of
+defaults. ``from_dict`` rejects unknown keys (with the list of valid ones) so a typo
+in a saved config or a ``--set`` flag fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def to_dict(cfg: Any) -> dict:
+    """Dataclass -> plain JSON-able dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls: type[T], data: dict) -> T:
+    """Build ``cls`` from ``data``; nested dataclass fields are rebuilt recursively."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(
+            f"{cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(names)}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ) and isinstance(value, dict):
+            value = from_dict(typ, value)
+        elif isinstance(value, list) and _is_tuple_type(typ):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _is_tuple_type(typ: Any) -> bool:
+    origin = typing.get_origin(typ)
+    if origin is tuple:
+        return True
+    return any(typing.get_origin(a) is tuple or a is tuple for a in typing.get_args(typ))
+
+
+def save_json(data: dict, path: str | Path) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    from gankd.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def load_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path}; point to a folder made by gankd")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); restore or regenerate it") from e
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # bare strings need no quotes: --set loss.adv=hinge
+
+
+def apply_overrides(cfg: T, assignments: list[str] | None) -> T:
+    """Return a copy of ``cfg`` with ``["a.b=1", "c=[1,2]"]`` applied (JSON values)."""
+    data = to_dict(cfg)
+    for item in assignments or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise ValueError(f"--set {key}: '{p}' is not a config section")
+            node = node[p]
+        if parts[-1] not in node:
+            raise ValueError(
+                f"--set {key}: unknown key '{parts[-1]}'; valid keys: {sorted(node)}"
+            )
+        node[parts[-1]] = _parse_value(raw)
+    return from_dict(type(cfg), data)

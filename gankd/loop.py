@@ -1,0 +1,148 @@
+"""Pieces shared by every training loop: deterministic batches and noise, EMA,
+run logging (metrics.jsonl + TensorBoard), wall-clock budget, divergence guard.
+
+Every random draw at step ``s`` comes from a generator seeded by (seed, s, rank),
+so a run resumed at step ``s`` continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or weight became NaN/inf; the last good checkpoint is kept."""
+
+
+def step_generator(seed: int, step: int, rank: int = 0, stream: int = 0) -> torch.Generator:
+    """A CPU generator unique to (seed, step, rank, stream)."""
+    g = torch.Generator()
+    g.manual_seed(((seed * 1_000_003 + step) * 257 + rank) * 17 + stream)
+    return g
+
+
+class BatchStream:
+    """Deterministic minibatches: sample k of the stream is perm_epoch(k // N)[k % N].
+
+    Rank r of a world of w takes a disjoint slice of each global batch.
+    """
+
+    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.data, self.bs, self.seed = dataset, batch_size, seed
+        self.rank, self.world = rank, world
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            self._perms = {epoch: torch.randperm(len(self.data), generator=g)}
+        return self._perms[epoch]
+
+    def indices(self, step: int) -> torch.Tensor:
+        n = len(self.data)
+        start = (step * self.world + self.rank) * self.bs
+        ks = torch.arange(start, start + self.bs)
+        return torch.stack([self._perm(int(k) // n)[int(k) % n] for k in ks])
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.indices(step)
+        from gankd.data import to_float
+
+        return to_float(self.data.images[idx]), self.data.labels[idx]
+
+    def epoch_of(self, step: int) -> float:
+        return step * self.bs * self.world / len(self.data)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers are copied."""
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm.detach(), 1.0 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+def check_finite(values: dict[str, float], step: int, checkpoint: Path | None) -> None:
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+        where = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint yet"
+        raise TrainingDiverged(
+            f"training diverged at step {step} ({', '.join(bad)} not finite); {where}; "
+            "lower the learning rates or resume from the checkpoint with another seed"
+        )
+
+
+class RunLogger:
+    """Appends scalars to ``metrics.jsonl`` and, when available, TensorBoard."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            # drop lines written after the checkpoint we resume from: they will be redone
+            keep = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]  # fmt: skip
+            self.path.write_text("".join(k + "\n" for k in keep))
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
+            except ImportError:
+                log.info("tensorboard not installed; logging to metrics.jsonl only")
+
+    def scalars(self, step: int, values: dict, prefix: str = "") -> None:
+        rec = {"step": step, **{f"{prefix}{k}": v for k, v in values.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)):
+                    self.tb.add_scalar(f"{prefix}{k}", v, step)
+
+    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
+        """grid: (C, H, W) uint8."""
+        if self.tb is not None:
+            self.tb.add_image(tag, grid, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+class Budget:
+    """Wall-clock budget in minutes (None or <= 0 = unlimited)."""
+
+    def __init__(self, max_minutes: float | None):
+        self.start = time.monotonic()
+        self.limit = max_minutes * 60 if max_minutes and max_minutes > 0 else None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def exhausted(self) -> bool:
+        return self.limit is not None and self.elapsed() >= self.limit
+
+
+def set_threads(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def sample_labels(n: int, num_classes: int, gen: torch.Generator) -> torch.Tensor | None:
+    if num_classes <= 0:
+        return None
+    return torch.randint(0, num_classes, (n,), generator=gen)

@@ -1,0 +1,158 @@
+"""DCGAN family: transposed-conv generator with (conditional) BatchNorm, and a
+spectral-norm discriminator with a projection head for class-conditional models.
+
+Channel counts are ``base_channels * channel_mults[i] * width`` (or explicit
+``channels``), so a student is the same family at a smaller ``width``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from gankd.models.layers import ConditionalBatchNorm2d, scaled
+from gankd.registry import DISCRIMINATORS, GENERATORS
+
+
+def _default_mults(resolution: int) -> tuple[int, ...]:
+    n_up = int(math.log2(resolution // 4))
+    return tuple(2 ** (n_up - i) for i in range(n_up + 1))  # 32 -> (8, 4, 2, 1)
+
+
+@dataclass
+class GeneratorConfig:
+    resolution: int = 32  # output height = width, a power of two >= 8
+    image_channels: int = 1  # 1 = gray, 3 = RGB
+    z_dim: int = 128  # latent size
+    num_classes: int = 10  # 0 = unconditional
+    base_channels: int = 64  # channels of the last (highest-resolution) stage at width 1
+    width: float = 1.0  # multiplier on every stage's channels (students use < 1)
+    channel_mults: tuple[int, ...] | None = None  # per-stage multipliers, 4x4 first; None = default
+    channels: tuple[int, ...] | None = None  # explicit per-stage channels; overrides the above
+
+    def __post_init__(self):
+        if self.resolution < 8 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"--resolution must be a power of two >= 8, got {self.resolution}")
+        if self.image_channels not in (1, 3):
+            raise ValueError(f"--image-channels must be 1 or 3, got {self.image_channels}")
+        if self.width <= 0:
+            raise ValueError(f"--width must be > 0, got {self.width}")
+        if self.z_dim <= 0 or self.num_classes < 0:
+            raise ValueError("--z-dim must be > 0 and --num-classes >= 0")
+        n = int(math.log2(self.resolution // 4)) + 1
+        if self.channel_mults is not None and len(self.channel_mults) != n:
+            raise ValueError(f"channel_mults needs {n} entries for resolution {self.resolution}")
+        if self.channels is not None and (len(self.channels) != n or min(self.channels) < 1):
+            raise ValueError(f"channels needs {n} positive entries for resolution {self.resolution}")
+
+    def stage_channels(self) -> list[int]:
+        if self.channels is not None:
+            return list(self.channels)
+        mults = self.channel_mults or _default_mults(self.resolution)
+        return [scaled(self.base_channels * m, self.width) for m in mults]
+
+
+@GENERATORS.register("dcgan")
+class DCGANGenerator(nn.Module):
+    """z (B, z_dim), y (B,) -> image (B, C, R, R) in [-1, 1].
+
+    Stages: linear to 4x4, then one ConvTranspose(4, stride 2) + CBN + ReLU per
+    doubling; a 3x3 conv + tanh maps the last stage to pixels. Features returned by
+    ``return_features=True`` are the post-activation maps of every stage.
+    """
+
+    family = "dcgan"
+    Config = GeneratorConfig
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch = cfg.stage_channels()
+        self.feature_channels = list(ch)
+        self.z_dim = cfg.z_dim
+        self.num_classes = cfg.num_classes
+        self.fc = nn.Linear(cfg.z_dim, ch[0] * 16, bias=False)
+        self.norms = nn.ModuleList([ConditionalBatchNorm2d(c, cfg.num_classes) for c in ch])
+        self.ups = nn.ModuleList(
+            [nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False) for i in range(len(ch) - 1)]
+        )
+        self.to_img = nn.Conv2d(ch[-1], cfg.image_channels, 3, 1, 1)
+        self.act = nn.ReLU()
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None, return_features: bool = False):
+        if z.dim() != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must have shape (B, {self.z_dim}), got {tuple(z.shape)}")
+        if self.num_classes == 0:
+            y = None
+        h = self.fc(z).view(z.shape[0], -1, 4, 4)
+        h = self.act(self.norms[0](h, y))
+        feats = [h]
+        for up, norm in zip(self.ups, self.norms[1:]):
+            h = self.act(norm(up(h), y))
+            feats.append(h)
+        img = torch.tanh(self.to_img(h))
+        return (img, feats) if return_features else img
+
+
+@dataclass
+class DiscriminatorConfig:
+    resolution: int = 32  # input height = width
+    image_channels: int = 1  # 1 = gray, 3 = RGB
+    num_classes: int = 10  # 0 = unconditional (no projection head)
+    base_channels: int = 32  # channels of the first (full-resolution) stage at width 1
+    width: float = 1.0  # multiplier on every stage's channels
+
+    def __post_init__(self):
+        if self.resolution < 8 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"--resolution must be a power of two >= 8, got {self.resolution}")
+        if self.width <= 0:
+            raise ValueError(f"--d-width must be > 0, got {self.width}")
+
+
+@DISCRIMINATORS.register("dcgan")
+class DCGANDiscriminator(nn.Module):
+    """image (B, C, R, R) in [-1, 1], y (B,) -> logits (B,).
+
+    Spectral-norm convs (stride-2 4x4 per halving down to 4x4), global sum pooling,
+    a linear head plus a class projection <embed(y), h> when conditional.
+    """
+
+    family = "dcgan"
+    Config = DiscriminatorConfig
+
+    def __init__(self, cfg: DiscriminatorConfig):
+        super().__init__()
+        self.cfg = cfg
+        n_down = int(math.log2(cfg.resolution // 4))
+        ch = [scaled(cfg.base_channels * 2**i, cfg.width) for i in range(n_down + 1)]
+        self.feature_channels = ch
+        self.stem = spectral_norm(nn.Conv2d(cfg.image_channels, ch[0], 3, 1, 1))
+        self.downs = nn.ModuleList(
+            [spectral_norm(nn.Conv2d(ch[i], ch[i + 1], 4, 2, 1)) for i in range(n_down)]
+        )
+        self.act = nn.LeakyReLU(0.2)
+        self.head = spectral_norm(nn.Linear(ch[-1], 1))
+        self.embed = (
+            spectral_norm(nn.Embedding(cfg.num_classes, ch[-1])) if cfg.num_classes > 0 else None
+        )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, return_features: bool = False):
+        h = self.act(self.stem(x))
+        feats = [h]
+        for down in self.downs:
+            h = self.act(down(h))
+            feats.append(h)
+        pooled = h.sum(dim=(2, 3))
+        out = self.head(pooled).squeeze(1)
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("this discriminator is class-conditional: pass labels y")
+            out = out + (self.embed(y) * pooled).sum(1)
+        return (out, feats) if return_features else out

@@ -1,0 +1,270 @@
+"""Training from data: GANs (the teacher) and classifiers (evaluator, perceptual net).
+
+``train_gan`` writes into a run folder: ``state.pt`` (resumable training state),
+``generator/`` (EMA generator + discriminator, a loadable model folder),
+``metrics.jsonl``, ``samples/*.png`` and TensorBoard logs under ``tb/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from gankd import checkpoint as ckpt
+from gankd.augment import diff_augment, parse_policy
+from gankd.config import save_json, to_dict
+from gankd.data import load_dataset
+from gankd.loop import (
+    BatchStream, Budget, RunLogger, check_finite, ema_update, sample_labels, set_threads, step_generator,
+)  # fmt: skip
+from gankd.losses import ADV_LOSSES, d_loss, g_loss
+from gankd.models import ClassifierConfig, DiscriminatorConfig, GeneratorConfig
+from gankd.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS
+from gankd.sampling import sample_grid, save_png
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GANTrainConfig:
+    data: str = "fashion-mnist"  # dataset spec: fashion-mnist or folder:PATH
+    split: str = "train"  # split to train on
+    g_family: str = "dcgan"  # generator family (registry name)
+    d_family: str = "dcgan"  # discriminator family (registry name)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # generator shape
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)  # D shape
+    loss: str = "hinge"  # adversarial loss: hinge or ns (non-saturating)
+    steps: int = 10000  # generator updates
+    batch_size: int = 64  # images per step
+    lr_g: float = 2e-4  # generator learning rate
+    lr_d: float = 2e-4  # discriminator learning rate (two time-scale: may differ)
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas for both
+    ema_decay: float = 0.999  # EMA of generator weights (0 disables)
+    diffaug: str = ""  # DiffAugment policy, e.g. "translation,cutout"; empty = off
+    seed: int = 0  # the one seed for init, data order, noise
+    threads: int = 0  # torch CPU threads (0 = torch default)
+    channels_last: bool = True  # NHWC memory format (faster convs on CPU)
+    log_every: int = 50  # steps between metrics.jsonl lines
+    sample_every: int = 1000  # steps between sample grids
+    checkpoint_every: int = 500  # steps between atomic checkpoints
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0 = no limit
+    device: str = "cpu"  # cpu or cuda
+
+    def __post_init__(self):
+        if self.loss not in ADV_LOSSES:
+            raise ValueError(f"--loss must be one of {ADV_LOSSES}, got '{self.loss}'")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("--steps and --batch-size must be >= 1")
+        if self.lr_g <= 0 or self.lr_d <= 0:
+            raise ValueError("--lr-g and --lr-d must be > 0")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        parse_policy(self.diffaug)
+
+
+def _fmt(model: torch.nn.Module, channels_last: bool, device: str) -> torch.nn.Module:
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = False) -> Path:
+    """Train a GAN; returns the folder of the (EMA) generator with its discriminator."""
+    run_dir = Path(run_dir)
+    set_threads(cfg.threads)
+    state_path = run_dir / "state.pt"
+    data = load_dataset(cfg.data, cfg.split, cfg.generator.resolution, cfg.generator.image_channels)
+    if cfg.generator.num_classes not in (0, data.num_classes):
+        raise ValueError(
+            f"--num-classes {cfg.generator.num_classes} does not match the data's "
+            f"{data.num_classes} classes; use 0 (unconditional) or {data.num_classes}"
+        )
+    torch.manual_seed(cfg.seed)
+    G = GENERATORS.get(cfg.g_family)(cfg.generator)
+    D = DISCRIMINATORS.get(cfg.d_family)(cfg.discriminator)
+    G_ema = copy.deepcopy(G).eval()
+    G, D, G_ema = (_fmt(m, cfg.channels_last, cfg.device) for m in (G, D, G_ema))
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    start = 0
+    if resume:
+        st = ckpt.load_state(state_path)
+        G.load_state_dict(st["G"])
+        D.load_state_dict(st["D"])
+        G_ema.load_state_dict(st["G_ema"])
+        opt_g.load_state_dict(st["opt_g"])
+        opt_d.load_state_dict(st["opt_d"])
+        start = int(st["step"])
+        log.info("resumed from %s at step %d", state_path, start)
+    elif state_path.exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_json(to_dict(cfg), run_dir / "train_config.json")
+    logger = RunLogger(run_dir, resume_step=start if resume else None)
+    stream = BatchStream(data, cfg.batch_size, cfg.seed)
+    budget = Budget(cfg.max_minutes)
+    out_dir = run_dir / "generator"
+    last_good = state_path if resume else None
+    nc = cfg.generator.num_classes
+    cl = torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+    def save(step: int) -> None:
+        nonlocal last_good
+        ckpt.save_state(
+            {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step},
+            state_path,
+        )  # fmt: skip
+        ckpt.save_model(out_dir, G_ema, "generator", discriminator=D,
+                        extra={"trained_steps": step, "data": cfg.data})  # fmt: skip
+        last_good = state_path
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc="train-gan", unit="step", dynamic_ncols=True)
+    step = start
+    G.train()
+    D.train()
+    while step < cfg.steps:
+        gen = step_generator(cfg.seed, step)
+        real, y_real = stream.batch(step)
+        real = real.to(cfg.device).contiguous(memory_format=cl)
+        y_real = y_real.to(cfg.device) if nc else None
+        z = torch.randn(cfg.batch_size, cfg.generator.z_dim, generator=gen).to(cfg.device)
+        y_fake = sample_labels(cfg.batch_size, nc, gen)
+        y_fake = y_fake.to(cfg.device) if y_fake is not None else None
+
+        def aug(x):
+            return diff_augment(x, cfg.diffaug, gen) if cfg.diffaug else x
+
+        # one generator forward serves both steps: G does not change during the D step
+        fake = G(z, y_fake)
+        loss_d = d_loss(D(aug(real), y_real), D(aug(fake.detach()), y_fake), cfg.loss)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        loss_g = g_loss(D(aug(fake), y_fake), cfg.loss)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        if cfg.ema_decay > 0:
+            ema_update(G_ema, G, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        else:
+            G_ema.load_state_dict(G.state_dict())
+        values = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+        check_finite(values, step, last_good)
+        step += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(d=f"{values['loss_d']:.3f}", g=f"{values['loss_g']:.3f}")
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            logger.scalars(step, {**values, "epoch": stream.epoch_of(step), "wall_s": budget.elapsed()})
+        if step % cfg.sample_every == 0 or step == cfg.steps:
+            g = sample_grid(G_ema, list(range(64)), nrow=10 if nc == 10 else 8, device=cfg.device)
+            save_png(g, run_dir / "samples" / f"step{step:07d}.png")
+            logger.image("samples", g, step)
+        stop = budget.exhausted()
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+            save(step)
+        if stop:
+            log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
+            break
+    if bar is not None:
+        bar.close()
+    logger.close()
+    if not (out_dir / ckpt.WEIGHTS).exists():
+        save(step)
+    return out_dir
+
+
+@dataclass
+class ClassifierTrainConfig:
+    data: str = "fashion-mnist"  # dataset spec
+    split: str = "train"  # training split (never the test split)
+    family: str = "vgg"  # classifier family: vgg or resnet
+    model: ClassifierConfig = field(default_factory=ClassifierConfig)  # classifier shape
+    epochs: int = 10  # passes over the data
+    batch_size: int = 128  # images per step
+    lr: float = 2e-3  # AdamW peak learning rate (cosine decay)
+    weight_decay: float = 5e-4  # AdamW weight decay
+    augment: bool = True  # random 2-px shifts and horizontal flips
+    seed: int = 0  # init and data order
+    threads: int = 0  # torch CPU threads (0 = default)
+    device: str = "cpu"  # cpu or cuda
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("--epochs, --batch-size must be >= 1 and --lr > 0")
+        if self.split == "test":
+            raise ValueError("--split test is reserved for reported numbers; train on train or fit")
+
+
+def _shift_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    b = x.shape[0]
+    flip = torch.rand(b, generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    pad = F.pad(x, (2, 2, 2, 2), value=-1.0)
+    dx, dy = torch.randint(0, 5, (2,), generator=gen).tolist()  # one shift per batch: cheap
+    return pad[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
+
+
+@torch.no_grad()
+def classifier_accuracy(model: torch.nn.Module, data, batch_size: int = 500, device: str = "cpu") -> float:
+    """Top-1 accuracy of ``model`` on an ImageDataset."""
+    from gankd.data import to_float
+
+    model.eval()
+    correct = 0
+    for i in range(0, len(data), batch_size):
+        x = to_float(data.images[i : i + batch_size]).to(device)
+        correct += (model(x).argmax(1).cpu() == data.labels[i : i + batch_size]).sum().item()
+    return correct / len(data)
+
+
+def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: bool = False) -> dict:
+    """Train a classifier; writes a model folder and returns {"val_acc", "test_acc", ...}."""
+    set_threads(cfg.threads)
+    out_dir = Path(out_dir)
+    data = load_dataset(cfg.data, cfg.split, cfg.model.resolution, cfg.model.image_channels)
+    if data.num_classes != cfg.model.num_classes:
+        raise ValueError(f"the data has {data.num_classes} classes; set model.num_classes accordingly")
+    torch.manual_seed(cfg.seed)
+    model = CLASSIFIERS.get(cfg.family)(cfg.model).to(cfg.device)
+    stream = BatchStream(data, cfg.batch_size, cfg.seed)
+    steps = math.ceil(cfg.epochs * len(data) / cfg.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, desc=f"train-classifier[{cfg.family}]", unit="step", dynamic_ncols=True)
+    model.train()
+    for step in range(steps):
+        x, y = stream.batch(step)
+        if cfg.augment:
+            x = _shift_flip(x, step_generator(cfg.seed, step))
+        loss = F.cross_entropy(model(x.to(cfg.device)), y.to(cfg.device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        check_finite({"loss": loss.item()}, step, None)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    if bar is not None:
+        bar.close()
+    result = {"train_steps": steps, "split": cfg.split}
+    if cfg.data in ("fashion-mnist", "fmnist"):
+        result["val_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "val"), device=cfg.device)
+        result["test_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "test"), device=cfg.device)
+    ckpt.save_model(out_dir, model.cpu(), "classifier", extra={"train": to_dict(cfg), "result": result})
+    return result
