@@ -138,9 +138,24 @@ def read_meta(folder: str | Path, kind: str) -> dict:
     return meta
 
 
+def pretrained_dir() -> Path:
+    """Folder of shipped models: $GANKD_PRETRAINED, else ``pretrained/`` beside the package."""
+    env = os.environ.get("GANKD_PRETRAINED")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A model folder path as given, or a shipped model's name (e.g. ``fmnist-teacher``)."""
+    p = Path(name_or_path)
+    if p.exists() or p.is_absolute() or len(p.parts) > 1:
+        return p
+    shipped = pretrained_dir() / p
+    return shipped if shipped.exists() else p
+
+
 def load_model(folder: str | Path, kind: str, map_location: str = "cpu") -> nn.Module:
     """Rebuild a ``kind`` model from its folder (config.json + model.safetensors), eval mode."""
-    folder = Path(folder)
+    folder = resolve_model_path(folder)
     meta = read_meta(folder, kind)
     model = build(kind, meta["family"], meta["config"])
     load_weights(model, folder / WEIGHTS)
@@ -157,13 +172,13 @@ def load_classifier(folder: str | Path, map_location: str = "cpu") -> nn.Module:
 
 
 def has_discriminator(folder: str | Path) -> bool:
-    folder = Path(folder)
+    folder = resolve_model_path(folder)
     return (folder / D_WEIGHTS).is_file() and "discriminator" in load_json(folder / CONFIG)
 
 
 def load_discriminator(folder: str | Path, map_location: str = "cpu") -> nn.Module:
     """Load the discriminator shipped beside a generator."""
-    folder = Path(folder)
+    folder = resolve_model_path(folder)
     meta = read_meta(folder, "generator")
     if "discriminator" not in meta or not (folder / D_WEIGHTS).is_file():
         raise FileNotFoundError(

@@ -45,6 +45,11 @@ class _ClassifierBase(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(self.embed(x)))
 
+    def features_and_logits(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Intermediate maps and class logits from one pass (used by losses)."""
+        feats = self.feature_maps(x)
+        return feats, self.head(self.drop(self._embed_from(feats[-1])))
+
 
 @CLASSIFIERS.register("vgg")
 class VGGClassifier(_ClassifierBase):
