@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -87,6 +88,50 @@ def cmd_train_classifier(args) -> int:
     return 0
 
 
+def cmd_compress(args) -> int:
+    from gankd.distill import PRESETS, DistillConfig, compress
+
+    direct = dict(PRESETS[args.preset]) if args.preset else {}
+    flags = {
+        "teacher": args.teacher, "width": args.width, "init": args.init, "steps": args.steps,
+        "batch_size": args.batch_size, "lr_g": args.lr_g, "lr_d": args.lr_d, "pixel": args.pixel,
+        "perceptual": args.perc, "perceptual_net": args.perceptual, "feat": args.feat, "adv": args.adv,
+        "adv_loss": args.adv_loss, "d_init": args.d_init, "real": args.real, "kd": args.kd,
+        "kd_temperature": args.kd_temperature, "seed": args.seed, "max_minutes": args.max_minutes,
+        "device": args.device, "data": args.data,
+        "channels": _ints(args.channels, "--channels"), "feat_layers": _ints(args.feat_layers, "--feat-layers"),
+    }  # fmt: skip
+    direct.update({k: v for k, v in flags.items() if v is not None})
+    if args.channels:
+        direct["width"] = None
+    cfg = _build_cfg(DistillConfig, args, direct)
+    out = compress(cfg, args.out, resume=args.resume, progress=not args.no_progress,
+                   val_scorer=_val_scorer(cfg, args.select_on_val))  # fmt: skip
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(out)
+    return 0
+
+
+def _ints(text: str | None, flag: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} expects comma-separated integers, got '{text}'") from None
+
+
+def _val_scorer(cfg, enabled: bool):
+    """Held-out FID (evaluator features, val split) for checkpoint selection, if available."""
+    if not enabled:
+        return None
+    try:
+        from gankd.evaluate import val_scorer
+    except ImportError:
+        return None
+    return val_scorer(cfg)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gankd.losses import ADV_LOSSES
     from gankd.registry import CLASSIFIERS
@@ -131,6 +176,43 @@ def build_parser() -> argparse.ArgumentParser:
     _overrides(p)
     _add_common(p)
     p.set_defaults(fn=cmd_train_classifier)
+
+    from gankd.distill import PRESETS, REAL_SOURCES
+    from gankd.perceptual import PERCEPTUAL_NETS
+    from gankd.students import INITS
+
+    p = sub.add_parser("compress", help="distil a teacher generator into a slim student")
+    p.add_argument("--teacher", help="teacher folder or shipped name (default: fmnist-teacher)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="quick (~10 min on 2 CPU cores) or full")
+    p.add_argument("--width", type=float, help="student width relative to the teacher (e.g. 0.25)")
+    p.add_argument("--channels", help="explicit per-stage student channels, e.g. 128,64,32,8")
+    p.add_argument("--init", choices=INITS, help="prune: inherit the teacher's top channels; random")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr-g", type=float)
+    p.add_argument("--lr-d", type=float)
+    p.add_argument("--pixel", type=float, help="weight of the L1 pixel loss to the teacher")
+    p.add_argument("--perc", type=float, help="weight of the perceptual loss")
+    p.add_argument("--perceptual", choices=PERCEPTUAL_NETS, help="perceptual network (default fmnist)")
+    p.add_argument("--feat", type=float, help="weight of the intermediate-feature loss")
+    p.add_argument("--feat-layers", help="teacher feature indices for the feature loss, e.g. 1,2,3")
+    p.add_argument("--adv", type=float, help="weight of the adversarial loss (0 = no discriminator)")
+    p.add_argument("--adv-loss", choices=ADV_LOSSES)
+    p.add_argument("--d-init", choices=("teacher", "fresh"), help="start D from the teacher's or fresh")
+    p.add_argument("--real", choices=REAL_SOURCES, help="what D sees as real")
+    p.add_argument("--kd", type=float, help="weight of soft-label KD (perceptual net's class head)")
+    p.add_argument("--kd-temperature", type=float, help="KD temperature T")
+    p.add_argument("--data", help="dataset for D's real images (fashion-mnist or folder:PATH)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
+    p.add_argument("--no-select-on-val", dest="select_on_val", action="store_false",
+                   help="select the checkpoint by pixel L1 to the teacher instead of val-split FID")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _overrides(p)
+    _add_common(p)
+    p.set_defaults(fn=cmd_compress)
 
     for extra in _EXTRA_COMMANDS:
         extra(sub)

@@ -1,0 +1,106 @@
+"""Student construction: the teacher's family at a smaller width, initialised either
+randomly or by inheriting the teacher's most important channels.
+
+Pruning keeps, in every stage, the output channels whose filters have the largest L1
+norm, and slices every connected tensor consistently: the next layer's input
+channels, BatchNorm statistics and conditional-BatchNorm embeddings. At width 1.0 a
+pruned student is an exact copy of the teacher.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Callable
+
+import torch
+from torch import nn
+
+from gankd.models.layers import scaled
+from gankd.registry import GENERATORS
+
+INITS = ("prune", "random")
+
+
+def student_channels(teacher: nn.Module, width: float | None, channels: list[int] | None) -> list[int]:
+    """Per-stage channels of the student: explicit ``channels`` or teacher's x ``width``."""
+    t_ch = list(teacher.feature_channels)
+    if channels is not None:
+        if len(channels) != len(t_ch) or min(channels) < 1:
+            raise ValueError(f"--channels needs {len(t_ch)} positive entries (teacher has {t_ch})")
+        return list(channels)
+    if width is None or width <= 0:
+        raise ValueError(f"--width must be > 0, got {width}")
+    return [scaled(c, width) for c in t_ch]
+
+
+def build_student(teacher: nn.Module, width: float | None = 0.25, channels: list[int] | None = None,
+                  init: str = "prune", seed: int = 0) -> nn.Module:  # fmt: skip
+    """A student of the teacher's family with fewer channels (train mode, CPU)."""
+    if init not in INITS:
+        raise ValueError(f"--init must be one of {INITS}, got '{init}'")
+    ch = student_channels(teacher, width, channels)
+    cfg = dataclasses.replace(teacher.cfg, channels=tuple(ch), width=1.0)
+    torch.manual_seed(seed)
+    student = GENERATORS.get(teacher.family)(cfg)
+    if init == "prune":
+        if teacher.family not in PRUNERS:
+            raise ValueError(
+                f"--init prune is not available for family '{teacher.family}' "
+                f"(available: {', '.join(sorted(PRUNERS))}); use --init random"
+            )
+        PRUNERS[teacher.family](teacher, student)
+    return student.train()
+
+
+def _topk(importance: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k largest entries, in ascending index order (keeps layout stable)."""
+    return importance.topk(k).indices.sort().values
+
+
+@torch.no_grad()
+def _copy_cbn(dst, src, keep: torch.Tensor) -> None:
+    dst.bn.running_mean.copy_(src.bn.running_mean[keep])
+    dst.bn.running_var.copy_(src.bn.running_var[keep])
+    dst.bn.num_batches_tracked.copy_(src.bn.num_batches_tracked)
+    if src.num_classes == 0:
+        dst.bn.weight.copy_(src.bn.weight[keep])
+        dst.bn.bias.copy_(src.bn.bias[keep])
+    else:
+        dst.gamma.weight.copy_(src.gamma.weight[:, keep])
+        dst.beta.weight.copy_(src.beta.weight[:, keep])
+
+
+@torch.no_grad()
+def prune_dcgan(teacher: nn.Module, student: nn.Module) -> list[torch.Tensor]:
+    """Copy the teacher's top-L1 channels into ``student`` (DCGAN family). Returns kept indices."""
+    t_ch, s_ch = teacher.feature_channels, student.feature_channels
+    if any(s > t for s, t in zip(s_ch, t_ch)):
+        raise ValueError(f"student channels {s_ch} exceed the teacher's {t_ch}; prune only shrinks")
+    kept = []
+    # stage 0: the linear layer emits C0 x 4 x 4, channel-major (view(B, C0, 4, 4))
+    w = teacher.fc.weight.view(t_ch[0], 16, -1)
+    keep = _topk(w.abs().sum(dim=(1, 2)), s_ch[0])
+    student.fc.weight.copy_(w[keep].reshape(-1, w.shape[-1]))
+    _copy_cbn(student.norms[0], teacher.norms[0], keep)
+    kept.append(keep)
+    for i, (s_up, t_up) in enumerate(zip(student.ups, teacher.ups)):
+        w = t_up.weight  # (C_in, C_out, k, k)
+        keep_out = _topk(w.abs().sum(dim=(0, 2, 3)), s_ch[i + 1])
+        s_up.weight.copy_(w[kept[-1]][:, keep_out])
+        _copy_cbn(student.norms[i + 1], teacher.norms[i + 1], keep_out)
+        kept.append(keep_out)
+    student.to_img.weight.copy_(teacher.to_img.weight[:, kept[-1]])
+    student.to_img.bias.copy_(teacher.to_img.bias)
+    return kept
+
+
+PRUNERS: dict[str, Callable[[nn.Module, nn.Module], object]] = {"dcgan": prune_dcgan}
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """Deep copy in eval mode with gradients off (for teachers and loss networks)."""
+    m = copy.deepcopy(model).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
