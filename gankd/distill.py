@@ -162,11 +162,6 @@ class Distiller:
             self.adapters = FeatureAdapters(student.feature_channels, teacher.feature_channels,
                                             list(cfg.feat_layers)).to(dev)  # fmt: skip
             params += list(self.adapters.parameters())
-        self.perc = None
-        if cfg.perceptual > 0 or cfg.kd > 0:
-            self.perc = build_perceptual(cfg.perceptual_net, cfg.perceptual_path).to(dev)
-            if cfg.kd > 0 and not self.perc.has_logits:
-                raise ValueError(f"--kd needs a class head; --perceptual {cfg.perceptual_net} has none: use fmnist")
         self.D = None
         if cfg.adv > 0:
             if cfg.d_init == "teacher":
@@ -187,6 +182,11 @@ class Distiller:
                 D = DISCRIMINATORS.get(meta.get("discriminator", {}).get("family", "dcgan"))(dcfg)
             self.D = D.to(dev).to(memory_format=self.cl).train()
             self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+        self.perc = None
+        if cfg.perceptual > 0 or cfg.kd > 0:
+            self.perc = build_perceptual(cfg.perceptual_net, cfg.perceptual_path).to(dev)
+            if cfg.kd > 0 and not self.perc.has_logits:
+                raise ValueError(f"--kd needs a class head; --perceptual {cfg.perceptual_net} has none: use fmnist")
         self.opt_g = torch.optim.Adam(params, lr=cfg.lr_g, betas=cfg.betas)
         self.data = None
         if self.D is not None and cfg.real in ("data", "both"):
@@ -371,6 +371,10 @@ class Distiller:
             logger.close()
             self._comparison_grid()
         if self.world > 1:
+            # DDP keeps parameters in step; BatchNorm statistics are per-rank, so end on rank 0's
+            for m in (self.student, self.ema, self.D):
+                for b in m.buffers() if m is not None else ():
+                    torch.distributed.broadcast(b, src=0)
             torch.distributed.barrier()
         return self.run_dir / "student"
 

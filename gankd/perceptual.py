@@ -90,7 +90,13 @@ def build_perceptual(name: str, path: str | Path | None = None) -> nn.Module:
     if name == "fmnist":
         from gankd.checkpoint import load_classifier
 
-        return ClassifierPerceptual(load_classifier(path or "fmnist-perceptual"))
+        try:
+            return ClassifierPerceptual(load_classifier(path or "fmnist-perceptual"))
+        except FileNotFoundError as e:
+            raise FileNotFoundError(
+                f"perceptual network not found ({e}); train it with `gankd train-classifier --family resnet "
+                "--out pretrained/fmnist-perceptual`, pass --set perceptual_path=DIR, or use --perc 0 --kd 0"
+            ) from e
     if name in ("lpips-alex", "lpips-vgg"):
         return LPIPSPerceptual(name.split("-")[1])
     raise ValueError(f"unknown --perceptual '{name}'; choose one of: {', '.join(PERCEPTUAL_NETS)}")
