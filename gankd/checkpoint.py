@@ -133,8 +133,13 @@ def read_meta(folder: str | Path, kind: str) -> dict:
             f"{WEIGHTS} (for example pretrained/fmnist-teacher)"
         )
     meta = load_json(folder / CONFIG)
-    if meta.get("kind") != kind:
-        raise ValueError(f"{folder} holds a {meta.get('kind')!r} model, not a {kind}")
+    if not isinstance(meta, dict) or not {"kind", "family", "config"} <= set(meta):
+        raise ValueError(
+            f"{folder / CONFIG} is not a gankd model config (needs kind, family, config); "
+            "restore it or re-save the model with gankd"
+        )
+    if meta["kind"] != kind:
+        raise ValueError(f"{folder} holds a {meta['kind']!r} model, not a {kind}")
     return meta
 
 
@@ -204,7 +209,11 @@ def load_state(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError and friends
-        raise ValueError(f"{path} is not a gankd training state ({e}); start without --resume") from e
+        # torch's own message spans many lines and suggests weights_only=False: keep neither
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in reason or "Weights only" in reason:
+            reason = "it holds objects other than tensors, numbers, strings and containers"
+        raise ValueError(f"{path} is not a gankd training state ({reason}); start without --resume") from e
 
 
 def rng_state() -> dict:

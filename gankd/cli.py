@@ -55,9 +55,14 @@ def cmd_sample(args) -> int:
     from gankd.sampling import parse_seeds, sample_grid, save_png
 
     model = load_generator(args.model, map_location=args.device)
-    classes = [int(c) for c in args.classes.split(",")] if args.classes else None
-    if args.classes == "all":
+    classes = None
+    if args.classes == "all":  # checked before int(): 'all' is not a number
         classes = list(range(model.num_classes))
+    elif args.classes:
+        try:
+            classes = [int(c) for c in args.classes.split(",")]
+        except ValueError:
+            raise ValueError(f"--classes '{args.classes}' is not a list like 0,1,2 or 'all'") from None
     g = sample_grid(model, parse_seeds(args.seeds), classes, args.nrow, args.device)
     print(save_png(g, args.out))
     return 0
@@ -66,6 +71,9 @@ def cmd_sample(args) -> int:
 def cmd_train_teacher(args) -> int:
     from gankd.train import GANTrainConfig, train_gan
 
+    saved = Path(args.out) / "train_config.json"
+    if args.resume and not args.config and saved.is_file():
+        args.config = str(saved)  # resume the run as it was configured; flags still override
     cfg = _build_cfg(GANTrainConfig, args, {
         "data": args.data, "steps": args.steps, "batch_size": args.batch_size, "loss": args.loss,
         "lr_g": args.lr_g, "lr_d": args.lr_d, "diffaug": args.diffaug, "seed": args.seed,
@@ -159,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diffaug", help="DiffAugment policy, e.g. translation,cutout")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out exactly (with its saved train_config.json)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _overrides(p)
     _add_common(p)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,22 +33,71 @@ def from_dict(cls: type[T], data: dict) -> T:
         raise ValueError(
             f"{cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(names)}"
         )
-    kwargs = {}
-    for key, value in data.items():
-        typ = hints[key]
-        if dataclasses.is_dataclass(typ) and isinstance(value, dict):
-            value = from_dict(typ, value)
-        elif isinstance(value, list) and _is_tuple_type(typ):
-            value = tuple(value)
-        kwargs[key] = value
+    kwargs = {key: _coerce(hints[key], value, f"{cls.__name__}.{key}") for key, value in data.items()}
     return cls(**kwargs)
 
 
-def _is_tuple_type(typ: Any) -> bool:
-    origin = typing.get_origin(typ)
+class _Mismatch(ValueError):
+    pass
+
+
+def _coerce(typ: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against the field type (JSON lists -> tuples, ints -> floats).
+
+    A wrong type must fail here with the field's name: left to ``__post_init__`` it
+    would surface as a ``TypeError`` traceback (``'<' not supported between str and int``).
+    """
+    try:
+        return _coerce_inner(typ, value)
+    except _Mismatch:
+        name = getattr(typ, "__name__", None) or str(typ).replace("typing.", "")
+        raise ValueError(f"{where} expects {name}, got {value!r}") from None
+
+
+def _coerce_inner(typ: Any, value: Any) -> Any:
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is not type(None):
+                try:
+                    return _coerce_inner(a, value)
+                except _Mismatch:
+                    pass
+        raise _Mismatch
+    if dataclasses.is_dataclass(typ):
+        if isinstance(value, typ):
+            return value
+        if isinstance(value, dict):
+            return from_dict(typ, value)
+        raise _Mismatch
     if origin is tuple:
-        return True
-    return any(typing.get_origin(a) is tuple or a is tuple for a in typing.get_args(typ))
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce_inner(args[0], v) for v in value)
+        if args and len(args) != len(value):
+            raise _Mismatch
+        return tuple(_coerce_inner(a, v) for a, v in zip(args, value, strict=True)) if args else tuple(value)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        return [_coerce_inner(args[0], v) for v in value] if args else list(value)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise _Mismatch
+    elif typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Mismatch
+    elif typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Mismatch
+        return float(value)
+    elif typ is str:
+        if not isinstance(value, str):
+            raise _Mismatch
+    return value  # other annotations (Any, dict, Literal, ...) pass through unchecked
 
 
 def save_json(data: dict, path: str | Path) -> None:

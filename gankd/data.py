@@ -191,15 +191,22 @@ def load_folder(path: str | Path, split: str = "train", resolution: int = 32,
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
     if not files:
         raise DataError(f"image folder {root} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
-    if split in ("fit", "val"):
-        files = [f for i, f in enumerate(files) if (i % 10 == 9) == (split == "val")]
-    elif split != "train":
-        raise DataError(f"split '{split}' is not available for folders; use train, fit or val")
+    # classes come from all files, before the split: a class missing from one split
+    # must not shift the label indices of the others
     rel_parts = [f.relative_to(root).parts for f in files]
     use_classes = all(len(p) >= 2 for p in rel_parts)
     class_names = tuple(sorted({p[0] for p in rel_parts})) if use_classes else ()
+    if split in ("fit", "val"):
+        keep = [(i % 10 == 9) == (split == "val") for i in range(len(files))]
+        files = [f for f, k in zip(files, keep, strict=True) if k]
+        rel_parts = [p for p, k in zip(rel_parts, keep, strict=True) if k]
+        if not files:
+            raise DataError(f"split '{split}' of {root} is empty: val takes every 10th image, "
+                            "so the folder needs at least 10 images")  # fmt: skip
+    elif split != "train":
+        raise DataError(f"split '{split}' is not available for folders; use train, fit or val")
     images, labels, bad = [], [], []
-    for f, parts in zip(files, rel_parts):
+    for f, parts in zip(files, rel_parts, strict=True):
         try:
             images.append(_load_image(f, resolution, channels))
         except Exception as e:  # PIL raises many types for corrupt files

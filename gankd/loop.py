@@ -82,6 +82,14 @@ def check_finite(values: dict[str, float], step: int, checkpoint: Path | None) -
         )
 
 
+def _parse_line(line: str) -> dict | None:
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 class RunLogger:
     """Appends scalars to ``metrics.jsonl`` and, when available, TensorBoard."""
 
@@ -89,9 +97,10 @@ class RunLogger:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
-            # drop lines written after the checkpoint we resume from: they will be redone
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]  # fmt: skip
+            # drop lines written after the checkpoint we resume from: they will be redone;
+            # also a half-written last line left by a killed process
+            recs = [(ln, _parse_line(ln)) for ln in self.path.read_text().splitlines()]
+            keep = [ln for ln, rec in recs if rec is not None and rec.get("step", 0) <= resume_step]
             self.path.write_text("".join(k + "\n" for k in keep))
         elif resume_step is None and self.path.exists():
             self.path.unlink()

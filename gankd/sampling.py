@@ -51,17 +51,27 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor | None:
 @torch.no_grad()
 def generate(model: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None,
              batch_size: int = 256, device: str = "cpu") -> torch.Tensor:  # fmt: skip
-    """Run a generator in eval mode over z (N, z_dim) in batches -> (N, C, R, R) in [-1, 1]."""
+    """Run a generator in eval mode over z (N, z_dim) in batches -> (N, C, R, R) in [-1, 1].
+
+    The model's train/eval mode is restored afterwards (sampling mid-training must not
+    leave a training model's BatchNorm in eval mode).
+    """
+    was_training = model.training
     model.eval()
     outs = []
-    for i in range(0, z.shape[0], batch_size):
-        yb = None if y is None else y[i : i + batch_size].to(device)
-        outs.append(model(z[i : i + batch_size].to(device), yb).float().cpu())
+    try:
+        for i in range(0, z.shape[0], batch_size):
+            yb = None if y is None else y[i : i + batch_size].to(device)
+            outs.append(model(z[i : i + batch_size].to(device), yb).float().cpu())
+    finally:
+        model.train(was_training)
     return torch.cat(outs)
 
 
 def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
     """(N, C, H, W) in [-1, 1] -> (C, H', W') uint8 grid, N/nrow rows of nrow images."""
+    if nrow < 1:
+        raise ValueError(f"--nrow must be >= 1, got {nrow}")
     n, c, h, w = images.shape
     ncol = nrow
     nrows = (n + ncol - 1) // ncol

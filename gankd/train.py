@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from gankd import checkpoint as ckpt
 from gankd.augment import diff_augment, parse_policy
-from gankd.config import save_json, to_dict
+from gankd.config import load_json, save_json, to_dict
 from gankd.data import load_dataset
 from gankd.loop import (
     BatchStream, Budget, RunLogger, check_finite, ema_update, sample_labels, set_threads, step_generator,
@@ -66,11 +66,46 @@ class GANTrainConfig:
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         parse_policy(self.diffaug)
+        g, d = self.generator, self.discriminator
+        for key in ("resolution", "image_channels", "num_classes"):
+            # a mismatched D still runs (convs take any size), on the wrong images or labels
+            if getattr(g, key) != getattr(d, key):
+                raise ValueError(
+                    f"generator.{key}={getattr(g, key)} but discriminator.{key}={getattr(d, key)}; "
+                    f"set both, e.g. --set generator.{key}=V --set discriminator.{key}=V"
+                )
 
 
 def _fmt(model: torch.nn.Module, channels_last: bool, device: str) -> torch.nn.Module:
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+# fields a resumed run may change: they do not alter what is trained (threads and memory
+# format change float rounding, so keep them too for a bitwise-exact resume)
+RESUME_MAY_CHANGE = ("steps", "max_minutes", "log_every", "sample_every", "checkpoint_every", "device",
+                     "threads", "channels_last")  # fmt: skip
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _check_resume_config(cfg: GANTrainConfig, path: Path) -> None:
+    """A resumed run must train the same thing: refuse silent changes of model, data, optimiser."""
+    if not path.is_file():
+        return
+    saved, now = _flat(load_json(path)), _flat(to_dict(cfg))
+    diff = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+            if k.split(".")[0] not in RESUME_MAY_CHANGE and saved.get(k) != now.get(k)]  # fmt: skip
+    if diff:
+        raise ValueError(
+            f"--resume with a config that differs from the run's {path}: {'; '.join(diff)}; "
+            "resume with the run's own config or start a new --out"
+        )
 
 
 def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = False) -> Path:
@@ -93,6 +128,7 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
     start = 0
     if resume:
+        _check_resume_config(cfg, run_dir / "train_config.json")
         st = ckpt.load_state(state_path)
         G.load_state_dict(st["G"])
         D.load_state_dict(st["D"])
@@ -264,7 +300,10 @@ def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: 
         bar.close()
     result = {"train_steps": steps, "split": cfg.split}
     if cfg.data in ("fashion-mnist", "fmnist"):
-        result["val_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "val"), device=cfg.device)
+        if cfg.split == "fit":  # val is the last 5k of train: held out only when training on fit
+            result["val_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "val"), device=cfg.device)
+        else:
+            log.warning("split %r contains val: no val_acc reported (train on fit for one)", cfg.split)
         result["test_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "test"), device=cfg.device)
     ckpt.save_model(out_dir, model.cpu(), "classifier", extra={"train": to_dict(cfg), "result": result})
     return result

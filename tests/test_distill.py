@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_discriminator, tiny_generator
+from testkit import tiny_discriminator, tiny_generator
 
 from gankd import cli
 from gankd.checkpoint import load_generator, load_state, save_model

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import tiny_generator
+from testkit import tiny_generator
 
 from gankd.students import build_student, student_channels
 

@@ -34,6 +34,12 @@ class ClassifierConfig:
             raise ValueError(f"--num-classes must be >= 2 for a classifier, got {self.num_classes}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.width <= 0:  # scaled() would silently build 1-channel stages
+            raise ValueError(f"--width must be > 0, got {self.width}")
+        if self.base_channels < 1 or self.feature_dim < 1:
+            raise ValueError("base_channels and feature_dim must be >= 1")
+        if self.image_channels not in (1, 3):
+            raise ValueError(f"image_channels must be 1 or 3, got {self.image_channels}")
 
 
 class _ClassifierBase(nn.Module):

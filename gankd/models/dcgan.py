@@ -43,6 +43,8 @@ class GeneratorConfig:
             raise ValueError(f"--width must be > 0, got {self.width}")
         if self.z_dim <= 0 or self.num_classes < 0:
             raise ValueError("--z-dim must be > 0 and --num-classes >= 0")
+        if self.base_channels < 1:
+            raise ValueError(f"base_channels must be >= 1, got {self.base_channels}")
         n = int(math.log2(self.resolution // 4)) + 1
         if self.channel_mults is not None and len(self.channel_mults) != n:
             raise ValueError(f"channel_mults needs {n} entries for resolution {self.resolution}")
@@ -114,6 +116,12 @@ class DiscriminatorConfig:
             raise ValueError(f"--resolution must be a power of two >= 8, got {self.resolution}")
         if self.width <= 0:
             raise ValueError(f"--d-width must be > 0, got {self.width}")
+        if self.image_channels not in (1, 3):
+            raise ValueError(f"image_channels must be 1 or 3, got {self.image_channels}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0 (0 = unconditional), got {self.num_classes}")
+        if self.base_channels < 1:
+            raise ValueError(f"base_channels must be >= 1, got {self.base_channels}")
 
 
 @DISCRIMINATORS.register("dcgan")

@@ -1,0 +1,147 @@
+"""Every registered generator and discriminator: shapes, range, features, width scaling."""
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from gankd.checkpoint import build
+from gankd.models.layers import ConditionalBatchNorm2d, scaled
+from gankd.registry import DISCRIMINATORS, GENERATORS
+
+B = 3
+VARIANTS = [  # (resolution, image_channels, num_classes)
+    (32, 1, 10),
+    (32, 1, 0),
+    (64, 3, 5),
+    (8, 3, 0),
+]
+
+
+def make_g(family, res, ch, nc, **kw):
+    torch.manual_seed(0)
+    cfg = {"resolution": res, "image_channels": ch, "num_classes": nc, "base_channels": 4, **kw}
+    return build("generator", family, cfg)
+
+
+def make_d(family, res, ch, nc, **kw):
+    torch.manual_seed(0)
+    cfg = {"resolution": res, "image_channels": ch, "num_classes": nc, "base_channels": 4, **kw}
+    return build("discriminator", family, cfg)
+
+
+def labels(nc):
+    return torch.arange(B) % nc if nc else None
+
+
+@pytest.mark.parametrize("family", GENERATORS.names())
+@pytest.mark.parametrize("res, ch, nc", VARIANTS)
+def test_generator_forward(family, res, ch, nc):
+    g = make_g(family, res, ch, nc)
+    z = torch.randn(B, g.z_dim) * 3  # wide latents push tanh towards saturation
+    for mode in (g.train, g.eval):
+        mode()
+        img, feats = g(z, labels(nc), return_features=True)
+        assert img.shape == (B, ch, res, res)
+        assert torch.isfinite(img).all()
+        assert img.min() >= -1 and img.max() <= 1
+        assert len(feats) == len(g.feature_channels)
+        for f, c in zip(feats, g.feature_channels, strict=True):
+            assert f.shape[:2] == (B, c) and torch.isfinite(f).all()
+        assert feats[-1].shape[-1] == res  # the last map is at full resolution
+        assert torch.equal(g.eval()(z, labels(nc)), g(z, labels(nc), return_features=True)[0])
+
+
+@pytest.mark.parametrize("family", GENERATORS.names())
+def test_generator_conditioning(family):
+    g = make_g(family, 32, 1, 10).eval()
+    z = torch.randn(1, g.z_dim).repeat(2, 1)
+    # the embeddings start as identity; perturb them so classes differ
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, ConditionalBatchNorm2d) and m.num_classes:
+                m.gamma.weight.add_(torch.randn_like(m.gamma.weight))
+    a = g(z, torch.tensor([0, 1]))
+    assert not torch.allclose(a[0], a[1])
+    with pytest.raises(ValueError, match="labels"):
+        g(z)
+    with pytest.raises(ValueError, match="z must have shape"):
+        g(torch.randn(2, g.z_dim + 1), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("family", GENERATORS.names())
+def test_unconditional_generator_ignores_labels(family):
+    g = make_g(family, 32, 1, 0).eval()
+    z = torch.randn(2, g.z_dim)
+    assert torch.equal(g(z), g(z, torch.tensor([3, 4])))
+
+
+def conv_params(m: nn.Module) -> int:
+    return sum(
+        p.numel()
+        for mod in m.modules()
+        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d))
+        for p in mod.parameters()
+    )
+
+
+def macs(m: nn.Module, *inputs) -> int:
+    with FlopCounterMode(display=False) as fc:
+        m(*inputs)
+    return fc.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("family", GENERATORS.names())
+def test_generator_width_scaling(family):
+    full = make_g(family, 32, 1, 10, base_channels=16).eval()
+    half = make_g(family, 32, 1, 10, base_channels=16, width=0.5).eval()
+    assert half.feature_channels == [c // 2 for c in full.feature_channels]
+    assert conv_params(half) / conv_params(full) == pytest.approx(0.25, rel=0.02)
+    z, y = torch.randn(1, full.z_dim), torch.tensor([1])
+    assert macs(half, z, y) / macs(full, z, y) == pytest.approx(0.25, rel=0.1)
+
+
+def test_generator_explicit_channels_and_mults():
+    g = make_g("dcgan", 32, 1, 0, channels=(12, 6, 5, 3))
+    assert g.feature_channels == [12, 6, 5, 3]
+    g = make_g("dcgan", 32, 1, 0, channel_mults=(4, 4, 2, 1), width=0.5)
+    assert g.feature_channels == [8, 8, 4, 2]
+    assert g(torch.randn(2, g.z_dim)).shape == (2, 1, 32, 32)
+
+
+@pytest.mark.parametrize("family", DISCRIMINATORS.names())
+@pytest.mark.parametrize("res, ch, nc", VARIANTS)
+def test_discriminator_forward(family, res, ch, nc):
+    d = make_d(family, res, ch, nc)
+    x = torch.rand(B, ch, res, res) * 2 - 1
+    out, feats = d(x, labels(nc), return_features=True)
+    assert out.shape == (B,) and torch.isfinite(out).all()
+    assert len(feats) == len(d.feature_channels)
+    for f, c in zip(feats, d.feature_channels, strict=True):
+        assert f.shape[:2] == (B, c)
+    assert feats[-1].shape[-1] == 4  # down to 4x4
+    out.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in d.parameters())
+
+
+@pytest.mark.parametrize("family", DISCRIMINATORS.names())
+def test_conditional_discriminator_needs_labels(family):
+    d = make_d(family, 32, 1, 10).eval()
+    x = torch.zeros(2, 1, 32, 32)
+    with pytest.raises(ValueError, match="labels"):
+        d(x)
+    # the projection head makes the logit depend on the class
+    assert not torch.allclose(d(x + 0.3, torch.tensor([0, 0])), d(x + 0.3, torch.tensor([0, 1])))
+
+
+@pytest.mark.parametrize("family", DISCRIMINATORS.names())
+def test_discriminator_width_scaling(family):
+    full = make_d(family, 32, 1, 0, base_channels=16)
+    half = make_d(family, 32, 1, 0, base_channels=16, width=0.5)
+    assert half.feature_channels == [c // 2 for c in full.feature_channels]
+    ratio = conv_params(half) / conv_params(full)
+    assert 0.24 < ratio < 0.27  # the 1-channel stem and biases scale linearly
+
+
+def test_scaled_never_below_one():
+    assert scaled(64, 0.25) == 16 and scaled(3, 0.5) == 2 and scaled(4, 0.01) == 1

@@ -1,0 +1,99 @@
+"""Training-loop pieces: deterministic batches and noise, EMA, logging, divergence guard."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from gankd.data import ImageDataset
+from gankd.loop import (
+    BatchStream,
+    Budget,
+    RunLogger,
+    TrainingDiverged,
+    check_finite,
+    ema_update,
+    sample_labels,
+    step_generator,
+)  # fmt: skip
+
+
+def dataset(n=10):
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous()
+    return ImageDataset(images, torch.arange(n), 10, "toy")
+
+
+def test_step_generator_is_unique_and_repeatable():
+    draws = {(s, r, k): torch.rand(4, generator=step_generator(1, s, r, k)) for s in (0, 1) for r in (0, 1)
+             for k in (0, 1)}  # fmt: skip
+    assert torch.equal(draws[(0, 0, 0)], torch.rand(4, generator=step_generator(1, 0, 0, 0)))
+    flat = [tuple(v.tolist()) for v in draws.values()]
+    assert len(set(flat)) == len(flat)
+    assert not torch.equal(torch.rand(4, generator=step_generator(2, 0)), draws[(0, 0, 0)])
+
+
+def test_batch_stream_covers_each_epoch_once_and_is_repeatable():
+    ds = dataset(10)
+    s = BatchStream(ds, 5, seed=3)
+    epoch0 = torch.cat([s.indices(0), s.indices(1)])
+    assert sorted(epoch0.tolist()) == list(range(10))
+    epoch1 = torch.cat([s.indices(2), s.indices(3)])
+    assert sorted(epoch1.tolist()) == list(range(10)) and not torch.equal(epoch0, epoch1)
+    # a fresh stream (a resumed run) gives the same batch for the same step, in any order
+    fresh = BatchStream(ds, 5, seed=3)
+    assert torch.equal(fresh.indices(3), s.indices(3)) and torch.equal(fresh.indices(0), epoch0[:5])
+    x, y = fresh.batch(1)
+    assert x.shape == (5, 1, 2, 2) and x.dtype == torch.float32
+    assert torch.equal(y, epoch0[5:])  # labels follow the images
+    assert torch.allclose(x[:, 0, 0, 0], y.float() / 127.5 - 1)
+    assert s.epoch_of(3) == 1.5
+    batch_crossing_epochs = BatchStream(ds, 4, seed=3).indices(2)  # samples 8..11
+    assert len(batch_crossing_epochs) == 4
+
+
+def test_batch_stream_ranks_are_disjoint():
+    ds = dataset(12)
+    r0, r1 = BatchStream(ds, 3, 0, rank=0, world=2), BatchStream(ds, 3, 0, rank=1, world=2)
+    seen = torch.cat([r0.indices(0), r1.indices(0), r0.indices(1), r1.indices(1)])
+    assert sorted(seen.tolist()) == list(range(12))
+
+
+def test_ema_update():
+    a, b = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        a.weight.fill_(0.0)
+        b.weight.fill_(1.0)
+        b.running_mean.fill_(5.0)
+    ema_update(a, b, 0.9)
+    assert torch.allclose(a.weight, torch.full((3,), 0.1))
+    assert torch.equal(a.running_mean, b.running_mean)  # buffers are copied
+
+
+def test_check_finite():
+    check_finite({"a": 1.0, "b": -3.0}, 5, None)
+    with pytest.raises(TrainingDiverged, match="step 7 .*b not finite.*no checkpoint yet"):
+        check_finite({"a": 1.0, "b": math.nan}, 7, None)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint is /x/state.pt"):
+        check_finite({"a": math.inf}, 7, "/x/state.pt")
+
+
+def test_run_logger_truncates_on_resume(tmp_path):
+    log = RunLogger(tmp_path, tensorboard=False)
+    for s in (1, 2, 3, 4):
+        log.scalars(s, {"loss": float(s)})
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "lo')  # a process killed mid-write
+    RunLogger(tmp_path, tensorboard=False, resume_step=2)
+    lines = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [ln["step"] for ln in lines] == [1, 2]
+    RunLogger(tmp_path, tensorboard=False)  # a fresh run starts a fresh file
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_budget_and_labels():
+    assert not Budget(0).exhausted() and not Budget(None).exhausted()
+    assert Budget(1e-9).exhausted()
+    assert sample_labels(4, 0, step_generator(0, 0)) is None
+    y = sample_labels(100, 3, step_generator(0, 0))
+    assert y.dtype == torch.int64 and set(y.tolist()) == {0, 1, 2}

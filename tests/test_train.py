@@ -1,0 +1,219 @@
+"""Teacher and classifier training end to end, at toy sizes: CLI runs, exact resume,
+the divergence guard, and the time budget."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from testkit import write_images
+
+import gankd.train
+from gankd import cli
+from gankd.checkpoint import load_classifier, load_discriminator, load_generator, load_state
+from gankd.config import from_dict
+from gankd.data import load_dataset
+from gankd.loop import TrainingDiverged
+from gankd.registry import CLASSIFIERS
+from gankd.train import ClassifierTrainConfig, GANTrainConfig, train_classifier, train_gan
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_GAN = [
+    "--batch-size", "4", "--no-progress", "--diffaug", "translation,cutout,color",
+    "--set", "generator.base_channels=4", "--set", "discriminator.base_channels=4",
+    "--set", "generator.num_classes=2", "--set", "discriminator.num_classes=2",
+    "--set", "threads=1", "--set", "channels_last=true",
+    "--set", "checkpoint_every=2", "--set", "log_every=1", "--set", "ema_decay=0.9",
+]  # fmt: skip
+
+
+@pytest.fixture
+def two_class_folder(tmp_path):
+    return write_images(tmp_path / "imgs", {"a": 6, "b": 6}, size=(32, 32))
+
+
+def teacher(capsys, data, out, *extra):
+    code = cli.main(
+        ["train-teacher", "--data", f"folder:{data}", "--out", str(out), *TINY_GAN, *map(str, extra)]
+    )
+    _, err = capsys.readouterr()
+    return code, err
+
+
+def tensors_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_teacher_end_to_end(two_class_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    code, err = teacher(capsys, two_class_folder, run, "--steps", "3")
+    assert code == 0, err
+    g = load_generator(run / "generator")
+    assert g.feature_channels[-1] == 4 and g.num_classes == 2
+    img = g(torch.randn(2, g.z_dim), torch.tensor([0, 1]))
+    assert img.shape == (2, 1, 32, 32) and torch.isfinite(img).all()
+    load_discriminator(run / "generator")
+    meta = json.loads((run / "generator" / "config.json").read_text())
+    assert meta["trained_steps"] == 3 and "discriminator" in meta
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3] and all(
+        set(x) >= {"loss_d", "loss_g", "epoch"} for x in lines
+    )
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step0000003.png"]
+    saved = from_dict(GANTrainConfig, json.loads((run / "train_config.json").read_text()))
+    assert saved.steps == 3 and saved.generator.base_channels == 4
+    assert load_state(run / "state.pt")["step"] == 3
+    # a second run into the same folder without --resume is refused
+    code, err = teacher(capsys, two_class_folder, run, "--steps", "3")
+    assert code == 2 and "--resume" in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_is_bitwise_exact(two_class_folder, tmp_path, capsys, monkeypatch):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert teacher(capsys, two_class_folder, straight, "--steps", "6")[0] == 0
+
+    # the second run dies during step 4 (after the checkpoint at step 2, before the one at 4)
+    calls = {"n": 0}
+    real_g_loss = gankd.train.g_loss
+
+    def dying_g_loss(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_g_loss(*a, **k)
+
+    monkeypatch.setattr(gankd.train, "g_loss", dying_g_loss)
+    assert teacher(capsys, two_class_folder, split, "--steps", "6")[0] == 130
+    monkeypatch.undo()
+    assert load_state(split / "state.pt")["step"] == 2
+
+    # resume in a fresh process; the run's saved config supplies every setting
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gankd", "train-teacher", "--out", str(split), "--resume", "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+    a, b = load_state(straight / "state.pt"), load_state(split / "state.pt")
+    assert a["step"] == b["step"] == 6
+    for key in ("G", "D", "G_ema"):
+        assert tensors_equal(a[key], b[key]), key
+    assert tensors_equal(a["opt_g"]["state"][0], b["opt_g"]["state"][0])
+    for f in ("model.safetensors", "discriminator.safetensors"):
+        assert tensors_equal(load_file(straight / "generator" / f), load_file(split / "generator" / f)), f
+    # metrics written after the checkpoint by the dead run were dropped and redone
+    steps = [json.loads(x)["step"] for x in (split / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_with_a_different_config_is_refused(two_class_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert teacher(capsys, two_class_folder, run, "--steps", "2")[0] == 0
+    code, err = teacher(capsys, two_class_folder, run, "--steps", "4", "--resume", "--set", "lr_g=0.001")
+    assert code == 2 and "lr_g" in err and len(err.strip().splitlines()) == 1
+    assert load_state(run / "state.pt")["step"] == 2
+    # fields that do not change what is trained may differ
+    code, err = teacher(capsys, two_class_folder, run, "--steps", "3", "--resume", "--set", "log_every=5")
+    assert code == 0, err
+    assert load_state(run / "state.pt")["step"] == 3
+
+
+def test_divergence_guard_names_the_last_good_checkpoint(two_class_folder, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_d_loss = gankd.train.d_loss
+
+    def nan_after_3(*a, **k):
+        calls["n"] += 1
+        out = real_d_loss(*a, **k)
+        return out * float("nan") if calls["n"] > 3 else out
+
+    monkeypatch.setattr(gankd.train, "d_loss", nan_after_3)
+    cfg = GANTrainConfig(
+        data=f"folder:{two_class_folder}", steps=10, batch_size=4, checkpoint_every=2, log_every=1,
+        threads=1, generator=gankd.models.GeneratorConfig(base_channels=4, num_classes=2),
+        discriminator=gankd.models.DiscriminatorConfig(base_channels=4, num_classes=2),
+    )  # fmt: skip
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged) as e:
+        train_gan(cfg, run)
+    msg = str(e.value)
+    assert "step 3" in msg and "loss_d" in msg and str(run / "state.pt") in msg
+    st = load_state(run / "state.pt")
+    assert st["step"] == 2
+    assert all(torch.isfinite(v).all() for v in st["G"].values() if v.is_floating_point())
+    g = load_generator(run / "generator")
+    assert torch.isfinite(g(torch.randn(2, g.z_dim), torch.tensor([0, 1]))).all()
+    assert json.loads((run / "generator" / "config.json").read_text())["trained_steps"] == 2
+
+
+def test_time_budget_stops_with_a_checkpoint(two_class_folder, tmp_path):
+    cfg = GANTrainConfig(
+        data=f"folder:{two_class_folder}", steps=1000, batch_size=4, max_minutes=1e-6, threads=1,
+        generator=gankd.models.GeneratorConfig(base_channels=4, num_classes=0),
+        discriminator=gankd.models.DiscriminatorConfig(base_channels=4, num_classes=0),
+    )  # fmt: skip
+    out = train_gan(cfg, tmp_path / "run")
+    assert load_state(tmp_path / "run" / "state.pt")["step"] == 1
+    assert load_generator(out).num_classes == 0
+
+
+def test_teacher_class_count_must_match_the_data(two_class_folder, tmp_path):
+    cfg = GANTrainConfig(
+        data=f"folder:{two_class_folder}", steps=1,
+        generator=gankd.models.GeneratorConfig(base_channels=4, num_classes=10),
+        discriminator=gankd.models.DiscriminatorConfig(base_channels=4, num_classes=10),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="does not match the data's 2 classes"):
+        train_gan(cfg, tmp_path / "run")
+
+
+@pytest.mark.parametrize("family", CLASSIFIERS.names())
+def test_train_classifier_end_to_end(family, image_folder, tmp_path, capsys):
+    out = tmp_path / family
+    code = cli.main(
+        ["train-classifier", "--data", f"folder:{image_folder}", "--family", family, "--out", str(out),
+         "--epochs", "2", "--batch-size", "8", "--no-progress", "--set", "model.num_classes=2",
+         "--set", "model.base_channels=4", "--set", "model.feature_dim=8", "--set", "threads=1"]
+    )  # fmt: skip
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(stdout) == {"train_steps": 4, "split": "train"}
+    m = load_classifier(out)
+    assert m.family == family and m.cfg.num_classes == 2
+    assert m(torch.zeros(1, 1, 32, 32)).shape == (1, 2)
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["train"]["family"] == family and meta["result"]["train_steps"] == 4
+
+
+def test_classifier_refuses_class_mismatch(image_folder, tmp_path):
+    cfg = ClassifierTrainConfig(data=f"folder:{image_folder}", epochs=1)  # model expects 10 classes
+    with pytest.raises(ValueError, match="2 classes"):
+        train_classifier(cfg, tmp_path / "c")
+
+
+def test_classifier_val_accuracy_only_when_val_is_held_out(tmp_path, monkeypatch):
+    """val is the end of train: accuracy on it is a held-out number only after training on fit."""
+    real = gankd.train.load_dataset
+    small = {}
+
+    def tiny_fmnist(spec, split="train", *a, **k):
+        ds = real(spec, split, *a, **k) if spec.startswith("folder:") else None
+        if ds is not None:
+            return ds
+        if split not in small:
+            small[split] = write_images(tmp_path / split, {str(c): 1 for c in range(10)}, seed=len(small))
+        return load_dataset(f"folder:{small[split]}", "train")
+
+    monkeypatch.setattr(gankd.train, "load_dataset", tiny_fmnist)
+    kw = dict(data="fashion-mnist", epochs=1, batch_size=10, threads=1, augment=False)
+    model = gankd.models.ClassifierConfig(base_channels=4, feature_dim=8)
+    fit = train_classifier(ClassifierTrainConfig(split="fit", model=model, **kw), tmp_path / "fit")
+    assert set(fit) == {"train_steps", "split", "val_acc", "test_acc"}
+    assert 0 <= fit["val_acc"] <= 1 and 0 <= fit["test_acc"] <= 1
+    full = train_classifier(ClassifierTrainConfig(split="train", model=model, **kw), tmp_path / "train")
+    assert "val_acc" not in full and "test_acc" in full

@@ -1,0 +1,52 @@
+"""Helpers shared by test modules: tiny models, tiny image folders, the Fashion-MNIST marker.
+
+Import them with ``from testkit import ...``, never ``from conftest import ...``: with
+several conftest.py files (tests/ and tests/metrics/) the name ``conftest`` points at
+whichever pytest loaded last.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gankd.data import SYSTEM_DIR
+from gankd.models.dcgan import DCGANDiscriminator, DCGANGenerator, DiscriminatorConfig, GeneratorConfig
+
+FMNIST_PRESENT = (SYSTEM_DIR / "t10k-labels-idx1-ubyte.gz").is_file()
+needs_fmnist = pytest.mark.skipif(not FMNIST_PRESENT, reason="dataset-fashion-mnist is not installed")
+
+
+def tiny_generator(num_classes: int = 10, seed: int = 0, **kw) -> DCGANGenerator:
+    """A DCGAN generator with base_channels=4 (unless given), eval mode, varied outputs."""
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig(base_channels=kw.pop("base_channels", 4), num_classes=num_classes, **kw)
+    g = DCGANGenerator(cfg).eval()
+    with torch.no_grad():  # DCGAN's N(0, 0.02) init draws near-constant images: make them vary
+        g.to_img.weight.normal_(0.0, 0.5)
+    return g
+
+
+def tiny_discriminator(num_classes: int = 10, seed: int = 1, **kw) -> DCGANDiscriminator:
+    """A DCGAN discriminator with base_channels=4 (unless given)."""
+    torch.manual_seed(seed)
+    cfg = DiscriminatorConfig(base_channels=kw.pop("base_channels", 4), num_classes=num_classes, **kw)
+    return DCGANDiscriminator(cfg)
+
+
+def write_images(root: Path, classes: dict[str, int], size=(20, 24), mode: str = "L", seed: int = 0) -> Path:
+    """Write ``classes[name]`` random PNGs (size = (W, H)) into ``root/name/``; '' = root itself."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for name, n in classes.items():
+        d = root / name if name else root
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], 3)
+            arr = rng.integers(0, 256, shape, dtype=np.uint8)
+            Image.fromarray(arr).save(d / f"{i:03d}.png")
+    return root
