@@ -232,6 +232,123 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTRA_COMMANDS: list = []
 
 
+# ---------------------------------------------------------------- eval / export / report
+def _eval_command(args) -> str:
+    """The canonical command line of an eval run (every flag, defaults included)."""
+    import shlex
+
+    parts = ["gankd", "eval"]
+    for flag in ("model", "metrics", "num_samples", "num_reference", "reference", "extractor", "evaluator",
+                 "inception_weights", "teacher", "teacher_samples", "lpips", "lpips_weights", "first_seed",
+                 "big_batch", "role", "device"):  # fmt: skip
+        v = getattr(args, flag)
+        if v is not None:
+            parts += [f"--{flag.replace('_', '-')}", str(v)]
+    switches = ("speed", "compile", "no_onnx", "real_floor")
+    parts += [f"--{f.replace('_', '-')}" for f in switches if getattr(args, f)]
+    return shlex.join(parts)
+
+
+def cmd_eval(args) -> int:
+    from gankd.evaluate import evaluate, real_floor, save_result
+    from gankd.report import summary_lines
+
+    if not args.model and not args.real_floor:
+        raise ValueError("pass --model DIR (a generator folder), or --real-floor for the real floor alone")
+    runtimes = ["eager"] + (["compile"] if args.compile else []) + ([] if args.no_onnx else ["onnx"])
+    lpips = {"auto": "auto", "on": True, "off": False}[args.lpips]
+    common = dict(num_reference=args.num_reference, evaluator=args.evaluator,
+                  inception_weights=args.inception_weights, device=args.device)  # fmt: skip
+    command = _eval_command(args)
+    if args.model:
+        result = evaluate(
+            args.model, args.metrics, args.num_samples, args.extractor, args.reference, args.speed,
+            args.teacher, first_seed=args.first_seed, teacher_samples=args.teacher_samples, lpips=lpips,
+            lpips_weights=args.lpips_weights, runtimes=runtimes, big_batch=args.big_batch,
+            real_floor_too=args.real_floor, role=args.role, command=command, **common,
+        )  # fmt: skip
+        out = Path(args.out) if args.out else Path(args.model) / "eval.json"
+    else:
+        result = real_floor(args.reference, num_samples=args.num_samples, metrics=args.metrics,
+                            extractor=args.extractor, command=command, **common)  # fmt: skip
+        out = Path(args.out or "real_floor.json")
+    print("\n".join(summary_lines(result)))
+    print(f"{'wrote':<26}{save_result(result, out)}")
+    return 0
+
+
+def add_eval(sub) -> None:
+    from gankd.evaluate import METRICS
+    from gankd.metrics.fidelity import DEFAULT_REFERENCE, EXTRACTORS
+
+    p = sub.add_parser("eval", help="measure a generator: FID/IS/KID/PRC, class consistency, cost, speed")
+    p.add_argument("--model", help="generator folder (config.json + model.safetensors)")
+    p.add_argument("--metrics", default=",".join(METRICS), help="comma list of fid,isc,kid,prc (or none)")
+    p.add_argument("--num-samples", type=int, default=10000, help="generated images (default 10000)")
+    p.add_argument("--num-reference", type=int,
+                   help="reference images (default: all with the evaluator, --num-samples with Inception)")
+    p.add_argument("--reference", default=DEFAULT_REFERENCE, help="reference split, e.g. fashion-mnist:test")
+    p.add_argument("--extractor", default=EXTRACTORS[0], choices=EXTRACTORS, help="feature extractor")
+    p.add_argument("--evaluator", help="evaluator classifier folder (default pretrained/fmnist-evaluator)")
+    p.add_argument("--inception-weights", help="path of weights-inception-2015-12-05-6726825d.pth")
+    p.add_argument("--speed", action="store_true", help="measure latency/throughput (eager + ONNX Runtime)")
+    p.add_argument("--compile", action="store_true", help="with --speed: also torch.compile (slow)")
+    p.add_argument("--no-onnx", action="store_true", help="with --speed: skip ONNX Runtime")
+    p.add_argument("--big-batch", type=int, default=256, help="batch size of the throughput measurement")
+    p.add_argument("--teacher", help="teacher folder: adds PSNR/LPIPS of this model to the teacher")
+    p.add_argument("--teacher-samples", type=int, default=1000, help="samples for teacher fidelity")
+    p.add_argument("--lpips", choices=("auto", "on", "off"), default="auto",
+                   help="LPIPS to the teacher: auto = when the ImageNet trunk is present")
+    p.add_argument("--lpips-weights", help="path of alexnet-owt-7be5be79.pth for LPIPS")
+    p.add_argument("--real-floor", action="store_true", help="also score real train vs real test")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed..first-seed+N-1")
+    p.add_argument("--role", choices=("teacher", "student", "model"), help="label for reports")
+    p.add_argument("--out", help="JSON path (default MODEL/eval.json, or real_floor.json)")
+    _add_common(p)
+    p.set_defaults(fn=cmd_eval)
+
+
+def cmd_export(args) -> int:
+    from gankd.export import export_generator
+
+    r = export_generator(args.model, args.out, args.format, tolerance=args.tolerance)
+    print(r["path"])
+    print(f"parity max abs diff vs eager: {r['max_abs_diff']:.3g} (tolerance {r['tolerance']:g})")
+    return 0
+
+
+def add_export(sub) -> None:
+    from gankd.export import FORMATS
+
+    p = sub.add_parser("export", help="export a generator to ONNX or TorchScript (dynamic batch)")
+    p.add_argument("--model", required=True, help="generator folder")
+    p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx or torchscript")
+    p.add_argument("--out", help="output file (default MODEL/export/generator.onnx|.pt)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff allowed vs eager")
+    _add_common(p)
+    p.set_defaults(fn=cmd_export)
+
+
+def cmd_report(args) -> int:
+    from gankd.report import write_report
+
+    r = write_report(args.results, args.out)
+    print(r["markdown"])
+    print(r["plot"])
+    return 0
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="markdown table + PNG plot from eval JSONs")
+    p.add_argument("results", nargs="+", help="JSON files written by gankd eval")
+    p.add_argument("--out", required=True, help="folder for report.md and quality_vs_speed.png")
+    _add_common(p)
+    p.set_defaults(fn=cmd_report)
+
+
+_EXTRA_COMMANDS += [add_eval, add_export, add_report]
+
+
 def main(argv: list[str] | None = None) -> int:
     import gankd  # noqa: F401  (registers model families)
 

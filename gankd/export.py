@@ -1,0 +1,218 @@
+"""Export a generator to ONNX or TorchScript with a dynamic batch, and check parity with eager.
+
+Exported graph inputs: ``z`` float32 (B, z_dim) and, for class-conditional models,
+``y`` int64 (B,); output ``image`` float32 (B, C, R, R) in [-1, 1]. B is dynamic.
+
+ONNX goes through ``torch.onnx.export(..., dynamo=True)``; weights land in an external
+``<name>.onnx.data`` file beside the model. TorchScript goes through ``torch.jit.trace``.
+Files are written to a temporary folder, checked against eager PyTorch on fixed seeds,
+and only then moved into place, so a failed export never replaces a good one. A small
+``<name>.json`` sidecar records the inputs for users running the file without gankd.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gankd.checkpoint import atomic_write_bytes, load_generator
+from gankd.sampling import balanced_labels, latents
+
+FORMATS = ("onnx", "torchscript")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+PARITY_BATCHES = (1, 3, 8)
+
+
+class GeneratorForExport(nn.Module):
+    """``forward(z)`` or ``forward(z, y)`` -> image: the generator without keyword options."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+        self.conditional = int(getattr(generator, "num_classes", 0)) > 0
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator(z, y if self.conditional else None)
+
+
+def example_inputs(generator: nn.Module, batch: int, first_seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Fixed inputs ``(z,)`` or ``(z, y)``: z (batch, z_dim) from seeds first_seed.., y balanced int64."""
+    z = latents(list(range(first_seed, first_seed + batch)), generator.z_dim)
+    y = balanced_labels(batch, int(getattr(generator, "num_classes", 0)))
+    return (z,) if y is None else (z, y)
+
+
+def _as_generator(folder_or_model) -> tuple[nn.Module, Path | None]:
+    if isinstance(folder_or_model, nn.Module):
+        return copy.deepcopy(folder_or_model).cpu().eval(), None
+    folder = Path(folder_or_model)
+    return load_generator(folder).eval(), folder
+
+
+def default_export_path(folder: str | Path, format: str) -> Path:
+    """``<model folder>/export/generator.onnx`` (or ``.pt``)."""
+    return Path(folder) / "export" / f"generator{SUFFIX[format]}"
+
+
+def _export_onnx(wrapper: GeneratorForExport, path: Path, opset: int | None) -> None:
+    args = example_inputs(wrapper.generator, 2)
+    batch = torch.export.Dim("batch", min=1)
+    names = ["z", "y"][: len(args)]
+    dyn = {n: {0: batch} for n in names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter chatter (axis renames, deprecations)
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(path),
+            dynamo=True,
+            input_names=names,
+            output_names=["image"],
+            dynamic_shapes=dyn,
+            external_data=True,
+            opset_version=opset,
+            verbose=False,
+        )
+
+
+def _export_torchscript(wrapper: GeneratorForExport, path: Path) -> None:
+    args = example_inputs(wrapper.generator, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # jit deprecation + shape-check tracer warnings
+        traced = torch.jit.trace(wrapper, args, check_trace=False)
+        traced.save(str(path))
+
+
+def load_exported(path: str | Path, format: str | None = None, threads: int | None = None):
+    """A callable ``f(z, y=None) -> image`` (torch tensors in, torch tensor out) for an exported file."""
+    path = Path(path)
+    format = format or ("onnx" if path.suffix == ".onnx" else "torchscript")
+    if format == "onnx":
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or torch.get_num_threads()
+        so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        names = [i.name for i in sess.get_inputs()]
+
+        def run(z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+            feed = {"z": z.float().numpy()}
+            if "y" in names:
+                feed["y"] = y.to(torch.int64).numpy()
+            return torch.from_numpy(sess.run(None, feed)[0])
+
+        run.session = sess
+        return run
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path), map_location="cpu")
+
+    @torch.no_grad()
+    def run_ts(z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return module(z) if y is None else module(z, y)
+
+    return run_ts
+
+
+@torch.no_grad()
+def parity(generator: nn.Module, exported, batches=PARITY_BATCHES) -> float:
+    """Max abs difference between eager and exported outputs over fixed seeds at several batch sizes."""
+    worst = 0.0
+    for b in batches:
+        args = example_inputs(generator, b, first_seed=100 * b)
+        ref = generator(*args) if len(args) == 2 else generator(args[0], None)
+        got = exported(*args)
+        if got.shape != ref.shape:
+            raise ValueError(
+                f"exported model returned {tuple(got.shape)} for batch {b}, eager {tuple(ref.shape)}"
+            )
+        worst = max(worst, float((got.float() - ref.float()).abs().max()))
+    return worst
+
+
+def export_generator(
+    folder_or_model,
+    out: str | Path | None = None,
+    format: str = "onnx",
+    tolerance: float = 1e-4,
+    opset: int | None = None,
+) -> dict:
+    """Export a generator (folder or module) and check it against eager PyTorch.
+
+    Returns ``{"path", "files", "format", "max_abs_diff", "tolerance", "parity_batches",
+    "inputs", "output"}``. ``out`` defaults to ``<folder>/export/generator.onnx|.pt``.
+    Raises ValueError when the exported outputs differ from eager by more than
+    ``tolerance`` (nothing is written then).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"--format {format!r} is unknown; choose one of: {', '.join(FORMATS)}")
+    generator, folder = _as_generator(folder_or_model)
+    if out is None:
+        if folder is None:
+            raise ValueError("pass out=PATH when exporting a module (no model folder to write into)")
+        out = default_export_path(folder, format)
+    out = Path(out)
+    if out.is_dir():
+        out = out / f"generator{SUFFIX[format]}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = GeneratorForExport(generator).eval()
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".export-"))
+    try:
+        tmp_file = tmp / out.name
+        if format == "onnx":
+            _export_onnx(wrapper, tmp_file, opset)
+        else:
+            _export_torchscript(wrapper, tmp_file)
+        diff = parity(generator, load_exported(tmp_file, format))
+        if not diff <= tolerance:
+            raise ValueError(
+                f"exported {format} model differs from eager PyTorch by {diff:.3g} > tolerance "
+                f"{tolerance:g}; nothing was written. Raise --tolerance if that precision is acceptable"
+            )
+        files = sorted(
+            tmp.iterdir(), key=lambda p: p.name != out.name
+        )  # main file last: readers see it whole
+        moved = []
+        for f in reversed(files):
+            os.replace(f, out.parent / f.name)
+            moved.append(str(out.parent / f.name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    nc = int(getattr(generator, "num_classes", 0))
+    inputs = {"z": {"shape": ["batch", generator.z_dim], "dtype": "float32", "distribution": "N(0, 1)"}}
+    if nc > 0:
+        inputs["y"] = {"shape": ["batch"], "dtype": "int64", "range": [0, nc - 1]}
+    res = getattr(generator, "cfg", None)
+    result = {
+        "path": str(out),
+        "files": moved,
+        "format": format,
+        "max_abs_diff": diff,
+        "tolerance": tolerance,
+        "parity_batches": list(PARITY_BATCHES),
+        "inputs": inputs,
+        "output": {
+            "name": "image",
+            "shape": [
+                "batch",
+                getattr(res, "image_channels", None),
+                getattr(res, "resolution", None),
+                getattr(res, "resolution", None),
+            ],  # fmt: skip
+            "dtype": "float32",
+            "range": [-1, 1],
+        },
+        "source": str(folder) if folder else None,
+        "torch": torch.__version__,
+    }
+    atomic_write_bytes(out.with_name(out.name + ".json"), json.dumps(result, indent=2).encode())
+    return result

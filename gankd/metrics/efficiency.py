@@ -1,0 +1,419 @@
+"""Cost and speed of a generator: parameters, MACs, weight-file size, latency, throughput,
+peak memory, always with the fingerprint of the machine that measured them.
+
+- MACs come from ``torch.utils.flop_counter.FlopCounterMode`` (exact for Linear and
+  (transposed) convolutions; BN and activations are not counted): MACs = FLOPs / 2.
+- Latency is measured at batch 1 (median and p90 over repeats, after warm-up);
+  throughput at a large batch (images/s from the median batch time). Runtimes: eager
+  PyTorch (contiguous and channels_last, the faster one is reported), optionally
+  ``torch.compile`` (freezing on; slow to compile) and ONNX Runtime (CPU EP, or CUDA
+  EP on a GPU). On CUDA, times come from CUDA events.
+- Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the peak of live
+  tensor bytes during one forward (parameters + inputs + activations), tracked per
+  operator output, which is deterministic unlike the process RSS.
+
+Timings are noisy on shared machines: compare models by ratios measured in one run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+import platform
+import statistics
+import tempfile
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
+
+from gankd.sampling import balanced_labels, latents
+
+
+# ------------------------------------------------------------------ machine
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fingerprint(device: str = "cpu") -> dict:
+    """What a speed number depends on: CPU model, cores, torch threads, library versions, platform, GPU."""
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    import numpy
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    fp = {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "torch": torch.__version__,
+        "onnxruntime": ort_version,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+    }
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        fp["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        fp["cuda"] = torch.version.cuda
+        fp["cudnn"] = torch.backends.cudnn.version()
+    return fp
+
+
+# ------------------------------------------------------------------ static cost
+def generator_inputs(model: nn.Module, batch: int, device: str = "cpu", first_seed: int = 0) -> tuple:
+    """``(z, y)`` for a generator: z (batch, z_dim) from fixed seeds, y balanced int64 or None."""
+    z = latents(list(range(first_seed, first_seed + batch)), model.z_dim).to(device)
+    y = balanced_labels(batch, int(getattr(model, "num_classes", 0)))
+    return (z, None if y is None else y.to(device))
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (buffers such as BN running stats excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, inputs: tuple) -> dict:
+    """Multiply-accumulates of ``model(*inputs)`` from FlopCounterMode: ``{"macs", "by_op"}``.
+
+    Per image when the inputs have batch 1. Counts Linear, Conv and ConvTranspose (and
+    matmuls); BN, activations and embedding look-ups count as 0.
+    """
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as fc:
+        model(*inputs)
+    model.train(was_training)
+    by_op: dict[str, int] = {}
+    for op, n in fc.get_flop_counts().get("Global", {}).items():
+        by_op[str(op)] = int(n) // 2
+    return {"macs": int(fc.get_total_flops()) // 2, "by_op": by_op}
+
+
+def weights_bytes(model: nn.Module | None = None, folder: str | Path | None = None) -> dict:
+    """Size of the weights: ``folder/model.safetensors`` if given, else the module's state
+    serialised as safetensors in memory. ``{"bytes", "source"}``."""
+    if folder is not None:
+        f = Path(folder) / "model.safetensors"
+        if f.is_file():
+            return {"bytes": f.stat().st_size, "source": str(f)}
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return {"bytes": len(save(state)), "source": "safetensors (serialised in memory)"}
+
+
+# ------------------------------------------------------------------ peak memory
+class _LiveTensorBytes(TorchDispatchMode):
+    """Tracks bytes of storages created by operators while active; ``peak`` is their maximum."""
+
+    def __init__(self, static: set[int]):
+        super().__init__()
+        self.static = static
+        self.live: dict[int, list[int]] = {}
+        self.current = 0
+        self.peak = 0
+
+    def _release(self, ptr: int) -> None:
+        entry = self.live.get(ptr)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            self.current -= entry[0]
+            del self.live[ptr]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor) or t.device.type != "cpu":
+                continue
+            st = t.untyped_storage()
+            ptr = st.data_ptr()
+            if ptr == 0 or ptr in self.static:
+                continue
+            if ptr in self.live:
+                self.live[ptr][1] += 1
+            else:
+                self.live[ptr] = [st.nbytes(), 1]
+                self.current += st.nbytes()
+                self.peak = max(self.peak, self.current)
+            weakref.finalize(t, self._release, ptr)
+        return out
+
+
+def _storage_bytes(tensors) -> tuple[set[int], int]:
+    ptrs, total = set(), 0
+    for t in tensors:
+        if isinstance(t, torch.Tensor):
+            st = t.untyped_storage()
+            if st.data_ptr() not in ptrs:
+                ptrs.add(st.data_ptr())
+                total += st.nbytes()
+    return ptrs, total
+
+
+@torch.no_grad()
+def peak_memory(model: nn.Module, inputs: tuple, device: str = "cpu") -> dict:
+    """Peak memory of one forward: ``{"bytes", "static_bytes", "activations_bytes", "method"}``."""
+    model.eval()
+    static_tensors = list(model.parameters()) + list(model.buffers()) + [t for t in inputs if t is not None]
+    ptrs, static_bytes = _storage_bytes(static_tensors)
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        model(*inputs)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        return {"bytes": int(peak), "static_bytes": static_bytes, "activations_bytes": int(peak - base),
+                "method": "torch.cuda.max_memory_allocated"}  # fmt: skip
+    mode = _LiveTensorBytes(ptrs)
+    with mode:
+        out = model(*inputs)
+    del out
+    return {
+        "bytes": static_bytes + mode.peak,
+        "static_bytes": static_bytes,
+        "activations_bytes": mode.peak,
+        "method": "live tensor bytes per operator output (params + inputs + peak activations)",
+    }
+
+
+# ------------------------------------------------------------------ timing
+def _timer(device: str):
+    """-> fn(callable) -> seconds, with CUDA events on GPUs and perf_counter on CPU."""
+    if str(device).startswith("cuda"):
+
+        def cuda_time(fn):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1000.0
+
+        return cuda_time
+
+    def cpu_time(fn):
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    return cpu_time
+
+
+def time_callable(fn: Callable[[], object], warmup: int = 3, repeats: int = 20, min_time_s: float = 0.0,
+                  max_repeats: int = 1000, device: str = "cpu") -> list[float]:  # fmt: skip
+    """Seconds per call: ``warmup`` untimed calls, then at least ``repeats`` timed calls
+    (more until ``min_time_s`` has passed, at most ``max_repeats``)."""
+    timer = _timer(device)
+    for _ in range(warmup):
+        timer(fn)
+    times: list[float] = []
+    t0 = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - t0 < min_time_s and len(times) < max_repeats):
+        times.append(timer(fn))
+    return times
+
+
+def summarize(times: list[float], batch: int) -> dict:
+    """Latency stats in ms (median, p90, min, mean) and images/s from the median."""
+    s = sorted(times)
+    p90 = s[min(len(s) - 1, max(0, int(round(0.9 * (len(s) - 1)))))]
+    med = statistics.median(s)
+    return {
+        "batch": batch,
+        "median_ms": med * 1e3,
+        "p90_ms": p90 * 1e3,
+        "min_ms": s[0] * 1e3,
+        "mean_ms": statistics.fmean(s) * 1e3,
+        "repeats": len(s),
+        "images_per_s": batch / med if med > 0 else float("inf"),
+    }
+
+
+def _measure(run_for_batch: Callable[[int], Callable[[], object]], batch: int, big_batch: int,
+             repeats: int, min_time_s: float, device: str) -> dict:  # fmt: skip
+    lat = time_callable(run_for_batch(1), warmup=3, repeats=repeats, min_time_s=min_time_s, device=device)
+    thr = time_callable(run_for_batch(big_batch), warmup=1, repeats=max(3, repeats // 4),
+                        min_time_s=min_time_s, device=device)  # fmt: skip
+    return {"latency": summarize(lat, 1), "throughput": summarize(thr, big_batch)}
+
+
+def _eager_runner(model: nn.Module, device: str):
+    def for_batch(b: int):
+        z, y = generator_inputs(model, b, device)
+
+        def run():
+            with torch.inference_mode():
+                return model(z, y)
+
+        return run
+
+    return for_batch
+
+
+def measure_eager(model: nn.Module, big_batch: int = 256, channels_last: str = "auto", repeats: int = 20,
+                  min_time_s: float = 0.5, device: str = "cpu") -> dict:  # fmt: skip
+    """Eager PyTorch latency (batch 1) and throughput (``big_batch``).
+
+    ``channels_last``: 'auto' measures contiguous and channels_last and reports the one
+    with the higher throughput (both kept under ``"formats"``); 'on'/'off' measure one.
+    """
+    if channels_last not in ("auto", "on", "off"):
+        raise ValueError(f"channels_last must be auto, on or off, got {channels_last!r}")
+    formats = {"auto": ["contiguous", "channels_last"], "on": ["channels_last"], "off": ["contiguous"]}
+    results = {}
+    for fmt in formats[channels_last]:
+        m = copy.deepcopy(model).to(device).eval()
+        if fmt == "channels_last":
+            m = m.to(memory_format=torch.channels_last)
+        results[fmt] = _measure(_eager_runner(m, device), 1, big_batch, repeats, min_time_s, device)
+    best = max(results, key=lambda k: results[k]["throughput"]["images_per_s"])
+    return {**results[best], "memory_format": best, "formats": results}
+
+
+def measure_compile(model: nn.Module, big_batch: int = 256, repeats: int = 20, min_time_s: float = 0.5,
+                    device: str = "cpu") -> dict:  # fmt: skip
+    """``torch.compile`` (inductor, freezing on) latency/throughput; records compile time (one
+    compile per batch shape, ~10 s each on a CPU)."""
+    m = copy.deepcopy(model).to(device).eval()
+    compiled = torch.compile(m, options={"freezing": True}, dynamic=False)
+    compile_s = {}
+
+    def for_batch(b: int):
+        z, y = generator_inputs(m, b, device)
+
+        def run():
+            with torch.no_grad():
+                return compiled(z, y)
+
+        t = time.perf_counter()
+        run()
+        compile_s[str(b)] = round(time.perf_counter() - t, 2)
+        return run
+
+    out = _measure(for_batch, 1, big_batch, repeats, min_time_s, device)
+    out["compile_s"] = compile_s
+    out["options"] = {"backend": "inductor", "freezing": True, "dynamic": False}
+    return out
+
+
+def measure_onnx(path: str | Path, model: nn.Module, big_batch: int = 256, repeats: int = 20,
+                 min_time_s: float = 0.5, device: str = "cpu") -> dict:  # fmt: skip
+    """ONNX Runtime latency/throughput of an exported generator (CPU EP with torch's thread
+    count; CUDA EP when ``device`` is cuda and onnxruntime has it)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = torch.get_num_threads()
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    providers = ["CPUExecutionProvider"]
+    if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    sess = ort.InferenceSession(str(path), so, providers=providers)
+    names = [i.name for i in sess.get_inputs()]
+
+    def for_batch(b: int):
+        z, y = generator_inputs(model, b, "cpu")
+        feed = {"z": z.numpy()}
+        if "y" in names:
+            feed["y"] = y.numpy()
+        return lambda: sess.run(None, feed)
+
+    # ORT synchronises before returning, so wall-clock timing is right on both EPs.
+    out = _measure(for_batch, 1, big_batch, repeats, min_time_s, "cpu")
+    out["providers"] = sess.get_providers()
+    out["intra_op_threads"] = so.intra_op_num_threads
+    return out
+
+
+# ------------------------------------------------------------------ all together
+def efficiency(
+    model: nn.Module,
+    folder: str | Path | None = None,
+    speed: bool = False,
+    big_batch: int = 256,
+    runtimes: tuple[str, ...] = ("eager", "onnx"),
+    channels_last: str = "auto",
+    repeats: int = 20,
+    min_time_s: float = 0.5,
+    memory: bool = True,
+    device: str = "cpu",
+) -> dict:
+    """Params, MACs per image, weight-file size, and (``speed=True``) measured speed.
+
+    ``runtimes`` from ``eager``, ``compile``, ``onnx``. Returns a JSON-able dict with
+    ``params``, ``macs``, ``macs_by_op``, ``weights_bytes``, ``speed`` (per runtime:
+    ``latency`` at batch 1 and ``throughput`` at ``big_batch``), ``peak_memory`` (per
+    batch size) and ``fingerprint``.
+    """
+    bad = [r for r in runtimes if r not in ("eager", "compile", "onnx")]
+    if bad:
+        raise ValueError(f"unknown runtime(s) {bad}; choose from eager, compile, onnx")
+    macs = count_macs(model, generator_inputs(model, 1, next(model.parameters()).device))
+    w = weights_bytes(model, folder)
+    out: dict = {
+        "params": count_params(model),
+        "macs": macs["macs"],
+        "macs_by_op": macs["by_op"],
+        "weights_bytes": w["bytes"],
+        "weights_source": w["source"],
+    }
+    if speed:
+        speeds: dict = {}
+        if "eager" in runtimes:
+            speeds["eager"] = measure_eager(model, big_batch, channels_last, repeats, min_time_s, device)
+        if "compile" in runtimes:
+            speeds["compile"] = measure_compile(model, big_batch, repeats, min_time_s, device)
+        if "onnx" in runtimes:
+            from gankd.export import export_generator
+
+            with tempfile.TemporaryDirectory(prefix="gankd-onnx-") as tmp:
+                # Exporter and ORT may write progress to stdout; library code stays silent.
+                with contextlib.redirect_stdout(io.StringIO()):
+                    exp = export_generator(model, Path(tmp) / "generator.onnx", "onnx")
+                speeds["onnx"] = measure_onnx(exp["path"], model, big_batch, repeats, min_time_s, device)
+                speeds["onnx"]["parity_max_abs_diff"] = exp["max_abs_diff"]
+        out["speed"] = speeds
+        if "eager" in speeds and "onnx" in speeds:
+            e, o = speeds["eager"], speeds["onnx"]
+            out["onnx_vs_eager"] = {
+                "latency_speedup": e["latency"]["median_ms"] / o["latency"]["median_ms"],
+                "throughput_speedup": o["throughput"]["images_per_s"] / e["throughput"]["images_per_s"],
+            }
+    if memory:
+        m = copy.deepcopy(model).to(device)
+        out["peak_memory"] = {
+            str(b): peak_memory(m, generator_inputs(m, b, device), device) for b in (1, big_batch)
+        }
+    out["fingerprint"] = fingerprint(device)
+    return out

@@ -1,0 +1,689 @@
+"""Image-quality metrics: FID, IS, KID, precision/recall (through torch-fidelity),
+class consistency, and paired student-vs-teacher fidelity (PSNR, LPIPS).
+
+Protocol (see DESIGN.md, "Evaluation protocol"):
+
+- Generated set: ``num_samples`` images from seeds ``first_seed .. first_seed+N-1``
+  (:func:`gankd.sampling.latents`), class-balanced labels 0,1,..,K-1,0,.. for
+  conditional models (:func:`gankd.sampling.balanced_labels`). gankd generates the
+  images itself and hands torch-fidelity a Dataset of uint8 images, so torch-fidelity
+  never samples latents or labels (its conditional path crashes on numpy 2).
+- Reference set: a dataset split (default ``fashion-mnist:test``, 10k), at the
+  generator's resolution and channels.
+- Feature extractors:
+  ``fmnist-evaluator``: gankd's evaluator classifier (``pretrained/fmnist-evaluator``),
+  registered with torch-fidelity; FID/KID/PRC use its penultimate embedding, IS its
+  logits. ``inception-v3-compat``: torch-fidelity's standard Inception-V3, used only
+  when its weight file is present locally (gray images are tiled to 3 channels).
+- Reference features and statistics are cached (``$GANKD_CACHE/fidelity`` or
+  ``~/.cache/gankd/fidelity``) under a name holding the data's content hash and the
+  extractor weights' hash, because torch-fidelity's own key ignores both.
+
+Images are uint8 (N, C, H, W) at the torch-fidelity boundary and float [-1, 1] inside gankd.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+from torch_fidelity import FeatureExtractorBase, register_feature_extractor
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+from gankd.checkpoint import CONFIG, WEIGHTS, load_classifier, load_generator
+from gankd.config import load_json
+from gankd.data import SPLITS, load_dataset, to_float, to_uint8
+from gankd.sampling import balanced_labels, latents
+
+log = logging.getLogger(__name__)
+
+EVALUATOR = "fmnist-evaluator"
+INCEPTION = "inception-v3-compat"
+EXTRACTORS = (EVALUATOR, INCEPTION)
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+DEFAULT_REFERENCE = "fashion-mnist:test"
+FIDELITY_METRICS = ("fid", "isc", "kid", "prc")
+# torch-fidelity result key -> gankd key
+_KEYS = {
+    "frechet_inception_distance": "fid",
+    "inception_score_mean": "isc_mean",
+    "inception_score_std": "isc_std",
+    "kernel_inception_distance_mean": "kid_mean",
+    "kernel_inception_distance_std": "kid_std",
+    "precision": "precision",
+    "recall": "recall",
+    "f_score": "f_score",
+}
+LPIPS_TRUNKS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+
+
+# ------------------------------------------------------------------ locations
+def package_root() -> Path:
+    """The repository root (the folder holding ``gankd/`` and ``pretrained/``)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def default_evaluator_dir() -> Path:
+    """``$GANKD_EVALUATOR`` if set, else ``<repo>/pretrained/fmnist-evaluator``."""
+    env = os.environ.get("GANKD_EVALUATOR")
+    return Path(env).expanduser() if env else package_root() / "pretrained" / "fmnist-evaluator"
+
+
+def resolve_evaluator(path: str | Path | None = None) -> Path:
+    """The evaluator classifier folder to use; raises with the fix when it is missing."""
+    folder = Path(path).expanduser() if path else default_evaluator_dir()
+    if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
+        raise FileNotFoundError(
+            f"evaluator classifier not found at {folder} (needs {CONFIG} + {WEIGHTS}): train it with "
+            f"`gankd train-classifier --family vgg --out {folder}`, set GANKD_EVALUATOR "
+            "or pass --evaluator DIR"
+        )
+    return folder
+
+
+def cache_root() -> Path:
+    """Folder for cached reference features/statistics: ``$GANKD_CACHE/fidelity`` or
+    ``~/.cache/gankd/fidelity``."""
+    base = os.environ.get("GANKD_CACHE")
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "gankd"
+    return root / "fidelity"
+
+
+def find_inception_weights(path: str | Path | None = None) -> Path:
+    """Path of torch-fidelity's Inception-V3 weights, checked before anything tries a download.
+
+    Looks at ``path`` if given, else ``torch.hub.get_dir()/checkpoints/`` (``$TORCH_HOME``).
+    """
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"--inception-weights {p} does not exist; pass the path of {INCEPTION_FILE}"
+            )
+        return p
+    p = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"Inception-V3 weights {INCEPTION_FILE} not found: copy the file to {p.parent}/ "
+            "(torch.hub's cache, moved by $TORCH_HOME) or pass --inception-weights PATH "
+            "(it cannot be downloaded here); or use --extractor fmnist-evaluator"
+        )
+    return p
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """Short sha256 of a file, or of ``config.json`` + ``model.safetensors`` of a model folder."""
+    path = Path(path)
+    files = [path / CONFIG, path / WEIGHTS] if path.is_dir() else [path]
+    key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        for f in files:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        _DIGESTS[key] = h.hexdigest()[:16]
+    return _DIGESTS[key]
+
+
+def tensor_digest(x: torch.Tensor) -> str:
+    """Short sha256 of a tensor's bytes (content hash of an image set)."""
+    return hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ image sets
+@dataclass
+class ImageSet:
+    """uint8 images (N, C, H, W), optional int64 labels (N,), a name and a content hash."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    name: str
+    digest: str
+    description: str = ""
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+class UInt8Images(Dataset):
+    """torch-fidelity input: serves uint8 (C, H, W) images, optionally tiled to 3 channels."""
+
+    def __init__(self, images: torch.Tensor, tile_to_rgb: bool = False):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        self.images = images
+        self.tile = tile_to_rgb and images.shape[1] == 1
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        x = self.images[i]
+        return x.expand(3, -1, -1).contiguous() if self.tile else x
+
+
+def parse_data_spec(spec: str) -> tuple[str, str]:
+    """'fashion-mnist:test' -> ('fashion-mnist', 'test'); 'folder:PATH[:split]' -> ('folder:PATH', split);
+    a plain directory -> ('folder:DIR', 'train')."""
+    if spec.startswith("folder:"):
+        head, _, tail = spec.rpartition(":")
+        if tail in SPLITS and head != "folder":
+            return head, tail
+        return spec, "train"
+    if ":" in spec:
+        name, split = spec.split(":", 1)
+        return name, split
+    if Path(spec).is_dir():
+        return f"folder:{spec}", "train"
+    return spec, "test" if spec in ("fashion-mnist", "fmnist") else "train"
+
+
+def subset_indices(n_total: int, n: int | None, seed: int = 0) -> torch.Tensor | None:
+    """Sorted deterministic random subset of size n (None: all)."""
+    if n is None or n >= n_total:
+        return None
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+def load_image_set(spec: str, resolution: int = 32, channels: int = 1, num: int | None = None,
+                   seed: int = 0) -> ImageSet:  # fmt: skip
+    """A dataset split as uint8 images; ``num`` picks a fixed random subset (seed ``seed``)."""
+    name, split = parse_data_spec(spec)
+    ds = load_dataset(name, split, resolution, channels)
+    if num is not None and num > len(ds):
+        raise ValueError(f"asked for {num} images of {spec} but it holds {len(ds)}; lower --num-samples")
+    images, labels = ds.images, ds.labels
+    idx = subset_indices(len(ds), num, seed)
+    if idx is not None:
+        images, labels = images[idx], labels[idx]
+    desc = f"{name}:{split}" + (f", random subset of {len(idx)} (seed {seed})" if idx is not None else "")
+    return ImageSet(images, labels if ds.num_classes > 0 else None, f"{name}:{split}",
+                    tensor_digest(images), desc)  # fmt: skip
+
+
+@torch.no_grad()
+def generate_uint8(generator: nn.Module, num_samples: int, first_seed: int = 0, batch_size: int = 256,
+                   device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """Sample a generator on seeds first_seed..first_seed+N-1 (class-balanced labels when
+    conditional) -> (uint8 (N, C, R, R), int64 labels (N,) or None)."""
+    if num_samples < 1:
+        raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
+    was_training = generator.training
+    generator.eval()
+    nc = int(getattr(generator, "num_classes", 0))
+    labels = balanced_labels(num_samples, nc)
+    out = []
+    try:
+        for i in range(0, num_samples, batch_size):
+            seeds = list(range(first_seed + i, first_seed + min(i + batch_size, num_samples)))
+            z = latents(seeds, generator.z_dim).to(device)
+            y = None if labels is None else labels[i : i + len(seeds)].to(device)
+            out.append(to_uint8(generator(z, y).float().cpu()))
+    finally:
+        generator.train(was_training)
+    return torch.cat(out), labels
+
+
+def generated_set(generator: nn.Module, num_samples: int, first_seed: int = 0, batch_size: int = 256,
+                  device: str = "cpu", name: str = "generator") -> ImageSet:  # fmt: skip
+    images, labels = generate_uint8(generator, num_samples, first_seed, batch_size, device)
+    nc = int(getattr(generator, "num_classes", 0))
+    desc = f"{num_samples} samples, seeds {first_seed}..{first_seed + num_samples - 1}" + (
+        f", class-balanced labels (0..{nc - 1} cycling)" if nc > 0 else ""
+    )
+    return ImageSet(images, labels, name, tensor_digest(images), desc)
+
+
+def is_generator_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return (p / CONFIG).is_file() and load_json(p / CONFIG).get("kind") == "generator"
+
+
+def as_image_set(source, resolution: int | None = None, channels: int | None = None,
+                 num: int | None = None, first_seed: int = 0, batch_size: int = 256,
+                 device: str = "cpu") -> ImageSet:  # fmt: skip
+    """Turn a metric input into an :class:`ImageSet`.
+
+    ``source``: an ImageSet; a uint8 tensor (N, C, H, W); a generator module or folder
+    (``num`` samples from ``first_seed``); or a data spec (``fashion-mnist:train``,
+    ``folder:PATH``, an image directory), loaded at ``resolution``/``channels``.
+    """
+    if isinstance(source, ImageSet):
+        return source
+    if isinstance(source, torch.Tensor):
+        if source.dtype != torch.uint8 or source.dim() != 4:
+            raise ValueError("image tensors must be uint8 (N, C, H, W); convert with gankd.data.to_uint8")
+        x = source[:num] if num else source
+        return ImageSet(x, None, "tensor", tensor_digest(x), f"{len(x)} given images")
+    if isinstance(source, nn.Module):
+        return generated_set(source, num or 10000, first_seed, batch_size, device)
+    if isinstance(source, (str, Path)) and is_generator_dir(source):
+        g = load_generator(source, map_location=device)
+        return generated_set(g, num or 10000, first_seed, batch_size, device, name=str(source))
+    if isinstance(source, (str, Path)):
+        return load_image_set(str(source), resolution or 32, channels or 1, num)
+    raise ValueError(f"cannot evaluate {type(source).__name__}: pass a generator, a folder or a data spec")
+
+
+# ------------------------------------------------------------------ evaluator extractor
+def classifier_input(x: torch.Tensor, classifier: nn.Module) -> torch.Tensor:
+    """uint8 or [-1, 1] float (B, C, H, W) -> float [-1, 1] at the classifier's channels and
+    resolution (gray<->RGB by tiling / luma weights, bilinear antialiased resize)."""
+    x = to_float(x) if x.dtype == torch.uint8 else x.float()
+    cfg = classifier.cfg
+    c = x.shape[1]
+    if c != cfg.image_channels:
+        if c == 1 and cfg.image_channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        elif c == 3 and cfg.image_channels == 1:
+            x = (x * x.new_tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)
+        else:
+            raise ValueError(f"the evaluator takes {cfg.image_channels}-channel images, got {c} channels")
+    if x.shape[-2:] != (cfg.resolution, cfg.resolution):
+        x = F.interpolate(x, size=(cfg.resolution, cfg.resolution), mode="bilinear", antialias=True,
+                          align_corners=False)  # fmt: skip
+    return x
+
+
+class EvaluatorFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity feature extractor backed by gankd's evaluator classifier.
+
+    Input: uint8 (B, C, H, W), any resolution (resized to the classifier's). Features:
+    ``embed`` (B, F) penultimate embedding (FID, KID, PRC) and ``logits`` (B, K) (IS).
+    The classifier folder comes in ``feature_extractor_weights_path`` (default
+    :func:`default_evaluator_dir`).
+    """
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        self.folder = resolve_evaluator(feature_extractor_weights_path)
+        self.classifier = load_classifier(self.folder)
+        self.requires_grad_(False)
+        self.eval()
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("embed", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits", "fid": "embed", "kid": "embed", "prc": "embed"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
+
+    def forward(self, x: torch.Tensor):
+        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4):
+            raise ValueError("the fmnist-evaluator extractor expects uint8 images (B, C, H, W)")
+        clf = self.classifier
+        e = clf.embed(classifier_input(x, clf))
+        feats = {"embed": e.float(), "logits": clf.head(clf.drop(e)).float()}
+        return tuple(feats[f] for f in self.features_list)
+
+
+if EVALUATOR not in FEATURE_EXTRACTORS_REGISTRY:
+    register_feature_extractor(EVALUATOR, EvaluatorFeatureExtractor)
+
+
+# ------------------------------------------------------------------ FID & friends
+def _slug(text: str, limit: int = 48) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[-limit:]
+
+
+def fidelity_metrics(
+    source,
+    reference=DEFAULT_REFERENCE,
+    metrics: Sequence[str] = FIDELITY_METRICS,
+    num_samples: int = 10000,
+    num_reference: int | None = None,
+    extractor: str = EVALUATOR,
+    evaluator: str | Path | None = None,
+    inception_weights: str | Path | None = None,
+    first_seed: int = 0,
+    batch_size: int = 256,
+    device: str = "cpu",
+    cache: bool = True,
+    kid_subsets: int = 100,
+) -> dict:
+    """FID / IS / KID / precision-recall of ``source`` against ``reference`` via torch-fidelity.
+
+    ``source``: generator (module or folder; ``num_samples`` images from seeds
+    ``first_seed..``), data spec / image folder (``num_samples`` random images), uint8
+    tensor (N, C, H, W) or :class:`ImageSet`. ``reference``: same kinds, default
+    ``fashion-mnist:test`` (all of it, or ``num_reference`` random images), loaded at
+    the source's resolution and channels. ``metrics`` from ``fid, isc, kid, prc``.
+
+    Returns ``{"fid", "isc_mean", "isc_std", "kid_mean", "kid_std", "precision",
+    "recall", "f_score"}`` (those asked for) plus ``"protocol"`` (extractor, weights
+    hash, sample counts, resize, channels) and ``"time_s"``.
+    """
+    import torch_fidelity
+
+    metrics = [m.strip().lower() for m in metrics]
+    bad = [m for m in metrics if m not in FIDELITY_METRICS]
+    if bad or not metrics:
+        raise ValueError(f"--metrics: unknown {bad or metrics}; choose from {', '.join(FIDELITY_METRICS)}")
+    if extractor not in EXTRACTORS:
+        raise ValueError(f"--extractor {extractor!r} is unknown; choose one of: {', '.join(EXTRACTORS)}")
+    # Check the extractor's weights first: fail in a second, not after sampling 10k images.
+    if extractor == EVALUATOR:
+        weights = resolve_evaluator(evaluator)
+    else:
+        weights = find_inception_weights(inception_weights)
+    w_digest = file_digest(weights)
+
+    t0 = time.perf_counter()
+    src = as_image_set(source, num=num_samples, first_seed=first_seed, batch_size=batch_size, device=device)
+    res, ch = src.images.shape[-1], src.images.shape[1]
+    ref = as_image_set(reference, resolution=res, channels=ch, num=num_reference)
+    if ref.images.shape[1:] != src.images.shape[1:]:
+        raise ValueError(
+            f"reference images are {tuple(ref.images.shape[1:])} but evaluated images are "
+            f"{tuple(src.images.shape[1:])}; pass a reference of the same size and channels"
+        )
+    n1, n2 = len(src), len(ref)
+    if "kid" in metrics and min(n1, n2) < 2:
+        raise ValueError("KID needs at least 2 images in each set; raise --num-samples")
+    if "prc" in metrics and min(n1, n2) < 5:
+        raise ValueError("precision/recall needs at least 5 images in each set; raise --num-samples")
+    rgb = extractor == INCEPTION
+    kwargs = dict(
+        input1=UInt8Images(src.images, tile_to_rgb=rgb),
+        input2=UInt8Images(ref.images, tile_to_rgb=rgb),
+        cuda=str(device).startswith("cuda"),
+        batch_size=batch_size,
+        isc="isc" in metrics,
+        fid="fid" in metrics,
+        kid="kid" in metrics,
+        prc="prc" in metrics,
+        feature_extractor=extractor,
+        feature_extractor_weights_path=str(weights),
+        kid_subset_size=min(1000, n1, n2),
+        kid_subsets=kid_subsets,
+        isc_splits=max(1, min(10, n1)),
+        save_cpu_ram=True,
+        verbose=False,
+        cache=cache,
+        cache_root=str(cache_root()),
+    )
+    cache_name = None
+    if cache and isinstance(reference, str):
+        # torch-fidelity's key ignores data and weights: both hashes go into the name.
+        cache_name = f"gankd-{_slug(ref.name)}-n{n2}-{ch}x{res}-{ref.digest}-{extractor}-{w_digest}"
+        kwargs["input2_cache_name"] = cache_name
+    out = torch_fidelity.calculate_metrics(**kwargs)
+    result: dict = {_KEYS[k]: float(v) for k, v in out.items() if k in _KEYS}
+
+    if extractor == EVALUATOR:
+        r = load_json(Path(weights) / CONFIG)["config"].get("resolution", 32)
+        resize = "none" if r == res else f"{res}px -> {r}px bilinear (antialiased)"
+        chan = "as generated"
+    else:
+        resize = f"{res}px -> 299px (torch-fidelity, TF1-compatible bilinear)"
+        chan = "gray tiled to 3 channels" if ch == 1 else "RGB"
+    result["protocol"] = {
+        "extractor": extractor,
+        "extractor_weights": str(weights),
+        "extractor_sha256_16": w_digest,
+        "features": {
+            "fid/kid/prc": "embed" if extractor == EVALUATOR else "2048",
+            "isc": "logits" if extractor == EVALUATOR else "logits_unbiased",
+        },  # fmt: skip
+        "metrics": list(metrics),
+        "generated": src.description,
+        "num_generated": n1,
+        "reference": ref.description,
+        "reference_sha256_16": ref.digest,
+        "num_reference": n2,
+        "image_size": [ch, res, res],
+        "resize": resize,
+        "channels": chan,
+        "kid_subset_size": kwargs["kid_subset_size"],
+        "kid_subsets": kid_subsets,
+        "isc_splits": kwargs["isc_splits"],
+        "prc_neighborhood": 3,
+        "reference_cache": cache_name,
+        "torch_fidelity": torch_fidelity.__version__,
+    }
+    result["time_s"] = round(time.perf_counter() - t0, 3)
+    return result
+
+
+# ------------------------------------------------------------------ class consistency
+@torch.no_grad()
+def classifier_accuracy(images: torch.Tensor, labels: torch.Tensor, classifier: nn.Module,
+                        num_classes: int | None = None, batch_size: int = 500) -> dict:  # fmt: skip
+    """Accuracy of ``classifier`` on images (N, C, H, W) (uint8 or [-1, 1] float) against
+    ``labels`` (N,): ``{"accuracy", "per_class": [K], "num_samples"}``."""
+    classifier.eval()
+    dev = next(classifier.parameters()).device
+    preds = []
+    for i in range(0, images.shape[0], batch_size):
+        x = classifier_input(images[i : i + batch_size], classifier).to(dev)
+        preds.append(classifier(x).argmax(1).cpu())
+    pred = torch.cat(preds)
+    k = num_classes or int(classifier.cfg.num_classes)
+    correct = (pred == labels).float()
+    per_class = []
+    for c in range(k):
+        m = labels == c
+        per_class.append(float(correct[m].mean()) if m.any() else None)
+    return {"accuracy": float(correct.mean()), "per_class": per_class, "num_samples": int(labels.numel())}
+
+
+def class_consistency(generator: nn.Module, num_samples: int = 10000, evaluator: str | Path | None = None,
+                      first_seed: int = 0, batch_size: int = 256, device: str = "cpu",
+                      images: ImageSet | None = None) -> dict:  # fmt: skip
+    """Evaluator accuracy on a conditional generator's samples vs the conditioning class.
+
+    Samples as in :func:`generate_uint8` (or reuses ``images`` made that way). Returns
+    ``{"accuracy", "per_class", "num_samples", "evaluator"}``; raises for unconditional models.
+    """
+    nc = int(getattr(generator, "num_classes", 0))
+    if nc <= 0:
+        raise ValueError("class consistency needs a class-conditional generator (num_classes > 0)")
+    folder = resolve_evaluator(evaluator)
+    clf = load_classifier(folder, map_location=device)
+    if clf.cfg.num_classes != nc:
+        raise ValueError(f"the evaluator has {clf.cfg.num_classes} classes but the generator {nc}; "
+                         "pass --evaluator trained on the generator's classes")  # fmt: skip
+    if images is None or images.labels is None:
+        images = generated_set(generator, num_samples, first_seed, batch_size, device)
+    out = classifier_accuracy(images.images, images.labels, clf, nc)
+    out["evaluator"] = str(folder)
+    return out
+
+
+# ------------------------------------------------------------------ paired fidelity
+def psnr(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Per-image PSNR in dB of images in [-1, 1] (B, C, H, W), measured on [0, 1]:
+    ``10 log10(1 / MSE)``; identical images give 100 dB (MSE floored at ``eps``)."""
+    a01, b01 = (a.float() + 1) / 2, (b.float() + 1) / 2
+    mse = (a01 - b01).pow(2).flatten(1).mean(1).clamp_min(eps)
+    return 10 * torch.log10(1.0 / mse)
+
+
+def _prep_lpips(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    x = x.float()
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if size and x.shape[-1] < size:
+        # AlexNet's maps collapse to 1x1 at 32px: upsample small images first.
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x
+
+
+def lpips_distance(
+    net: str = "alex",
+    trunk_weights: str | Path | None = None,
+    allow_random: bool = False,
+    min_size: int = 64,
+    device: str = "cpu",
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """LPIPS (the ``lpips`` package, calibrated linear heads) as ``f(a, b) -> (B,)``, images in [-1, 1].
+
+    The ImageNet trunk must exist locally: ``trunk_weights`` or torch.hub's cache
+    (``alexnet-owt-7be5be79.pth`` / ``vgg16-397923af.pth``), else a FileNotFoundError
+    says where to put it. ``allow_random=True`` uses a randomly initialised trunk (tests
+    only: the numbers mean nothing). Gray images are tiled to 3 channels and images
+    smaller than ``min_size`` are upsampled.
+    """
+    import lpips
+
+    if net not in LPIPS_TRUNKS:
+        raise ValueError(f"LPIPS net {net!r} is not supported; choose one of: {', '.join(LPIPS_TRUNKS)}")
+    fname = LPIPS_TRUNKS[net]
+    hub_file = Path(torch.hub.get_dir()) / "checkpoints" / fname
+    if trunk_weights:
+        trunk_weights = Path(trunk_weights).expanduser()
+        if not trunk_weights.is_file():
+            raise FileNotFoundError(
+                f"LPIPS trunk weights {trunk_weights} do not exist; pass the path of {fname}"
+            )
+    elif not hub_file.is_file() and not allow_random:
+        raise FileNotFoundError(
+            f"LPIPS needs the ImageNet {net} trunk {fname}: copy it to {hub_file.parent}/ "
+            "(torch.hub's cache, moved by $TORCH_HOME) or pass its path (--lpips-weights); "
+            "it cannot be downloaded here"
+        )
+    random_trunk = bool(trunk_weights) or not hub_file.is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's 'pretrained=' deprecation inside lpips
+        model = lpips.LPIPS(net=net, pnet_rand=random_trunk, verbose=False)
+    if trunk_weights:
+        _load_lpips_trunk(model, net, trunk_weights)
+    model = model.to(device).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return model(_prep_lpips(a, min_size).to(device), _prep_lpips(b, min_size).to(device)).flatten()
+
+    distance.name = f"lpips-{net}" + ("-random-trunk" if random_trunk and not trunk_weights else "")
+    return distance
+
+
+def _load_lpips_trunk(model: nn.Module, net: str, path: Path) -> None:
+    """Copy a torchvision ImageNet checkpoint into lpips' sliced trunk (slices index ``features``)."""
+    import torchvision
+
+    tv = torchvision.models.alexnet() if net == "alex" else torchvision.models.vgg16()
+    tv.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    for name, sl in model.net.named_children():
+        if name.startswith("slice"):
+            for idx, layer in sl.named_children():
+                layer.load_state_dict(tv.features[int(idx)].state_dict())
+
+
+def evaluator_distance(evaluator: str | Path | None = None, device: str = "cpu"
+                       ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:  # fmt: skip
+    """LPIPS-style distance on the evaluator's feature maps, ``f(a, b) -> (B,)`` for images in [-1, 1].
+
+    Per layer: unit-normalise each position's channel vector, squared difference, sum
+    over channels, mean over positions; then mean over layers (LPIPS with all linear
+    weights = 1, no calibration). Works offline; comparable only with itself.
+    """
+    clf = load_classifier(resolve_evaluator(evaluator), map_location=device)
+
+    @torch.no_grad()
+    def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        fa = clf.feature_maps(classifier_input(a, clf).to(device))
+        fb = clf.feature_maps(classifier_input(b, clf).to(device))
+        per_layer = []
+        for x, y in zip(fa, fb, strict=True):
+            x = x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            y = y / (y.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            per_layer.append((x - y).pow(2).sum(1).mean((1, 2)))
+        return torch.stack(per_layer).mean(0).cpu()
+
+    distance.name = "evaluator-lpips-style"
+    return distance
+
+
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def teacher_fidelity(student: nn.Module, teacher: nn.Module, n: int = 1000,
+                     distance: Distance | dict[str, Distance] | None = None,
+                     first_seed: int = 0, batch_size: int = 256, device: str = "cpu") -> dict:  # fmt: skip
+    """How close a student's images are to its teacher's on the same z and y.
+
+    ``n`` latents from seeds ``first_seed..`` with class-balanced labels. Returns
+    ``{"psnr_db", "psnr_db_std", "mse", "num_samples", "seeds"}`` (PSNR in dB on [0, 1]
+    images, mean over images; MSE on [0, 1]). ``distance``: a callable ``(a, b) -> (B,)``
+    on [-1, 1] images (e.g. :func:`lpips_distance`) adds ``"distance_mean"`` and
+    ``"distance_name"``; a dict ``{name: callable}`` adds ``"distances": {name: mean}``.
+    """
+    s_in = (student.z_dim, int(getattr(student, "num_classes", 0)))
+    t_in = (teacher.z_dim, int(getattr(teacher, "num_classes", 0)))
+    if s_in != t_in:
+        raise ValueError(
+            f"student (z_dim, classes) = {s_in} but teacher {t_in}: they do not share inputs z, y"
+        )
+    if n < 1:
+        raise ValueError(f"teacher fidelity needs n >= 1 samples, got {n}")
+    modes = (student.training, teacher.training)
+    student.eval()
+    teacher.eval()
+    try:
+        return _teacher_fidelity(student, teacher, n, distance, first_seed, batch_size, device)
+    finally:
+        student.train(modes[0])
+        teacher.train(modes[1])
+
+
+def _teacher_fidelity(student, teacher, n, distance, first_seed, batch_size, device) -> dict:
+    fns = distance if isinstance(distance, dict) else ({} if distance is None else {"_": distance})
+    labels = balanced_labels(n, int(getattr(teacher, "num_classes", 0)))
+    psnrs, mses = [], []
+    dists: dict[str, list[torch.Tensor]] = {k: [] for k in fns}
+    for i in range(0, n, batch_size):
+        seeds = list(range(first_seed + i, first_seed + min(i + batch_size, n)))
+        z = latents(seeds, teacher.z_dim).to(device)
+        y = None if labels is None else labels[i : i + len(seeds)].to(device)
+        s, t = student(z, y).float(), teacher(z, y).float()
+        if s.shape != t.shape:
+            raise ValueError(
+                f"student images {tuple(s.shape[1:])} differ from the teacher's {tuple(t.shape[1:])}"
+            )
+        psnrs.append(psnr(s, t).cpu())
+        mses.append(((s - t) / 2).pow(2).flatten(1).mean(1).cpu())
+        for k, fn in fns.items():
+            dists[k].append(fn(s, t).float().cpu())
+    p = torch.cat(psnrs)
+    if not bool(torch.isfinite(p).all()):
+        raise ValueError("PSNR is not finite: the student or the teacher produced NaN images")
+    out = {
+        "psnr_db": float(p.mean()),
+        "psnr_db_std": float(p.std()) if p.numel() > 1 else 0.0,
+        "mse": float(torch.cat(mses).mean()),
+        "num_samples": n,
+        "seeds": f"{first_seed}..{first_seed + n - 1}",
+    }
+    means = {k: float(torch.cat(v).mean()) for k, v in dists.items()}
+    if isinstance(distance, dict):
+        out["distances"] = means
+    elif distance is not None:
+        out["distance_mean"] = means["_"]
+        out["distance_name"] = getattr(distance, "name", getattr(distance, "__name__", "distance"))
+    return out

@@ -1,0 +1,397 @@
+"""Render evaluation JSONs (from :func:`gankd.evaluate.evaluate` / ``real_floor``) as a
+markdown table and a PNG plot of FID against MACs and against measured latency.
+
+Rows: every result; a JSON may hold one result, a list of them, ``{"results": [...]}``,
+and an ``eval`` result may nest its ``real_floor``. Results of the same model under the
+same protocol (e.g. several ``first_seed`` values) are merged into mean ± std. The
+teacher (role ``teacher``, or a model another result names as its teacher) is marked.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import statistics
+from collections.abc import Iterable
+from pathlib import Path
+
+from gankd.checkpoint import atomic_write_bytes
+
+QUALITY = ("fid", "isc_mean", "kid_mean", "precision", "recall")
+
+
+def load_results(items: Iterable[str | Path | dict]) -> list[dict]:
+    """Paths of JSON files (or dicts) -> flat list of result dicts (nested real floors included)."""
+    out: list[dict] = []
+
+    def add(obj, origin: str) -> None:
+        if isinstance(obj, list):
+            for o in obj:
+                add(o, origin)
+        elif isinstance(obj, dict) and "results" in obj and isinstance(obj["results"], list):
+            add(obj["results"], origin)
+        elif isinstance(obj, dict) and obj.get("kind") in ("eval", "real-floor"):
+            obj = dict(obj)
+            floor = obj.pop("real_floor", None)
+            obj.setdefault("_origin", origin)
+            out.append(obj)
+            if floor:
+                add(floor, origin)
+        else:
+            raise ValueError(f"{origin} is not a gankd evaluation JSON (written by `gankd eval --out`)")
+
+    for item in items:
+        if isinstance(item, dict):
+            add(item, "<dict>")
+            continue
+        path = Path(item)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"evaluation JSON {path} does not exist; write it with `gankd eval --out`"
+            )
+        try:
+            add(json.loads(path.read_text()), str(path))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); re-run `gankd eval --out {path}`") from e
+    if not out:
+        raise ValueError("no evaluation results to report")
+    return out
+
+
+def _get(d: dict, *keys, default=None):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d or d[k] is None:
+            return default
+        d = d[k]
+    return d
+
+
+def _speed(r: dict, runtime: str, which: str) -> float | None:
+    s = _get(r, "efficiency", "speed", runtime, which)
+    if not s:
+        return None
+    return s["median_ms"] if which == "latency" else s["images_per_s"]
+
+
+def row(r: dict) -> dict:
+    """The numbers of one result that the table and plot show (None where not measured)."""
+    q = r.get("quality", {})
+    tf = r.get("teacher_fidelity", {})
+    return {
+        "name": r.get("name") or r.get("model") or "?",
+        "model": r.get("model"),
+        "kind": r.get("kind"),
+        "role": r.get("role"),
+        "teacher": r.get("teacher"),
+        "params": _get(r, "efficiency", "params"),
+        "macs": _get(r, "efficiency", "macs"),
+        "weights_bytes": _get(r, "efficiency", "weights_bytes"),
+        **{k: q.get(k) for k in QUALITY},
+        "class_acc": _get(r, "class_consistency", "accuracy"),
+        "psnr_db": tf.get("psnr_db"),
+        "lpips": tf.get("lpips"),
+        "eval_lpips": tf.get("evaluator_lpips_style"),
+        "eager_ms": _speed(r, "eager", "latency"),
+        "onnx_ms": _speed(r, "onnx", "latency"),
+        "compile_ms": _speed(r, "compile", "latency"),
+        "eager_ips": _speed(r, "eager", "throughput"),
+        "onnx_ips": _speed(r, "onnx", "throughput"),
+        "extractor": _get(r, "protocol", "extractor"),
+        "num_generated": _get(r, "protocol", "num_generated"),
+        "num_reference": _get(r, "protocol", "num_reference"),
+        "reference": _get(r, "protocol", "reference"),
+        "machine": (_get(r, "fingerprint", "cpu"), _get(r, "fingerprint", "torch_threads")),
+    }
+
+
+def aggregate(results: list[dict]) -> list[dict]:
+    """Rows, merging results of one model under one protocol: numbers become (mean, std, n)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        x = row(r)
+        key = (
+            x["kind"],
+            x["model"] or x["name"],
+            x["role"],
+            x["extractor"],
+            x["num_generated"],
+            x["reference"],
+        )
+        groups.setdefault(key, []).append(x)
+    rows = []
+    teachers = {x["teacher"] for g in groups.values() for x in g if x["teacher"]}
+    for g in groups.values():
+        merged = dict(g[0])
+        merged["n_runs"] = len(g)
+        for k, v in g[0].items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                vals = [x[k] for x in g if isinstance(x.get(k), (int, float))]
+                std = statistics.stdev(vals) if len(vals) > 1 else None
+                merged[k] = (statistics.fmean(vals), std) if len(g) > 1 else v
+        merged["is_teacher"] = merged["role"] == "teacher" or (merged["model"] in teachers)
+        rows.append(merged)
+    order = {"floor": 0}
+    rows.sort(key=lambda x: (order.get(x["role"], 1), not x["is_teacher"], x["name"]))
+    return rows
+
+
+def _val(v) -> float | None:
+    if isinstance(v, tuple):
+        return v[0]
+    return v
+
+
+def _fmt(v, spec: str = ".3g", scale: float = 1.0) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, tuple):
+        m, s = v
+        return f"{m * scale:{spec}}" + (f" ± {s * scale:{spec}}" if s is not None else "")
+    return f"{v * scale:{spec}}"
+
+
+def _si(v) -> str:
+    v = _val(v)
+    if v is None:
+        return "–"
+    for unit, f in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= f:
+            return f"{v / f:.3g} {unit}"
+    return f"{v:.3g}"
+
+
+def render_table(results: list[dict]) -> str:
+    """Markdown: protocol summary, one row per model/floor, ratios against the teacher."""
+    rows = aggregate(results)
+    teacher = next((x for x in rows if x["is_teacher"]), None)
+    cols = [
+        "model",
+        "role",
+        "params",
+        "MACs/img",
+        "FID",
+        "IS",
+        "KID",
+        "precision",
+        "recall",
+        "class acc",
+        "PSNR→T dB",
+        "LPIPS→T",
+        "eager b1 ms",
+        "ONNX b1 ms",
+        "eager img/s",
+        "ONNX img/s",
+        "× teacher (eager b1)",
+    ]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for x in rows:
+        speedup = "–"
+        if teacher is not None and x is not teacher and x["machine"] == teacher["machine"]:
+            te, se = _val(teacher["eager_ms"]), _val(x["eager_ms"])
+            if te and se:
+                speedup = f"{te / se:.2f}×"
+        lp = x["lpips"] if x["lpips"] is not None else x["eval_lpips"]
+        name = ("**" + x["name"] + "** (teacher)") if x["is_teacher"] else x["name"]
+        if x["n_runs"] > 1:
+            name += f" ({x['n_runs']} runs)"
+        cells = [
+            name,
+            x["role"] or "",
+            _si(x["params"]),
+            _si(x["macs"]),
+            _fmt(x["fid"], ".4g"),
+            _fmt(x["isc_mean"]),
+            _fmt(x["kid_mean"], ".3g"),
+            _fmt(x["precision"]),
+            _fmt(x["recall"]),
+            _fmt(x["class_acc"]),
+            _fmt(x["psnr_db"], ".3g"),
+            _fmt(lp),
+            _fmt(x["eager_ms"], ".3g"),
+            _fmt(x["onnx_ms"], ".3g"),
+            _fmt(x["eager_ips"], ".4g"),
+            _fmt(x["onnx_ips"], ".4g"),
+            speedup,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    protos = {(x["extractor"], x["num_generated"], x["num_reference"], x["reference"]) for x in rows}
+    machines = {x["machine"] for x in rows if x["machine"][0]}
+    notes = [
+        "",
+        "Protocol: "
+        + "; ".join(
+            f"extractor {e}, {_val(g)} generated vs {_val(n)} reference images ({ref})"
+            for e, g, n, ref in protos
+            if e
+        ),
+    ]
+    notes.append(
+        "Machine: "
+        + "; ".join(f"{cpu}, {t} torch threads" for cpu, t in machines)
+        + ". Latency = median at batch 1; img/s = throughput at the large batch. "
+        "LPIPS→T is the lpips package when its trunk was available, else the evaluator's "
+        "LPIPS-style distance."
+    )
+    if len(protos) > 1:
+        notes.append("**Warning:** rows use different protocols; compare only rows with the same one.")
+    return "\n".join(lines + notes) + "\n"
+
+
+def plot_quality_vs_speed(results: list[dict], title: str = "quality vs cost") -> bytes:
+    """PNG bytes: FID against MACs/image (left) and against batch-1 latency (right; eager
+    circles, ONNX Runtime triangles). Teacher as a star, real floor as a dashed line."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = aggregate(results)
+    fig = Figure(figsize=(11, 4.5))
+    FigureCanvasAgg(fig)
+    ax_m, ax_t = fig.subplots(1, 2)
+    floors = [x for x in rows if x["role"] == "floor" and _val(x["fid"]) is not None]
+    models = [x for x in rows if x["role"] != "floor" and _val(x["fid"]) is not None]
+
+    def point(ax, x, y, r, marker, label=None):
+        color = "tab:red" if r["is_teacher"] else "tab:blue"
+        mk = "*" if r["is_teacher"] else marker
+        size = 220 if r["is_teacher"] else 60
+        ax.scatter([x], [y], marker=mk, s=size, c=color, zorder=3, label=label)
+        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+
+    for r in models:
+        if _val(r["macs"]):
+            point(ax_m, _val(r["macs"]), _val(r["fid"]), r, "o")
+    any_speed = False
+    for r in models:
+        if _val(r["eager_ms"]):
+            point(ax_t, _val(r["eager_ms"]), _val(r["fid"]), r, "o")
+            any_speed = True
+        if _val(r["onnx_ms"]):
+            ax_t.scatter([_val(r["onnx_ms"])], [_val(r["fid"])], marker="^", s=60, c="tab:green", zorder=3)
+            any_speed = True
+    for ax, xl in ((ax_m, "MACs per image"), (ax_t, "latency at batch 1 (ms)")):
+        for f in floors:
+            ax.axhline(_val(f["fid"]), ls="--", c="gray", lw=1)
+            ax.annotate(
+                "real floor",
+                (0.01, _val(f["fid"])),
+                xycoords=("axes fraction", "data"),
+                fontsize=8,
+                color="gray",
+                va="bottom",
+            )
+        ax.set_xlabel(xl)
+        ax.set_ylabel("FID (lower is better)")
+        ax.grid(True, alpha=0.3)
+        if ax.collections and all(
+            v > 0 for c in ax.collections for v in c.get_offsets()[:, 0] if not math.isnan(v)
+        ):
+            ax.set_xscale("log")
+    if not any_speed:
+        ax_t.text(
+            0.5,
+            0.5,
+            "no speed measured\n(run gankd eval --speed)",
+            ha="center",
+            va="center",
+            transform=ax_t.transAxes,
+            color="gray",
+        )
+    else:
+        from matplotlib.lines import Line2D
+
+        ax_t.legend(
+            handles=[
+                Line2D([], [], marker="o", ls="", c="tab:blue", label="eager PyTorch"),
+                Line2D([], [], marker="^", ls="", c="tab:green", label="ONNX Runtime"),
+                Line2D([], [], marker="*", ls="", c="tab:red", ms=12, label="teacher (eager)"),
+            ],
+            fontsize=8,
+            loc="best",
+        )
+    if not models:
+        ax_m.text(0.5, 0.5, "no FID measured", ha="center", va="center", transform=ax_m.transAxes)
+    ext = {x["extractor"] for x in rows if x["extractor"]}
+    fig.suptitle(f"{title} (FID features: {', '.join(sorted(ext)) or '–'})")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def summary_lines(result: dict) -> list[str]:
+    """A short two-column text summary of one evaluation result (what ``gankd eval`` prints)."""
+    x = row(result)
+    p = result.get("protocol", {})
+    lines = [f"{'model':<26}{x['model'] or x['name']}"]
+    if p:
+        lines.append(
+            f"{'protocol':<26}{p['extractor']}, {p['num_generated']} generated vs "
+            f"{p['num_reference']} reference ({p['reference']}), resize {p['resize']}"
+        )
+    q = result.get("quality", {})
+    for key, label in (
+        ("fid", "FID"),
+        ("isc_mean", "IS"),
+        ("kid_mean", "KID"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+    ):
+        if key in q:
+            std = q.get(key.replace("_mean", "_std")) if key.endswith("_mean") else None
+            lines.append(f"{label:<26}{q[key]:.5g}" + (f" ± {std:.3g}" if std is not None else ""))
+    cc = result.get("class_consistency")
+    if cc and "accuracy" in cc:
+        lines.append(f"{'class consistency':<26}{cc['accuracy']:.4f} ({cc['num_samples']} samples)")
+    tf = result.get("teacher_fidelity")
+    if tf:
+        lines.append(f"{'PSNR to teacher':<26}{tf['psnr_db']:.3f} dB ({tf['num_samples']} samples)")
+        for k, label in (("evaluator_lpips_style", "LPIPS-style (eval)"), ("lpips", "LPIPS")):
+            if tf.get(k) is not None:
+                lines.append(f"{label + ' to teacher':<26}{tf[k]:.4g}")
+            elif tf.get(f"{k}_skipped"):
+                lines.append(f"{label + ' to teacher':<26}skipped (weights absent; reason in the JSON)")
+    e = result.get("efficiency")
+    if e:
+        lines.append(
+            f"{'params / MACs/img':<26}{_si(e['params'])} / {_si(e['macs'])}, "
+            f"weights {e['weights_bytes'] / 1e6:.3g} MB"
+        )
+        for rt, sp in e.get("speed", {}).items():
+            extra = f", {sp['memory_format']}" if "memory_format" in sp else ""
+            lines.append(
+                f"{rt + ' speed':<26}b1 median {sp['latency']['median_ms']:.3g} ms "
+                f"(p90 {sp['latency']['p90_ms']:.3g}), b{sp['throughput']['batch']} "
+                f"{sp['throughput']['images_per_s']:.4g} img/s{extra}"
+            )
+        mem = e.get("peak_memory", {})
+        if mem:
+            lines.append(
+                f"{'peak memory':<26}" + ", ".join(f"b{b} {m['bytes'] / 1e6:.3g} MB" for b, m in mem.items())
+            )
+    fl = result.get("real_floor")
+    if fl and "fid" in fl.get("quality", {}):
+        lines.append(f"{'real floor FID':<26}{fl['quality']['fid']:.5g}")
+    fp = result.get("fingerprint")
+    if fp:
+        lines.append(f"{'machine':<26}{fp['cpu']}, {fp['torch_threads']} threads, torch {fp['torch']}")
+    return lines
+
+
+def write_report(items: Iterable[str | Path | dict], out_dir: str | Path) -> dict:
+    """Write ``report.md`` and ``quality_vs_speed.png`` into ``out_dir``; returns their paths."""
+    items = list(items)
+    sources = [str(i) for i in items if not isinstance(i, dict)]
+    results = load_results(items)
+    out = Path(out_dir)
+    md = "# gankd evaluation report\n\n" + render_table(results)
+    md += "\n![FID against MACs and latency](quality_vs_speed.png)\n"
+    if sources:
+        md += "\nSources: " + ", ".join(f"`{s}`" for s in sources) + "\n"
+    cmds = sorted({r["command"] for r in results if r.get("command")})
+    if cmds:
+        md += "\nCommands:\n\n" + "\n".join(f"    {c}" for c in cmds) + "\n"
+    md_path, png_path = out / "report.md", out / "quality_vs_speed.png"
+    atomic_write_bytes(md_path, md.encode())
+    atomic_write_bytes(png_path, plot_quality_vs_speed(results))
+    return {"markdown": str(md_path), "plot": str(png_path), "rows": len(aggregate(results))}

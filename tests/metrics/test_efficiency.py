@@ -1,0 +1,91 @@
+"""Cost and speed: exact MACs on a hand-computed net (incl. ConvTranspose2d), params,
+weights size, positive speed numbers, peak memory, and the machine fingerprint."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from torch import nn
+
+from gankd.checkpoint import save_model
+from gankd.metrics import efficiency as ef
+from gankd.models.dcgan import DCGANGenerator, GeneratorConfig
+
+
+def hand_net() -> nn.Module:
+    # Linear 8->16, view (4, 2, 2), ConvTranspose 4->2 k4 s2 p1 (2x2 -> 4x4), ReLU, BN, Conv 2->3 k3 at 4x4
+    return nn.Sequential(
+        nn.Linear(8, 16),
+        nn.Unflatten(1, (4, 2, 2)),
+        nn.ConvTranspose2d(4, 2, 4, 2, 1),
+        nn.ReLU(),
+        nn.BatchNorm2d(2),
+        nn.Conv2d(2, 3, 3, 1, 1, bias=False),
+    )
+
+
+def test_macs_match_hand_count_including_conv_transpose():
+    linear = 8 * 16
+    convt = 4 * 2 * 4 * 4 * (2 * 2)  # C_in * C_out * k * k * input positions
+    conv = 3 * 2 * 3 * 3 * (4 * 4)  # C_out * C_in * k * k * output positions
+    net = hand_net().eval()
+    for batch in (1, 3):
+        r = ef.count_macs(net, (torch.randn(batch, 8),))
+        assert r["macs"] == batch * (linear + convt + conv)
+    assert sum(ef.count_macs(net, (torch.randn(1, 8),))["by_op"].values()) == linear + convt + conv
+    assert ef.count_params(net) == (8 * 16 + 16) + (4 * 2 * 16 + 2) + 2 * 2 + 3 * 2 * 9
+
+
+def test_dcgan_macs_follow_its_config():
+    cfg = GeneratorConfig(base_channels=4, z_dim=16, num_classes=10)
+    g = DCGANGenerator(cfg).eval()
+    ch = cfg.stage_channels()  # 4x4, 8x8, 16x16, 32x32
+    expect = cfg.z_dim * ch[0] * 16
+    for i in range(len(ch) - 1):
+        expect += ch[i] * ch[i + 1] * 16 * (4 * 2**i) ** 2
+    expect += ch[-1] * 1 * 9 * 32 * 32
+    assert ef.count_macs(g, ef.generator_inputs(g, 1))["macs"] == expect
+
+
+def test_speed_numbers_positive_and_json_has_fingerprint(tmp_path):
+    torch.manual_seed(0)
+    g = DCGANGenerator(GeneratorConfig(base_channels=4, z_dim=16, num_classes=10)).eval()
+    folder = save_model(tmp_path / "g", g, "generator")
+    r = ef.efficiency(g, folder, speed=True, big_batch=8, runtimes=("eager",), repeats=3, min_time_s=0.0)
+    r = json.loads(json.dumps(r))  # JSON-able
+    eager = r["speed"]["eager"]
+    assert set(eager["formats"]) == {"contiguous", "channels_last"}
+    assert eager["memory_format"] in eager["formats"]
+    for key in ("latency", "throughput"):
+        s = eager[key]
+        assert s["median_ms"] > 0 and s["p90_ms"] >= s["median_ms"] >= s["min_ms"] > 0
+        assert s["images_per_s"] > 0 and s["repeats"] >= 3
+    assert eager["latency"]["batch"] == 1 and eager["throughput"]["batch"] == 8
+    assert r["params"] == ef.count_params(g) and r["macs"] > 0
+    assert r["weights_bytes"] == (folder / "model.safetensors").stat().st_size
+    fp = r["fingerprint"]
+    for k in ("cpu", "torch_threads", "torch", "onnxruntime", "python", "platform", "cpu_count"):
+        assert fp[k], k
+    assert fp["torch_threads"] == torch.get_num_threads()
+    m1, m8 = r["peak_memory"]["1"], r["peak_memory"]["8"]
+    assert 0 < m1["activations_bytes"] < m8["activations_bytes"]
+    assert m1["static_bytes"] >= sum(p.numel() * 4 for p in g.parameters())
+
+
+def test_peak_memory_counts_activations_exactly_for_a_chain():
+    net = nn.Sequential(nn.Linear(8, 1000), nn.Linear(1000, 10)).eval()
+    r = ef.peak_memory(net, (torch.randn(2, 8),))
+    # the (2, 1000) hidden and the (2, 10) output are alive together at the end
+    assert r["activations_bytes"] == (2 * 1000 + 2 * 10) * 4
+    again = ef.peak_memory(net, (torch.randn(2, 8),))
+    assert again == r  # deterministic, unlike RSS
+
+
+def test_weights_bytes_in_memory_and_timer():
+    net = hand_net()
+    assert ef.weights_bytes(net)["bytes"] > sum(p.numel() * 4 for p in net.parameters())
+    times = ef.time_callable(lambda: sum(range(100)), warmup=1, repeats=5)
+    assert len(times) == 5 and all(t >= 0 for t in times)
+    s = ef.summarize([0.001, 0.002, 0.003, 0.004, 0.010], batch=4)
+    assert s["median_ms"] == 3.0 and s["p90_ms"] == 10.0 and s["images_per_s"] == 4 / 0.003

@@ -1,0 +1,177 @@
+"""FID/IS/KID/PRC plumbing through torch-fidelity with a tiny evaluator, caching keyed by
+data and weights, seeded generator sampling, class consistency, paired fidelity, and the
+missing-Inception error."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from evalkit import blobs, evaluator_dir_fixture, make_evaluator, private_cache_fixture, tiny_gen  # noqa: F401  (fixtures)
+from PIL import Image
+
+from gankd.checkpoint import save_model
+from gankd.data import to_float, to_uint8
+from gankd.metrics import fidelity as fm
+from gankd.sampling import balanced_labels, generate, latents
+
+pytestmark = pytest.mark.usefixtures("private_cache")
+FAST = dict(kid_subsets=5, batch_size=128)
+
+
+def test_self_is_zero_and_corruption_is_clearly_worse(evaluator_dir):
+    a, b = blobs(200, seed=1), blobs(200, seed=2)
+    noisy = to_uint8(
+        (to_float(a) + 0.4 * torch.randn(a.shape, generator=torch.Generator().manual_seed(3))).clamp(-1, 1)
+    )
+    shifted = torch.roll(a, shifts=(9, 9), dims=(2, 3))
+
+    def run(x, metrics=("fid", "kid", "prc")):
+        return fm.fidelity_metrics(x, reference=a, metrics=metrics, evaluator=evaluator_dir, **FAST)
+
+    same = run(a, ("fid", "isc", "kid", "prc"))
+    other = run(b, ("fid",))["fid"]  # same distribution, other samples: the noise floor
+    assert abs(same["fid"]) < 1e-6 * max(other, 1e-12) + 1e-12
+    assert same["precision"] == 1.0 and same["recall"] == 1.0
+    assert same["isc_mean"] >= 1.0 - 1e-6 and math.isfinite(same["isc_std"])
+    for bad in (noisy, shifted):
+        r = run(bad)
+        assert r["fid"] > 5 * other, (r["fid"], other)
+        assert r["kid_mean"] > 5 * abs(same["kid_mean"])  # unbiased KID: self is ~0 +- noise
+        assert r["recall"] < 1.0
+    p = same["protocol"]
+    assert p["extractor"] == "fmnist-evaluator" and p["num_generated"] == p["num_reference"] == 200
+    assert p["extractor_sha256_16"] == fm.file_digest(evaluator_dir) and p["resize"] == "none"
+
+
+def _folder(tmp_path, images: torch.Tensor, name: str = "ref"):
+    d = tmp_path / name
+    d.mkdir()
+    for i, x in enumerate(images):
+        Image.fromarray(x[0].numpy()).save(d / f"{i:03d}.png")
+    return d
+
+
+def test_reference_cache_is_keyed_by_data_and_weights(tmp_path, evaluator_dir):
+    ref_dir = _folder(tmp_path, blobs(60, seed=5))
+    x = blobs(60, seed=6)
+    spec = f"folder:{ref_dir}"
+    first = fm.fidelity_metrics(x, spec, ("fid",), evaluator=evaluator_dir, **FAST)
+    cache = fm.cache_root()
+    files = sorted(p.name for p in cache.iterdir())
+    assert files and all(first["protocol"]["reference_sha256_16"] in f for f in files)
+    assert all(fm.file_digest(evaluator_dir) in f for f in files)
+    again = fm.fidelity_metrics(x, spec, ("fid",), evaluator=evaluator_dir, **FAST)
+    assert again["fid"] == pytest.approx(first["fid"], rel=1e-9)
+    # other extractor weights under the same extractor name: a new entry, not the stale one
+    other_eval = make_evaluator(tmp_path / "eval2", seed=7)
+    other = fm.fidelity_metrics(x, spec, ("fid",), evaluator=other_eval, **FAST)
+    assert len(list(cache.iterdir())) > len(files)
+    assert other["fid"] != pytest.approx(first["fid"], rel=1e-6)
+    # changed data in the same folder: a new entry too
+    Image.fromarray(blobs(1, seed=99)[0, 0].numpy()).save(ref_dir / "000.png")
+    changed = fm.fidelity_metrics(x, spec, ("fid",), evaluator=evaluator_dir, **FAST)
+    assert changed["protocol"]["reference_sha256_16"] != first["protocol"]["reference_sha256_16"]
+
+
+def test_generator_samples_are_seeded_and_class_balanced(tmp_path, evaluator_dir):
+    g = tiny_gen()
+    imgs, labels = fm.generate_uint8(g, 25, first_seed=3, batch_size=7)
+    assert imgs.dtype == torch.uint8 and imgs.shape == (25, 1, 32, 32)
+    assert torch.equal(labels, balanced_labels(25, 10))
+    expect = to_uint8(generate(g, latents(list(range(3, 28)), 16), balanced_labels(25, 10)))
+    assert torch.equal(imgs, expect)  # same bytes as gankd.sampling, whatever the batch size
+    folder = save_model(tmp_path / "g", g, "generator")
+    ref = blobs(80, seed=8)
+    r1 = fm.fidelity_metrics(folder, ref, ("fid", "isc"), num_samples=80, evaluator=evaluator_dir, **FAST)
+    r2 = fm.fidelity_metrics(g, ref, ("fid", "isc"), num_samples=80, evaluator=evaluator_dir, **FAST)
+    assert r1["fid"] == pytest.approx(r2["fid"], rel=1e-9) and r1["fid"] > 0
+    assert "seeds 0..79" in r1["protocol"]["generated"] and "class-balanced" in r1["protocol"]["generated"]
+
+
+def test_class_consistency_counts_per_class(evaluator_dir):
+    g = tiny_gen()
+    cc = fm.class_consistency(g, 40, evaluator=evaluator_dir)
+    assert 0.0 <= cc["accuracy"] <= 1.0 and len(cc["per_class"]) == 10 and cc["num_samples"] == 40
+    clf = fm.load_classifier(evaluator_dir)
+    imgs, labels = fm.generate_uint8(g, 40)
+    pred = clf(fm.classifier_input(imgs, clf)).argmax(1)
+    assert cc["accuracy"] == pytest.approx(float((pred == labels).float().mean()))
+    with pytest.raises(ValueError, match="class-conditional"):
+        fm.class_consistency(tiny_gen(num_classes=0), 10, evaluator=evaluator_dir)
+
+
+def test_teacher_fidelity_psnr_and_distances(evaluator_dir):
+    t, s = tiny_gen(seed=0), tiny_gen(seed=1)
+    same = fm.teacher_fidelity(t, t, 12, distance=fm.evaluator_distance(evaluator_dir), batch_size=5)
+    assert same["psnr_db"] == pytest.approx(100.0) and same["distance_mean"] == pytest.approx(0.0, abs=1e-6)
+    d = {"eval": fm.evaluator_distance(evaluator_dir), "lpips": fm.lpips_distance(allow_random=True)}
+    diff = fm.teacher_fidelity(s, t, 12, distance=d, batch_size=5)
+    a = generate(s, latents(list(range(12)), 16), balanced_labels(12, 10))
+    b = generate(t, latents(list(range(12)), 16), balanced_labels(12, 10))
+    mse = ((a - b) / 2).pow(2).flatten(1).mean(1)
+    assert diff["psnr_db"] == pytest.approx(float((10 * torch.log10(1 / mse)).mean()), rel=1e-5)
+    assert diff["distances"]["eval"] > 0 and diff["distances"]["lpips"] > 0
+    with pytest.raises(ValueError, match="do not share inputs"):
+        fm.teacher_fidelity(tiny_gen(num_classes=0), t, 4)
+
+
+def test_lpips_without_trunk_says_which_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-empty"))
+    with pytest.raises(FileNotFoundError, match="alexnet-owt-7be5be79.pth") as e:
+        fm.lpips_distance("alex")
+    assert str(tmp_path / "torch-empty") in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_inception_weights_is_one_clear_line(tmp_path, monkeypatch):
+    empty = tmp_path / "torch-empty"
+    monkeypatch.setenv("TORCH_HOME", str(empty))
+    x = blobs(10)
+    with pytest.raises(FileNotFoundError) as e:
+        fm.fidelity_metrics(x, x, ("fid",), extractor="inception-v3-compat")
+    msg = str(e.value)
+    assert fm.INCEPTION_FILE in msg and str(empty / "hub" / "checkpoints") in msg
+    assert "--inception-weights" in msg and "\n" not in msg
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        fm.fidelity_metrics(
+            x, x, ("fid",), extractor="inception-v3-compat", inception_weights=tmp_path / "nope.pth"
+        )
+    assert not (empty / "hub").exists()  # nothing tried to download
+
+
+def test_inception_path_runs_with_a_random_trunk(tmp_path, monkeypatch):
+    """The real loading path (torch-fidelity's Inception, gray tiled to RGB) on a random weight file."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    monkeypatch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
+    monkeypatch.setattr(
+        "torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {}
+    )
+    torch.manual_seed(0)
+    state = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict()
+    monkeypatch.undo()
+    monkeypatch.setenv("GANKD_CACHE", str(tmp_path / "cache"))
+    ckpt = tmp_path / "hub" / "checkpoints" / fm.INCEPTION_FILE
+    ckpt.parent.mkdir(parents=True)
+    torch.save(state, ckpt)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert fm.find_inception_weights() == ckpt
+    x, ref = blobs(2, seed=1), blobs(2, seed=2)  # Inception at 299px is slow on a CPU
+    r = fm.fidelity_metrics(
+        x, ref, ("kid", "isc"), extractor="inception-v3-compat", batch_size=6, kid_subsets=2
+    )
+    assert math.isfinite(r["kid_mean"]) and r["isc_mean"] >= 1.0 - 1e-6
+    assert r["protocol"]["channels"] == "gray tiled to 3 channels" and "299px" in r["protocol"]["resize"]
+
+
+def test_bad_inputs_fail_with_the_fix(evaluator_dir, tmp_path):
+    x = blobs(10)
+    with pytest.raises(ValueError, match="choose from"):
+        fm.fidelity_metrics(x, x, ("fid", "ppl"), evaluator=evaluator_dir)
+    with pytest.raises(ValueError, match="choose one of"):
+        fm.fidelity_metrics(x, x, ("fid",), extractor="clip")
+    with pytest.raises(FileNotFoundError, match="train-classifier"):
+        fm.fidelity_metrics(x, x, ("fid",), evaluator=tmp_path / "no-evaluator")
+    with pytest.raises(ValueError, match="same size"):
+        fm.fidelity_metrics(x, blobs(10, size=16), ("fid",), evaluator=evaluator_dir)

@@ -1,0 +1,126 @@
+"""`gankd eval`, `gankd export` and `gankd report` end to end on tiny models: JSON with every
+number, protocol, command and fingerprint; one-line errors; report.md + PNG."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from evalkit import blobs, evaluator_dir_fixture, private_cache_fixture, tiny_gen  # noqa: F401  (fixtures)
+from PIL import Image
+
+from gankd import cli
+from gankd.checkpoint import save_model
+from gankd.evaluate import evaluate, real_floor
+from gankd.report import load_results, render_table
+
+pytestmark = pytest.mark.usefixtures("private_cache")
+
+
+def run_cli(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def setup(tmp_path, evaluator_dir):
+    """Teacher and student folders and a 64-image reference folder."""
+    teacher = save_model(tmp_path / "teacher", tiny_gen(seed=0, base=8), "generator")
+    student = save_model(tmp_path / "student", tiny_gen(seed=1, base=4), "generator")
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for i, x in enumerate(blobs(64, seed=3)):
+        Image.fromarray(x[0].numpy()).save(ref / f"{i:03d}.png")
+    return teacher, student, f"folder:{ref}", evaluator_dir
+
+
+def test_eval_cli_writes_json_and_report_renders(setup, tmp_path, capsys):
+    teacher, student, ref, ev = setup
+    common = ["--num-samples", 48, "--reference", ref, "--evaluator", ev]
+    code, out, err = run_cli(capsys, "eval", "--model", student, *common, "--teacher", teacher,
+                             "--teacher-samples", 16, "--speed", "--no-onnx", "--big-batch", 8,
+                             "--out", tmp_path / "s.json")  # fmt: skip
+    assert code == 0, err
+    assert "FID" in out and "PSNR to teacher" in out and "eager speed" in out and "s.json" in out
+    r = json.loads((tmp_path / "s.json").read_text())
+    assert r["kind"] == "eval" and r["role"] == "student" and r["teacher"] == str(teacher)
+    assert set(r["quality"]) >= {"fid", "isc_mean", "kid_mean", "precision", "recall"}
+    assert r["protocol"]["num_generated"] == 48 and r["protocol"]["num_reference"] == 64
+    assert r["protocol"]["extractor"] == "fmnist-evaluator" and r["protocol"]["resize"] == "none"
+    assert 0 <= r["class_consistency"]["accuracy"] <= 1
+    tf = r["teacher_fidelity"]
+    assert tf["psnr_db"] > 0 and tf["evaluator_lpips_style"] > 0 and tf["num_samples"] == 16
+    assert r["efficiency"]["macs"] > 0 and r["efficiency"]["speed"]["eager"]["latency"]["median_ms"] > 0
+    assert r["fingerprint"]["cpu"] and r["fingerprint"]["torch"]
+    assert r["command"].startswith("gankd eval --model") and "--speed" in r["command"]
+
+    # the teacher under the same protocol, through the API, then the report of both
+    t = evaluate(teacher, num_samples=48, reference=ref, evaluator=ev, kid_subsets=5, role="teacher")
+    (tmp_path / "t.json").write_text(json.dumps(t))
+    code, out, err = run_cli(
+        capsys, "report", tmp_path / "s.json", tmp_path / "t.json", "--out", tmp_path / "rep"
+    )
+    assert code == 0, err
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "**teacher** (teacher)" in md and "| student |" in md and "fmnist-evaluator" in md
+    png = (tmp_path / "rep" / "quality_vs_speed.png").read_bytes()
+    assert (
+        png[:8] == b"\x89PNG\r\n\x1a\n"
+        and Image.open(tmp_path / "rep" / "quality_vs_speed.png").size[0] > 500
+    )
+
+
+def test_same_seeds_give_same_numbers_and_runs_aggregate(setup):
+    _, student, ref, ev = setup
+    kw = dict(metrics="fid", num_samples=32, reference=ref, evaluator=ev, kid_subsets=5)
+    a, b = evaluate(student, **kw), evaluate(student, **kw)
+    assert a["quality"]["fid"] == b["quality"]["fid"]
+    c = evaluate(student, first_seed=1000, **kw)
+    assert c["quality"]["fid"] != a["quality"]["fid"] and "seeds 1000..1031" in c["protocol"]["generated"]
+    table = render_table(load_results([a, c]))
+    assert "(2 runs)" in table and "±" in table
+
+
+def test_eval_errors_are_one_line(setup, tmp_path, capsys, monkeypatch):
+    _, student, ref, ev = setup
+    code, out, err = run_cli(capsys, "eval")
+    assert code == 2 and "--model" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(capsys, "eval", "--model", student, "--metrics", "fid,ppl")
+    assert code == 2 and "ppl" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    code, _, err = run_cli(capsys, "eval", "--model", student, "--extractor", "inception-v3-compat",
+                           "--reference", ref)  # fmt: skip
+    assert (
+        code == 2
+        and "weights-inception-2015-12-05-6726825d.pth" in err
+        and len(err.strip().splitlines()) == 1
+    )
+    code, _, err = run_cli(capsys, "eval", "--model", tmp_path / "nope", "--evaluator", ev)
+    assert code == 2 and "does not exist" in err
+    code, _, err = run_cli(capsys, "report", tmp_path / "missing.json", "--out", tmp_path / "r")
+    assert code == 2 and "gankd eval --out" in err
+
+
+def test_export_cli_prints_path_and_parity(setup, capsys):
+    _, student, _, _ = setup
+    code, out, err = run_cli(capsys, "export", "--model", student, "--format", "torchscript")
+    assert code == 0, err
+    path, parity = out.strip().splitlines()
+    assert path == str(student / "export" / "generator.pt") and "parity max abs diff" in parity
+
+
+def test_real_floor_through_the_same_protocol(tmp_path, evaluator_dir):
+    real = tmp_path / "real"
+    real.mkdir()
+    for i, x in enumerate(blobs(40, seed=11)):
+        Image.fromarray(x[0].numpy()).save(real / f"{i:03d}.png")
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for i, x in enumerate(blobs(40, seed=12)):
+        Image.fromarray(x[0].numpy()).save(ref / f"{i:03d}.png")
+    r = real_floor(f"folder:{ref}", real=f"folder:{real}", num_samples=30, metrics="fid,prc",
+                   evaluator=evaluator_dir, kid_subsets=5)  # fmt: skip
+    assert r["kind"] == "real-floor" and r["role"] == "floor" and r["quality"]["fid"] >= 0
+    assert r["protocol"]["num_generated"] == 30 and "random subset of 30" in r["protocol"]["generated"]
+    assert r["fingerprint"]["cpu"] and "real_floor" in r["command"]
