@@ -28,6 +28,7 @@ class ClassifierConfig:
     width: float = 1.0  # multiplier on every stage's channels
     feature_dim: int = 128  # size of the penultimate embedding (FID features)
     dropout: float = 0.3  # dropout before the class head
+    convs_per_stage: tuple[int, ...] = (2, 2, 2)  # vgg: 3x3 convs in each of the three stages
 
     def __post_init__(self):
         if self.num_classes < 2:
@@ -38,6 +39,8 @@ class ClassifierConfig:
             raise ValueError(f"--width must be > 0, got {self.width}")
         if self.base_channels < 1 or self.feature_dim < 1:
             raise ValueError("base_channels and feature_dim must be >= 1")
+        if len(self.convs_per_stage) != 3 or min(self.convs_per_stage) < 1:
+            raise ValueError(f"convs_per_stage needs 3 entries >= 1, got {self.convs_per_stage}")
         if self.image_channels not in (1, 3):
             raise ValueError(f"image_channels must be 1 or 3, got {self.image_channels}")
 
@@ -59,7 +62,7 @@ class _ClassifierBase(nn.Module):
 
 @CLASSIFIERS.register("vgg")
 class VGGClassifier(_ClassifierBase):
-    """Three stages of two 3x3 conv+BN+ReLU, max-pool between; GAP; FC embed; head."""
+    """Three stages of 3x3 conv+BN+ReLU (``convs_per_stage``), max-pool between; GAP; FC embed; head."""
 
     family = "vgg"
 
@@ -71,7 +74,7 @@ class VGGClassifier(_ClassifierBase):
         self.stages = nn.ModuleList()
         for i, c in enumerate(ch):
             stage = [nn.MaxPool2d(2)] if i > 0 else []
-            for _ in range(2):
+            for _ in range(cfg.convs_per_stage[i]):
                 stage += [nn.Conv2d(c_in, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
                 c_in = c
             self.stages.append(nn.Sequential(*stage))
