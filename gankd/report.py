@@ -358,11 +358,12 @@ def summary_lines(result: dict) -> list[str]:
             f"weights {e['weights_bytes'] / 1e6:.3g} MB"
         )
         for rt, sp in e.get("speed", {}).items():
-            extra = f", {sp['memory_format']}" if "memory_format" in sp else ""
+            lat, thr = sp["latency"], sp["throughput"]
+            fl = f" {lat['memory_format']}" if "memory_format" in lat else ""
+            ft = f" {thr['memory_format']}" if "memory_format" in thr else ""
             lines.append(
-                f"{rt + ' speed':<26}b1 median {sp['latency']['median_ms']:.3g} ms "
-                f"(p90 {sp['latency']['p90_ms']:.3g}), b{sp['throughput']['batch']} "
-                f"{sp['throughput']['images_per_s']:.4g} img/s{extra}"
+                f"{rt + ' speed':<26}b1 median {lat['median_ms']:.3g} ms (p90 {lat['p90_ms']:.3g}){fl}, "
+                f"b{thr['batch']} {thr['images_per_s']:.4g} img/s{ft}"
             )
         mem = e.get("peak_memory", {})
         if mem:

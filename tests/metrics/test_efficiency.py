@@ -56,7 +56,10 @@ def test_speed_numbers_positive_and_json_has_fingerprint(tmp_path):
     r = json.loads(json.dumps(r))  # JSON-able
     eager = r["speed"]["eager"]
     assert set(eager["formats"]) == {"contiguous", "channels_last"}
-    assert eager["memory_format"] in eager["formats"]
+    for key in ("latency", "throughput"):
+        assert eager[key]["memory_format"] in eager["formats"]
+    lat = {f: v["latency"]["median_ms"] for f, v in eager["formats"].items()}
+    assert eager["latency"]["median_ms"] == min(lat.values())
     for key in ("latency", "throughput"):
         s = eager[key]
         assert s["median_ms"] > 0 and s["p90_ms"] >= s["median_ms"] >= s["min_ms"] > 0
