@@ -131,13 +131,20 @@ def _ints(text: str | None, flag: str) -> list[int] | None:
 
 def _val_scorer(cfg, enabled: bool):
     """Held-out FID (evaluator features, val split) for checkpoint selection, if available."""
-    if not enabled:
-        return None
-    try:
-        from gankd.evaluate import val_scorer
-    except ImportError:
-        return None
-    return val_scorer(cfg)
+    from gankd.evaluate import val_scorer
+
+    return val_scorer(cfg) if enabled else None
+
+
+def cmd_demo(args) -> int:
+    from gankd.demo import run_demo
+
+    res = run_demo(args.out, args.teacher, args.width, args.preset, args.num_samples, not args.no_speed,
+                   args.device, progress=not args.no_progress)  # fmt: skip
+    print(res["table"])
+    print(f"teacher (top row) vs student (bottom row), same seeds: {res['grid']}")
+    print(f"report: {res['markdown']} and {res['plot']}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     _overrides(p)
     _add_common(p)
     p.set_defaults(fn=cmd_compress)
+
+    p = sub.add_parser("demo", help="compress the shipped teacher (quick preset) and print quality vs speed")
+    p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
+    p.add_argument("--teacher", default="fmnist-teacher", help="teacher folder or shipped name")
+    p.add_argument("--width", type=float, default=0.25, help="student width (default 0.25)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    p.add_argument("--num-samples", type=int, default=10000, help="samples for FID/IS/KID/PRC")
+    p.add_argument("--no-speed", action="store_true", help="skip latency/throughput timing")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_common(p)
+    p.set_defaults(fn=cmd_demo)
 
     for extra in _EXTRA_COMMANDS:
         extra(sub)

@@ -74,7 +74,6 @@ class DistillConfig:
     ema_decay: float = 0.999  # EMA of student weights (0 = off)
     eval_every: int = 500  # steps between held-out evaluations (0 = only at the end)
     eval_samples: int = 2000  # samples per held-out evaluation
-    select: str = "auto"  # held-out selection metric: auto (val FID if an evaluator exists, else pixel)
     seed: int = 0  # init, data order and noise
     threads: int = 0  # torch CPU threads (0 = default)
     channels_last: bool = True  # NHWC memory format

@@ -65,6 +65,7 @@ def _model_info(model: nn.Module, folder: Path | None) -> dict:
         "family": getattr(model, "family", type(model).__name__),
         "z_dim": getattr(model, "z_dim", None),
         "num_classes": int(getattr(model, "num_classes", 0)),
+        "feature_channels": list(getattr(model, "feature_channels", []) or []),
     }
     cfg = getattr(model, "cfg", None)
     info["resolution"] = getattr(cfg, "resolution", None)

@@ -79,7 +79,9 @@ def row(r: dict) -> dict:
     q = r.get("quality", {})
     tf = r.get("teacher_fidelity", {})
     return {
-        "name": r.get("name") or r.get("model") or "?",
+        # results sharing a "group" (e.g. one benchmark cell over several seeds) merge into one row
+        "name": r.get("group") or r.get("name") or r.get("model") or "?",
+        "group": r.get("group"),
         "model": r.get("model"),
         "kind": r.get("kind"),
         "role": r.get("role"),
@@ -112,7 +114,7 @@ def aggregate(results: list[dict]) -> list[dict]:
         x = row(r)
         key = (
             x["kind"],
-            x["model"] or x["name"],
+            x["group"] or x["model"] or x["name"],
             x["role"],
             x["extractor"],
             x["num_generated"],

@@ -1,0 +1,153 @@
+"""Quality-vs-speed matrix on Fashion-MNIST: floor, teacher, and students at several widths,
+each trained by three recipes at the same wall-clock budget:
+
+  scratch  the student trained as a plain GAN on data, no teacher (random init)
+  pixel    pixel-only distillation from the teacher (random init): the prior-work baseline
+  full     the gankd recipe: prune init + pixel + perceptual + feature + adversarial + KD
+
+Every cell is evaluated with gankd's own protocol (evaluator features, 10k samples from
+seeds 0..9999 vs the 10k test split; checkpoints selected on the val split, never test).
+Resumable: finished cells (their JSON in --out/cells) are skipped; unfinished runs resume.
+
+    python benchmarks/matrix.py --quick          # width 1/4, 3 recipes, 1 seed: ~15 min
+    python benchmarks/matrix.py                  # widths 1/2,1/4,1/8 x 3 recipes x 3 seeds
+
+Writes --out/results.json (every number, the commands, the machine), RESULTS.md, pareto.png,
+and teacher/student grids on the same seeds under samples/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from gankd.checkpoint import load_generator, resolve_model_path
+from gankd.config import to_dict
+from gankd.distill import DistillConfig, compress
+from gankd.evaluate import evaluate, real_floor, save_result, val_scorer
+from gankd.report import load_results, plot_quality_vs_speed, render_table
+from gankd.sampling import balanced_labels, generate, grid, latents, save_png
+from gankd.students import build_student
+from gankd.train import GANTrainConfig, train_gan
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ("scratch", "pixel", "full")
+
+
+def recipe_config(recipe: str, teacher: str, width: float, seed: int, minutes: float) -> DistillConfig:
+    common = dict(teacher=teacher, width=width, seed=seed, steps=10**6, max_minutes=minutes,
+                  eval_every=250, eval_samples=2000, threads=0)  # fmt: skip
+    if recipe == "pixel":
+        return DistillConfig(init="random", pixel=1.0, perceptual=0.0, feat=0.0, adv=0.0, kd=0.0, **common)
+    if recipe == "full":
+        return DistillConfig(**common)
+    raise ValueError(recipe)
+
+
+def train_scratch(teacher_dir: Path, width: float, seed: int, minutes: float, run: Path) -> Path:
+    """The student architecture trained as a GAN from data alone, same budget."""
+    teacher = load_generator(teacher_dir)
+    student = build_student(teacher, width, init="random")
+    d_cfg = dataclasses.replace(
+        __import__("gankd.checkpoint", fromlist=["load_discriminator"]).load_discriminator(teacher_dir).cfg
+    )
+    cfg = GANTrainConfig(generator=student.cfg, discriminator=d_cfg, split="fit", steps=10**6, seed=seed,
+                         max_minutes=minutes, sample_every=10**6, checkpoint_every=250)  # fmt: skip
+    return train_gan(cfg, run, resume=(run / "state.pt").exists())
+
+
+def run_cell(args, teacher_dir: Path, width: float, recipe: str, seed: int) -> Path:
+    name = f"w{width:g}_{recipe}_s{seed}"
+    out = Path(args.out) / "cells" / f"{name}.json"
+    if out.exists():
+        logging.info("cell %s done, skipping", name)
+        return out
+    run = Path(args.runs) / name
+    t0 = time.monotonic()
+    if recipe == "scratch":
+        student = train_scratch(teacher_dir, width, seed, args.minutes, run)
+    else:
+        cfg = recipe_config(recipe, str(teacher_dir), width, seed, args.minutes)
+        student = compress(cfg, run, resume=(run / "state.pt").exists(), val_scorer=val_scorer(cfg))
+    train_s = time.monotonic() - t0
+    r = evaluate(student, num_samples=args.num_samples, speed=(seed == args.seeds[0]), teacher=teacher_dir,
+                 role=recipe, command=" ".join(map(shlex.quote, sys.argv)))  # fmt: skip
+    r["group"] = f"w{width:g} {recipe}"
+    r["benchmark"] = {"width": width, "recipe": recipe, "seed": seed, "budget_minutes": args.minutes,
+                      "train_wall_s_this_call": round(train_s, 1), "run": str(run)}  # fmt: skip
+    save_result(r, out)
+    return out
+
+
+def sample_grids(teacher_dir: Path, widths, runs: Path, seed: int) -> None:
+    """Teacher and each full-recipe student on the same seeds and classes (one class per column)."""
+    z = latents(list(range(20)), 128)
+    y = balanced_labels(20, 10)
+    rows = [generate(load_generator(teacher_dir), z, y)]
+    for w in widths:
+        folder = runs / f"w{w:g}_full_s{seed}" / "student"
+        if folder.exists():
+            rows.append(generate(load_generator(folder), z, y))
+    save_png(grid(torch.cat(rows), nrow=20), ROOT / "samples" / "teacher_vs_students.png")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="width 1/4 only, one seed, 3-minute budgets")
+    ap.add_argument("--widths", default="0.5,0.25,0.125")
+    ap.add_argument("--recipes", default=",".join(RECIPES))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--minutes", type=float, default=6.0, help="wall-clock training budget per cell")
+    ap.add_argument("--num-samples", type=int, default=10000)
+    ap.add_argument("--teacher", default="fmnist-teacher")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "bench"))
+    args = ap.parse_args()
+    if args.quick:
+        args.widths, args.seeds, args.minutes = "0.25", "0", min(args.minutes, 3.0)
+        args.out = str(Path(args.out) / "quick") if args.out == ap.get_default("out") else args.out
+    args.widths = [float(w) for w in args.widths.split(",")]
+    args.recipes = args.recipes.split(",")
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    teacher_dir = resolve_model_path(args.teacher)
+    out = Path(args.out)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    cmd = " ".join(map(shlex.quote, sys.argv))
+    if not (out / "cells" / "floor.json").exists():
+        save_result(real_floor(num_samples=args.num_samples, command=cmd), out / "cells" / "floor.json")
+    if not (out / "cells" / "teacher.json").exists():
+        save_result(evaluate(teacher_dir, num_samples=args.num_samples, speed=True, role="teacher", command=cmd),
+                    out / "cells" / "teacher.json")  # fmt: skip
+    for seed in args.seeds:
+        for w in args.widths:
+            for recipe in args.recipes:
+                run_cell(args, teacher_dir, w, recipe, seed)
+    cells = sorted((out / "cells").glob("*.json"))
+    results = load_results(cells)
+    summary = {"command": cmd, "args": {k: v for k, v in vars(args).items()},
+               "recipes": {r: (to_dict(recipe_config(r, str(teacher_dir), 0.25, 0, args.minutes))
+                               if r != "scratch" else "GANTrainConfig(student arch, split=fit)")
+                           for r in args.recipes},
+               "results": [json.loads(c.read_text()) for c in cells]}  # fmt: skip
+    (out / "results.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    md = "# gankd benchmark: quality vs speed on Fashion-MNIST\n\n"
+    md += f"Command: `{cmd}`; budget {args.minutes:g} min of training per cell.\n\n"
+    md += render_table(results) + "\n![pareto](pareto.png)\n"
+    (out / "RESULTS.md").write_text(md)
+    (out / "pareto.png").write_bytes(plot_quality_vs_speed(results, "FID vs cost (Fashion-MNIST, evaluator)"))
+    sample_grids(teacher_dir, args.widths, Path(args.runs), args.seeds[0])
+    print(out / "RESULTS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

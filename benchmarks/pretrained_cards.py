@@ -1,0 +1,178 @@
+"""Measure the shipped networks with gankd's own code and write their model cards.
+
+    python benchmarks/pretrained_cards.py [--num-samples 10000]
+
+For pretrained/fmnist-teacher: FID, IS, KID, precision/recall (evaluator, 10k samples from
+seeds 0..9999 vs the 10k test split), class consistency (overall and per class), the
+real-data floor under the same protocol, params/MACs and measured speed. For the two
+classifiers: test accuracy. Each folder gets metrics.json (every number, the command)
+and MODEL_CARD.md rendered from it, with the sha256 of every weights file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from gankd.checkpoint import load_classifier, pretrained_dir
+from gankd.config import load_json
+from gankd.data import FMNIST_CLASSES, load_dataset
+from gankd.evaluate import evaluate, save_result
+from gankd.metrics.fidelity import classifier_accuracy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# How each network was trained (the commands that made the shipped weights).
+TRAINING = {
+    "fmnist-teacher": [
+        "gankd train-teacher --out runs/teacher --steps 6000 --max-minutes 70 --set generator.base_channels=32 "
+        "--set 'generator.channel_mults=[16,8,4,1]' --set discriminator.base_channels=32 --set threads=1 "
+        "--set sample_every=500 --set checkpoint_every=250 --seed 0",
+        "gankd train-teacher --out runs/teacher --resume --max-minutes 65 --set threads=2   "
+        "# continued the same run on 2 threads (exact resume)",
+        "cp runs/teacher/generator/{config.json,model.safetensors,discriminator.safetensors} "
+        "pretrained/fmnist-teacher/",
+    ],
+    "fmnist-evaluator": [
+        "gankd train-classifier --family vgg --out pretrained/fmnist-evaluator --epochs 8 --seed 0 "
+        "--set model.base_channels=24 --set 'model.convs_per_stage=[1,2,2]' --set threads=1",
+    ],
+    "fmnist-perceptual": [
+        "gankd train-classifier --family resnet --out pretrained/fmnist-perceptual --epochs 3 --seed 1 "
+        "--set model.base_channels=16 --set threads=1",
+    ],
+}
+ROLE = {
+    "fmnist-teacher": "The large class-conditional generator that gankd compresses by default.",
+    "fmnist-evaluator": "Feature extractor for FID/IS/KID/PRC and class consistency. Used ONLY for "
+    "evaluation, never in a training loss.",
+    "fmnist-perceptual": "Trunk of the LPIPS-style perceptual loss and class head for soft-label KD. "
+    "Used ONLY in training losses, never for scoring.",
+}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hashes(folder: Path) -> dict:
+    return {p.name: sha256(p) for p in sorted(folder.glob("*.safetensors"))}
+
+
+def training_facts(run: Path) -> dict:
+    """Steps and wall time summed over resumed segments (wall_s restarts on resume)."""
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    wall, prev = 0.0, 0.0
+    for r in recs:
+        w = r.get("wall_s", 0.0)
+        if w < prev:
+            wall += prev
+        prev = w
+    wall += prev
+    return {"steps": recs[-1]["step"], "epochs": round(recs[-1].get("epoch", 0.0), 2),
+            "wall_minutes": round(wall / 60, 1), "last_losses": {k: recs[-1][k] for k in ("loss_d", "loss_g")}}
+
+
+def fmt(v, spec=".3f"):
+    return "n/a" if v is None else format(v, spec)
+
+
+def teacher_card(folder: Path, m: dict) -> str:
+    q, f, cc, e = m["quality"], m["real_floor"]["quality"], m["class_consistency"], m["efficiency"]
+    tr, sp = m["training"], e.get("speed", {})
+    per = "\n".join(f"| {i} {FMNIST_CLASSES[i]} | {fmt(a)} |" for i, a in enumerate(cc["per_class"]))
+    lines = [
+        "# fmnist-teacher", "", ROLE["fmnist-teacher"], "",
+        f"- Family: `dcgan` generator, class-conditional (10 classes, conditional BatchNorm), 32x32 gray, "
+        f"z=128, stage channels {m['model_info'].get('feature_channels')}; spectral-norm projection "
+        "discriminator shipped beside it (`discriminator.safetensors`), students start their D from it.",
+        f"- Size: {e['params'] / 1e6:.2f} M parameters, {e['macs'] / 1e6:.1f} M MACs per image.",
+        "- Data: Fashion-MNIST train split (60k), zero-padded 28 -> 32.",
+        f"- Training: hinge loss, Adam 2e-4/2e-4 (0.5, 0.999), batch 64, EMA 0.999 of G; {tr['steps']} steps "
+        f"({tr['epochs']} epochs) in {tr['wall_minutes']} min of wall time on a 2-core CPU "
+        f"({m['fingerprint'].get('cpu')}), shared with other jobs part of the time.",
+        "", "Commands:", "", *[f"    {c}" for c in TRAINING["fmnist-teacher"]], "",
+        "## Measured (gankd's own code; `python benchmarks/pretrained_cards.py`)", "",
+        f"Protocol: {m['protocol'].get('extractor')} features, {m['protocol'].get('num_generated')} samples "
+        f"(seeds 0..N-1, class-balanced) vs {m['protocol'].get('num_reference')} images of "
+        f"{m['protocol'].get('reference')}. The floor is real train images vs the same test split.", "",
+        "| | FID | IS | KID | precision | recall |", "|---|---|---|---|---|---|",
+        f"| teacher | {fmt(q.get('fid'))} | {fmt(q.get('isc_mean'))} | {fmt(q.get('kid_mean'), '.4f')} | "
+        f"{fmt(q.get('precision'))} | {fmt(q.get('recall'))} |",
+        f"| real floor | {fmt(f.get('fid'))} | {fmt(f.get('isc_mean'))} | {fmt(f.get('kid_mean'), '.4f')} | "
+        f"{fmt(f.get('precision'))} | {fmt(f.get('recall'))} |", "",
+        f"Class consistency (evaluator accuracy on samples vs the conditioning class): **{cc['accuracy']:.3f}** "
+        f"overall (target >= 0.85; the evaluator's accuracy on real test images is "
+        f"{fmt(m['real_floor'].get('class_consistency', {}).get('accuracy'))}).", "",
+        "| class | accuracy |", "|---|---|", per, "",
+    ]
+    if sp:
+        lines += ["Speed (batch 1 median latency / batch 256 throughput):", ""]
+        for rt, s in sp.items():
+            if isinstance(s, dict) and "latency" in s:
+                lines.append(f"- {rt}: {s['latency']['median_ms']:.2f} ms, "
+                             f"{s['throughput']['images_per_s']:.0f} img/s")  # fmt: skip
+        lines.append("")
+    lines += ["## sha256", "", *[f"- `{k}`: `{v}`" for k, v in m["sha256"].items()], ""]
+    return "\n".join(lines)
+
+
+def classifier_card(name: str, folder: Path, m: dict) -> str:
+    cfg = m["config"]
+    return "\n".join([
+        f"# {name}", "", ROLE[name], "",
+        f"- Family: `{m['family']}` classifier, 32x32 gray input in [-1, 1], config: `{json.dumps(cfg)}`.",
+        f"- Parameters: {m['params']}.",
+        f"- Data: Fashion-MNIST train split (60k; the test split is never used for training), "
+        f"{m['train'].get('epochs')} epochs, AdamW + one-cycle, random flips and 2-px shifts, seed "
+        f"{m['train'].get('seed')}.",
+        "", "Command:", "", *[f"    {c}" for c in TRAINING[name]], "",
+        "## Measured (`python benchmarks/pretrained_cards.py`)", "",
+        f"- Test accuracy (10k Fashion-MNIST test images): **{m['test_acc']:.4f}**", "",
+        "## sha256", "", *[f"- `{k}`: `{v}`" for k, v in m["sha256"].items()], "",
+    ])  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--num-samples", type=int, default=10000)
+    ap.add_argument("--teacher-run", default=str(ROOT / "runs" / "teacher"), help="run folder (for steps/time)")
+    ap.add_argument("--only", help="comma list of model names to redo")
+    args = ap.parse_args()
+    cmd = " ".join(map(shlex.quote, ["python", *sys.argv]))
+    root = pretrained_dir()
+    only = set(args.only.split(",")) if args.only else None
+    test = load_dataset("fashion-mnist", "test")
+    for name in ("fmnist-evaluator", "fmnist-perceptual"):
+        if only and name not in only:
+            continue
+        folder = root / name
+        meta = load_json(folder / "config.json")
+        clf = load_classifier(folder)
+        m = {"name": name, "family": meta["family"], "config": meta["config"], "train": meta.get("train", {}),
+             "params": sum(p.numel() for p in clf.parameters()),
+             "test_acc": classifier_accuracy(test.images, test.labels, clf)["accuracy"],
+             "sha256": hashes(folder), "command": cmd}  # fmt: skip
+        save_result(m, folder / "metrics.json")
+        (folder / "MODEL_CARD.md").write_text(classifier_card(name, folder, m))
+    if not only or "fmnist-teacher" in only:
+        folder = root / "fmnist-teacher"
+        m = evaluate(folder, num_samples=args.num_samples, speed=True, real_floor_too=True, role="teacher",
+                     command=cmd)  # fmt: skip
+        m["training"] = training_facts(Path(args.teacher_run))
+        m["sha256"] = hashes(folder)
+        save_result(m, folder / "metrics.json")
+        (folder / "MODEL_CARD.md").write_text(teacher_card(folder, m))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
