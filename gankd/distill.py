@@ -28,11 +28,18 @@ from gankd import checkpoint as ckpt
 from gankd.config import save_json, to_dict
 from gankd.data import load_dataset
 from gankd.loop import (
-    BatchStream, Budget, RunLogger, check_finite, ema_update, sample_labels, set_threads, step_generator,
+    BatchStream,
+    Budget,
+    RunLogger,
+    check_finite,
+    ema_update,
+    sample_labels,
+    set_threads,
+    step_generator,
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
 from gankd.perceptual import PERCEPTUAL_NETS, build_perceptual
-from gankd.sampling import generate, latents, balanced_labels, grid, sample_grid, save_png
+from gankd.sampling import balanced_labels, generate, grid, latents, sample_grid, save_png
 from gankd.students import INITS, build_student, frozen_copy
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,8 @@ or raises ``KeyError`` whose message lists the valid names.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Registry:

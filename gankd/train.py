@@ -21,7 +21,14 @@ from gankd.augment import diff_augment, parse_policy
 from gankd.config import load_json, save_json, to_dict
 from gankd.data import load_dataset
 from gankd.loop import (
-    BatchStream, Budget, RunLogger, check_finite, ema_update, sample_labels, set_threads, step_generator,
+    BatchStream,
+    Budget,
+    RunLogger,
+    check_finite,
+    ema_update,
+    sample_labels,
+    set_threads,
+    step_generator,
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, d_loss, g_loss
 from gankd.models import ClassifierConfig, DiscriminatorConfig, GeneratorConfig
