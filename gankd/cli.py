@@ -140,7 +140,7 @@ def cmd_demo(args) -> int:
     from gankd.demo import run_demo
 
     res = run_demo(args.out, args.teacher, args.width, args.preset, args.num_samples, not args.no_speed,
-                   args.device, progress=not args.no_progress)  # fmt: skip
+                   args.device, progress=not args.no_progress, max_minutes=args.max_minutes)  # fmt: skip
     print(res["table"])
     print(f"teacher (top row) vs student (bottom row), same seeds: {res['grid']}")
     print(f"report: {res['markdown']} and {res['plot']}")
@@ -237,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     p.add_argument("--num-samples", type=int, default=10000, help="samples for FID/IS/KID/PRC")
     p.add_argument("--no-speed", action="store_true", help="skip latency/throughput timing")
+    p.add_argument("--max-minutes", type=float, help="training budget (default: the preset's)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_common(p)
     p.set_defaults(fn=cmd_demo)

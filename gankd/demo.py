@@ -21,11 +21,12 @@ log = logging.getLogger(__name__)
 
 def run_demo(out: str | Path = "runs/demo", teacher: str = "fmnist-teacher", width: float = 0.25,
              preset: str = "quick", num_samples: int = 10000, speed: bool = True, device: str = "cpu",
-             progress: bool = True) -> dict:  # fmt: skip
+             progress: bool = True, max_minutes: float | None = None) -> dict:  # fmt: skip
     """Compress ``teacher`` at ``width`` and evaluate both; returns paths and the markdown table."""
     out = Path(out)
     teacher_dir = resolve_model_path(teacher)
-    cfg = DistillConfig(teacher=str(teacher_dir), width=width, device=device, **PRESETS[preset])
+    budget = PRESETS[preset] if max_minutes is None else {**PRESETS[preset], "max_minutes": max_minutes}
+    cfg = DistillConfig(teacher=str(teacher_dir), width=width, device=device, **budget)
     resume = (out / "state.pt").exists()
     student = compress(cfg, out, resume=resume, progress=progress, val_scorer=val_scorer(cfg))
     results = []

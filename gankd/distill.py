@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 REAL_SOURCES = ("data", "teacher", "both")
 
 PRESETS = {
-    # about 10 minutes on a 2-core CPU for a width-0.25 student of the shipped teacher
-    "quick": {"steps": 1200, "eval_every": 400, "eval_samples": 1000, "max_minutes": 9.0},
+    # 6 minutes of training (about 10 with the evaluation of `gankd demo`) on a 2-core CPU
+    "quick": {"steps": 1200, "eval_every": 300, "eval_samples": 1000, "max_minutes": 6.0},
     "full": {"steps": 8000, "eval_every": 1000, "eval_samples": 5000, "max_minutes": 0.0},
 }
 
