@@ -9,8 +9,13 @@ Every cell is evaluated with gankd's own protocol (evaluator features, 10k sampl
 seeds 0..9999 vs the 10k test split; checkpoints selected on the val split, never test).
 Resumable: finished cells (their JSON in --out/cells) are skipped; unfinished runs resume.
 
-    python benchmarks/matrix.py --quick          # width 1/4, 3 recipes, 1 seed: ~15 min
+    python benchmarks/matrix.py --quick          # width 1/4, 3 recipes, 1 seed, 3-min budgets
     python benchmarks/matrix.py                  # widths 1/2,1/4,1/8 x 3 recipes x 3 seeds
+
+Each cell trains on ONE CPU thread for --minutes of wall time (so two cells may run side
+by side on a 2-core machine without changing each other's budget: `--train-only` runs only
+the trainings). Speed is measured afterwards in a separate quiet pass (2 threads, nothing
+else running), once per architecture: it depends on the architecture, not on the weights.
 
 Writes --out/results.json (every number, the commands, the machine), RESULTS.md, pareto.png,
 and teacher/student grids on the same seeds under samples/.
@@ -29,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from gankd.checkpoint import load_generator, resolve_model_path
+from gankd.checkpoint import load_discriminator, load_generator, resolve_model_path
 from gankd.config import to_dict
 from gankd.distill import DistillConfig, compress
 from gankd.evaluate import evaluate, real_floor, save_result, val_scorer
@@ -44,7 +49,7 @@ RECIPES = ("scratch", "pixel", "full")
 
 def recipe_config(recipe: str, teacher: str, width: float, seed: int, minutes: float) -> DistillConfig:
     common = dict(teacher=teacher, width=width, seed=seed, steps=10**6, max_minutes=minutes,
-                  eval_every=250, eval_samples=2000, threads=0)  # fmt: skip
+                  eval_every=250, eval_samples=2000, threads=1)  # fmt: skip
     if recipe == "pixel":
         return DistillConfig(init="random", pixel=1.0, perceptual=0.0, feat=0.0, adv=0.0, kd=0.0, **common)
     if recipe == "full":
@@ -56,35 +61,64 @@ def train_scratch(teacher_dir: Path, width: float, seed: int, minutes: float, ru
     """The student architecture trained as a GAN from data alone, same budget."""
     teacher = load_generator(teacher_dir)
     student = build_student(teacher, width, init="random")
-    d_cfg = dataclasses.replace(
-        __import__("gankd.checkpoint", fromlist=["load_discriminator"]).load_discriminator(teacher_dir).cfg
-    )
+    d_cfg = dataclasses.replace(load_discriminator(teacher_dir).cfg)  # same D architecture, fresh weights
     cfg = GANTrainConfig(generator=student.cfg, discriminator=d_cfg, split="fit", steps=10**6, seed=seed,
-                         max_minutes=minutes, sample_every=10**6, checkpoint_every=250)  # fmt: skip
+                         max_minutes=minutes, sample_every=10**6, checkpoint_every=250, threads=1)  # fmt: skip
     return train_gan(cfg, run, resume=(run / "state.pt").exists())
 
 
-def run_cell(args, teacher_dir: Path, width: float, recipe: str, seed: int) -> Path:
-    name = f"w{width:g}_{recipe}_s{seed}"
-    out = Path(args.out) / "cells" / f"{name}.json"
-    if out.exists():
-        logging.info("cell %s done, skipping", name)
-        return out
-    run = Path(args.runs) / name
+def train_cell(args, teacher_dir: Path, width: float, recipe: str, seed: int) -> Path:
+    """Train one cell (skipped when its DONE marker exists); returns the student folder."""
+    run = Path(args.runs) / f"w{width:g}_{recipe}_s{seed}"
+    student = run / ("generator" if recipe == "scratch" else "student")
+    if (run / "DONE").exists():
+        return student
     t0 = time.monotonic()
     if recipe == "scratch":
         student = train_scratch(teacher_dir, width, seed, args.minutes, run)
     else:
         cfg = recipe_config(recipe, str(teacher_dir), width, seed, args.minutes)
         student = compress(cfg, run, resume=(run / "state.pt").exists(), val_scorer=val_scorer(cfg))
-    train_s = time.monotonic() - t0
-    r = evaluate(student, num_samples=args.num_samples, speed=(seed == args.seeds[0]), teacher=teacher_dir,
-                 role=recipe, command=" ".join(map(shlex.quote, sys.argv)))  # fmt: skip
+    (run / "DONE").write_text(json.dumps({"train_wall_s": round(time.monotonic() - t0, 1)}))
+    return student
+
+
+def eval_cell(args, teacher_dir: Path, width: float, recipe: str, seed: int, student: Path) -> Path:
+    name = f"w{width:g}_{recipe}_s{seed}"
+    out = Path(args.out) / "cells" / f"{name}.json"
+    if out.exists():
+        return out
+    run = Path(args.runs) / name
+    r = evaluate(student, num_samples=args.num_samples, speed=False, teacher=teacher_dir, role=recipe,
+                 command=" ".join(map(shlex.quote, sys.argv)))  # fmt: skip
     r["group"] = f"w{width:g} {recipe}"
     r["benchmark"] = {"width": width, "recipe": recipe, "seed": seed, "budget_minutes": args.minutes,
-                      "train_wall_s_this_call": round(train_s, 1), "run": str(run)}  # fmt: skip
+                      "threads": 1, **json.loads((run / "DONE").read_text()), "run": str(run)}  # fmt: skip
     save_result(r, out)
     return out
+
+
+def speed_pass(out: Path, teacher_dir: Path, students: dict[float, Path]) -> None:
+    """Measure speed once per architecture (quiet machine) and copy it into every cell JSON."""
+    from gankd.metrics.efficiency import efficiency
+
+    path = out / "speed.json"
+    speed = json.loads(path.read_text()) if path.exists() else {}
+    todo = {"teacher": teacher_dir, **{f"w{w:g}": p for w, p in students.items()}}
+    for key, folder in todo.items():
+        if key not in speed:
+            e = efficiency(load_generator(folder), folder, speed=True)
+            speed[key] = {"speed": e["speed"], "fingerprint": e["fingerprint"], "measured_on": str(folder)}
+            path.write_text(json.dumps(speed, indent=1) + "\n")
+    for cell in (out / "cells").glob("*.json"):
+        r = json.loads(cell.read_text())
+        key = "teacher" if r.get("role") == "teacher" else (
+            f"w{r['benchmark']['width']:g}" if "benchmark" in r else None)  # fmt: skip
+        if key in speed:
+            r.setdefault("efficiency", {})["speed"] = speed[key]["speed"]
+            r["fingerprint"] = speed[key]["fingerprint"]
+            r["speed_note"] = f"measured once per architecture on {speed[key]['measured_on']} (speed.json)"
+            save_result(r, cell)
 
 
 def sample_grids(teacher_dir: Path, widths, runs: Path, seed: int) -> None:
@@ -105,15 +139,18 @@ def main() -> int:
     ap.add_argument("--widths", default="0.5,0.25,0.125")
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--minutes", type=float, default=6.0, help="wall-clock training budget per cell")
+    ap.add_argument("--minutes", type=float, help="wall-clock training budget per cell (6; --quick: 3)")
+    ap.add_argument("--train-only", action="store_true", help="only train the cells (no evaluation)")
     ap.add_argument("--num-samples", type=int, default=10000)
     ap.add_argument("--teacher", default="fmnist-teacher")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "bench"))
     args = ap.parse_args()
     if args.quick:
-        args.widths, args.seeds, args.minutes = "0.25", "0", min(args.minutes, 3.0)
+        args.widths, args.seeds = "0.25", "0"
+        args.minutes = args.minutes or 3.0
         args.out = str(Path(args.out) / "quick") if args.out == ap.get_default("out") else args.out
+    args.minutes = args.minutes or 6.0
     args.widths = [float(w) for w in args.widths.split(",")]
     args.recipes = args.recipes.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
@@ -122,15 +159,21 @@ def main() -> int:
     out = Path(args.out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     cmd = " ".join(map(shlex.quote, sys.argv))
-    if not (out / "cells" / "floor.json").exists():
-        save_result(real_floor(num_samples=args.num_samples, command=cmd), out / "cells" / "floor.json")
-    if not (out / "cells" / "teacher.json").exists():
-        save_result(evaluate(teacher_dir, num_samples=args.num_samples, speed=True, role="teacher", command=cmd),
-                    out / "cells" / "teacher.json")  # fmt: skip
+    students = {}
     for seed in args.seeds:
         for w in args.widths:
             for recipe in args.recipes:
-                run_cell(args, teacher_dir, w, recipe, seed)
+                students[(w, recipe, seed)] = train_cell(args, teacher_dir, w, recipe, seed)
+    if args.train_only:
+        return 0
+    if not (out / "cells" / "floor.json").exists():
+        save_result(real_floor(num_samples=args.num_samples, command=cmd), out / "cells" / "floor.json")
+    if not (out / "cells" / "teacher.json").exists():
+        save_result(evaluate(teacher_dir, num_samples=args.num_samples, role="teacher", command=cmd),
+                    out / "cells" / "teacher.json")  # fmt: skip
+    for (w, recipe, seed), student in students.items():
+        eval_cell(args, teacher_dir, w, recipe, seed, student)
+    speed_pass(out, teacher_dir, {w: p for (w, _, _), p in students.items()})
     cells = sorted((out / "cells").glob("*.json"))
     results = load_results(cells)
     summary = {"command": cmd, "args": {k: v for k, v in vars(args).items()},
