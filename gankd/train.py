@@ -258,17 +258,11 @@ def _shift_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return pad[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
 
 
-@torch.no_grad()
 def classifier_accuracy(model: torch.nn.Module, data, batch_size: int = 500, device: str = "cpu") -> float:
-    """Top-1 accuracy of ``model`` on an ImageDataset."""
-    from gankd.data import to_float
+    """Top-1 accuracy of ``model`` on an ImageDataset (the metrics code does the counting)."""
+    from gankd.metrics.fidelity import classifier_accuracy as accuracy
 
-    model.eval()
-    correct = 0
-    for i in range(0, len(data), batch_size):
-        x = to_float(data.images[i : i + batch_size]).to(device)
-        correct += (model(x).argmax(1).cpu() == data.labels[i : i + batch_size]).sum().item()
-    return correct / len(data)
+    return accuracy(data.images, data.labels, model.to(device), batch_size=batch_size)["accuracy"]
 
 
 def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: bool = False) -> dict:
