@@ -12,6 +12,13 @@ Resumable: finished cells (their JSON in --out/cells) are skipped; unfinished ru
     python benchmarks/matrix.py --quick          # width 1/4, 3 recipes, 1 seed, 3-min budgets
     python benchmarks/matrix.py                  # widths 1/2,1/4,1/8 x 3 recipes x 3 seeds
 
+On a 2-core machine, two workers side by side (one core each), then one finishing pass
+(floor, teacher, any cell left, the quiet speed pass, tables and plots):
+
+    python benchmarks/matrix.py --minutes 4 --shard 0/2 --eval-each &
+    python benchmarks/matrix.py --minutes 4 --shard 1/2 --eval-each &
+    wait; python benchmarks/matrix.py --minutes 4
+
 Each cell trains on ONE CPU thread for --minutes of wall time (so two cells may run side
 by side on a 2-core machine without changing each other's budget: `--train-only` runs only
 the trainings). Speed is measured afterwards in a separate quiet pass (2 threads, nothing
@@ -25,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import hashlib
 import json
 import logging
 import shlex
@@ -47,9 +56,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ("scratch", "pixel", "full")
 
 
-def recipe_config(recipe: str, teacher: str, width: float, seed: int, minutes: float) -> DistillConfig:
+def recipe_config(recipe: str, teacher: str, width: float, seed: int, minutes: float,
+                  device: str = "cpu") -> DistillConfig:
     common = dict(teacher=teacher, width=width, seed=seed, steps=10**6, max_minutes=minutes,
-                  eval_every=250, eval_samples=2000, threads=1)  # fmt: skip
+                  eval_every=250, eval_samples=2000, threads=1, device=device)  # fmt: skip
     if recipe == "pixel":
         return DistillConfig(init="random", pixel=1.0, perceptual=0.0, feat=0.0, adv=0.0, kd=0.0, **common)
     if recipe == "full":
@@ -57,14 +67,24 @@ def recipe_config(recipe: str, teacher: str, width: float, seed: int, minutes: f
     raise ValueError(recipe)
 
 
-def train_scratch(teacher_dir: Path, width: float, seed: int, minutes: float, run: Path) -> Path:
+def train_scratch(teacher_dir: Path, width: float, seed: int, minutes: float, run: Path, device: str = "cpu") -> Path:
     """The student architecture trained as a GAN from data alone, same budget."""
     teacher = load_generator(teacher_dir)
     student = build_student(teacher, width, init="random")
     d_cfg = dataclasses.replace(load_discriminator(teacher_dir).cfg)  # same D architecture, fresh weights
     cfg = GANTrainConfig(generator=student.cfg, discriminator=d_cfg, split="fit", steps=10**6, seed=seed,
-                         max_minutes=minutes, sample_every=10**6, checkpoint_every=250, threads=1)  # fmt: skip
+                         max_minutes=minutes, sample_every=10**6, checkpoint_every=250, threads=1,
+                         device=device)  # fmt: skip
     return train_gan(cfg, run, resume=(run / "state.pt").exists())
+
+
+@functools.cache
+def teacher_sha(teacher_dir: Path) -> str:
+    h = hashlib.sha256()
+    with open(teacher_dir / "model.safetensors", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def train_cell(args, teacher_dir: Path, width: float, recipe: str, seed: int) -> Path:
@@ -72,14 +92,18 @@ def train_cell(args, teacher_dir: Path, width: float, recipe: str, seed: int) ->
     run = Path(args.runs) / f"w{width:g}_{recipe}_s{seed}"
     student = run / ("generator" if recipe == "scratch" else "student")
     if (run / "DONE").exists():
+        done = json.loads((run / "DONE").read_text())
+        if done.get("teacher_sha256", teacher_sha(teacher_dir)) != teacher_sha(teacher_dir):
+            raise SystemExit(f"{run} was trained from another teacher: move --runs away or pick a new one")
         return student
     t0 = time.monotonic()
     if recipe == "scratch":
-        student = train_scratch(teacher_dir, width, seed, args.minutes, run)
+        student = train_scratch(teacher_dir, width, seed, args.minutes, run, args.device)
     else:
-        cfg = recipe_config(recipe, str(teacher_dir), width, seed, args.minutes)
+        cfg = recipe_config(recipe, str(teacher_dir), width, seed, args.minutes, args.device)
         student = compress(cfg, run, resume=(run / "state.pt").exists(), val_scorer=val_scorer(cfg))
-    (run / "DONE").write_text(json.dumps({"train_wall_s": round(time.monotonic() - t0, 1)}))
+    (run / "DONE").write_text(json.dumps({"train_wall_s": round(time.monotonic() - t0, 1),
+                                          "teacher_sha256": teacher_sha(teacher_dir)}))
     return student
 
 
@@ -90,10 +114,11 @@ def eval_cell(args, teacher_dir: Path, width: float, recipe: str, seed: int, stu
         return out
     run = Path(args.runs) / name
     r = evaluate(student, num_samples=args.num_samples, speed=False, teacher=teacher_dir, role=recipe,
-                 command=" ".join(map(shlex.quote, sys.argv)))  # fmt: skip
+                 device=args.device, command=" ".join(map(shlex.quote, sys.argv)))  # fmt: skip
     r["group"] = f"w{width:g} {recipe}"
     r["benchmark"] = {"width": width, "recipe": recipe, "seed": seed, "budget_minutes": args.minutes,
-                      "threads": 1, **json.loads((run / "DONE").read_text()), "run": str(run)}  # fmt: skip
+                      "threads": 1, "device": args.device, **json.loads((run / "DONE").read_text()),
+                      "run": str(run)}  # fmt: skip
     save_result(r, out)
     return out
 
@@ -133,6 +158,16 @@ def sample_grids(teacher_dir: Path, widths, runs: Path, seed: int) -> None:
     save_png(grid(torch.cat(rows), nrow=20), ROOT / "samples" / "teacher_vs_students.png")
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard {text!r} is not K/N, e.g. 0/2") from None
+    if not 0 <= k < n:
+        raise SystemExit(f"--shard {text!r}: K must be in 0..N-1")
+    return k, n
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="width 1/4 only, one seed, 3-minute budgets")
@@ -141,6 +176,11 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--minutes", type=float, help="wall-clock training budget per cell (6; --quick: 3)")
     ap.add_argument("--train-only", action="store_true", help="only train the cells (no evaluation)")
+    ap.add_argument("--shard", default="0/1",
+                    help="K/N: train (and with --eval-each evaluate) only every N-th cell from K; run N such "
+                         "workers side by side, then once without --shard to finish")
+    ap.add_argument("--device", default="cpu", help="train and evaluate on cpu or cuda (speed: always cpu)")
+    ap.add_argument("--eval-each", action="store_true", help="evaluate each cell right after its training")
     ap.add_argument("--num-samples", type=int, default=10000)
     ap.add_argument("--teacher", default="fmnist-teacher")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -159,12 +199,17 @@ def main() -> int:
     out = Path(args.out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     cmd = " ".join(map(shlex.quote, sys.argv))
+    k, n = parse_shard(args.shard)
+    if n > 1:
+        torch.set_num_threads(1)  # side-by-side workers: one core each, evaluation included
+    cells = [(w, recipe, seed) for seed in args.seeds for w in args.widths for recipe in args.recipes]
     students = {}
-    for seed in args.seeds:
-        for w in args.widths:
-            for recipe in args.recipes:
-                students[(w, recipe, seed)] = train_cell(args, teacher_dir, w, recipe, seed)
-    if args.train_only:
+    for i, (w, recipe, seed) in enumerate(cells):
+        if i % n == k:
+            students[(w, recipe, seed)] = train_cell(args, teacher_dir, w, recipe, seed)
+            if args.eval_each and not args.train_only:
+                eval_cell(args, teacher_dir, w, recipe, seed, students[(w, recipe, seed)])
+    if args.train_only or n > 1:
         return 0
     if not (out / "cells" / "floor.json").exists():
         save_result(real_floor(num_samples=args.num_samples, command=cmd), out / "cells" / "floor.json")
