@@ -47,7 +47,7 @@ from gankd.checkpoint import load_discriminator, load_generator, resolve_model_p
 from gankd.config import to_dict
 from gankd.distill import DistillConfig, compress
 from gankd.evaluate import evaluate, real_floor, save_result, val_scorer
-from gankd.report import load_results, plot_quality_vs_speed, render_table
+from gankd.report import aggregate, load_results, plot_quality_vs_speed, render_table, value_of
 from gankd.sampling import balanced_labels, generate, grid, latents, save_png
 from gankd.students import build_student
 from gankd.train import GANTrainConfig, train_gan
@@ -146,7 +146,7 @@ def speed_pass(out: Path, teacher_dir: Path, students: dict[float, Path]) -> Non
             save_result(r, cell)
 
 
-def sample_grids(teacher_dir: Path, widths, runs: Path, seed: int) -> None:
+def sample_grids(teacher_dir: Path, widths, runs: Path, seed: int, path: Path) -> None:
     """Teacher and each full-recipe student on the same seeds and classes (one class per column)."""
     z = latents(list(range(20)), 128)
     y = balanced_labels(20, 10)
@@ -155,7 +155,44 @@ def sample_grids(teacher_dir: Path, widths, runs: Path, seed: int) -> None:
         folder = runs / f"w{w:g}_full_s{seed}" / "student"
         if folder.exists():
             rows.append(generate(load_generator(folder), z, y))
-    save_png(grid(torch.cat(rows), nrow=20), ROOT / "samples" / "teacher_vs_students.png")
+    save_png(grid(torch.cat(rows), nrow=20), path)
+
+
+def check_targets(results: list[dict]) -> list[dict]:
+    """The benchmark's targets, each with the measured value and whether it is met."""
+    rows = aggregate(results)
+    by = {x["group"]: x for x in rows if x.get("group")}
+    teacher = next((x for x in rows if x["is_teacher"]), None)
+    if teacher is None:
+        return []
+    out = []
+    t_fid = value_of(teacher["fid"])
+    for w, tol in ((0.25, 0.10), (0.125, 0.50)):
+        if f"w{w:g} full" in by:
+            gap = value_of(by[f"w{w:g} full"]["fid"]) / t_fid - 1
+            out.append({"target": f"w{w:g} full recipe FID within {tol:.0%} of the teacher's",
+                        "value": f"{gap:+.0%} ({value_of(by[f'w{w:g} full']['fid']):.3g} vs {t_fid:.3g})",
+                        "met": gap <= tol})  # fmt: skip
+    for key, full in sorted(by.items()):
+        w = key.split()[0]
+        if key.endswith(" full") and f"{w} scratch" in by:
+            f, sc = value_of(full["fid"]), value_of(by[f"{w} scratch"]["fid"])
+            out.append({"target": f"{w}: full recipe FID at least 30% below scratch at equal time",
+                        "value": f"{1 - f / sc:.0%} lower ({f:.3g} vs {sc:.3g})",
+                        "met": 1 - f / sc >= 0.30})  # fmt: skip
+    student = by.get("w0.25 full")
+    if student and value_of(teacher.get("onnx_ms")) and value_of(student.get("onnx_ms")):
+        up = value_of(teacher["onnx_ms"]) / value_of(student["onnx_ms"])
+        out.append({"target": "w0.25 ONNX Runtime batch-1 speed-up over the teacher at least 8x",
+                    "value": f"{up:.1f}x ({value_of(student['onnx_ms']):.3g} vs {value_of(teacher['onnx_ms']):.3g} ms)",
+                    "met": up >= 8})  # fmt: skip
+    return out
+
+
+def render_targets(targets: list[dict]) -> str:
+    return "\n".join(["## Targets", "", "| target | measured | met |", "|---|---|---|",
+                      *[f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |" for t in targets],
+                      ""])  # fmt: skip
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -221,18 +258,19 @@ def main() -> int:
     speed_pass(out, teacher_dir, {w: p for (w, _, _), p in students.items()})
     cells = sorted((out / "cells").glob("*.json"))
     results = load_results(cells)
+    targets = check_targets(results)
     summary = {"command": cmd, "args": {k: v for k, v in vars(args).items()},
                "recipes": {r: (to_dict(recipe_config(r, str(teacher_dir), 0.25, 0, args.minutes))
                                if r != "scratch" else "GANTrainConfig(student arch, split=fit)")
                            for r in args.recipes},
-               "results": [json.loads(c.read_text()) for c in cells]}  # fmt: skip
+               "targets": targets, "results": [json.loads(c.read_text()) for c in cells]}  # fmt: skip
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     md = "# gankd benchmark: quality vs speed on Fashion-MNIST\n\n"
     md += f"Command: `{cmd}`; budget {args.minutes:g} min of training per cell.\n\n"
-    md += render_table(results) + "\n![pareto](pareto.png)\n"
+    md += render_table(results) + "\n" + render_targets(targets) + "\n![pareto](pareto.png)\n"
     (out / "RESULTS.md").write_text(md)
     (out / "pareto.png").write_bytes(plot_quality_vs_speed(results, "FID vs cost (Fashion-MNIST, evaluator)"))
-    sample_grids(teacher_dir, args.widths, Path(args.runs), args.seeds[0])
+    sample_grids(teacher_dir, args.widths, Path(args.runs), args.seeds[0], out / "teacher_vs_students.png")
     print(out / "RESULTS.md")
     return 0
 

@@ -49,10 +49,11 @@ HARDWARE = {
     "fmnist-teacher": "one NVIDIA H200 (a GPU lent for one session; `benchmarks/gpu_pretrained.sh`); the 5-minute "
     "budget stopped it at the step below. The same command without `--device cuda --max-minutes 5` and with "
     "`--steps` set to that step runs on a CPU (about 0.7 s/step on 2 cores: ~2 h)",
-    "fmnist-evaluator": "one NVIDIA H200 (`benchmarks/gpu_pretrained.sh`, under 5 min, side by side with the teacher run). Two candidates were "
+    "fmnist-evaluator": "one NVIDIA H200 (`benchmarks/gpu_pretrained.sh`, under 5 min, beside the teacher run). "
+    "Two candidates were "
     "trained side by side with a rule fixed beforehand: ship the cheaper one (convs [1,2,2]) if it reaches 93% "
     "test accuracy, else the wider [2,2,2] one (benchmarks/results/gpu/: 0.9395 vs 0.9400). On a 2-core CPU the "
-    "command takes about 1.5 h",
+    "command takes roughly 2 h",
     "fmnist-perceptual": "a 2-core CPU",
 }
 ROLE = {
