@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import shlex
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from gankd.checkpoint import load_discriminator, load_generator, resolve_model_path
+from gankd.checkpoint import file_sha256, load_discriminator, load_generator, resolve_model_path
 from gankd.config import to_dict
 from gankd.distill import DistillConfig, compress
 from gankd.evaluate import evaluate, real_floor, save_result, val_scorer
@@ -80,11 +79,7 @@ def train_scratch(teacher_dir: Path, width: float, seed: int, minutes: float, ru
 
 @functools.cache
 def teacher_sha(teacher_dir: Path) -> str:
-    h = hashlib.sha256()
-    with open(teacher_dir / "model.safetensors", "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(teacher_dir / "model.safetensors")
 
 
 def train_cell(args, teacher_dir: Path, width: float, recipe: str, seed: int) -> Path:
@@ -141,6 +136,8 @@ def speed_pass(out: Path, teacher_dir: Path, students: dict[float, Path]) -> Non
             f"w{r['benchmark']['width']:g}" if "benchmark" in r else None)  # fmt: skip
         if key in speed:
             r.setdefault("efficiency", {})["speed"] = speed[key]["speed"]
+            if r.get("fingerprint") != speed[key]["fingerprint"]:
+                r.setdefault("eval_fingerprint", r.get("fingerprint"))  # where training/evaluation ran
             r["fingerprint"] = speed[key]["fingerprint"]
             r["speed_note"] = f"measured once per architecture on {speed[key]['measured_on']} (speed.json)"
             save_result(r, cell)
@@ -217,6 +214,7 @@ def main() -> int:
                     help="K/N: train (and with --eval-each evaluate) only every N-th cell from K; run N such "
                          "workers side by side, then once without --shard to finish")
     ap.add_argument("--device", default="cpu", help="train and evaluate on cpu or cuda (speed: always cpu)")
+    ap.add_argument("--note", default="", help="a sentence for RESULTS.md (e.g. where the cells ran)")
     ap.add_argument("--eval-each", action="store_true", help="evaluate each cell right after its training")
     ap.add_argument("--num-samples", type=int, default=10000)
     ap.add_argument("--teacher", default="fmnist-teacher")
@@ -267,6 +265,7 @@ def main() -> int:
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     md = "# gankd benchmark: quality vs speed on Fashion-MNIST\n\n"
     md += f"Command: `{cmd}`; budget {args.minutes:g} min of training per cell.\n\n"
+    md += f"{args.note}\n\n" if args.note else ""
     md += render_table(results) + "\n" + render_targets(targets) + "\n![pareto](pareto.png)\n"
     (out / "RESULTS.md").write_text(md)
     (out / "pareto.png").write_bytes(plot_quality_vs_speed(results, "FID vs cost (Fashion-MNIST, evaluator)"))

@@ -12,13 +12,12 @@ and MODEL_CARD.md rendered from it, with the sha256 of every weights file.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 import sys
 from pathlib import Path
 
-from gankd.checkpoint import load_classifier, pretrained_dir
+from gankd.checkpoint import file_sha256, load_classifier, pretrained_dir
 from gankd.config import load_json
 from gankd.data import FMNIST_CLASSES, load_dataset
 from gankd.evaluate import evaluate, save_result
@@ -65,16 +64,8 @@ ROLE = {
 }
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def hashes(folder: Path) -> dict:
-    return {p.name: sha256(p) for p in sorted(folder.glob("*.safetensors"))}
+    return {p.name: file_sha256(p) for p in sorted(folder.glob("*.safetensors"))}
 
 
 def training_facts(run: Path) -> dict:

@@ -8,6 +8,7 @@ a ``torch.save`` of plain tensors/dicts and is read with ``weights_only=True``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -63,6 +64,16 @@ def _atomic(path: Path, writer) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def file_sha256(*paths: str | Path) -> str:
+    """sha256 (hex) of the bytes of ``paths``, in order: the fingerprint of a weights file or folder."""
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def save_weights(module: nn.Module, path: str | Path) -> None:

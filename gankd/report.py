@@ -138,7 +138,7 @@ def aggregate(results: list[dict]) -> list[dict]:
     return rows
 
 
-def _val(v) -> float | None:
+def value_of(v) -> float | None:
     if isinstance(v, tuple):
         return v[0]
     return v
@@ -154,7 +154,7 @@ def _fmt(v, spec: str = ".3g", scale: float = 1.0) -> str:
 
 
 def _si(v) -> str:
-    v = _val(v)
+    v = value_of(v)
     if v is None:
         return "–"
     for unit, f in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -190,7 +190,7 @@ def render_table(results: list[dict]) -> str:
     for x in rows:
         speedup = "–"
         if teacher is not None and x is not teacher and x["machine"] == teacher["machine"]:
-            te, se = _val(teacher["eager_ms"]), _val(x["eager_ms"])
+            te, se = value_of(teacher["eager_ms"]), value_of(x["eager_ms"])
             if te and se:
                 speedup = f"{te / se:.2f}×"
         lp = x["lpips"] if x["lpips"] is not None else x["eval_lpips"]
@@ -223,7 +223,7 @@ def render_table(results: list[dict]) -> str:
         "",
         "Protocol: "
         + "; ".join(
-            f"extractor {e}, {_val(g)} generated vs {_val(n)} reference images ({ref})"
+            f"extractor {e}, {value_of(g)} generated vs {value_of(n)} reference images ({ref})"
             for e, g, n, ref in protos
             if e
         ),
@@ -250,8 +250,8 @@ def plot_quality_vs_speed(results: list[dict], title: str = "quality vs cost") -
     fig = Figure(figsize=(11, 4.5))
     FigureCanvasAgg(fig)
     ax_m, ax_t = fig.subplots(1, 2)
-    floors = [x for x in rows if x["role"] == "floor" and _val(x["fid"]) is not None]
-    models = [x for x in rows if x["role"] != "floor" and _val(x["fid"]) is not None]
+    floors = [x for x in rows if x["role"] == "floor" and value_of(x["fid"]) is not None]
+    models = [x for x in rows if x["role"] != "floor" and value_of(x["fid"]) is not None]
 
     def point(ax, x, y, r, marker, label=None):
         color = "tab:red" if r["is_teacher"] else "tab:blue"
@@ -261,22 +261,22 @@ def plot_quality_vs_speed(results: list[dict], title: str = "quality vs cost") -
         ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
 
     for r in models:
-        if _val(r["macs"]):
-            point(ax_m, _val(r["macs"]), _val(r["fid"]), r, "o")
+        if value_of(r["macs"]):
+            point(ax_m, value_of(r["macs"]), value_of(r["fid"]), r, "o")
     any_speed = False
     for r in models:
-        if _val(r["eager_ms"]):
-            point(ax_t, _val(r["eager_ms"]), _val(r["fid"]), r, "o")
+        if value_of(r["eager_ms"]):
+            point(ax_t, value_of(r["eager_ms"]), value_of(r["fid"]), r, "o")
             any_speed = True
-        if _val(r["onnx_ms"]):
-            ax_t.scatter([_val(r["onnx_ms"])], [_val(r["fid"])], marker="^", s=60, c="tab:green", zorder=3)
+        if value_of(r["onnx_ms"]):
+            ax_t.scatter([value_of(r["onnx_ms"])], [value_of(r["fid"])], marker="^", s=60, c="tab:green", zorder=3)
             any_speed = True
     for ax, xl in ((ax_m, "MACs per image"), (ax_t, "latency at batch 1 (ms)")):
         for f in floors:
-            ax.axhline(_val(f["fid"]), ls="--", c="gray", lw=1)
+            ax.axhline(value_of(f["fid"]), ls="--", c="gray", lw=1)
             ax.annotate(
                 "real floor",
-                (0.01, _val(f["fid"])),
+                (0.01, value_of(f["fid"])),
                 xycoords=("axes fraction", "data"),
                 fontsize=8,
                 color="gray",

@@ -226,3 +226,16 @@ def test_load_state_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 50)
     with pytest.raises(ValueError, match="not a gankd training state"):
         load_state(tmp_path / "junk.pt")
+
+
+def test_file_sha256_is_the_sha256_of_the_concatenated_files(tmp_path):
+    import hashlib
+
+    from gankd.checkpoint import file_sha256
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"x" * (3 << 20) + b"tail")  # several read blocks
+    b.write_bytes(b"second")
+    assert file_sha256(a) == hashlib.sha256(a.read_bytes()).hexdigest()
+    assert file_sha256(a, b) == hashlib.sha256(a.read_bytes() + b.read_bytes()).hexdigest()
+    assert file_sha256(b, a) != file_sha256(a, b)

@@ -41,7 +41,7 @@ from torch.utils.data import Dataset
 from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from gankd.checkpoint import CONFIG, WEIGHTS, load_classifier, load_generator
+from gankd.checkpoint import CONFIG, WEIGHTS, file_sha256, load_classifier, load_generator
 from gankd.config import load_json
 from gankd.data import SPLITS, load_dataset, to_float, to_uint8
 from gankd.sampling import balanced_labels, latents
@@ -131,12 +131,7 @@ def file_digest(path: str | Path) -> str:
     files = [path / CONFIG, path / WEIGHTS] if path.is_dir() else [path]
     key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     if key not in _DIGESTS:
-        h = hashlib.sha256()
-        for f in files:
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-        _DIGESTS[key] = h.hexdigest()[:16]
+        _DIGESTS[key] = file_sha256(*files)[:16]
     return _DIGESTS[key]
 
 
