@@ -143,7 +143,7 @@ def speed_pass(out: Path, teacher_dir: Path, students: dict[float, Path]) -> Non
             save_result(r, cell)
 
 
-def sample_grids(teacher_dir: Path, widths, runs: Path, seed: int, path: Path) -> None:
+def sample_grids(teacher_dir: Path, widths, runs: Path, seed: int, paths: list[Path]) -> None:
     """Teacher and each full-recipe student on the same seeds and classes (one class per column)."""
     z = latents(list(range(20)), 128)
     y = balanced_labels(20, 10)
@@ -152,7 +152,9 @@ def sample_grids(teacher_dir: Path, widths, runs: Path, seed: int, path: Path) -
         folder = runs / f"w{w:g}_full_s{seed}" / "student"
         if folder.exists():
             rows.append(generate(load_generator(folder), z, y))
-    save_png(grid(torch.cat(rows), nrow=20), path)
+    g = grid(torch.cat(rows), nrow=20)
+    for path in paths:
+        save_png(g, path)
 
 
 def check_targets(results: list[dict]) -> list[dict]:
@@ -214,6 +216,8 @@ def main() -> int:
                     help="K/N: train (and with --eval-each evaluate) only every N-th cell from K; run N such "
                          "workers side by side, then once without --shard to finish")
     ap.add_argument("--device", default="cpu", help="train and evaluate on cpu or cuda (speed: always cpu)")
+    ap.add_argument("--grid", default=str(ROOT / "samples" / "teacher_vs_students.png"),
+                    help="where the teacher-vs-students grid goes (also copied into --out)")
     ap.add_argument("--note", default="", help="a sentence for RESULTS.md (e.g. where the cells ran)")
     ap.add_argument("--eval-each", action="store_true", help="evaluate each cell right after its training")
     ap.add_argument("--num-samples", type=int, default=10000)
@@ -269,7 +273,8 @@ def main() -> int:
     md += render_table(results) + "\n" + render_targets(targets) + "\n![pareto](pareto.png)\n"
     (out / "RESULTS.md").write_text(md)
     (out / "pareto.png").write_bytes(plot_quality_vs_speed(results, "FID vs cost (Fashion-MNIST, evaluator)"))
-    sample_grids(teacher_dir, args.widths, Path(args.runs), args.seeds[0], out / "teacher_vs_students.png")
+    sample_grids(teacher_dir, args.widths, Path(args.runs), args.seeds[0],
+                 [out / "teacher_vs_students.png", Path(args.grid)])  # fmt: skip
     print(out / "RESULTS.md")
     return 0
 
