@@ -153,6 +153,7 @@ class Distiller:
         teacher_dir = ckpt.resolve_model_path(cfg.teacher)
         teacher = ckpt.load_generator(teacher_dir)
         self.teacher_dir = teacher_dir
+        self.teacher_sha256 = ckpt.file_sha256(teacher_dir / ckpt.WEIGHTS)
         self.teacher = frozen_copy(teacher).to(dev)
         self.nc, self.z_dim = teacher.num_classes, teacher.z_dim
         student = build_student(teacher, cfg.width, list(cfg.channels) if cfg.channels else None,
@@ -201,6 +202,9 @@ class Distiller:
         self.start, self.best = 0, None
         if resume:
             st = ckpt.load_state(self.state_path)
+            if st.get("teacher_sha256", self.teacher_sha256) != self.teacher_sha256:
+                raise ValueError(f"{self.run_dir} was distilled from other teacher weights than {teacher_dir} "
+                                 "holds now: start a new --out (or restore that teacher)")  # fmt: skip
             self.student.load_state_dict(st["student"])
             self.ema.load_state_dict(st["ema"])
             self.opt_g.load_state_dict(st["opt_g"])
@@ -312,7 +316,8 @@ class Distiller:
 
     def save(self, step: int, last_good: list) -> None:
         st = {"student": self.student.state_dict(), "ema": self.ema.state_dict(),
-              "opt_g": self.opt_g.state_dict(), "step": step, "best": self.best}  # fmt: skip
+              "opt_g": self.opt_g.state_dict(), "step": step, "best": self.best,
+              "teacher_sha256": self.teacher_sha256}  # fmt: skip
         if self.adapters is not None:
             st["adapters"] = self.adapters.state_dict()
         if self.D is not None:

@@ -107,6 +107,9 @@ def row(r: dict) -> dict:
     }
 
 
+_PROTOCOL_KEYS = {"num_generated", "num_reference"}  # settings, not measurements: never averaged
+
+
 def aggregate(results: list[dict]) -> list[dict]:
     """Rows, merging results of one model under one protocol: numbers become (mean, std, n)."""
     groups: dict[tuple, list[dict]] = {}
@@ -127,7 +130,7 @@ def aggregate(results: list[dict]) -> list[dict]:
         merged = dict(g[0])
         merged["n_runs"] = len(g)
         for k, v in g[0].items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _PROTOCOL_KEYS:
                 vals = [x[k] for x in g if isinstance(x.get(k), (int, float))]
                 std = statistics.stdev(vals) if len(vals) > 1 else None
                 merged[k] = (statistics.fmean(vals), std) if len(g) > 1 else v

@@ -80,6 +80,7 @@ def test_same_seeds_give_same_numbers_and_runs_aggregate(setup):
     assert c["quality"]["fid"] != a["quality"]["fid"] and "seeds 1000..1031" in c["protocol"]["generated"]
     table = render_table(load_results([a, c]))
     assert "(2 runs)" in table and "±" in table
+    assert "32 generated vs" in table  # protocol settings are never averaged (32.0) into a mismatch
 
 
 def test_eval_errors_are_one_line(setup, tmp_path, capsys, monkeypatch):

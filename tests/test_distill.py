@@ -72,6 +72,19 @@ def test_resume_is_exact(setup):
     assert step4("split") == step4("straight")
 
 
+def test_resume_refuses_a_changed_teacher(setup):
+    root, teacher, _, perc = setup
+    compress(_cfg(teacher, perc, steps=2), root / "run")
+    before = (root / "run" / "state.pt").read_bytes()
+    t = load_generator(teacher)
+    with torch.no_grad():
+        next(t.parameters()).add_(1.0)
+    save_model(teacher, t, "generator", discriminator=tiny_discriminator())  # same name, other weights
+    with pytest.raises(ValueError, match="other teacher weights"):
+        compress(_cfg(teacher, perc, steps=4), root / "run", resume=True)
+    assert (root / "run" / "state.pt").read_bytes() == before
+
+
 def test_compress_cli_end_to_end(setup, capsys):
     root, teacher, _, perc = setup
     rc = cli.main(["compress", "--teacher", str(teacher), "--out", str(root / "cli"), "--steps", "2",
