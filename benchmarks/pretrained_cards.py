@@ -46,7 +46,7 @@ TRAINING = {
 # Where each network was trained (the GPU runs: benchmarks/gpu_pretrained.sh, logs in benchmarks/results/gpu/).
 HARDWARE = {
     "fmnist-teacher": "one NVIDIA H200 (a GPU lent for one session; `benchmarks/gpu_pretrained.sh`); the 5-minute "
-    "budget stopped it at the step below. The same command without `--device cuda --max-minutes 5` and with "
+    "budget stopped it there. The same command without `--device cuda --max-minutes 5` and with "
     "`--steps` set to that step runs on a CPU (about 0.7 s/step on 2 cores: ~2 h)",
     "fmnist-evaluator": "one NVIDIA H200 (`benchmarks/gpu_pretrained.sh`, under 5 min, beside the teacher run). "
     "Two candidates were "
@@ -88,7 +88,10 @@ def fmt(v, spec=".3f"):
 
 def teacher_card(folder: Path, m: dict) -> str:
     q, f, cc, e = m["quality"], m["real_floor"]["quality"], m["class_consistency"], m["efficiency"]
-    tr, sp = m["training"], e.get("speed", {})
+    tr, sp = dict(m["training"]), e.get("speed", {})
+    steps = load_json(folder / "config.json").get("trained_steps")  # exact; the log has every 50th step
+    if steps:
+        tr.update(steps=steps, epochs=round(steps * 64 / 60000, 2))
     per = "\n".join(f"| {i} {FMNIST_CLASSES[i]} | {fmt(a)} |" for i, a in enumerate(cc["per_class"]))
     lines = [
         "# fmnist-teacher", "", ROLE["fmnist-teacher"], "",
