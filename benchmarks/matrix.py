@@ -9,7 +9,7 @@ Every cell is evaluated with gankd's own protocol (evaluator features, 10k sampl
 seeds 0..9999 vs the 10k test split; checkpoints selected on the val split, never test).
 Resumable: finished cells (their JSON in --out/cells) are skipped; unfinished runs resume.
 
-    python benchmarks/matrix.py --quick          # width 1/4, 3 recipes, 1 seed, 3-min budgets
+    python benchmarks/matrix.py --quick          # width 1/4, 3 recipes, 1 seed, 2-min budgets (~13 min)
     python benchmarks/matrix.py                  # widths 1/2,1/4,1/8 x 3 recipes x 3 seeds
 
 On a 2-core machine, two workers side by side (one core each), then one finishing pass
@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -206,11 +207,11 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="width 1/4 only, one seed, 3-minute budgets")
+    ap.add_argument("--quick", action="store_true", help="width 1/4 only, one seed, 2-minute budgets")
     ap.add_argument("--widths", default="0.5,0.25,0.125")
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--minutes", type=float, help="wall-clock training budget per cell (6; --quick: 3)")
+    ap.add_argument("--minutes", type=float, help="wall-clock training budget per cell (6; --quick: 2)")
     ap.add_argument("--train-only", action="store_true", help="only train the cells (no evaluation)")
     ap.add_argument("--shard", default="0/1",
                     help="K/N: train (and with --eval-each evaluate) only every N-th cell from K; run N such "
@@ -227,7 +228,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.widths, args.seeds = "0.25", "0"
-        args.minutes = args.minutes or 3.0
+        args.minutes = args.minutes or 2.0
         args.out = str(Path(args.out) / "quick") if args.out == ap.get_default("out") else args.out
     args.minutes = args.minutes or 6.0
     args.widths = [float(w) for w in args.widths.split(",")]
@@ -250,6 +251,7 @@ def main() -> int:
                 eval_cell(args, teacher_dir, w, recipe, seed, students[(w, recipe, seed)])
     if args.train_only or n > 1:
         return 0
+    torch.set_num_threads(os.cpu_count() or 1)  # trainings pinned one thread; evaluation may use all cores
     if not (out / "cells" / "floor.json").exists():
         save_result(real_floor(num_samples=args.num_samples, command=cmd), out / "cells" / "floor.json")
     if not (out / "cells" / "teacher.json").exists():
