@@ -1,5 +1,8 @@
 #!/bin/bash
 # Long-budget matrix cells on the GPU: widths x {scratch, full}, seed 0, equal 3-min budgets, 6 workers side by side.
+# Run from the repository root on a GPU machine with torch (no network needed): first put the four
+# Fashion-MNIST .gz files in .gpu/data/ and the torch-fidelity and lpips wheels in .gpu/whl/
+# (pip download --no-deps torch-fidelity lpips -d .gpu/whl); outputs go to $OUT.
 set -u
 OUT=${OUT:-/tmp/gpuout2}; mkdir -p $OUT/logs
 DEV=${DEV:-cuda}; MIN=${MIN:-3}; NS=${NS:-10000}; PY=${PY:-python3}

@@ -1,5 +1,8 @@
 #!/bin/bash
 # One device run: evaluator candidates + a longer teacher on the GPU, then cuda evals.
+# Run from the repository root on a GPU machine with torch (no network needed): first put the four
+# Fashion-MNIST .gz files in .gpu/data/ and the torch-fidelity and lpips wheels in .gpu/whl/
+# (pip download --no-deps torch-fidelity lpips -d .gpu/whl); outputs go to $OUT.
 # SMOKE=1 runs tiny sizes on CPU to check the script.
 set -u
 OUT=${OUT:-/tmp/gpuout}; mkdir -p $OUT

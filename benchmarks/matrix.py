@@ -9,7 +9,7 @@ Every cell is evaluated with gankd's own protocol (evaluator features, 10k sampl
 seeds 0..9999 vs the 10k test split; checkpoints selected on the val split, never test).
 Resumable: finished cells (their JSON in --out/cells) are skipped; unfinished runs resume.
 
-    python benchmarks/matrix.py --quick          # width 1/4, 3 recipes, 1 seed, 2-min budgets (~13 min)
+    python benchmarks/matrix.py --quick          # width 1/4, 3 recipes, 1 seed, 2-min budgets (10.4 min here)
     python benchmarks/matrix.py                  # widths 1/2,1/4,1/8 x 3 recipes x 3 seeds
 
 On a 2-core machine, two workers side by side (one core each), then one finishing pass
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from gankd.checkpoint import file_sha256, load_discriminator, load_generator, resolve_model_path
+from gankd.checkpoint import WEIGHTS, file_sha256, load_discriminator, load_generator, resolve_model_path
 from gankd.config import to_dict
 from gankd.distill import DistillConfig, compress
 from gankd.evaluate import evaluate, real_floor, save_result, val_scorer
@@ -80,7 +80,7 @@ def train_scratch(teacher_dir: Path, width: float, seed: int, minutes: float, ru
 
 @functools.cache
 def teacher_sha(teacher_dir: Path) -> str:
-    return file_sha256(teacher_dir / "model.safetensors")
+    return file_sha256(teacher_dir / WEIGHTS)
 
 
 def train_cell(args, teacher_dir: Path, width: float, recipe: str, seed: int) -> Path:
