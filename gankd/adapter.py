@@ -1,0 +1,333 @@
+"""The generator seam: everything gankd needs to know about one generator.
+
+A :class:`GeneratorAdapter` wraps a generator module (gankd's own families or a user's
+``nn.Module``) together with an :class:`IOSpec` that says
+
+- which inputs it takes, in call order (a latent of any per-sample shape such as
+  ``(100,)`` or ``(100, 1, 1)``, optional class labels, later a source image),
+- the range of its output (mapped to gankd's [-1, 1] here and nowhere else),
+- where its intermediate features come from: ``native`` (the module's
+  ``forward(..., return_features=True)``) or a list of module paths captured with
+  forward hooks, resolved once into module references when the adapter is built.
+
+Distillation, sampling, metrics, speed and export build inputs and call models
+through this class, so nothing downstream assumes ``z_dim``, classes or a resolution.
+
+Latents are reproducible: the latent for seed ``s`` is ``randn(prod(shape))`` from
+``torch.Generator().manual_seed(s)``, reshaped; for gankd's (z_dim,) latents this is
+the same tensor the earlier ``sampling.latents`` drew.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+INPUT_KINDS = ("latent", "label", "image")
+
+
+@dataclass
+class InputSpec:
+    name: str  # argument name, e.g. "z", "y", "src"
+    kind: str  # latent (standard normal), label (int64 class index) or image (in [-1, 1])
+    shape: tuple[int, ...] = ()  # per-sample shape, e.g. (100, 1, 1); () for labels
+    num_classes: int = 0  # labels only: number of classes
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in self.shape)
+        if self.kind not in INPUT_KINDS:
+            raise ValueError(f"input '{self.name}': kind must be one of {INPUT_KINDS}, got '{self.kind}'")
+        if self.kind == "latent" and (not self.shape or min(self.shape) < 1):
+            raise ValueError(f"input '{self.name}': a latent needs a positive shape such as (100,) or (100,1,1)")
+        if self.kind == "label" and self.num_classes < 1:
+            raise ValueError(f"input '{self.name}': a label input needs num_classes >= 1")
+
+
+@dataclass
+class IOSpec:
+    inputs: list[InputSpec]  # in call order
+    output_range: tuple[float, float] = (-1.0, 1.0)  # value range of the raw output
+    features: str | list[str] = "native"  # "native", "none", or module paths for forward hooks
+    image_channels: int = 0  # output channels (0 = unknown until a dry run)
+    resolution: int = 0  # output height = width (0 = unknown until a dry run)
+
+    def __post_init__(self):
+        self.inputs = [i if isinstance(i, InputSpec) else InputSpec(**i) for i in self.inputs]
+        self.output_range = tuple(float(v) for v in self.output_range)
+        if len(self.output_range) != 2 or self.output_range[0] >= self.output_range[1]:
+            raise ValueError(f"--output-range must be LOW,HIGH with LOW < HIGH, got {self.output_range}")
+        if not any(i.kind == "latent" for i in self.inputs) and not any(i.kind == "image" for i in self.inputs):
+            raise ValueError("a generator needs a latent or an image input")
+        names = [i.name for i in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input names must be unique, got {names}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["output_range"] = list(self.output_range)
+        for i in d["inputs"]:
+            i["shape"] = list(i["shape"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> IOSpec:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    # convenient views
+    def latent(self) -> InputSpec | None:
+        return next((i for i in self.inputs if i.kind == "latent"), None)
+
+    def label(self) -> InputSpec | None:
+        return next((i for i in self.inputs if i.kind == "label"), None)
+
+
+def native_spec(model: nn.Module) -> IOSpec:
+    """The IOSpec of a gankd family generator (``z_dim``, ``num_classes``, ``cfg``)."""
+    inputs = [InputSpec("z", "latent", (int(model.z_dim),))]
+    if int(getattr(model, "num_classes", 0)) > 0:
+        inputs.append(InputSpec("y", "label", (), int(model.num_classes)))
+    cfg = getattr(model, "cfg", None)
+    return IOSpec(inputs, (-1.0, 1.0), "native", int(getattr(cfg, "image_channels", 0)),
+                  int(getattr(cfg, "resolution", 0)))  # fmt: skip
+
+
+def module_paths(model: nn.Module) -> list[str]:
+    return [name for name, _ in model.named_modules() if name]
+
+
+def resolve_modules(model: nn.Module, paths: list[str], flag: str = "--feat-layers") -> list[nn.Module]:
+    """Module paths -> module references, once; an unknown path is a one-line error."""
+    table = dict(model.named_modules())
+    out = []
+    for p in paths:
+        if p not in table or not p:
+            valid = ", ".join(module_paths(model)[:40])
+            more = " ..." if len(table) > 41 else ""
+            raise ValueError(f"{flag}: no module '{p}' in {type(model).__name__}; valid paths: {valid}{more}")
+        out.append(table[p])
+    return out
+
+
+class GeneratorAdapter(nn.Module):
+    """One generator behind gankd's seam. ``adapter(inputs)`` -> images in [-1, 1].
+
+    ``inputs`` is a dict of named tensors (see :meth:`seeded_inputs`, :meth:`random_inputs`).
+    The wrapped module is ``adapter.model``; ``state_dict`` is the model's own.
+    """
+
+    def __init__(self, model: nn.Module, spec: IOSpec | None = None):
+        super().__init__()
+        self.model = model
+        self.spec = spec if spec is not None else native_spec(model)
+        self._tap_modules: list[nn.Module] | None = None
+        if isinstance(self.spec.features, list):
+            self._tap_modules = resolve_modules(model, self.spec.features)
+
+    # ------------------------------------------------------------- properties
+    @property
+    def num_classes(self) -> int:
+        lab = self.spec.label()
+        return lab.num_classes if lab is not None else 0
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        lat = self.spec.latent()
+        return lat.shape if lat is not None else ()
+
+    @property
+    def has_features(self) -> bool:
+        return self.spec.features != "none"
+
+    def state_dict(self, *args, **kwargs):  # the model's keys, unprefixed
+        return self.model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        return self.model.load_state_dict(state, strict=strict, assign=assign)
+
+    # ----------------------------------------------------------------- inputs
+    def seeded_inputs(self, seeds: list[int], labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Inputs for explicit seeds: latent i from seed ``seeds[i]``; labels given or class-balanced."""
+        out: dict[str, torch.Tensor] = {}
+        for spec in self.spec.inputs:
+            if spec.kind == "latent":
+                n = math.prod(spec.shape)
+                out[spec.name] = torch.stack(
+                    [torch.randn(n, generator=torch.Generator().manual_seed(int(s))).view(spec.shape) for s in seeds]
+                )
+            elif spec.kind == "label":
+                lab = labels if labels is not None else torch.arange(len(seeds)) % spec.num_classes
+                if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= spec.num_classes):
+                    raise ValueError(f"--classes: labels must be in 0..{spec.num_classes - 1}")
+                out[spec.name] = lab.long()
+            else:
+                raise ValueError(f"input '{spec.name}' is a source image: give images, not seeds")
+        return out
+
+    def random_inputs(self, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """Inputs for one training batch, drawn from ``gen`` in spec order (latent, then labels)."""
+        out: dict[str, torch.Tensor] = {}
+        for spec in self.spec.inputs:
+            if spec.kind == "latent":
+                out[spec.name] = torch.randn(n, *spec.shape, generator=gen)
+            elif spec.kind == "label":
+                out[spec.name] = torch.randint(0, spec.num_classes, (n,), generator=gen)
+            else:
+                raise ValueError(f"input '{spec.name}' is a source image: draw it from the data")
+        return out
+
+    def example_inputs(self, batch: int = 1, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
+        """Positional inputs for MACs, timing and ONNX export (seeds 0..batch-1)."""
+        d = self.seeded_inputs(list(range(batch)))
+        return tuple(d[s.name].to(device) for s in self.spec.inputs)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.spec.inputs]
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        axes = {name: {0: "batch"} for name in self.input_names}
+        axes["image"] = {0: "batch"}
+        return axes
+
+    # ------------------------------------------------------------------ call
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw model output -> [-1, 1]."""
+        lo, hi = self.spec.output_range
+        if (lo, hi) == (-1.0, 1.0):
+            return x
+        return (x - lo) * (2.0 / (hi - lo)) - 1.0
+
+    def _args(self, inputs: dict[str, torch.Tensor]) -> list:
+        try:
+            return [inputs[s.name] for s in self.spec.inputs]
+        except KeyError as e:
+            raise ValueError(f"missing generator input {e}; this generator takes {self.input_names}") from None
+
+    def forward(self, inputs: dict[str, torch.Tensor], return_features: bool = False):
+        args = self._args(inputs)
+        if self.spec.features == "native":
+            if return_features:
+                img, feats = self.model(*args, return_features=True)
+                return self.to_unit(img), list(feats)
+            return self.to_unit(self.model(*args))
+        if not return_features or self._tap_modules is None:
+            img = self.to_unit(self.model(*args))
+            return (img, []) if return_features else img
+        feats: list[torch.Tensor | None] = [None] * len(self._tap_modules)
+        hooks = []
+        for i, m in enumerate(self._tap_modules):
+
+            def hook(_m, _inp, out, i=i):
+                feats[i] = out
+
+            hooks.append(m.register_forward_hook(hook))
+        try:
+            img = self.to_unit(self.model(*args))
+        finally:
+            for h in hooks:
+                h.remove()
+        return img, feats
+
+    def call_positional(self, *args: torch.Tensor) -> torch.Tensor:
+        """Positional call in spec order -> images in [-1, 1] (for export and timing)."""
+        return self.to_unit(self.model(*args))
+
+    @torch.no_grad()
+    def feature_channels(self) -> list[int]:
+        """Channels of each feature tap, by one dry run at batch 2 (in eval mode)."""
+        was = self.model.training
+        self.model.eval()
+        try:
+            ex = self.seeded_inputs([0, 1]) if self.spec.latent() is not None else None
+            if ex is None:
+                raise ValueError("feature_channels needs a latent input; image inputs use their data")
+            dev = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+            _, feats = self({k: v.to(dev) for k, v in ex.items()}, return_features=True)
+        finally:
+            self.model.train(was)
+        return [int(f.shape[1]) for f in feats]
+
+    def output_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one output image, by a dry run."""
+        with torch.no_grad():
+            was = self.model.training
+            self.model.eval()
+            try:
+                dev = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+                img = self({k: v.to(dev) for k, v in self.seeded_inputs([0, 1]).items()})
+            finally:
+                self.model.train(was)
+        return tuple(img.shape[1:])
+
+
+@torch.no_grad()
+def auto_feature_taps(model: nn.Module, example: tuple, max_taps: int = 3) -> list[str]:
+    """Module paths at evenly spaced resolution stages, chosen by one dry run.
+
+    Records every leaf module whose output is a 4-D map, groups them by spatial size,
+    keeps the last module of each resolution stage (usually its activation), and picks
+    up to ``max_taps`` stages evenly spaced from the lowest resolution up, leaving out
+    the final output layer.
+    """
+    seen: list[tuple[str, int, int]] = []
+    hooks = []
+    named = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    for name, m in named:
+
+        def hook(_m, _i, out, name=name):
+            if isinstance(out, torch.Tensor) and out.dim() == 4:
+                seen.append((name, int(out.shape[-1]), int(out.shape[1])))
+
+        hooks.append(m.register_forward_hook(hook))
+    was = model.training
+    model.eval()
+    try:
+        model(*example)
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    counts: dict[str, int] = {}
+    for name, _, _ in seen:
+        counts[name] = counts.get(name, 0) + 1
+    # a module called more than once (a shared activation) cannot be one tap: skip it
+    seen = [s for s in seen if counts[s[0]] == 1] if any(c == 1 for c in counts.values()) else seen
+    if len(seen) < 2:
+        return []
+    body = seen[:-1]  # the last 4-D output is the image (or its activation)
+    out_ch = seen[-1][2]
+    body = [s for s in body if not (s[1] == seen[-1][1] and s[2] == out_ch)]
+    stages: dict[int, str] = {}
+    for name, size, _ in body:
+        stages[size] = name  # last module at this resolution
+    ordered = [stages[s] for s in sorted(stages)]
+    if len(ordered) <= max_taps:
+        return ordered
+    idx = [round(i * (len(ordered) - 1) / (max_taps - 1)) for i in range(max_taps)] if max_taps > 1 else [0]
+    return [ordered[i] for i in sorted(set(idx))]
+
+
+def adapter_for(model: nn.Module, spec: IOSpec | dict | None = None) -> GeneratorAdapter:
+    """Wrap a module (already an adapter: returned as is)."""
+    if isinstance(model, GeneratorAdapter):
+        return model
+    if isinstance(spec, dict):
+        spec = IOSpec.from_dict(spec)
+    return GeneratorAdapter(model, spec)
+
+
+def spec_summary(spec: IOSpec) -> dict[str, Any]:
+    """Short description for logs and JSON."""
+    return {
+        "inputs": {i.name: [i.kind, list(i.shape), i.num_classes] for i in spec.inputs},
+        "output_range": list(spec.output_range),
+        "features": spec.features,
+    }
+
+
+__all__ = ["InputSpec", "IOSpec", "GeneratorAdapter", "native_spec", "resolve_modules",
+           "auto_feature_taps", "adapter_for", "spec_summary"]  # fmt: skip
