@@ -8,9 +8,9 @@ a ``torch.save`` of plain tensors/dicts and is read with ``weights_only=True``.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,66 +20,23 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gankd.config import from_dict, load_json, save_json, to_dict
+
+# atomic_write_bytes and file_sha256 are re-exported: report, export, evaluate, metrics import them here
+from gankd.fileio import TMP_SUFFIX, atomic_write_bytes, atomic_write_with, file_sha256  # noqa: F401
 from gankd.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS
 
 WEIGHTS = "model.safetensors"
 D_WEIGHTS = "discriminator.safetensors"
 CONFIG = "config.json"
+STATE = "state.pt"
+RUN_MARKER = ".gankd-run"  # written into every run folder gankd prepares
 _REGISTRIES = {"generator": GENERATORS, "discriminator": DISCRIMINATORS, "classifier": CLASSIFIERS}
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())  # mkstemp makes 0600 files; use the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic(path: Path, writer) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def file_sha256(*paths: str | Path) -> str:
-    """sha256 (hex) of the bytes of ``paths``, in order: the fingerprint of a weights file or folder."""
-    h = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def save_weights(module: nn.Module, path: str | Path) -> None:
     """Save a module's state_dict as safetensors, atomically."""
     state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-    _atomic(Path(path), lambda tmp: save_file(state, tmp))
+    atomic_write_with(path, lambda tmp: save_file(state, tmp))
 
 
 def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
@@ -120,6 +77,17 @@ def build(kind: str, family: str, cfg: dict | Any) -> nn.Module:
     return cls(cfg)
 
 
+def _tmp_sibling(folder: Path, tag: str) -> Path:
+    return folder.parent / f".{folder.name}.{tag}-{os.getpid()}"
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)  # same filesystem: no bytes copied
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def save_model(
     folder: str | Path,
     model: nn.Module,
@@ -127,21 +95,121 @@ def save_model(
     discriminator: nn.Module | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write ``folder/config.json`` and ``folder/model.safetensors`` (+ discriminator)."""
+    """Write ``folder/config.json`` and ``folder/model.safetensors`` (+ discriminator), as a whole.
+
+    The folder is built as a hidden sibling (``.<name>.tmp-<pid>``) and swapped in by
+    renames (old folder aside, new one in, old one removed), so a reader or a crash sees
+    the old complete folder or the new complete one, never a new D beside an old G. Other
+    files in an existing folder (``export/``, ``state.pt``, a model card) are carried over;
+    a ``discriminator.safetensors`` is not when this save ships none.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = _tmp_sibling(folder, "tmp"), _tmp_sibling(folder, "old")
+    for leftover in (tmp, old):  # from an earlier crash of a process with our pid
+        if leftover.exists():
+            shutil.rmtree(leftover)
     meta: dict[str, Any] = {"kind": kind, "family": model.family, "config": to_dict(model.cfg)}
-    if discriminator is not None:
-        meta["discriminator"] = {
-            "family": discriminator.family,
-            "config": to_dict(discriminator.cfg),
-        }
-        save_weights(discriminator, folder / D_WEIGHTS)
-    if extra:
-        meta.update(extra)
-    save_weights(model, folder / WEIGHTS)
-    save_json(meta, folder / CONFIG)
+    try:
+        tmp.mkdir()
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if entry.name in (WEIGHTS, D_WEIGHTS, CONFIG) or entry.name.endswith(TMP_SUFFIX):
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.copytree(entry, tmp / entry.name, symlinks=True, copy_function=_link_or_copy)
+                elif entry.is_symlink():
+                    os.symlink(os.readlink(entry), tmp / entry.name)
+                else:
+                    _link_or_copy(str(entry), str(tmp / entry.name))
+        if discriminator is not None:
+            meta["discriminator"] = {
+                "family": discriminator.family,
+                "config": to_dict(discriminator.cfg),
+            }
+            save_weights(discriminator, tmp / D_WEIGHTS)
+        if extra:
+            meta.update(extra)
+        save_weights(model, tmp / WEIGHTS)
+        save_json(meta, tmp / CONFIG)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if folder.exists():
+        os.rename(folder, old)
+        os.rename(tmp, folder)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, folder)
     return folder
+
+
+_STALE_DIR = re.compile(r"^\.(?P<name>.+)\.(?P<tag>tmp|old)-\d+$")
+
+
+def clean_stale_tmp(run_dir: str | Path) -> list[Path]:
+    """Remove what interrupted writes left under ``run_dir``; returns the paths removed.
+
+    Temp files (``.<name>.<random>.tmp``) and half-built model folders (``.<name>.tmp-<pid>``)
+    go; a folder set aside by ``save_model`` (``.<name>.old-<pid>``) is renamed back when the
+    crash came before the new one was renamed in, and removed otherwise. Call it only when no
+    other process writes into ``run_dir`` (at the start of a run).
+    """
+    run_dir = Path(run_dir)
+    removed: list[Path] = []
+    if not run_dir.is_dir():
+        return removed
+    for path in sorted(run_dir.rglob(".*"), key=lambda p: len(p.parts), reverse=True):
+        if not os.path.lexists(path):  # inside a folder removed above
+            continue
+        m = _STALE_DIR.match(path.name)
+        if m and path.is_dir() and not path.is_symlink():
+            target = path.with_name(m["name"])
+            if m["tag"] == "old" and not os.path.lexists(target):
+                os.rename(path, target)
+                continue
+            shutil.rmtree(path)
+            removed.append(path)
+        elif path.name.endswith(TMP_SUFFIX) and (path.is_file() or path.is_symlink()):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def is_run_dir(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` is a folder gankd prepared for a run (or an older run with a state)."""
+    run_dir = Path(run_dir)
+    return (run_dir / RUN_MARKER).is_file() or (run_dir / STATE).is_file()
+
+
+def prepare_run_dir(run_dir: str | Path, resume: bool, can_resume: bool = True) -> Path:
+    """Create (or check) the ``--out`` folder of a run, mark it as gankd's, clean stale temps.
+
+    Refuses, with a one-line ``FileExistsError``, a folder that holds files but is not a
+    gankd run (its files would be overwritten) and a run that holds a training state when
+    ``resume`` is False; ``resume`` without a state is a ``FileNotFoundError``.
+    ``can_resume=False`` (commands without ``--resume``) leaves that flag out of the messages.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"--out {run_dir} is a file; choose an empty or new folder for --out")
+    resume_hint = ", or pass --resume to continue a gankd run" if can_resume else ""
+    if run_dir.is_dir():
+        state = run_dir / STATE
+        if not is_run_dir(run_dir) and any(run_dir.iterdir()):
+            raise FileExistsError(
+                f"--out {run_dir} holds files and is not a gankd run; choose an empty --out{resume_hint}"
+            )
+        if state.exists() and not resume:
+            hint = "pass --resume to continue it, or choose an empty --out" if can_resume else "choose an empty --out"
+            raise FileExistsError(f"--out {run_dir} already holds a gankd run; {hint}")
+    if resume and not (run_dir / STATE).is_file():
+        raise FileNotFoundError(f"no training state at {run_dir / STATE}; start without --resume")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(run_dir)
+    if not (run_dir / RUN_MARKER).is_file():
+        atomic_write_bytes(run_dir / RUN_MARKER, b"gankd run folder: training state, models, logs\n")
+    return run_dir
 
 
 def read_meta(folder: str | Path, kind: str) -> dict:
@@ -217,7 +285,7 @@ def load_discriminator(folder: str | Path, map_location: str = "cpu") -> nn.Modu
 
 def save_state(state: dict, path: str | Path) -> None:
     """Save training state (tensors, numbers, strings, nested dicts/lists) atomically."""
-    _atomic(Path(path), lambda tmp: torch.save(state, tmp))
+    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_state(path: str | Path) -> dict:

@@ -63,7 +63,7 @@ def cmd_sample(args) -> int:
             classes = [int(c) for c in args.classes.split(",")]
         except ValueError:
             raise ValueError(f"--classes '{args.classes}' is not a list like 0,1,2 or 'all'") from None
-    g = sample_grid(model, parse_seeds(args.seeds), classes, args.nrow, args.device)
+    g = sample_grid(model, parse_seeds(args.seeds), classes, args.nrow, args.device, name=f"model {args.model}")
     print(save_png(g, args.out))
     return 0
 

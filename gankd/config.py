@@ -102,7 +102,7 @@ def _coerce_inner(typ: Any, value: Any) -> Any:
 
 def save_json(data: dict, path: str | Path) -> None:
     """Write JSON atomically (temp file + rename)."""
-    from gankd.checkpoint import atomic_write_bytes
+    from gankd.fileio import atomic_write_bytes
 
     atomic_write_bytes(Path(path), (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 

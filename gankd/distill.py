@@ -148,7 +148,9 @@ class Distiller:
         set_threads(cfg.threads)
         dev = cfg.device
         self.state_path = self.run_dir / "state.pt"
-        if not resume and self.state_path.exists():
+        if self.rank == 0:  # one process prepares --out (others would race on its temp files)
+            ckpt.prepare_run_dir(self.run_dir, resume)  # refuses a foreign --out, or a run without --resume
+        elif not resume and self.state_path.exists():
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume or choose another --out")
         teacher_dir = ckpt.resolve_model_path(cfg.teacher)
         teacher = ckpt.load_generator(teacher_dir)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from gankd.data import to_uint8
+from gankd.fileio import atomic_write_bytes
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -96,17 +97,32 @@ def png_bytes(grid_u8: torch.Tensor) -> bytes:
 
 
 def save_png(grid_u8: torch.Tensor, path: str | Path) -> Path:
-    from gankd.checkpoint import atomic_write_bytes
-
     path = Path(path)
     atomic_write_bytes(path, png_bytes(grid_u8))
     return path
 
 
+def check_finite_images(images: torch.Tensor, name: str = "the generator") -> torch.Tensor:
+    """Raise a one-line ``ValueError`` naming the model when ``images`` hold NaN or inf.
+
+    A PNG cannot show NaN (it would become black or noise without a word): broken weights
+    must fail loudly before anything is written.
+    """
+    bad = ~torch.isfinite(images).flatten(1).all(dim=1)
+    if bad.any():
+        raise ValueError(
+            f"{name} produced non-finite pixels (NaN or inf) in {int(bad.sum())} of {len(images)} "
+            "images; its weights are broken: retrain it or restore its model.safetensors"
+        )
+    return images
+
+
 def sample_grid(model: nn.Module, seeds: list[int], classes: list[int] | None = None,
-                nrow: int = 8, device: str = "cpu") -> torch.Tensor:  # fmt: skip
+                nrow: int = 8, device: str = "cpu", name: str = "the generator") -> torch.Tensor:  # fmt: skip
     """Grid of a generator's samples. Conditional models: with ``classes``, one class per
     row (each row reuses the same seeds, nrow of them); otherwise classes cycle 0..K-1.
+
+    Raises ``ValueError`` (naming the model as ``name``) when a sample is not finite.
     """
     nc = getattr(model, "num_classes", 0)
     if nc > 0 and classes is not None:
@@ -120,4 +136,4 @@ def sample_grid(model: nn.Module, seeds: list[int], classes: list[int] | None = 
     else:
         z = latents(seeds, model.z_dim)
         y = balanced_labels(len(seeds), nc)
-    return grid(generate(model, z, y, device=device), nrow=nrow)
+    return grid(check_finite_images(generate(model, z, y, device=device), name), nrow=nrow)

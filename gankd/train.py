@@ -144,9 +144,7 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
         opt_d.load_state_dict(st["opt_d"])
         start = int(st["step"])
         log.info("resumed from %s at step %d", state_path, start)
-    elif state_path.exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.prepare_run_dir(run_dir, resume)  # refuses a foreign --out, or a run without --resume
     save_json(to_dict(cfg), run_dir / "train_config.json")
     logger = RunLogger(run_dir, resume_step=start if resume else None)
     stream = BatchStream(data, cfg.batch_size, cfg.seed)

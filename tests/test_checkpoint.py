@@ -239,3 +239,173 @@ def test_file_sha256_is_the_sha256_of_the_concatenated_files(tmp_path):
     assert file_sha256(a) == hashlib.sha256(a.read_bytes()).hexdigest()
     assert file_sha256(a, b) == hashlib.sha256(a.read_bytes() + b.read_bytes()).hexdigest()
     assert file_sha256(b, a) != file_sha256(a, b)
+
+
+# ---------------------------------------------------------------- whole-folder atomic saves
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return {n: load_file(str(folder / n)) for n in ("model.safetensors", "discriminator.safetensors")}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(a[n].keys() == b[n].keys() and all(torch.equal(a[n][k], b[n][k]) for k in a[n]) for n in a)
+
+
+def test_save_model_crash_mid_write_keeps_the_old_folder(tmp_path, monkeypatch):
+    folder = save_model(tmp_path / "student", tiny_generator(seed=0), "generator",
+                        discriminator=tiny_discriminator(seed=1), extra={"trained_steps": 1})  # fmt: skip
+    before = _weights(folder)
+
+    def crash(data, path):  # D and G are written, config.json is not: the process dies here
+        raise OSError("killed")
+
+    monkeypatch.setattr(ckpt, "save_json", crash)
+    with pytest.raises(OSError, match="killed"):
+        save_model(folder, tiny_generator(seed=5), "generator", discriminator=tiny_discriminator(seed=6),
+                   extra={"trained_steps": 2})  # fmt: skip
+    monkeypatch.undo()
+    # the old folder is complete: old G, old D, old config, and nothing left beside it
+    assert _same(_weights(folder), before)
+    assert json.loads((folder / "config.json").read_text())["trained_steps"] == 1
+    load_generator(folder), load_discriminator(folder)
+    assert sorted(os.listdir(tmp_path)) == ["student"]
+
+
+def test_save_model_crash_between_renames_is_repaired_by_clean_stale_tmp(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    folder = save_model(run / "student", tiny_generator(seed=0), "generator", discriminator=tiny_discriminator())
+    before = _weights(folder)
+    real_rename, calls = os.rename, []
+
+    def rename(src, dst):  # the process dies after the old folder went aside
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("killed")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "rename", rename)
+    with pytest.raises(OSError, match="killed"):
+        save_model(folder, tiny_generator(seed=5), "generator", discriminator=tiny_discriminator(seed=6))
+    monkeypatch.undo()
+    assert not folder.exists()  # the window the next start must repair
+    ckpt.clean_stale_tmp(run)
+    assert sorted(os.listdir(run)) == ["student"] and _same(_weights(folder), before)
+    load_generator(folder)
+
+
+def test_save_model_replaces_the_whole_folder_and_keeps_other_files(tmp_path):
+    folder = save_model(tmp_path / "m", tiny_generator(seed=0), "generator", discriminator=tiny_discriminator())
+    (folder / "export").mkdir()
+    (folder / "export" / "generator.onnx").write_bytes(b"onnx")
+    (folder / "MODEL_CARD.md").write_text("card")
+    g2 = tiny_generator(seed=3)
+    save_model(folder, g2, "generator")  # no discriminator this time
+    assert sorted(os.listdir(folder)) == ["MODEL_CARD.md", "config.json", "export", "model.safetensors"]
+    assert (folder / "export" / "generator.onnx").read_bytes() == b"onnx"
+    assert not has_discriminator(folder)  # a stale D from the last save does not linger
+    z, y = torch.randn(2, g2.z_dim), torch.tensor([0, 1])
+    assert torch.equal(load_generator(folder)(z, y), g2(z, y))
+    assert sorted(os.listdir(tmp_path)) == ["m"]
+
+
+def test_clean_stale_tmp_removes_litter_and_nothing_else(tmp_path):
+    run = tmp_path / "run"
+    save_model(run / "last", tiny_generator(), "generator")
+    save_model(run / "best", tiny_generator(), "generator")
+    (run / "last" / ".model.safetensors.k2j3h4.tmp").write_bytes(b"x" * 1000)  # a killed save_weights
+    (run / ".metrics.jsonl.abc.tmp").write_bytes(b"half")
+    (run / ".student.tmp-4242").mkdir()  # a half-built model folder
+    (run / ".student.tmp-4242" / "model.safetensors").write_bytes(b"partial")
+    (run / ".last.old-4242").mkdir()  # set aside, and the new one was renamed in: drop it
+    (run / "samples").mkdir()
+    (run / "samples" / "step0000002.png").write_bytes(b"png")
+    (run / "metrics.jsonl").write_text("{}\n")
+    (run / ".gankd-run").write_text("")
+    removed = ckpt.clean_stale_tmp(run)
+    assert len(removed) == 4
+    assert sorted(os.listdir(run)) == [".gankd-run", "best", "last", "metrics.jsonl", "samples"]
+    assert sorted(os.listdir(run / "last")) == ["config.json", "model.safetensors"]
+    load_generator(run / "last")
+    assert ckpt.clean_stale_tmp(tmp_path / "absent") == []
+
+
+# ---------------------------------------------------------------- --out folders
+def test_prepare_run_dir_new_and_empty_folders(tmp_path):
+    run = ckpt.prepare_run_dir(tmp_path / "a" / "run", resume=False)
+    assert run.is_dir() and ckpt.is_run_dir(run) and os.listdir(run) == [".gankd-run"]
+    (tmp_path / "empty").mkdir()
+    assert ckpt.is_run_dir(ckpt.prepare_run_dir(tmp_path / "empty", resume=False))
+    # a run that died before its first checkpoint starts again without --resume
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    (run / "last").mkdir()
+    (run / "last" / ".model.safetensors.x1.tmp").write_bytes(b"x")
+    ckpt.prepare_run_dir(run, resume=False)
+    assert os.listdir(run / "last") == []  # and its litter is cleaned
+
+
+def test_prepare_run_dir_refuses_a_foreign_folder(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"my": "own"}')
+    for resume in (False, True):
+        with pytest.raises(FileExistsError) as e:
+            ckpt.prepare_run_dir(mine, resume=resume)
+        msg = str(e.value)
+        assert "not a gankd run" in msg and "choose an empty --out, or pass --resume" in msg and "\n" not in msg
+    assert os.listdir(mine) == ["config.json"] and (mine / "config.json").read_text() == '{"my": "own"}'
+    with pytest.raises(FileExistsError) as e:
+        ckpt.prepare_run_dir(mine, resume=False, can_resume=False)
+    assert "--resume" not in str(e.value)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        ckpt.prepare_run_dir(tmp_path / "file", resume=False)
+
+
+def test_prepare_run_dir_with_a_state(tmp_path):
+    run = ckpt.prepare_run_dir(tmp_path / "run", resume=False)
+    with pytest.raises(FileNotFoundError, match="no training state .*start without --resume"):
+        ckpt.prepare_run_dir(tmp_path / "run", resume=True)
+    with pytest.raises(FileNotFoundError, match="start without --resume"):
+        ckpt.prepare_run_dir(tmp_path / "new", resume=True)
+    assert not (tmp_path / "new").exists()
+    save_state({"step": 2}, run / "state.pt")
+    with pytest.raises(FileExistsError, match="already holds a gankd run; pass --resume"):
+        ckpt.prepare_run_dir(run, resume=False)
+    (run / ".state.pt.zz.tmp").write_bytes(b"half")
+    assert ckpt.prepare_run_dir(run, resume=True) == run
+    assert sorted(os.listdir(run)) == [".gankd-run", "state.pt"]
+    # a run from before the marker existed: its state.pt marks it
+    (run / ".gankd-run").unlink()
+    assert ckpt.prepare_run_dir(run, resume=True) == run
+
+
+def _foreign(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("my own\n")
+    return out
+
+
+def _one_line_refusal(capsys, rc, out):
+    err = capsys.readouterr().err
+    assert rc == 2 and "not a gankd run" in err and len(err.strip().splitlines()) == 1, err
+    assert os.listdir(out) == ["metrics.jsonl"] and (out / "metrics.jsonl").read_text() == "my own\n"
+    return err
+
+
+def test_commands_refuse_a_foreign_out(gen_dir, image_folder, tmp_path, capsys):
+    from gankd import cli
+
+    out = _foreign(tmp_path)
+    rc = cli.main(["compress", "--teacher", str(gen_dir), "--out", str(out), "--steps", "1", "--no-progress",
+                   "--no-select-on-val"])  # fmt: skip
+    _one_line_refusal(capsys, rc, out)
+    rc = cli.main(["train-teacher", "--data", f"folder:{image_folder}", "--out", str(out), "--steps", "1",
+                   "--no-progress", "--set", "generator.base_channels=4", "--set", "discriminator.base_channels=4",
+                   "--set", "generator.num_classes=2", "--set", "discriminator.num_classes=2",
+                   "--select", "last"])  # fmt: skip
+    _one_line_refusal(capsys, rc, out)
+    rc = cli.main(["train-classifier", "--data", f"folder:{image_folder}", "--out", str(out), "--epochs", "1",
+                   "--no-progress", "--set", "model.num_classes=2"])  # fmt: skip
+    _one_line_refusal(capsys, rc, out)

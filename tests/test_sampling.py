@@ -114,3 +114,35 @@ def test_rgb_grid_png(tmp_path):
     g = tiny_generator(num_classes=0, image_channels=3, resolution=16)
     im = Image.open(io.BytesIO(png_bytes(sample_grid(g, [0, 1, 2], nrow=3))))
     assert im.mode == "RGB" and im.size == (3 * 18 + 2, 18 + 2)
+
+
+def test_sample_refuses_a_model_with_non_finite_output(tmp_path, capsys):
+    from gankd import cli
+    from gankd.checkpoint import save_model
+
+    g = tiny_generator()
+    with torch.no_grad():
+        g.to_img.weight[0, 0, 0, 0] = float("nan")  # broken weights: every image is NaN somewhere
+    folder = save_model(tmp_path / "broken", g, "generator")
+    out = tmp_path / "grid.png"
+    rc = cli.main(["sample", "--model", str(folder), "--seeds", "0-3", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert str(folder) in err and "non-finite" in err and "4 of 4" in err
+    assert not out.exists()  # nothing is written
+    # one bad image among good ones is named too
+    with pytest.raises(ValueError, match="the generator produced non-finite pixels .* 1 of 3"):
+        sample_grid(_Inf(tiny_generator()), [0, 1, 2], nrow=3)
+
+
+class _Inf(torch.nn.Module):
+    """Wraps a generator; its second image gets an inf pixel."""
+
+    def __init__(self, g):
+        super().__init__()
+        self.g, self.z_dim, self.num_classes = g, g.z_dim, g.num_classes
+
+    def forward(self, z, y=None):
+        x = self.g(z, y).clone()
+        x[1, 0, 0, 0] = float("inf")
+        return x
