@@ -94,6 +94,8 @@ class RunLogger:
     """Appends scalars to ``metrics.jsonl`` and, when available, TensorBoard."""
 
     def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None):
+        from gankd.fileio import atomic_write_bytes
+
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
@@ -101,7 +103,8 @@ class RunLogger:
             # also a half-written last line left by a killed process
             recs = [(ln, _parse_line(ln)) for ln in self.path.read_text().splitlines()]
             keep = [ln for ln, rec in recs if rec is not None and rec.get("step", 0) <= resume_step]
-            self.path.write_text("".join(k + "\n" for k in keep))
+            # atomic: a crash here must not lose the lines before the checkpoint
+            atomic_write_bytes(self.path, "".join(k + "\n" for k in keep).encode())
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self.tb = None

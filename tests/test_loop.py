@@ -97,3 +97,23 @@ def test_budget_and_labels():
     assert sample_labels(4, 0, step_generator(0, 0)) is None
     y = sample_labels(100, 3, step_generator(0, 0))
     assert y.dtype == torch.int64 and set(y.tolist()) == {0, 1, 2}
+
+
+def test_run_logger_resume_rewrite_is_atomic(tmp_path, monkeypatch):
+    import os
+
+    log = RunLogger(tmp_path, tensorboard=False)
+    for s in (1, 2, 3):
+        log.scalars(s, {"loss": float(s)})
+    before = (tmp_path / "metrics.jsonl").read_bytes()
+
+    def killed(*a):  # the process dies before the rewritten file is renamed in
+        raise OSError("killed")
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(OSError, match="killed"):
+        RunLogger(tmp_path, tensorboard=False, resume_step=1)
+    monkeypatch.undo()
+    # the old log is whole (not truncated to nothing) and no temp file is left beside it
+    assert (tmp_path / "metrics.jsonl").read_bytes() == before
+    assert os.listdir(tmp_path) == ["metrics.jsonl"]
