@@ -60,3 +60,33 @@ def test_adversarial_losses(kind):
     assert g_loss(real, kind) < g_loss(fake, kind)
     with pytest.raises(ValueError, match="unknown adversarial"):
         d_loss(real, fake, "wgan")
+
+
+def test_feature_adapters_map_student_to_teacher_channels_and_never_train_the_teacher():
+    from testkit import tiny_generator
+
+    from gankd.students import build_student
+
+    teacher = tiny_generator(base_channels=8).train()  # grads left ON: the loss itself must cut them
+    student = build_student(teacher, 0.25, init="random").train()
+    s_ch, t_ch = student.feature_channels, teacher.feature_channels
+    assert all(s < t for s, t in zip(s_ch, t_ch))
+    layers = [0, 2, len(t_ch) - 1]
+    ad = FeatureAdapters(s_ch, t_ch, layers)
+    # adapter k is a 1x1 conv from student stage layers[k]'s channels to the teacher's same stage
+    for a, i in zip(ad.adapters, layers):
+        assert (a.in_channels, a.out_channels, a.kernel_size) == (s_ch[i], t_ch[i], (1, 1))
+    z, y = torch.randn(4, teacher.z_dim), torch.arange(4)
+    _, t_feats = teacher(z, y, return_features=True)
+    _, s_feats = student(z, y, return_features=True)
+    assert all(t.requires_grad for t in t_feats)  # the teacher graph is live
+    for a, i in zip(ad.adapters, layers):
+        assert a(s_feats[i]).shape == t_feats[i].shape
+    loss = ad(s_feats, t_feats)
+    ref = torch.stack([F.mse_loss(a(s_feats[i]), t_feats[i]) for a, i in zip(ad.adapters, layers)]).mean()
+    assert torch.allclose(loss, ref)
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters()), "the feature loss moved the teacher"
+    assert all(a.weight.grad is not None and a.weight.grad.abs().sum() > 0 for a in ad.adapters)
+    # the student gets gradient through every chosen layer (its first stage feeds them all)
+    assert student.fc.weight.grad is not None and student.fc.weight.grad.abs().sum() > 0

@@ -48,3 +48,50 @@ def test_student_channels_width_and_explicit():
         build_student(t, 0.0)
     with pytest.raises(ValueError, match="prune only shrinks"):
         build_student(t, 2.0, init="prune")
+
+
+def _planted_teacher(num_classes, seed=0):
+    """A teacher whose important channels are known: in every stage a random subset of
+    output channels gets 10x larger filters, so it has the largest L1 norms."""
+    t = _trained_like(num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    s_ch = [c // 2 for c in t.feature_channels]
+    planted = [torch.randperm(c, generator=gen)[:k].sort().values for c, k in zip(t.feature_channels, s_ch)]
+    with torch.no_grad():
+        for p in t.parameters():  # every slice below must be told apart from its neighbours
+            p.copy_(torch.randn(p.shape, generator=gen))
+        for norm in t.norms:
+            norm.bn.running_mean.copy_(torch.randn(norm.bn.running_mean.shape, generator=gen))
+            norm.bn.running_var.copy_(torch.rand(norm.bn.running_var.shape, generator=gen) + 0.5)
+        for c in planted[0].tolist():  # stage 0: the linear layer's rows c*16 .. c*16+15
+            t.fc.weight[c * 16 : (c + 1) * 16] *= 10
+        for up, keep in zip(t.ups, planted[1:]):  # ConvTranspose2d weight: (C_in, C_out, k, k)
+            up.weight[:, keep] *= 10
+    return t, s_ch, planted
+
+
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_prune_keeps_the_top_l1_channels_and_slices_every_connected_tensor(num_classes):
+    t, s_ch, planted = _planted_teacher(num_classes)
+    s = build_student(t, 0.5, init="prune")
+    assert s.feature_channels == s_ch and all(len(k) < c for k, c in zip(planted, t.feature_channels))
+    k0 = planted[0]
+    # stage 0: output rows of the kept channels, in index order
+    assert torch.equal(s.fc.weight.view(s_ch[0], 16, -1), t.fc.weight.view(-1, 16, t.z_dim)[k0])
+    for i, (s_up, t_up) in enumerate(zip(s.ups, t.ups)):
+        k_in, k_out = planted[i], planted[i + 1]
+        # the next layer's INPUT channels are the previous stage's kept ones
+        assert torch.equal(s_up.weight, t_up.weight[k_in][:, k_out]), f"ups[{i}]"
+    for i, (s_n, t_n, keep) in enumerate(zip(s.norms, t.norms, planted)):
+        assert torch.equal(s_n.bn.running_mean, t_n.bn.running_mean[keep]), f"norms[{i}] mean"
+        assert torch.equal(s_n.bn.running_var, t_n.bn.running_var[keep]), f"norms[{i}] var"
+        if num_classes:  # conditional BatchNorm: per-class scale and shift, sliced on channels
+            assert torch.equal(s_n.gamma.weight, t_n.gamma.weight[:, keep]), f"norms[{i}] gamma"
+            assert torch.equal(s_n.beta.weight, t_n.beta.weight[:, keep]), f"norms[{i}] beta"
+        else:
+            assert torch.equal(s_n.bn.weight, t_n.bn.weight[keep]), f"norms[{i}] weight"
+            assert torch.equal(s_n.bn.bias, t_n.bn.bias[keep]), f"norms[{i}] bias"
+    assert torch.equal(s.to_img.weight, t.to_img.weight[:, planted[-1]])
+    assert torch.equal(s.to_img.bias, t.to_img.bias)
+    # and the planted channels are not simply the first ones (a "keep the first k" bug fails)
+    assert any(not torch.equal(k, torch.arange(len(k))) for k in planted)
