@@ -1,0 +1,289 @@
+"""Students of any generator architecture by structural pruning (torch-pruning's DepGraph).
+
+:func:`prune_generator` deep-copies a :class:`~gankd.adapter.GeneratorAdapter`'s module,
+builds torch-pruning's dependency graph from one forward pass of the adapter's example
+inputs, and removes, in every group of coupled channels, the channels of least L1
+magnitude (``tp.importance.MagnitudeImportance(p=1)``), keeping ``round(C * width)`` of
+``C`` (at least 1). Coupled tensors are sliced together: ConvTranspose2d and Conv2d
+in/out channels, BatchNorm/GroupNorm/InstanceNorm, residual additions, concatenation
+skips, and class embeddings that scale or shift a normalised map (gankd's
+ConditionalBatchNorm2d).
+
+Kept whole: the last Conv/ConvTranspose/Linear layer (its outputs are the image channels),
+the inputs (latent, labels) and every channel group that reaches them.
+
+A Linear layer whose output is reshaped into a (C, H, W) map (``fc(z).view(B, C, 4, 4)``)
+is pruned in whole channels (blocks of H*W rows) from the map's side; torch-pruning's own
+grouping for that pattern ranks single rows. When the model's ``forward`` hard-codes C in
+the reshape (``view(B, self.ch * 4, 4, 4)``), pruning that stage would break the forward:
+a dry run detects it and that stage keeps its width (reported in ``prune_info``).
+
+``target_macs`` instead of ``width``: the width (same for every group) is found by
+bisection so that the student's MACs, counted by gankd's own
+:func:`gankd.metrics.efficiency.count_macs`, are at most that fraction of the teacher's.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+from torch import nn
+
+from gankd.adapter import GeneratorAdapter, IOSpec
+
+log = logging.getLogger(__name__)
+
+INITS = ("prune", "random")
+IMPORTANCE = "L1 magnitude of each channel group (torch-pruning MagnitudeImportance(p=1), group mean)"
+_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm)
+
+
+def _tp():
+    try:
+        import torch_pruning as tp
+    except ImportError as e:  # an optional dependency
+        raise RuntimeError("pruning needs torch-pruning: pip install 'torch-pruning>=1.6'") from e
+    return tp
+
+
+def _model_inputs(adapter: GeneratorAdapter, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    dev = next((p.device for p in adapter.model.parameters()), torch.device("cpu"))
+    return adapter.example_inputs(batch, device=dev)
+
+
+def _forward(model: nn.Module, inputs: tuple) -> torch.Tensor:
+    out = model(*inputs)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+@torch.no_grad()
+def output_layers(model: nn.Module, inputs: tuple) -> list[nn.Module]:
+    """The last Conv/ConvTranspose/Linear module called by ``model(*inputs)`` (the image layer)."""
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m in model.modules()
+             if isinstance(m, _LAYERS)]  # fmt: skip
+    was = model.training
+    model.eval()
+    try:
+        _forward(model, inputs)
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return order[-1:]
+
+
+def _reshape_linears(tp, dg) -> list[tuple[nn.Module, nn.Module, object]]:
+    """Linear layers whose output is viewed into a map: (linear, consumer, consumer pruning fn)."""
+    found = []
+    for m, node in dg.module2node.items():
+        if not isinstance(m, nn.Linear):
+            continue
+        stack, seen, reshaped, consumer = list(node.outputs), set(), False, None
+        while stack and consumer is None:
+            n = stack.pop(0)
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if isinstance(n.module, tp.ops._ReshapeOp):
+                reshaped = True
+            if isinstance(n.module, _LAYERS + _NORMS):
+                consumer = n.module
+                break
+            stack.extend(n.outputs)
+        if reshaped and consumer is not None:
+            pruner = dg.get_pruner_of_module(consumer)
+            fn = pruner.prune_in_channels if isinstance(consumer, _LAYERS) else pruner.prune_out_channels
+            found.append((m, consumer, fn))
+    return found
+
+
+def _keep_count(channels: int, width: float) -> int:
+    return max(1, min(channels, int(round(channels * width))))
+
+
+@torch.no_grad()
+def _prune_group(tp, dg, imp, module, fn, channels: int, width: float) -> tuple[int, int] | None:
+    keep = _keep_count(channels, width)
+    if keep >= channels:
+        return None
+    full = dg.get_pruning_group(module, fn, list(range(channels)))
+    scores = imp(full)
+    if scores is None:  # a group without parameters to rank: keep it whole
+        return None
+    drop = sorted(torch.argsort(scores)[: channels - keep].tolist())
+    group = dg.get_pruning_group(module, fn, drop)
+    if not dg.check_pruning_group(group):
+        return None
+    group.prune()
+    return channels, keep
+
+
+def _shape_ok(model: nn.Module, inputs: tuple, want: torch.Size) -> bool:
+    try:
+        with torch.no_grad():
+            out = _forward(model, inputs)
+    except (RuntimeError, ValueError):
+        return False
+    return out.shape == want
+
+
+def _graph(tp, model: nn.Module, inputs: tuple):
+    """torch-pruning's dependency graph, traced through autograd (so grads on, whatever the caller's mode)."""
+    with torch.enable_grad():
+        return tp.DependencyGraph().build_dependency(model, inputs, forward_fn=lambda m, x: _forward(m, x))
+
+
+def _prune_module(model: nn.Module, inputs: tuple, width: float, keep_layers: list[str]) -> tuple[nn.Module, dict]:
+    """Prune a deep copy of ``model`` at one width; returns it and a record of what happened."""
+    tp = _tp()
+    imp = tp.importance.MagnitudeImportance(p=1)
+    model = copy.deepcopy(model).eval()
+    for p in model.parameters():  # the graph is traced through autograd; a student trains anyway
+        p.requires_grad_(True)
+    names = {m: n for n, m in model.named_modules()}
+    want = _forward(model, inputs).shape
+    ignored = output_layers(model, inputs) + [dict(model.named_modules())[p] for p in keep_layers]
+    groups: list[dict] = []
+    skipped: list[str] = []
+    # 1) channels of reshaped Linear outputs, ranked from the map's side; kept if the forward hard-codes them
+    dg = _graph(tp, model, inputs)
+    todo = [(names[lin], names[consumer]) for lin, consumer, _ in _reshape_linears(tp, dg) if lin not in ignored]
+    for lin_path, consumer_path in todo:
+        trial = copy.deepcopy(model)
+        tdg = _graph(tp, trial, inputs)
+        c_mod = dict(trial.named_modules())[consumer_path]
+        pruner = tdg.get_pruner_of_module(c_mod)
+        if isinstance(c_mod, _LAYERS):
+            fn, ch = pruner.prune_in_channels, pruner.get_in_channels(c_mod)
+        else:
+            fn, ch = pruner.prune_out_channels, pruner.get_out_channels(c_mod)
+        res = _prune_group(tp, tdg, imp, c_mod, fn, ch, width)
+        if res is not None and _shape_ok(trial, inputs, want):
+            model = trial
+            groups.append({"root": f"{lin_path} (reshaped)", "channels": res[0], "kept": res[1]})
+        elif res is not None:
+            skipped.append(f"{lin_path} (its forward fixes the channels of the reshape)")
+    # 2) every other channel group, rooted at Conv/Linear outputs
+    table = dict(model.named_modules())
+    whole = output_layers(model, inputs) + [table[p] for p in keep_layers]
+    dg = _graph(tp, model, inputs)
+    ignored = whole + [lin for lin, _, _ in _reshape_linears(tp, dg)]  # done above (or kept on purpose)
+    names = {m: n for n, m in model.named_modules()}
+    for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.modules.conv._ConvNd, nn.Linear]):
+        root = group[0].dep.target.module
+        fn = group[0].dep.handler
+        ch = len(group[0].idxs)
+        res = _prune_group(tp, dg, imp, root, fn, ch, width)
+        if res is not None:
+            groups.append({"root": names.get(root, str(root)), "channels": res[0], "kept": res[1]})
+    if not _shape_ok(model, inputs, want):
+        raise RuntimeError(
+            "pruning changed or broke the generator's output (a layer outside torch-pruning's "
+            "graph); name the layers to keep whole (keep_layers) or use a width of 1"
+        )
+    return model, {"groups": groups, "kept_whole": [names[m] for m in whole] + skipped}
+
+
+def macs_of(adapter_or_model: GeneratorAdapter | nn.Module, inputs: tuple | None = None) -> int:
+    """MACs per image of a generator (gankd's counter, batch 1)."""
+    from gankd.metrics.efficiency import count_macs
+
+    if isinstance(adapter_or_model, GeneratorAdapter):
+        model, inputs = adapter_or_model.model, adapter_or_model.example_inputs(1)
+    else:
+        model = adapter_or_model
+    return int(count_macs(model, inputs)["macs"])
+
+
+@torch.no_grad()
+def _reinit(model: nn.Module, seed: int) -> None:
+    """Fresh weights, pruned shapes kept: every layer's own ``reset_parameters`` under ``seed``."""
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if m is not model and hasattr(m, "reset_parameters") and callable(m.reset_parameters):
+            m.reset_parameters()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            m.reset_running_stats()
+
+
+def prune_generator(
+    adapter: GeneratorAdapter,
+    width: float | None = None,
+    target_macs: float | None = None,
+    init: str = "prune",
+    seed: int = 0,
+    keep_layers: list[str] | None = None,
+) -> GeneratorAdapter:
+    """A pruned student of ``adapter`` (a new adapter on a deep copy; the teacher is untouched).
+
+    ``width`` in (0, 1]: keep ``round(C * width)`` channels of every prunable group of ``C``.
+    ``target_macs`` in (0, 1]: instead, the largest common width whose MACs are at most that
+    fraction of the teacher's (bisection, 12 steps). ``init="random"`` keeps the pruned shapes
+    with fresh weights (each layer's ``reset_parameters``, seeded; not the model's own init).
+    ``keep_layers``: module paths whose output channels stay whole.
+
+    The result has ``prune_info`` (dict): importance, width, MACs of teacher and student
+    and their ratio, per-group channel counts, what was kept whole. Its spec is the
+    teacher's (same inputs, output range and feature taps, by module path).
+    """
+    if init not in INITS:
+        raise ValueError(f"--init must be one of {INITS}, got '{init}'")
+    if (width is None) == (target_macs is None):
+        raise ValueError("give one of --width or --target-macs")
+    for name, v in (("--width", width), ("--target-macs", target_macs)):
+        if v is not None and not 0 < v <= 1:
+            raise ValueError(f"{name} must be in (0, 1], got {v}")
+    keep_layers = list(keep_layers or [])
+    from gankd.adapter import resolve_modules
+
+    resolve_modules(adapter.model, keep_layers, flag="--keep-layers")
+    inputs = _model_inputs(adapter)
+    teacher_macs = macs_of(adapter)
+
+    def at(w: float):
+        model, info = _prune_module(adapter.model, inputs, w, keep_layers)
+        return model, info, macs_of(model, tuple(x[:1] for x in inputs))
+
+    if width is not None:
+        model, info, macs = at(width)
+    else:
+        lo, hi = 0.0, 1.0
+        best = None
+        for _ in range(12):
+            mid = (lo + hi) / 2
+            cand = at(mid)
+            if cand[2] <= target_macs * teacher_macs:
+                best, lo = (mid, cand), mid
+            else:
+                hi = mid
+        if best is None:
+            raise ValueError(f"--target-macs {target_macs} is below what pruning every channel group to 1 reaches")
+        width, (model, info, macs) = best
+    if init == "random":
+        _reinit(model, seed)
+    spec = IOSpec.from_dict(adapter.spec.to_dict())
+    student = GeneratorAdapter(model.train(adapter.model.training), spec)
+    student.prune_info = {
+        "method": "torch-pruning DepGraph",
+        "importance": IMPORTANCE,
+        "init": init,
+        "seed": seed,
+        "width": round(float(width), 6),
+        "pruning_ratio": round(1.0 - float(width), 6),
+        "target_macs": target_macs,
+        "teacher_macs": teacher_macs,
+        "student_macs": macs,
+        "macs_ratio": macs / teacher_macs if teacher_macs else None,
+        "teacher_params": sum(p.numel() for p in adapter.model.parameters()),
+        "student_params": sum(p.numel() for p in model.parameters()),
+        "groups": info["groups"],
+        "kept_whole": info["kept_whole"],
+    }
+    return student
+
+
+__all__ = ["prune_generator", "macs_of", "output_layers", "INITS", "IMPORTANCE"]
