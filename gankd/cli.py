@@ -365,7 +365,37 @@ def add_report(sub) -> None:
     p.set_defaults(fn=cmd_report)
 
 
-_EXTRA_COMMANDS += [add_eval, add_export, add_report]
+def cmd_import(args) -> int:
+    from gankd.importer import import_generator, parse_ints, parse_kwargs, summary
+
+    feat = [s.strip() for s in args.feat_layers.split(",") if s.strip()] if args.feat_layers else None
+    out = import_generator(args.class_path, parse_kwargs(args.kwargs), args.weights, args.out,
+                           state_key=args.state_key, latent=parse_ints(args.latent, "--latent"),
+                           num_classes=args.num_classes, output_range=args.output_range,
+                           feat_layers=feat)  # fmt: skip
+    print(out)
+    print(summary(out))
+    return 0
+
+
+def add_import(sub) -> None:
+    p = sub.add_parser("import", help="bring your own generator (nn.Module class + state dict) into a gankd folder",
+                       description="Imports the class's module (your code runs, as on import); the checkpoint "
+                       "is read as data only (safetensors, or torch.load with weights_only=True).")  # fmt: skip
+    p.add_argument("--class", dest="class_path", required=True, help="generator class, e.g. mypkg.models:Generator")
+    p.add_argument("--kwargs", help="constructor keyword arguments: a JSON object or a .json file")
+    p.add_argument("--weights", required=True, help="checkpoint: .safetensors, or .pt/.pth/.tar/.ckpt")
+    p.add_argument("--state-key", help="key of the generator's state dict in the checkpoint (default: detected)")
+    p.add_argument("--latent", help="per-sample latent shape, e.g. 100,1,1 or 128 (default: detected)")
+    p.add_argument("--num-classes", type=int, default=0, help="class-conditional: labels are the 2nd input")
+    p.add_argument("--output-range", default="-1,1", help="range of the raw output: -1,1 (default) or 0,1")
+    p.add_argument("--feat-layers", help="module paths for feature taps, e.g. main.5,main.8 (default: auto)")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    p.set_defaults(fn=cmd_import)
+
+
+_EXTRA_COMMANDS += [add_eval, add_export, add_report, add_import]
 
 
 def main(argv: list[str] | None = None) -> int:
