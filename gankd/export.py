@@ -1,7 +1,10 @@
 """Export a generator to ONNX or TorchScript with a dynamic batch, and check parity with eager.
 
-Exported graph inputs: ``z`` float32 (B, z_dim) and, for class-conditional models,
-``y`` int64 (B,); output ``image`` float32 (B, C, R, R) in [-1, 1]. B is dynamic.
+Exported graph inputs are the generator's own, named and ordered by its IOSpec (see
+``gankd.adapter``): for gankd's families ``z`` float32 (B, z_dim) and, for class-conditional
+models, ``y`` int64 (B,); for an imported generator e.g. ``z`` (B, 100, 1, 1). Output
+``image`` float32 (B, C, H, W) in [-1, 1] (the output range is mapped inside the graph).
+B is dynamic.
 
 ONNX goes through ``torch.onnx.export(..., dynamo=True)``; weights land in an external
 ``<name>.onnx.data`` file beside the model. TorchScript goes through ``torch.jit.trace``.
@@ -23,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gankd.adapter import GeneratorAdapter, adapter_for
 from gankd.checkpoint import atomic_write_bytes, load_generator
-from gankd.sampling import balanced_labels, latents
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -32,29 +35,28 @@ PARITY_BATCHES = (1, 3, 8)
 
 
 class GeneratorForExport(nn.Module):
-    """``forward(z)`` or ``forward(z, y)`` -> image: the generator without keyword options."""
+    """Positional inputs in IOSpec order -> image in [-1, 1]: the generator without options."""
 
     def __init__(self, generator: nn.Module):
         super().__init__()
-        self.generator = generator
-        self.conditional = int(getattr(generator, "num_classes", 0)) > 0
+        self.generator = adapter_for(generator)
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.generator(z, y if self.conditional else None)
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.generator.call_positional(*args)
 
 
 def example_inputs(generator: nn.Module, batch: int, first_seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Fixed inputs ``(z,)`` or ``(z, y)``: z (batch, z_dim) from seeds first_seed.., y balanced int64."""
-    z = latents(list(range(first_seed, first_seed + batch)), generator.z_dim)
-    y = balanced_labels(batch, int(getattr(generator, "num_classes", 0)))
-    return (z,) if y is None else (z, y)
+    """Fixed positional inputs from seeds first_seed.. (e.g. ``(z,)`` or ``(z, y)``, y balanced)."""
+    gen = adapter_for(generator)
+    d = gen.seeded_inputs(list(range(first_seed, first_seed + batch)))
+    return tuple(d[n] for n in gen.input_names)
 
 
-def _as_generator(folder_or_model) -> tuple[nn.Module, Path | None]:
+def _as_generator(folder_or_model) -> tuple[GeneratorAdapter, Path | None]:
     if isinstance(folder_or_model, nn.Module):
-        return copy.deepcopy(folder_or_model).cpu().eval(), None
+        return adapter_for(copy.deepcopy(folder_or_model).cpu().eval()), None
     folder = Path(folder_or_model)
-    return load_generator(folder).eval(), folder
+    return adapter_for(load_generator(folder).eval()), folder
 
 
 def default_export_path(folder: str | Path, format: str) -> Path:
@@ -65,8 +67,8 @@ def default_export_path(folder: str | Path, format: str) -> Path:
 def _export_onnx(wrapper: GeneratorForExport, path: Path, opset: int | None) -> None:
     args = example_inputs(wrapper.generator, 2)
     batch = torch.export.Dim("batch", min=1)
-    names = ["z", "y"][: len(args)]
-    dyn = {n: {0: batch} for n in names}
+    names = wrapper.generator.input_names
+    dyn = (tuple({0: batch} for _ in names),)  # forward(*args): one entry, the args tuple
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter (axis renames, deprecations)
         torch.onnx.export(
@@ -92,7 +94,7 @@ def _export_torchscript(wrapper: GeneratorForExport, path: Path) -> None:
 
 
 def load_exported(path: str | Path, format: str | None = None, threads: int | None = None):
-    """A callable ``f(z, y=None) -> image`` (torch tensors in, torch tensor out) for an exported file."""
+    """A callable ``f(*inputs) -> image`` (torch tensors in IOSpec order in, torch tensor out)."""
     path = Path(path)
     format = format or ("onnx" if path.suffix == ".onnx" else "torchscript")
     if format == "onnx":
@@ -102,12 +104,14 @@ def load_exported(path: str | Path, format: str | None = None, threads: int | No
         so.intra_op_num_threads = threads or torch.get_num_threads()
         so.inter_op_num_threads = 1
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        names = [i.name for i in sess.get_inputs()]
+        specs = sess.get_inputs()
 
-        def run(z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-            feed = {"z": z.float().numpy()}
-            if "y" in names:
-                feed["y"] = y.to(torch.int64).numpy()
+        def run(*args: torch.Tensor) -> torch.Tensor:
+            feed = {}
+            for spec, a in zip(specs, args):
+                if a is None:
+                    continue
+                feed[spec.name] = a.to(torch.int64).numpy() if "int" in spec.type else a.float().numpy()
             return torch.from_numpy(sess.run(None, feed)[0])
 
         run.session = sess
@@ -117,8 +121,8 @@ def load_exported(path: str | Path, format: str | None = None, threads: int | No
         module = torch.jit.load(str(path), map_location="cpu")
 
     @torch.no_grad()
-    def run_ts(z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return module(z) if y is None else module(z, y)
+    def run_ts(*args: torch.Tensor) -> torch.Tensor:
+        return module(*[a for a in args if a is not None])
 
     return run_ts
 
@@ -127,9 +131,10 @@ def load_exported(path: str | Path, format: str | None = None, threads: int | No
 def parity(generator: nn.Module, exported, batches=PARITY_BATCHES) -> float:
     """Max abs difference between eager and exported outputs over fixed seeds at several batch sizes."""
     worst = 0.0
+    gen = adapter_for(generator)
     for b in batches:
-        args = example_inputs(generator, b, first_seed=100 * b)
-        ref = generator(*args) if len(args) == 2 else generator(args[0], None)
+        args = example_inputs(gen, b, first_seed=100 * b)
+        ref = gen.call_positional(*args)
         got = exported(*args)
         if got.shape != ref.shape:
             raise ValueError(
@@ -187,11 +192,15 @@ def export_generator(
             moved.append(str(out.parent / f.name))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    nc = int(getattr(generator, "num_classes", 0))
-    inputs = {"z": {"shape": ["batch", generator.z_dim], "dtype": "float32", "distribution": "N(0, 1)"}}
-    if nc > 0:
-        inputs["y"] = {"shape": ["batch"], "dtype": "int64", "range": [0, nc - 1]}
-    res = getattr(generator, "cfg", None)
+    inputs = {}
+    for spec in generator.spec.inputs:
+        if spec.kind == "latent":
+            inputs[spec.name] = {"shape": ["batch", *spec.shape], "dtype": "float32", "distribution": "N(0, 1)"}
+        elif spec.kind == "label":
+            inputs[spec.name] = {"shape": ["batch"], "dtype": "int64", "range": [0, spec.num_classes - 1]}
+        else:
+            inputs[spec.name] = {"shape": ["batch", *spec.shape], "dtype": "float32", "range": [-1, 1]}
+    c, h, w = generator.output_shape()
     result = {
         "path": str(out),
         "files": moved,
@@ -202,12 +211,7 @@ def export_generator(
         "inputs": inputs,
         "output": {
             "name": "image",
-            "shape": [
-                "batch",
-                getattr(res, "image_channels", None),
-                getattr(res, "resolution", None),
-                getattr(res, "resolution", None),
-            ],  # fmt: skip
+            "shape": ["batch", c, h, w],
             "dtype": "float32",
             "range": [-1, 1],
         },
