@@ -77,7 +77,8 @@ def cmd_train_teacher(args) -> int:
     cfg = _build_cfg(GANTrainConfig, args, {
         "data": args.data, "steps": args.steps, "batch_size": args.batch_size, "loss": args.loss,
         "lr_g": args.lr_g, "lr_d": args.lr_d, "diffaug": args.diffaug, "seed": args.seed,
-        "max_minutes": args.max_minutes, "device": args.device,
+        "max_minutes": args.max_minutes, "device": args.device, "select": args.select,
+        "eval_every": args.eval_every,
     })  # fmt: skip
     out = train_gan(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     print(out)
@@ -106,15 +107,14 @@ def cmd_compress(args) -> int:
         "perceptual": args.perc, "perceptual_net": args.perceptual, "feat": args.feat, "adv": args.adv,
         "adv_loss": args.adv_loss, "d_init": args.d_init, "real": args.real, "kd": args.kd,
         "kd_temperature": args.kd_temperature, "seed": args.seed, "max_minutes": args.max_minutes,
-        "device": args.device, "data": args.data,
+        "device": args.device, "data": args.data, "select": args.select, "eval_every": args.eval_every,
         "channels": _ints(args.channels, "--channels"), "feat_layers": _ints(args.feat_layers, "--feat-layers"),
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
     if args.channels:
         direct["width"] = None
     cfg = _build_cfg(DistillConfig, args, direct)
-    out = compress(cfg, args.out, resume=args.resume, progress=not args.no_progress,
-                   val_scorer=_val_scorer(cfg, args.select_on_val))  # fmt: skip
+    out = compress(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(out)
     return 0
@@ -129,13 +129,6 @@ def _ints(text: str | None, flag: str) -> list[int] | None:
         raise ValueError(f"{flag} expects comma-separated integers, got '{text}'") from None
 
 
-def _val_scorer(cfg, enabled: bool):
-    """Held-out FID (evaluator features, val split) for checkpoint selection, if available."""
-    from gankd.evaluate import val_scorer
-
-    return val_scorer(cfg) if enabled else None
-
-
 def cmd_demo(args) -> int:
     from gankd.demo import run_demo
 
@@ -145,6 +138,13 @@ def cmd_demo(args) -> int:
     print(f"teacher (top row) vs student (bottom row), same seeds: {res['grid']}")
     print(f"report: {res['markdown']} and {res['plot']}")
     return 0
+
+
+def _select_flags(p: argparse.ArgumentParser, rules) -> None:
+    p.add_argument("--select", choices=rules,
+                   help="checkpoint selection: perceptual-fid = FID on the val split with the perceptual net "
+                        "(default; never the evaluator), teacher-l1 = pixel L1 to the teacher, last = no selection")
+    p.add_argument("--eval-every", type=int, help="steps between validations for selection (0 = only at the end)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diffaug", help="DiffAugment policy, e.g. translation,cutout")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
+    _select_flags(p, ("perceptual-fid", "last"))
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out exactly (with its saved train_config.json)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gankd.distill import PRESETS, REAL_SOURCES
     from gankd.perceptual import PERCEPTUAL_NETS
+    from gankd.selection import SELECT_RULES
     from gankd.students import INITS
 
     p = sub.add_parser("compress", help="distil a teacher generator into a slim student")
@@ -222,8 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset for D's real images (fashion-mnist or folder:PATH)")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
-    p.add_argument("--no-select-on-val", dest="select_on_val", action="store_false",
-                   help="select the checkpoint by pixel L1 to the teacher instead of val-split FID")
+    _select_flags(p, SELECT_RULES)
+    p.add_argument("--no-select-on-val", dest="select", action="store_const", const="teacher-l1",
+                   help=argparse.SUPPRESS)  # old spelling of --select teacher-l1
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _overrides(p)
@@ -412,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except USER_ERRORS as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        msg = (str(msg).strip().splitlines() or [type(e).__name__])[0]  # one line, whatever raised
         print(f"gankd {args.cmd}: error: {msg}", file=sys.stderr)
         return 2
 

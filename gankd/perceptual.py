@@ -5,10 +5,16 @@ layer's features are unit-normalised over channels, squared differences averaged
 over channels and space, summed over layers. Its class head also serves soft-label
 KD. ``lpips-alex`` / ``lpips-vgg``: the ``lpips`` package with ImageNet trunks, used
 only when the trunk weights exist locally (this machine cannot download them).
+
+Loading never unpickles code: weight files are read with safetensors or
+``torch.load(weights_only=True)`` (:func:`load_tensor_file`), and the ``lpips`` package is
+built with ``pretrained=False, pnet_rand=True`` so it neither downloads nor loads anything
+itself (:func:`lpips_model` loads its heads and trunk).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -17,6 +23,100 @@ from torch import nn
 
 PERCEPTUAL_NETS = ("fmnist", "lpips-alex", "lpips-vgg")
 LPIPS_TRUNK_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+
+
+def load_tensor_file(path: str | Path, label: str) -> dict[str, torch.Tensor]:
+    """A flat ``{name: tensor}`` dict from ``.safetensors`` or a ``torch.save`` file, on the CPU.
+
+    ``torch.save`` files are read with ``weights_only=True``: a pickle that holds code or
+    other objects is refused (ValueError, one line) and nothing in it runs. ``label`` names
+    the file in messages (e.g. ``"--inception-weights PATH"``).
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError, SafetensorError, OSError, ...
+        # torch's own message spans many lines and suggests weights_only=False: keep neither
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in reason.lower() or "weights only" in reason.lower():
+            reason = "it holds objects other than tensors (code or classes), which are never unpickled"
+        raise ValueError(
+            f"{label}: cannot be read as weights ({reason[:200]}); "
+            "pass a .safetensors file or a torch.save'd state dict of tensors"
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ValueError(f"{label}: not a flat state dict of tensors; pass the weights file itself")
+    return dict(state)
+
+
+def check_state(module: nn.Module, state: dict[str, torch.Tensor], label: str, strict: bool = True) -> None:
+    """Raise a one-line ValueError unless ``state`` has ``module``'s keys and shapes
+    (``strict=False``: a subset of them is enough)."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state)) if strict else []
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        raise ValueError(
+            f"{label}: does not match the network (missing keys {missing[:3]}, unexpected keys {extra[:3]}); "
+            "pass the original weights file"
+        )
+    for k, v in state.items():
+        if tuple(own[k].shape) != tuple(v.shape):
+            raise ValueError(
+                f"{label}: tensor {k!r} has shape {tuple(v.shape)}, the network needs {tuple(own[k].shape)}; "
+                "pass the original weights file"
+            )
+
+
+def lpips_hub_file(net: str) -> Path:
+    """Where torch.hub (``$TORCH_HOME/hub/checkpoints``) keeps the ImageNet trunk of ``net``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_TRUNK_FILES[net]
+
+
+def lpips_model(net: str, trunk: str | Path | None, label: str | None = None) -> nn.Module:
+    """``lpips.LPIPS(net)`` with its calibrated linear heads and the ImageNet trunk loaded from
+    ``trunk`` (a torchvision ``alexnet``/``vgg16`` state dict; None: random trunk, for tests).
+
+    Nothing is downloaded and nothing is unpickled: the package is built with
+    ``pretrained=False, pnet_rand=True`` and both files go through :func:`load_tensor_file`.
+    """
+    import lpips
+    import torchvision
+
+    if net not in LPIPS_TRUNK_FILES:
+        raise ValueError(f"LPIPS net {net!r} is not supported; choose one of: {', '.join(LPIPS_TRUNK_FILES)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's 'pretrained=' deprecation inside lpips
+        model = lpips.LPIPS(pretrained=False, net=net, pnet_rand=True, verbose=False)
+    heads_file = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    heads = load_tensor_file(heads_file, f"lpips' linear heads {heads_file}")
+    check_state(model, heads, f"lpips' linear heads {heads_file}", strict=False)
+    # lin0..lin4 (``lins.*`` are the same modules listed again)
+    if not all(k in heads for k in model.state_dict() if k.startswith("lin") and not k.startswith("lins.")):
+        raise ValueError(f"lpips' linear heads {heads_file} are incomplete; reinstall the lpips package")
+    model.load_state_dict(heads, strict=False)
+    if trunk is not None:
+        label = label or f"LPIPS trunk {trunk}"
+        state = load_tensor_file(trunk, label)
+        feats = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tv = torchvision.models.alexnet() if net == "alex" else torchvision.models.vgg16()
+        check_state(tv.features, feats, f"{label} (expected torchvision's {LPIPS_TRUNK_FILES[net]})")
+        tv.features.load_state_dict(feats)
+        # lpips' slices index torchvision's ``features``
+        for name, sl in model.net.named_children():
+            if name.startswith("slice"):
+                for idx, layer in sl.named_children():
+                    layer.load_state_dict(tv.features[int(idx)].state_dict())
+    return model.eval()
 
 
 def _normalize(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -61,15 +161,13 @@ class LPIPSPerceptual(nn.Module):
 
     def __init__(self, net: str):
         super().__init__()
-        hub = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_TRUNK_FILES[net]
+        hub = lpips_hub_file(net)
         if not hub.is_file():
             raise FileNotFoundError(
                 f"--perceptual lpips-{net} needs the ImageNet trunk {hub.name}: copy it to {hub.parent}/ "
                 "(or set TORCH_HOME), or use --perceptual fmnist"
             )
-        import lpips
-
-        self.lpips = lpips.LPIPS(net=net, verbose=False).eval()
+        self.lpips = lpips_model(net, hub, f"--perceptual lpips-{net}: {hub}")
         for p in self.lpips.parameters():
             p.requires_grad_(False)
 

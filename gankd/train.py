@@ -1,7 +1,8 @@
 """Training from data: GANs (the teacher) and classifiers (evaluator, perceptual net).
 
 ``train_gan`` writes into a run folder: ``state.pt`` (resumable training state),
-``generator/`` (EMA generator + discriminator, a loadable model folder),
+``generator/`` (EMA generator + discriminator, a loadable model folder, the checkpoint
+selected by ``select``), ``last/`` (the latest checkpoint), ``selection.json``,
 ``metrics.jsonl``, ``samples/*.png`` and TensorBoard logs under ``tb/``.
 """
 
@@ -24,9 +25,13 @@ from gankd.loop import (
     BatchStream,
     Budget,
     RunLogger,
+    TrainingDiverged,
     check_finite,
+    check_finite_modules,
     ema_update,
+    follow_budget,
     sample_labels,
+    selected_on,
     set_threads,
     step_generator,
 )  # fmt: skip
@@ -34,6 +39,7 @@ from gankd.losses import ADV_LOSSES, d_loss, g_loss
 from gankd.models import ClassifierConfig, DiscriminatorConfig, GeneratorConfig
 from gankd.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS
 from gankd.sampling import sample_grid, save_png
+from gankd.selection import DEFAULT_SELECT, build_selector, check_rule
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +66,17 @@ class GANTrainConfig:
     log_every: int = 50  # steps between metrics.jsonl lines
     sample_every: int = 1000  # steps between sample grids
     checkpoint_every: int = 500  # steps between atomic checkpoints
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0 = no limit
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time, resumed sessions included; 0 = none
+    eval_every: int = 500  # steps between held-out validations for checkpoint selection (0 = only at the end)
+    eval_samples: int = 2000  # samples per held-out validation
+    select: str = DEFAULT_SELECT  # checkpoint selection: perceptual-fid (val split) or last (teacher-l1: compress)
+    select_net: str | None = None  # classifier folder for perceptual-fid (default: shipped fmnist-perceptual)
     device: str = "cpu"  # cpu or cuda
 
     def __post_init__(self):
+        check_rule(self.select, distill=False)
+        if self.eval_every < 0:
+            raise ValueError(f"--eval-every must be >= 0 (0 = only at the end), got {self.eval_every}")
         if self.loss not in ADV_LOSSES:
             raise ValueError(f"--loss must be one of {ADV_LOSSES}, got '{self.loss}'")
         if self.steps < 1 or self.batch_size < 1:
@@ -91,7 +104,7 @@ def _fmt(model: torch.nn.Module, channels_last: bool, device: str) -> torch.nn.M
 # fields a resumed run may change: they do not alter what is trained (threads and memory
 # format change float rounding, so keep them too for a bitwise-exact resume)
 RESUME_MAY_CHANGE = ("steps", "max_minutes", "log_every", "sample_every", "checkpoint_every", "device",
-                     "threads", "channels_last")  # fmt: skip
+                     "threads", "channels_last", "eval_every")  # fmt: skip
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -105,7 +118,9 @@ def _check_resume_config(cfg: GANTrainConfig, path: Path) -> None:
     """A resumed run must train the same thing: refuse silent changes of model, data, optimiser."""
     if not path.is_file():
         return
-    saved, now = _flat(load_json(path)), _flat(to_dict(cfg))
+    # a key missing from an older run's file had the default value then
+    saved = {**_flat(to_dict(GANTrainConfig())), **_flat(load_json(path))}
+    now = _flat(to_dict(cfg))
     diff = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
             if k.split(".")[0] not in RESUME_MAY_CHANGE and saved.get(k) != now.get(k)]  # fmt: skip
     if diff:
@@ -116,24 +131,37 @@ def _check_resume_config(cfg: GANTrainConfig, path: Path) -> None:
 
 
 def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = False) -> Path:
-    """Train a GAN; returns the folder of the (EMA) generator with its discriminator."""
+    """Train a GAN; returns the folder of the selected (EMA) generator with its discriminator.
+
+    ``generator/`` holds the checkpoint chosen by ``cfg.select`` (:mod:`gankd.selection`,
+    validated every ``cfg.eval_every`` steps inside the wall budget), ``last/`` the latest
+    one; ``selection.json`` records the rule in effect. The wall time used is stored in
+    ``state.pt``, so a resumed run counts it against ``max_minutes``.
+    """
     run_dir = Path(run_dir)
     set_threads(cfg.threads)
     state_path = run_dir / "state.pt"
-    data = load_dataset(cfg.data, cfg.split, cfg.generator.resolution, cfg.generator.image_channels)
-    if cfg.generator.num_classes not in (0, data.num_classes):
+    g_cfg = cfg.generator
+    data = load_dataset(cfg.data, cfg.split, g_cfg.resolution, g_cfg.image_channels)
+    if g_cfg.num_classes not in (0, data.num_classes):
         raise ValueError(
-            f"--num-classes {cfg.generator.num_classes} does not match the data's "
+            f"--num-classes {g_cfg.num_classes} does not match the data's "
             f"{data.num_classes} classes; use 0 (unconditional) or {data.num_classes}"
         )
+    selector = build_selector(
+        cfg.select, distill=False, data=cfg.data, resolution=g_cfg.resolution, image_channels=g_cfg.image_channels,
+        z_dim=g_cfg.z_dim, num_classes=g_cfg.num_classes, eval_samples=cfg.eval_samples, device=cfg.device,
+        net=cfg.select_net,
+    )  # fmt: skip
     torch.manual_seed(cfg.seed)
-    G = GENERATORS.get(cfg.g_family)(cfg.generator)
+    G = GENERATORS.get(cfg.g_family)(g_cfg)
     D = DISCRIMINATORS.get(cfg.d_family)(cfg.discriminator)
     G_ema = copy.deepcopy(G).eval()
     G, D, G_ema = (_fmt(m, cfg.channels_last, cfg.device) for m in (G, D, G_ema))
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
-    start = 0
+    out_dir, last_dir = run_dir / "generator", run_dir / "last"
+    start, wall_s, best = 0, 0.0, None
     if resume:
         _check_resume_config(cfg, run_dir / "train_config.json")
         st = ckpt.load_state(state_path)
@@ -142,28 +170,57 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
         G_ema.load_state_dict(st["G_ema"])
         opt_g.load_state_dict(st["opt_g"])
         opt_d.load_state_dict(st["opt_d"])
-        start = int(st["step"])
-        log.info("resumed from %s at step %d", state_path, start)
+        start, wall_s = int(st["step"]), float(st.get("wall_s", 0.0))
+        best = selected_on(out_dir)  # the selected model on disk is the truth
+        log.info("resumed from %s at step %d (%.0f s of the budget used)", state_path, start, wall_s)
     ckpt.prepare_run_dir(run_dir, resume)  # refuses a foreign --out, or a run without --resume
     save_json(to_dict(cfg), run_dir / "train_config.json")
+    save_json(selector.info(), run_dir / "selection.json")
     logger = RunLogger(run_dir, resume_step=start if resume else None)
     stream = BatchStream(data, cfg.batch_size, cfg.seed)
-    budget = Budget(cfg.max_minutes)
-    out_dir = run_dir / "generator"
+    budget = Budget(cfg.max_minutes, wall_s)
     last_good = state_path if resume else None
-    nc = cfg.generator.num_classes
+    nc = g_cfg.num_classes
     cl = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    extra = {"data": cfg.data}
 
     def save(step: int) -> None:
-        nonlocal last_good
+        """state.pt and last/ (generator/ too under ``--select last``), never with NaN/inf weights."""
+        nonlocal last_good, best
+        check_finite_modules({"G": G, "G_ema": G_ema, "D": D}, step, last_good)
         ckpt.save_state(
             {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step},
+             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step, "wall_s": budget.elapsed()},
             state_path,
         )  # fmt: skip
-        ckpt.save_model(out_dir, G_ema, "generator", discriminator=D,
-                        extra={"trained_steps": step, "data": cfg.data})  # fmt: skip
+        last_on = {"rule": "last", "step": step}
+        ckpt.save_model(last_dir, G_ema, "generator", discriminator=D,
+                        extra={**extra, "trained_steps": step, "selected_on": last_on})  # fmt: skip
         last_good = state_path
+        if selector.rule == "last":
+            best = {**selector.info(), "step": step}
+            ckpt.save_model(out_dir, G_ema, "generator", discriminator=D,
+                            extra={**extra, "trained_steps": step, "selected_on": best})  # fmt: skip
+
+    def validate(step: int) -> None:
+        nonlocal best
+        val = selector.score(G_ema)  # inside the wall budget, like every recipe's validation
+        logger.scalars(step, {**val, "wall_s": budget.elapsed()}, prefix="val/")
+        if selector.better(val, best):
+            check_finite_modules({"G_ema": G_ema, "D": D}, step, last_good)
+            best = {**selector.info(), "step": step, **val}
+            ckpt.save_model(out_dir, G_ema, "generator", discriminator=D,
+                            extra={**extra, "trained_steps": step, "selected_on": best})  # fmt: skip
+
+    def after_step(step: int, end: bool) -> None:
+        if step % cfg.sample_every == 0 or end:
+            g = sample_grid(G_ema, list(range(64)), nrow=10 if nc == 10 else 8, device=cfg.device)
+            save_png(g, run_dir / "samples" / f"step{step:07d}.png")
+            logger.image("samples", g, step)
+        if step % cfg.checkpoint_every == 0 or end:
+            save(step)  # before validation: its failure loses no trained weights
+        if selector.rule != "last" and ((cfg.eval_every and step % cfg.eval_every == 0) or end):
+            validate(step)
 
     bar = None
     if progress:
@@ -173,12 +230,16 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
     step = start
     G.train()
     D.train()
-    while step < cfg.steps:
+    stop = budget.used > 0 and budget.exhausted()  # a resumed run whose budget is spent trains no further
+    if stop:
+        log.warning("time budget of %g min already used (%.0f s) at step %d: nothing to train",
+                    cfg.max_minutes, budget.elapsed(), step)  # fmt: skip
+    while step < cfg.steps and not stop:
         gen = step_generator(cfg.seed, step)
         real, y_real = stream.batch(step)
         real = real.to(cfg.device).contiguous(memory_format=cl)
         y_real = y_real.to(cfg.device) if nc else None
-        z = torch.randn(cfg.batch_size, cfg.generator.z_dim, generator=gen).to(cfg.device)
+        z = torch.randn(cfg.batch_size, g_cfg.z_dim, generator=gen).to(cfg.device)
         y_fake = sample_labels(cfg.batch_size, nc, gen)
         y_fake = y_fake.to(cfg.device) if y_fake is not None else None
 
@@ -202,26 +263,25 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
         values = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
         check_finite(values, step, last_good)
         step += 1
+        stop = budget.exhausted()
+        end = step == cfg.steps or stop
         if bar is not None:
             bar.update(1)
             bar.set_postfix(d=f"{values['loss_d']:.3f}", g=f"{values['loss_g']:.3f}")
-        if step % cfg.log_every == 0 or step == cfg.steps:
+            follow_budget(bar, budget, step, step - start, cfg.steps)
+        if step % cfg.log_every == 0 or end:
             logger.scalars(step, {**values, "epoch": stream.epoch_of(step), "wall_s": budget.elapsed()})
-        if step % cfg.sample_every == 0 or step == cfg.steps:
-            g = sample_grid(G_ema, list(range(64)), nrow=10 if nc == 10 else 8, device=cfg.device)
-            save_png(g, run_dir / "samples" / f"step{step:07d}.png")
-            logger.image("samples", g, step)
-        stop = budget.exhausted()
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
-            save(step)
+        after_step(step, end)
         if stop:
-            log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
-            break
+            log.warning("time budget of %g min reached at step %d of %d", cfg.max_minutes, step, cfg.steps)
     if bar is not None:
         bar.close()
+    if step == start and not (out_dir / ckpt.WEIGHTS).exists():
+        after_step(step, True)  # nothing trained in this session: still leave a model
     logger.close()
     if not (out_dir / ckpt.WEIGHTS).exists():
-        save(step)
+        raise TrainingDiverged(f"no validated checkpoint of {run_dir} had finite samples; the last weights are "
+                               f"in {last_dir}: lower the learning rates")  # fmt: skip
     return out_dir
 
 

@@ -15,21 +15,30 @@ Protocol (see DESIGN.md, "Evaluation protocol"):
   registered with torch-fidelity; FID/KID/PRC use its penultimate embedding, IS its
   logits. ``inception-v3-compat``: torch-fidelity's standard Inception-V3, used only
   when its weight file is present locally (gray images are tiled to 3 channels).
-- Reference features and statistics are cached (``$GANKD_CACHE/fidelity`` or
-  ``~/.cache/gankd/fidelity``) under a name holding the data's content hash and the
-  extractor weights' hash, because torch-fidelity's own key ignores both.
+- Reference features are cached by gankd (``$GANKD_CACHE/fidelity`` or
+  ``~/.cache/gankd/fidelity``) as safetensors files named by the data's content hash,
+  the extractor weights' hash, the sample count, the image size and the feature layers.
+  torch-fidelity's own cache is never used: its key ignores data and weights, and it
+  reads its files with ``torch.load(weights_only=False)``.
+
+Loading never executes code: Inception weights are read with safetensors or
+``torch.load(weights_only=True)``, checked against torch-fidelity's module and handed to it
+as a verified state dict (:class:`SafeInceptionV3`); cache files are safetensors; LPIPS
+trunks go through :func:`gankd.perceptual.lpips_model`.
 
 Images are uint8 (N, C, H, W) at the torch-fidelity boundary and float [-1, 1] inside gankd.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
+import json
 import logging
 import os
 import re
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +48,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 from torch_fidelity import FeatureExtractorBase, register_feature_extractor
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from gankd.checkpoint import CONFIG, WEIGHTS, file_sha256, load_classifier, load_generator
 from gankd.config import load_json
 from gankd.data import SPLITS, load_dataset, to_float, to_uint8
+from gankd.perceptual import LPIPS_TRUNK_FILES, check_state, load_tensor_file, lpips_hub_file, lpips_model
 from gankd.sampling import balanced_labels, latents
 
 log = logging.getLogger(__name__)
@@ -65,7 +76,9 @@ _KEYS = {
     "recall": "recall",
     "f_score": "f_score",
 }
-LPIPS_TRUNKS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+LPIPS_TRUNKS = LPIPS_TRUNK_FILES
+# the name under which gankd's safe Inception loader is registered with torch-fidelity
+_SAFE_INCEPTION = "gankd-inception-v3-compat"
 
 
 # ------------------------------------------------------------------ locations
@@ -100,26 +113,37 @@ def cache_root() -> Path:
     return root / "fidelity"
 
 
-def find_inception_weights(path: str | Path | None = None) -> Path:
+def find_inception_weights(path: str | Path | None = None, verify: bool = True) -> Path:
     """Path of torch-fidelity's Inception-V3 weights, checked before anything tries a download.
 
     Looks at ``path`` if given, else ``torch.hub.get_dir()/checkpoints/`` (``$TORCH_HOME``).
+    ``verify``: also read the file safely (no unpickling of code) and check every key and
+    shape against the network; a bad file raises a one-line ValueError.
     """
     if path:
         p = Path(path).expanduser()
         if not p.is_file():
+            raise FileNotFoundError(f"--inception-weights {p} does not exist; pass the path of {INCEPTION_FILE}")
+        label = f"--inception-weights {p}"
+    else:
+        p = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+        if not p.is_file():
             raise FileNotFoundError(
-                f"--inception-weights {p} does not exist; pass the path of {INCEPTION_FILE}"
+                f"Inception-V3 weights {INCEPTION_FILE} not found: copy the file to {p.parent}/ "
+                "(torch.hub's cache, moved by $TORCH_HOME) or pass --inception-weights PATH "
+                "(it cannot be downloaded here); or use --extractor fmnist-evaluator"
             )
-        return p
-    p = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"Inception-V3 weights {INCEPTION_FILE} not found: copy the file to {p.parent}/ "
-            "(torch.hub's cache, moved by $TORCH_HOME) or pass --inception-weights PATH "
-            "(it cannot be downloaded here); or use --extractor fmnist-evaluator"
-        )
+        label = f"Inception-V3 weights {p}"
+    if verify:
+        st = p.stat()
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _VERIFIED:
+            verify_inception_state(load_inception_state(p, label), label)
+            _VERIFIED.add(key)
     return p
+
+
+_VERIFIED: set[tuple] = set()
 
 
 _DIGESTS: dict[tuple, str] = {}
@@ -340,9 +364,180 @@ if EVALUATOR not in FEATURE_EXTRACTORS_REGISTRY:
     register_feature_extractor(EVALUATOR, EvaluatorFeatureExtractor)
 
 
+# ------------------------------------------------------------------ Inception, loaded safely
+def load_inception_state(path: str | Path, label: str | None = None) -> dict[str, torch.Tensor]:
+    """Inception-V3 weights as a state dict, read without unpickling code (``.safetensors``
+    or ``torch.load(weights_only=True)``); a pickle with code raises a one-line ValueError."""
+    return load_tensor_file(path, label or f"Inception-V3 weights {path}")
+
+
+@functools.lru_cache(maxsize=1)
+def _inception_shapes() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of torch-fidelity's Inception-V3 state dict (built on the meta device: no weights)."""
+    with torch.device("meta"):
+        m = SafeInceptionV3(_SAFE_INCEPTION, ["2048"], _structure_only=True)
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+
+def verify_inception_state(state: dict[str, torch.Tensor], label: str = "Inception-V3 weights") -> None:
+    """One-line ValueError unless ``state`` has exactly the keys and shapes of torch-fidelity's
+    ``inception-v3-compat`` network."""
+    want = _inception_shapes()
+    missing, extra = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    if missing or extra:
+        raise ValueError(
+            f"{label}: not torch-fidelity's Inception-V3 (missing keys {missing[:3]}, unexpected keys "
+            f"{extra[:3]}); pass {INCEPTION_FILE}"
+        )
+    for k, v in state.items():
+        if tuple(v.shape) != want[k]:
+            raise ValueError(
+                f"{label}: tensor {k!r} has shape {tuple(v.shape)}, Inception-V3 needs {want[k]}; pass {INCEPTION_FILE}"
+            )
+
+
+class SafeInceptionV3(FeatureExtractorInceptionV3):
+    """torch-fidelity's ``inception-v3-compat`` network (same modules, same forward), whose
+    weights never pass through ``torch.load(weights_only=False)``.
+
+    ``feature_extractor_weights_path``: the weight file, read by :func:`load_inception_state`
+    and checked key by key and shape by shape against the module before loading. torch-fidelity's
+    own constructor then receives only an in-memory copy of that verified dict of tensors,
+    never the user's file, and never downloads.
+    """
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, _structure_only=False, **kwargs):
+        self._structure_only = _structure_only
+        self._label = f"Inception-V3 weights {feature_extractor_weights_path}"
+        if _structure_only:
+            state = {}
+        elif feature_extractor_weights_path is None:
+            raise ValueError(f"Inception-V3 needs its weight file: pass --inception-weights PATH ({INCEPTION_FILE})")
+        else:
+            state = load_inception_state(feature_extractor_weights_path, self._label)
+            verify_inception_state(state, self._label)
+        buf = io.BytesIO()  # our own serialisation of plain tensors: nothing else to unpickle
+        torch.save(state, buf)
+        buf.seek(0)
+        del state
+        super().__init__(name, features_list, feature_extractor_weights_path=buf, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # called by torch-fidelity's constructor once every module exists: check before copying
+        if getattr(self, "_structure_only", False):
+            return None
+        check_state(self, state_dict, getattr(self, "_label", "Inception-V3 weights"))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+if _SAFE_INCEPTION not in FEATURE_EXTRACTORS_REGISTRY:
+    register_feature_extractor(_SAFE_INCEPTION, SafeInceptionV3)
+
+
+# ------------------------------------------------------------------ reference feature cache
+_CACHE_FORMAT = 1
+
+
+def _cache_file(name: str) -> Path:
+    return cache_root() / f"{name}.safetensors"
+
+
+def load_cached_features(name: str, layers: Sequence[str], num: int) -> dict[str, torch.Tensor] | None:
+    """Reference features saved by :func:`save_cached_features`, or None when absent.
+
+    Read with safetensors only (no pickle). A file that is corrupt, planted or of another
+    shape is ignored with a warning (the features are recomputed and the file replaced).
+    """
+    path = _cache_file(name)
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            keys = set(f.keys())
+            if meta.get("gankd_cache") != str(_CACHE_FORMAT) or keys != set(layers):
+                raise ValueError(f"holds {sorted(keys)}, expected {sorted(layers)}")
+            out = {k: f.get_tensor(k) for k in layers}
+        for k, v in out.items():
+            if v.dim() != 2 or v.shape[0] != num or not v.is_floating_point() or not torch.isfinite(v).all():
+                raise ValueError(f"feature {k!r} has shape {tuple(v.shape)} {v.dtype}, expected ({num}, F) float")
+        return out
+    except Exception as e:  # noqa: BLE001  (anything wrong with a cache file means: recompute)
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        log.warning("ignoring unreadable metrics cache file %s (%s); recomputing it", path, reason)
+        return None
+
+
+def save_cached_features(name: str, feats: dict[str, torch.Tensor], info: dict) -> Path:
+    """Save reference features as safetensors (atomic write), with ``info`` as metadata."""
+    from safetensors.torch import save_file
+
+    from gankd.fileio import atomic_write_with
+
+    path = _cache_file(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in feats.items()}
+    meta = {"gankd_cache": str(_CACHE_FORMAT), "info": json.dumps(info, sort_keys=True)}
+    atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    return path
+
+
 # ------------------------------------------------------------------ FID & friends
 def _slug(text: str, limit: int = 48) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[-limit:]
+
+
+def _feature_layers(metrics: Sequence[str], extractor_name: str) -> dict[str, str]:
+    """metric -> feature layer, torch-fidelity's defaults for the extractor."""
+    cls = FEATURE_EXTRACTORS_REGISTRY[extractor_name]
+    return {m: cls.get_default_feature_layer_for_metric(m) for m in metrics}
+
+
+def _calculate(src: ImageSet, ref: ImageSet, metrics: Sequence[str], rgb: bool, kwargs: dict,
+               cache_name: str | None, info: dict) -> dict:  # fmt: skip
+    """torch-fidelity's metric functions on features extracted here (what its
+    ``calculate_metrics`` does, minus its pickle cache); reference features come from
+    gankd's safetensors cache when ``cache_name`` is given."""
+    from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_isc import isc_featuresdict_to_metric
+    from torch_fidelity.metric_kid import kid_featuresdict_to_metric
+    from torch_fidelity.metric_prc import prc_featuresdict_to_metric
+    from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+    name = kwargs["feature_extractor"]
+    per_metric = _feature_layers(metrics, name)
+    layers = sorted(set(per_metric.values()))
+    fe = create_feature_extractor(name, layers, **{k: v for k, v in kwargs.items() if k != "feature_extractor"})
+
+    def features(images: ImageSet) -> dict[str, torch.Tensor]:
+        ds = UInt8Images(images.images, tile_to_rgb=rgb)
+        return get_featuresdict_from_dataset(ds, fe, kwargs["batch_size"], kwargs["cuda"], True, False)
+
+    f1 = features(src)
+    binary = [m for m in metrics if m != "isc"]
+    f2 = None
+    if binary:
+        ref_layers = sorted({per_metric[m] for m in binary})
+        f2 = load_cached_features(cache_name, ref_layers, len(ref)) if cache_name else None
+        if f2 is None:
+            f2 = features(ref)
+            if cache_name:
+                save_cached_features(cache_name, {k: f2[k] for k in ref_layers}, info)
+    out: dict = {}
+    if "isc" in metrics:
+        out.update(isc_featuresdict_to_metric(f1, per_metric["isc"], **kwargs))
+    if "fid" in metrics:
+        layer = per_metric["fid"]
+        s1 = fid_featuresdict_to_statistics(f1, layer)
+        s2 = fid_featuresdict_to_statistics(f2, layer)
+        out.update(fid_statistics_to_metric(s1, s2, False))
+    if "kid" in metrics:
+        out.update(kid_featuresdict_to_metric(f1, f2, per_metric["kid"], **kwargs))
+    if "prc" in metrics:
+        out.update(prc_featuresdict_to_metric(f1, f2, per_metric["prc"], **kwargs))
+    return out
 
 
 def fidelity_metrics(
@@ -403,30 +598,27 @@ def fidelity_metrics(
         raise ValueError("precision/recall needs at least 5 images in each set; raise --num-samples")
     rgb = extractor == INCEPTION
     kwargs = dict(
-        input1=UInt8Images(src.images, tile_to_rgb=rgb),
-        input2=UInt8Images(ref.images, tile_to_rgb=rgb),
         cuda=str(device).startswith("cuda"),
         batch_size=batch_size,
-        isc="isc" in metrics,
-        fid="fid" in metrics,
-        kid="kid" in metrics,
-        prc="prc" in metrics,
-        feature_extractor=extractor,
+        feature_extractor=_SAFE_INCEPTION if rgb else EVALUATOR,
         feature_extractor_weights_path=str(weights),
         kid_subset_size=min(1000, n1, n2),
         kid_subsets=kid_subsets,
         isc_splits=max(1, min(10, n1)),
         save_cpu_ram=True,
         verbose=False,
-        cache=cache,
-        cache_root=str(cache_root()),
+        cache=False,  # torch-fidelity's cache unpickles its files: gankd caches itself (safetensors)
     )
     cache_name = None
-    if cache and isinstance(reference, str):
-        # torch-fidelity's key ignores data and weights: both hashes go into the name.
-        cache_name = f"gankd-{_slug(ref.name)}-n{n2}-{ch}x{res}-{ref.digest}-{extractor}-{w_digest}"
-        kwargs["input2_cache_name"] = cache_name
-    out = torch_fidelity.calculate_metrics(**kwargs)
+    binary = [m for m in metrics if m != "isc"]  # the reference's features serve these only
+    if cache and binary and isinstance(reference, str):
+        layers = set(_feature_layers(binary, kwargs["feature_extractor"]).values())
+        layers_tag = "+".join(sorted(layers)).replace("_", "")
+        cache_name = f"gankd-{_slug(ref.name)}-n{n2}-{ch}x{res}-{ref.digest}-{extractor}-{w_digest}-{layers_tag}"
+    out = _calculate(src, ref, metrics, rgb, kwargs, cache_name,
+                     info={"reference": ref.description, "reference_sha256_16": ref.digest, "num": n2,
+                           "image_size": [ch, res, res], "extractor": extractor,
+                           "extractor_sha256_16": w_digest})  # fmt: skip
     result: dict = {_KEYS[k]: float(v) for k, v in out.items() if k in _KEYS}
 
     if extractor == EVALUATOR:
@@ -543,50 +735,36 @@ def lpips_distance(
     only: the numbers mean nothing). Gray images are tiled to 3 channels and images
     smaller than ``min_size`` are upsampled.
     """
-    import lpips
-
     if net not in LPIPS_TRUNKS:
         raise ValueError(f"LPIPS net {net!r} is not supported; choose one of: {', '.join(LPIPS_TRUNKS)}")
     fname = LPIPS_TRUNKS[net]
-    hub_file = Path(torch.hub.get_dir()) / "checkpoints" / fname
+    hub_file = lpips_hub_file(net)
     if trunk_weights:
         trunk_weights = Path(trunk_weights).expanduser()
         if not trunk_weights.is_file():
-            raise FileNotFoundError(
-                f"LPIPS trunk weights {trunk_weights} do not exist; pass the path of {fname}"
-            )
+            raise FileNotFoundError(f"LPIPS trunk weights {trunk_weights} do not exist; pass the path of {fname}")
     elif not hub_file.is_file() and not allow_random:
         raise FileNotFoundError(
             f"LPIPS needs the ImageNet {net} trunk {fname}: copy it to {hub_file.parent}/ "
             "(torch.hub's cache, moved by $TORCH_HOME) or pass its path (--lpips-weights); "
             "it cannot be downloaded here"
         )
-    random_trunk = bool(trunk_weights) or not hub_file.is_file()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torchvision's 'pretrained=' deprecation inside lpips
-        model = lpips.LPIPS(net=net, pnet_rand=random_trunk, verbose=False)
     if trunk_weights:
-        _load_lpips_trunk(model, net, trunk_weights)
-    model = model.to(device).eval().requires_grad_(False)
+        trunk, label = trunk_weights, f"--lpips-weights {trunk_weights}"
+    elif hub_file.is_file():
+        trunk, label = hub_file, f"LPIPS trunk {hub_file}"
+    else:
+        trunk, label = None, None
+    random_trunk = trunk is None
+    # lpips_model never lets lpips/torchvision download or unpickle: both files are read safely
+    model = lpips_model(net, trunk, label).to(device).eval().requires_grad_(False)
 
     @torch.no_grad()
     def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return model(_prep_lpips(a, min_size).to(device), _prep_lpips(b, min_size).to(device)).flatten()
 
-    distance.name = f"lpips-{net}" + ("-random-trunk" if random_trunk and not trunk_weights else "")
+    distance.name = f"lpips-{net}" + ("-random-trunk" if random_trunk else "")
     return distance
-
-
-def _load_lpips_trunk(model: nn.Module, net: str, path: Path) -> None:
-    """Copy a torchvision ImageNet checkpoint into lpips' sliced trunk (slices index ``features``)."""
-    import torchvision
-
-    tv = torchvision.models.alexnet() if net == "alex" else torchvision.models.vgg16()
-    tv.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    for name, sl in model.net.named_children():
-        if name.startswith("slice"):
-            for idx, layer in sl.named_children():
-                layer.load_state_dict(tv.features[int(idx)].state_dict())
 
 
 def evaluator_distance(evaluator: str | Path | None = None, device: str = "cpu"
@@ -632,9 +810,7 @@ def teacher_fidelity(student: nn.Module, teacher: nn.Module, n: int = 1000,
     s_in = (student.z_dim, int(getattr(student, "num_classes", 0)))
     t_in = (teacher.z_dim, int(getattr(teacher, "num_classes", 0)))
     if s_in != t_in:
-        raise ValueError(
-            f"student (z_dim, classes) = {s_in} but teacher {t_in}: they do not share inputs z, y"
-        )
+        raise ValueError(f"student (z_dim, classes) = {s_in} but teacher {t_in}: they do not share inputs z, y")
     if n < 1:
         raise ValueError(f"teacher fidelity needs n >= 1 samples, got {n}")
     modes = (student.training, teacher.training)
@@ -658,9 +834,7 @@ def _teacher_fidelity(student, teacher, n, distance, first_seed, batch_size, dev
         y = None if labels is None else labels[i : i + len(seeds)].to(device)
         s, t = student(z, y).float(), teacher(z, y).float()
         if s.shape != t.shape:
-            raise ValueError(
-                f"student images {tuple(s.shape[1:])} differ from the teacher's {tuple(t.shape[1:])}"
-            )
+            raise ValueError(f"student images {tuple(s.shape[1:])} differ from the teacher's {tuple(t.shape[1:])}")
         psnrs.append(psnr(s, t).cpu())
         mses.append(((s - t) / 2).pow(2).flatten(1).mean(1).cpu())
         for k, fn in fns.items():

@@ -134,9 +134,7 @@ def test_missing_inception_weights_is_one_clear_line(tmp_path, monkeypatch):
     assert fm.INCEPTION_FILE in msg and str(empty / "hub" / "checkpoints") in msg
     assert "--inception-weights" in msg and "\n" not in msg
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        fm.fidelity_metrics(
-            x, x, ("fid",), extractor="inception-v3-compat", inception_weights=tmp_path / "nope.pth"
-        )
+        fm.fidelity_metrics(x, x, ("fid",), extractor="inception-v3-compat", inception_weights=tmp_path / "nope.pth")
     assert not (empty / "hub").exists()  # nothing tried to download
 
 
@@ -145,9 +143,7 @@ def test_inception_path_runs_with_a_random_trunk(tmp_path, monkeypatch):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     monkeypatch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
-    monkeypatch.setattr(
-        "torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {}
-    )
+    monkeypatch.setattr("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {})
     torch.manual_seed(0)
     state = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict()
     monkeypatch.undo()
@@ -158,9 +154,7 @@ def test_inception_path_runs_with_a_random_trunk(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     assert fm.find_inception_weights() == ckpt
     x, ref = blobs(2, seed=1), blobs(2, seed=2)  # Inception at 299px is slow on a CPU
-    r = fm.fidelity_metrics(
-        x, ref, ("kid", "isc"), extractor="inception-v3-compat", batch_size=6, kid_subsets=2
-    )
+    r = fm.fidelity_metrics(x, ref, ("kid", "isc"), extractor="inception-v3-compat", batch_size=6, kid_subsets=2)
     assert math.isfinite(r["kid_mean"]) and r["isc_mean"] >= 1.0 - 1e-6
     assert r["protocol"]["channels"] == "gray tiled to 3 channels" and "299px" in r["protocol"]["resize"]
 
@@ -175,3 +169,101 @@ def test_bad_inputs_fail_with_the_fix(evaluator_dir, tmp_path):
         fm.fidelity_metrics(x, x, ("fid",), evaluator=tmp_path / "no-evaluator")
     with pytest.raises(ValueError, match="same size"):
         fm.fidelity_metrics(x, blobs(10, size=16), ("fid",), evaluator=evaluator_dir)
+
+
+# ------------------------------------------------------------------ loading never runs code
+class _Payload:
+    """Unpickling this creates ``marker``: proof that code from the file ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _payload(path, marker, extra=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**(extra or {}), "evil": _Payload(marker)}, path)
+    return path
+
+
+def test_inception_weights_payload_is_refused_without_running(tmp_path, monkeypatch, capsys):
+    """--inception-weights PATH and the default $TORCH_HOME file: torch-fidelity itself would
+    unpickle them with weights_only=False; gankd reads them safely and refuses in one line."""
+    from gankd import cli
+
+    marker = tmp_path / "ran"
+    x = blobs(4)
+    given = _payload(tmp_path / "inception.pth", marker, {"fc.weight": torch.zeros(1)})
+    with pytest.raises(ValueError) as e:
+        fm.fidelity_metrics(x, x, ("fid",), extractor=fm.INCEPTION, inception_weights=given)
+    assert "\n" not in str(e.value) and "--inception-weights" in str(e.value) and str(given) in str(e.value)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    default = _payload(tmp_path / "th" / "hub" / "checkpoints" / fm.INCEPTION_FILE, marker)
+    with pytest.raises(ValueError) as e:
+        fm.fidelity_metrics(x, x, ("kid",), extractor=fm.INCEPTION)
+    assert "\n" not in str(e.value) and str(default) in str(e.value)
+    code = cli.main(["eval", "--model", str(tmp_path / "g"), "--metrics", "fid", "--extractor", fm.INCEPTION,
+                     "--inception-weights", str(given), "--lpips", "off", "--no-onnx"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err and str(given) in err
+    assert not marker.exists()
+
+
+def test_inception_weights_are_checked_key_by_key(tmp_path):
+    """A tensor-only file that is not torch-fidelity's Inception is refused before any model is built;
+    a right one loads from .safetensors too, into the same module torch-fidelity builds."""
+    from safetensors.torch import save_file
+
+    shapes = fm._inception_shapes()
+    assert "fc.weight" in shapes and shapes["fc.weight"] == (1008, 2048)
+    state = {k: torch.full(s, 0.01) for k, s in shapes.items()}
+    good = tmp_path / "inception.safetensors"
+    save_file(state, str(good))
+    assert fm.find_inception_weights(good) == good
+    fe = fm.SafeInceptionV3(fm._SAFE_INCEPTION, ["2048"], feature_extractor_weights_path=str(good))
+    assert torch.equal(fe.fc.weight, state["fc.weight"])
+    del fe
+    bad = tmp_path / "bad.safetensors"
+    save_file({**state, "fc.weight": torch.zeros(10, 2048)}, str(bad))
+    with pytest.raises(ValueError, match="fc.weight") as e:
+        fm.find_inception_weights(bad)
+    assert "\n" not in str(e.value) and str(bad) in str(e.value)
+    with pytest.raises(ValueError, match="fc.weight"):
+        fm.SafeInceptionV3(fm._SAFE_INCEPTION, ["2048"], feature_extractor_weights_path=str(bad))
+
+
+def test_planted_metrics_cache_files_never_run(tmp_path, evaluator_dir, caplog):
+    """gankd's reference cache is safetensors; torch-fidelity's pickle cache is never consulted;
+    a corrupt or planted file is ignored with a warning and rewritten."""
+    ref_dir = _folder(tmp_path, blobs(40, seed=5))
+    spec = f"folder:{ref_dir}"
+    x = blobs(40, seed=6)
+    marker = tmp_path / "ran"
+    # the names torch-fidelity read (weights_only=False) when gankd passed it a cache name
+    ref = fm.load_image_set(spec, 32, 1)
+    old = f"gankd-{fm._slug(ref.name)}-n40-1x32-{ref.digest}-{fm.EVALUATOR}-{fm.file_digest(evaluator_dir)}"
+    cache = fm.cache_root()
+    for suffix in ("features-embed", "features-logits", "stat-fid-embed"):
+        _payload(cache / f"{old}-{fm.EVALUATOR}-{suffix}.pt", marker)
+    first = fm.fidelity_metrics(x, spec, ("fid", "kid"), evaluator=evaluator_dir, **FAST)
+    assert not marker.exists()
+    ours = [p for p in cache.iterdir() if p.suffix == ".safetensors"]
+    assert len(ours) == 1 and first["protocol"]["reference_cache"] == ours[0].stem
+    hit = fm.fidelity_metrics(x, spec, ("fid", "kid"), evaluator=evaluator_dir, **FAST)
+    assert hit["fid"] == first["fid"] and hit["kid_mean"] == first["kid_mean"]
+    for plant in ("payload", "garbage", "wrong-shape"):
+        if plant == "payload":
+            _payload(ours[0], marker, {"embed": torch.zeros(40, 16)})
+        elif plant == "garbage":
+            ours[0].write_bytes(b"\x80\x04not a safetensors file")
+        else:
+            fm.save_cached_features(ours[0].stem, {"embed": torch.zeros(3, 16)}, {})
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="gankd.metrics.fidelity"):
+            again = fm.fidelity_metrics(x, spec, ("fid", "kid"), evaluator=evaluator_dir, **FAST)
+        assert again["fid"] == pytest.approx(first["fid"], rel=1e-9), plant
+        assert any("ignoring unreadable metrics cache file" in r.getMessage() for r in caplog.records), plant
+        assert fm.load_cached_features(ours[0].stem, ["embed"], 40) is not None  # rewritten, valid
+    assert not marker.exists()
