@@ -43,10 +43,17 @@ from pathlib import Path
 
 import torch
 
-from gankd.checkpoint import WEIGHTS, file_sha256, load_discriminator, load_generator, resolve_model_path
+from gankd.checkpoint import (
+    WEIGHTS,
+    atomic_write_bytes,
+    file_sha256,
+    load_discriminator,
+    load_generator,
+    resolve_model_path,
+)
 from gankd.config import to_dict
 from gankd.distill import DistillConfig, compress
-from gankd.evaluate import evaluate, real_floor, save_result, val_scorer
+from gankd.evaluate import evaluate, real_floor, save_result
 from gankd.report import aggregate, load_results, plot_quality_vs_speed, render_table, value_of
 from gankd.sampling import balanced_labels, generate, grid, latents, save_png
 from gankd.students import build_student
@@ -54,12 +61,15 @@ from gankd.train import GANTrainConfig, train_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ("scratch", "pixel", "full")
+# every recipe is selected alike, inside its own budget: FID against the val split with the
+# perceptual net (never the evaluator that scores the cells), every 250 steps, 2000 samples
+SELECTION = dict(select="perceptual-fid", eval_every=250, eval_samples=2000)
 
 
 def recipe_config(recipe: str, teacher: str, width: float, seed: int, minutes: float,
                   device: str = "cpu") -> DistillConfig:
     common = dict(teacher=teacher, width=width, seed=seed, steps=10**6, max_minutes=minutes,
-                  eval_every=250, eval_samples=2000, threads=1, device=device)  # fmt: skip
+                  threads=1, device=device, **SELECTION)  # fmt: skip
     if recipe == "pixel":
         return DistillConfig(init="random", pixel=1.0, perceptual=0.0, feat=0.0, adv=0.0, kd=0.0, **common)
     if recipe == "full":
@@ -68,13 +78,13 @@ def recipe_config(recipe: str, teacher: str, width: float, seed: int, minutes: f
 
 
 def train_scratch(teacher_dir: Path, width: float, seed: int, minutes: float, run: Path, device: str = "cpu") -> Path:
-    """The student architecture trained as a GAN from data alone, same budget."""
+    """The student architecture trained as a GAN from data alone, same budget and selection."""
     teacher = load_generator(teacher_dir)
     student = build_student(teacher, width, init="random")
     d_cfg = dataclasses.replace(load_discriminator(teacher_dir).cfg)  # same D architecture, fresh weights
     cfg = GANTrainConfig(generator=student.cfg, discriminator=d_cfg, split="fit", steps=10**6, seed=seed,
                          max_minutes=minutes, sample_every=10**6, checkpoint_every=250, threads=1,
-                         device=device)  # fmt: skip
+                         device=device, **SELECTION)  # fmt: skip
     return train_gan(cfg, run, resume=(run / "state.pt").exists())
 
 
@@ -97,9 +107,11 @@ def train_cell(args, teacher_dir: Path, width: float, recipe: str, seed: int) ->
         student = train_scratch(teacher_dir, width, seed, args.minutes, run, args.device)
     else:
         cfg = recipe_config(recipe, str(teacher_dir), width, seed, args.minutes, args.device)
-        student = compress(cfg, run, resume=(run / "state.pt").exists(), val_scorer=val_scorer(cfg))
-    (run / "DONE").write_text(json.dumps({"train_wall_s": round(time.monotonic() - t0, 1),
-                                          "teacher_sha256": teacher_sha(teacher_dir)}))
+        student = compress(cfg, run, resume=(run / "state.pt").exists())
+    selected = json.loads((student / "config.json").read_text()).get("selected_on", {})
+    done = {"train_wall_s": round(time.monotonic() - t0, 1), "teacher_sha256": teacher_sha(teacher_dir),
+            "selected_on": selected}  # fmt: skip
+    atomic_write_bytes(run / "DONE", json.dumps(done).encode())
     return student
 
 

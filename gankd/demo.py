@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gankd.checkpoint import resolve_model_path
 from gankd.distill import PRESETS, DistillConfig, compress
-from gankd.evaluate import evaluate, save_result, val_scorer
+from gankd.evaluate import evaluate, save_result
 from gankd.report import render_table, write_report
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def run_demo(out: str | Path = "runs/demo", teacher: str = "fmnist-teacher", wid
     budget = PRESETS[preset] if max_minutes is None else {**PRESETS[preset], "max_minutes": max_minutes}
     cfg = DistillConfig(teacher=str(teacher_dir), width=width, device=device, **budget)
     resume = (out / "state.pt").exists()
-    student = compress(cfg, out, resume=resume, progress=progress, val_scorer=val_scorer(cfg))
+    student = compress(cfg, out, resume=resume, progress=progress)
     results = []
     for role, model, ref in (("teacher", teacher_dir, None), (f"student w{width:g}", student, teacher_dir)):
         path = out / f"eval_{role.split()[0]}.json"

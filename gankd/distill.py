@@ -31,15 +31,21 @@ from gankd.loop import (
     BatchStream,
     Budget,
     RunLogger,
+    TrainingDiverged,
     check_finite,
+    check_finite_modules,
     ema_update,
+    follow_budget,
     sample_labels,
+    selected_on,
+    set_lr,
     set_threads,
     step_generator,
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
 from gankd.perceptual import PERCEPTUAL_NETS, build_perceptual
 from gankd.sampling import balanced_labels, generate, grid, latents, sample_grid, save_png
+from gankd.selection import DEFAULT_SELECT, Selector, build_selector, check_rule
 from gankd.students import INITS, build_student, frozen_copy
 
 log = logging.getLogger(__name__)
@@ -79,8 +85,10 @@ class DistillConfig:
     kd: float = 0.1  # weight of soft-label KD through the perceptual net's class head
     kd_temperature: float = 4.0  # KD temperature T
     ema_decay: float = 0.999  # EMA of student weights (0 = off)
-    eval_every: int = 500  # steps between held-out evaluations (0 = only at the end)
-    eval_samples: int = 2000  # samples per held-out evaluation
+    eval_every: int = 500  # steps between held-out validations for checkpoint selection (0 = only at the end)
+    eval_samples: int = 2000  # samples per held-out validation
+    select: str = DEFAULT_SELECT  # checkpoint selection: perceptual-fid (val split), teacher-l1 or last
+    select_net: str | None = None  # classifier folder for perceptual-fid (default: perceptual_path, else shipped)
     seed: int = 0  # init, data order and noise
     threads: int = 0  # torch CPU threads (0 = default)
     channels_last: bool = True  # NHWC memory format
@@ -113,6 +121,9 @@ class DistillConfig:
             raise ValueError(f"--kd-temperature must be > 0, got {self.kd_temperature}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("--steps and --batch-size must be >= 1")
+        if self.eval_every < 0:
+            raise ValueError(f"--set eval_every must be >= 0 (0 = only at the end), got {self.eval_every}")
+        check_rule(self.select, distill=True)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -137,7 +148,9 @@ class Distiller:
     """Holds teacher, student, losses and optimisers; ``run()`` trains to ``steps``."""
 
     def __init__(self, cfg: DistillConfig, run_dir: str | Path, resume: bool = False,
-                 progress: bool = False, val_scorer=None):  # fmt: skip
+                 progress: bool = False, selector: Selector | None = None):  # fmt: skip
+        """``selector``: the checkpoint-selection rule; default built from ``cfg.select`` (see
+        :mod:`gankd.selection`), checked here, before any training."""
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
         self.rank, self.world = _dist_info()
         if self.world > 1 and not torch.distributed.is_initialized():
@@ -158,6 +171,14 @@ class Distiller:
         self.teacher_sha256 = ckpt.file_sha256(teacher_dir / ckpt.WEIGHTS)
         self.teacher = frozen_copy(teacher).to(dev)
         self.nc, self.z_dim = teacher.num_classes, teacher.z_dim
+        if selector is None:
+            net = cfg.select_net or (cfg.perceptual_path if cfg.perceptual_net == "fmnist" else None)
+            selector = build_selector(
+                cfg.select, distill=True, data=cfg.data, resolution=teacher.cfg.resolution,
+                image_channels=teacher.cfg.image_channels, z_dim=self.z_dim, num_classes=self.nc,
+                eval_samples=cfg.eval_samples, device=dev, net=net, teacher=self.teacher,
+            )  # fmt: skip
+        self.selector = selector
         student = build_student(teacher, cfg.width, list(cfg.channels) if cfg.channels else None,
                                 cfg.init, cfg.seed)  # fmt: skip
         # DDP buckets expect contiguous grads: keep NCHW there
@@ -201,7 +222,7 @@ class Distiller:
         if self.D is not None and cfg.real in ("data", "both"):
             self.data = load_dataset(cfg.data, cfg.real_split, teacher.cfg.resolution, teacher.cfg.image_channels)
             self.stream = BatchStream(self.data, cfg.batch_size, cfg.seed, self.rank, self.world)
-        self.start, self.best = 0, None
+        self.start, self.best, self.wall_s = 0, None, 0.0
         if resume:
             st = ckpt.load_state(self.state_path)
             if st.get("teacher_sha256", self.teacher_sha256) != self.teacher_sha256:
@@ -210,16 +231,19 @@ class Distiller:
             self.student.load_state_dict(st["student"])
             self.ema.load_state_dict(st["ema"])
             self.opt_g.load_state_dict(st["opt_g"])
+            set_lr(self.opt_g, cfg.lr_g, "--lr-g")  # the optimizer state carries the old one
             if self.adapters is not None:
                 self.adapters.load_state_dict(st["adapters"])
             if self.D is not None:
                 self.D.load_state_dict(st["D"])
                 self.opt_d.load_state_dict(st["opt_d"])
-            self.start, self.best = int(st["step"]), st.get("best")
+                set_lr(self.opt_d, cfg.lr_d, "--lr-d")
+            self.start, self.wall_s = int(st["step"]), float(st.get("wall_s", 0.0))
+            # the selected model on disk is the truth (state.pt may predate its last validation)
+            self.best = selected_on(self.run_dir / "student")
         self.s_ddp = _maybe_ddp(self.student, self.world, dev)
         self.a_ddp = _maybe_ddp(self.adapters, self.world, dev) if self.adapters is not None else None
         self.d_ddp = _maybe_ddp(self.D, self.world, dev) if self.D is not None else None
-        self.val_scorer = val_scorer
         self.is_main = self.rank == 0
 
     # ------------------------------------------------------------------ one step
@@ -302,40 +326,54 @@ class Distiller:
 
     # ------------------------------------------------------------ evaluation
     def validate(self) -> dict[str, float]:
-        """Held-out selection: latents from seeds 10^6.. (disjoint from eval seeds 0..N),
-        compared with the teacher (pixel L1) and, if a scorer is set, against the val split."""
-        n = self.cfg.eval_samples
-        seeds = list(range(1_000_000, 1_000_000 + n))
-        z = latents(seeds, self.z_dim)
-        y = balanced_labels(n, self.nc)
-        s = generate(self.ema, z, y, device=self.cfg.device)
-        t = generate(self.teacher, z, y, device=self.cfg.device)
-        out = {"val_pixel_l1": (s - t).abs().mean().item()}
-        if self.val_scorer is not None:
-            out.update(self.val_scorer(self.ema))
-        out["select"] = out.get("val_fid", out["val_pixel_l1"])
-        return out
+        """Held-out validation of the EMA student under the run's selection rule
+        (:mod:`gankd.selection`): ``val_pixel_l1`` to the teacher, ``val_fid`` under
+        perceptual-fid, and ``select`` (lower is better, ``inf`` = never selected)."""
+        return self.selector.score(self.ema)
 
-    def save(self, step: int, last_good: list) -> None:
+    def _modules(self) -> dict:
+        return {"student": self.student, "ema": self.ema, "D": self.D, "adapters": self.adapters}
+
+    def save(self, step: int, last_good: list, wall_s: float) -> None:
+        """state.pt and last/ (and student/ under ``--select last``), after a finiteness check."""
+        check_finite_modules(self._modules(), step, last_good[0])
         st = {"student": self.student.state_dict(), "ema": self.ema.state_dict(),
               "opt_g": self.opt_g.state_dict(), "step": step, "best": self.best,
-              "teacher_sha256": self.teacher_sha256}  # fmt: skip
+              "teacher_sha256": self.teacher_sha256, "wall_s": wall_s}  # fmt: skip
         if self.adapters is not None:
             st["adapters"] = self.adapters.state_dict()
         if self.D is not None:
             st["D"], st["opt_d"] = self.D.state_dict(), self.opt_d.state_dict()
         ckpt.save_state(st, self.state_path)
+        extra = {"trained_steps": step, "teacher": str(self.teacher_dir)}
         ckpt.save_model(self.run_dir / "last", self.ema, "generator", discriminator=self.D,
-                        extra={"trained_steps": step, "teacher": str(self.teacher_dir)})  # fmt: skip
+                        extra={**extra, "selected_on": {"rule": "last", "step": step}})  # fmt: skip
         last_good[0] = self.state_path
+        if self.selector.rule == "last":
+            self.best = {**self.selector.info(), "step": step}
+            ckpt.save_model(self.run_dir / "student", self.ema, "generator", discriminator=self.D,
+                            extra={**extra, "selected_on": self.best})  # fmt: skip
+
+    def _select(self, step: int, val: dict, last_good: list) -> None:
+        if self.selector.rule == "last" or not self.selector.better(val, self.best):
+            return
+        check_finite_modules({"ema": self.ema, "D": self.D}, step, last_good[0])
+        self.best = {**self.selector.info(), "step": step, **val}
+        ckpt.save_model(self.run_dir / "student", self.ema, "generator", discriminator=self.D,
+                        extra={"trained_steps": step, "teacher": str(self.teacher_dir),
+                               "selected_on": self.best})  # fmt: skip
 
     def run(self) -> Path:
+        """Train to ``cfg.steps`` or the wall budget (all ranks stop at the same step); returns
+        the selected student folder. Each checkpoint is written before the validation at the
+        same step, so a failing validation never loses trained weights."""
         cfg = self.cfg
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_json({**to_dict(cfg), "world_size": self.world}, self.run_dir / "config.json")
+            save_json({**to_dict(cfg), "world_size": self.world, "selection": self.selector.info()},
+                      self.run_dir / "config.json")  # fmt: skip
             logger = RunLogger(self.run_dir, resume_step=self.start if self.start else None)
-        budget = Budget(cfg.max_minutes)
+        budget = Budget(cfg.max_minutes, self.wall_s)
         last_good = [self.state_path if self.start else None]
         bar = None
         if self.progress and self.is_main:
@@ -344,44 +382,37 @@ class Distiller:
             bar = tqdm(total=cfg.steps, initial=self.start, desc="compress", unit="step", dynamic_ncols=True)
         step = self.start
         self.student.train()
-        while step < cfg.steps:
+        # a resumed run whose budget is spent trains no further (a fresh run takes at least one step)
+        stop = self._agree(budget.used > 0 and budget.exhausted())
+        self.stopped_by = "budget" if stop else None
+        if stop:
+            log.warning("time budget of %g min already used (%.0f s) at step %d: nothing to train",
+                        cfg.max_minutes, budget.elapsed(), step)  # fmt: skip
+        while step < cfg.steps and not stop:
             values = self.step(step)
             check_finite(values, step, last_good[0])
             step += 1
-            stop = budget.exhausted()
-            if self.world > 1:  # every rank must stop at the same step
-                flag = torch.tensor([float(stop)])
-                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                stop = bool(flag.item())
+            stop = self._agree(budget.exhausted())
+            end = step == cfg.steps or stop
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(total=f"{values['total']:.3f}")
-            if not self.is_main:
-                continue
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                logger.scalars(step, {**values, "wall_s": budget.elapsed()}, prefix="train/")
-            end = step == cfg.steps or stop
-            if (cfg.eval_every and step % cfg.eval_every == 0) or end:
-                val = self.validate()
-                logger.scalars(step, val, prefix="val/")
-                if self.best is None or val["select"] < self.best["select"]:
-                    self.best = {"step": step, **val}
-                    ckpt.save_model(self.run_dir / "student", self.ema, "generator", discriminator=self.D,
-                                    extra={"trained_steps": step, "teacher": str(self.teacher_dir),
-                                           "selected_on": val})  # fmt: skip
-            if step % cfg.sample_every == 0 or end:
-                g = sample_grid(self.ema, list(range(64)), nrow=10 if self.nc == 10 else 8, device=cfg.device)
-                save_png(g, self.run_dir / "samples" / f"step{step:07d}.png")
-                logger.image("samples", g, step)
-            if step % cfg.checkpoint_every == 0 or end:
-                self.save(step, last_good)
+                follow_budget(bar, budget, step, step - self.start, cfg.steps)
+            if self.is_main:  # rank 0 alone writes and validates; the others wait in the next collective
+                self._after_step(step, values, end, budget, logger, last_good)
             if stop:
-                log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
-                break
+                self.stopped_by = "budget"
+                log.warning("time budget of %g min reached at step %d of %d", cfg.max_minutes, step, cfg.steps)
+        self.steps_done = step
         if bar is not None:
             bar.close()
         if self.is_main:
+            if step == self.start and not (self.run_dir / "student" / ckpt.WEIGHTS).exists():
+                self._after_step(step, {}, True, budget, logger, last_good)  # nothing trained: still a model
             logger.close()
+            if not (self.run_dir / "student" / ckpt.WEIGHTS).exists():
+                raise TrainingDiverged(f"no validated checkpoint of {self.run_dir} had finite samples; the last "
+                                       f"weights are in {self.run_dir / 'last'}: lower the learning rates")  # fmt: skip
             self._comparison_grid()
         if self.world > 1:
             # DDP keeps parameters in step; BatchNorm statistics are per-rank, so end on rank 0's
@@ -390,6 +421,29 @@ class Distiller:
                     torch.distributed.broadcast(b, src=0)
             torch.distributed.barrier()
         return self.run_dir / "student"
+
+    def _agree(self, stop: bool) -> bool:
+        """Every rank stops at the same step: one rank out of budget stops them all."""
+        if self.world > 1:
+            flag = torch.tensor([float(stop)])
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
+
+    def _after_step(self, step: int, values: dict, end: bool, budget: Budget, logger, last_good: list) -> None:
+        cfg = self.cfg
+        if values and (step % cfg.log_every == 0 or end):
+            logger.scalars(step, {**values, "wall_s": budget.elapsed()}, prefix="train/")
+        if step % cfg.sample_every == 0 or end:
+            g = sample_grid(self.ema, list(range(64)), nrow=10 if self.nc == 10 else 8, device=cfg.device)
+            save_png(g, self.run_dir / "samples" / f"step{step:07d}.png")
+            logger.image("samples", g, step)
+        if step % cfg.checkpoint_every == 0 or end:
+            self.save(step, last_good, budget.elapsed())  # before validation: its failure loses nothing
+        if (cfg.eval_every and step % cfg.eval_every == 0) or end:
+            val = self.validate()  # inside the wall budget, like every recipe's validation
+            logger.scalars(step, {**val, "wall_s": budget.elapsed()}, prefix="val/")
+            self._select(step, val, last_good)
 
     def _comparison_grid(self) -> None:
         """Teacher row above student row for the same seeds and classes."""
@@ -403,6 +457,9 @@ class Distiller:
 
 
 def compress(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progress: bool = False,
-             val_scorer=None) -> Path:  # fmt: skip
-    """Distil ``cfg.teacher`` into a student; returns the best student folder."""
-    return Distiller(cfg, run_dir, resume=resume, progress=progress, val_scorer=val_scorer).run()
+             selector: Selector | None = None) -> Path:  # fmt: skip
+    """Distil ``cfg.teacher`` into a student; returns the selected student folder.
+
+    Checkpoints are selected by ``cfg.select`` (:mod:`gankd.selection`); ``selector``
+    replaces that rule with a hand-built :class:`~gankd.selection.Selector`."""
+    return Distiller(cfg, run_dir, resume=resume, progress=progress, selector=selector).run()

@@ -354,39 +354,6 @@ def real_floor(
     return result
 
 
-def val_scorer(cfg):
-    """Held-out FID for checkpoint selection during distillation, or None.
-
-    ``cfg`` needs ``data`` (dataset spec), ``eval_samples``, ``device`` and optionally
-    ``select`` ('auto' | 'fid' | 'pixel') and ``evaluator``. Returns ``score(model) ->
-    {"val_fid": float}``: ``eval_samples`` samples from seeds 1_000_000.. (disjoint from
-    the reported seeds 0..N) against the dataset's ``val`` split, evaluator features.
-    With ``select='auto'`` and no evaluator classifier it returns None (pixel selection).
-    """
-    from gankd.metrics import fidelity as fid
-
-    select = getattr(cfg, "select", "auto")
-    if select == "pixel":
-        return None
-    try:
-        folder = fid.resolve_evaluator(getattr(cfg, "evaluator", None))
-    except FileNotFoundError:
-        if select == "fid":
-            raise
-        log.info("no evaluator classifier: checkpoints are selected on pixel distance to the teacher")
-        return None
-    reference = f"{getattr(cfg, 'data', 'fashion-mnist')}:val"
-    n = int(getattr(cfg, "eval_samples", 2000))
-    device = str(getattr(cfg, "device", "cpu"))
-
-    def score(model: nn.Module) -> dict:
-        q = fid.fidelity_metrics(model, reference, ("fid",), n, None, fid.EVALUATOR, folder,
-                                 first_seed=1_000_000, device=device)  # fmt: skip
-        return {"val_fid": q["fid"]}
-
-    return score
-
-
 def save_result(result: dict, path: str | Path) -> Path:
     """Write an evaluation dict as pretty JSON, atomically."""
     path = Path(path)

@@ -82,6 +82,41 @@ def check_finite(values: dict[str, float], step: int, checkpoint: Path | None) -
         )
 
 
+def check_finite_modules(modules: dict, step: int, checkpoint: Path | None) -> None:
+    """Refuse to save or select weights that hold NaN/inf: raise :class:`TrainingDiverged`
+    naming the first bad tensor and the last good checkpoint. ``modules``: name -> module or None."""
+    for name, m in modules.items():
+        if m is None:
+            continue
+        for key, t in list(m.named_parameters()) + list(m.named_buffers()):
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                where = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint yet"
+                raise TrainingDiverged(
+                    f"training diverged by step {step} ({name}.{key} holds NaN/inf; nothing was saved); {where}; "
+                    "lower the learning rates or resume from the checkpoint with another seed"
+                )
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float, flag: str) -> None:
+    """Apply the configured learning rate after loading an optimizer state (which carries its own)."""
+    for group in opt.param_groups:
+        if group["lr"] != lr:
+            log.info("%s: learning rate %g from the checkpoint replaced by %g", flag, group["lr"], lr)
+            group["lr"] = lr
+
+
+def selected_on(model_dir: Path) -> dict | None:
+    """The ``selected_on`` record of a model folder written by a training loop, or None."""
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text()).get("selected_on")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 def _parse_line(line: str) -> dict | None:
     try:
         rec = json.loads(line)
@@ -136,17 +171,41 @@ class RunLogger:
 
 
 class Budget:
-    """Wall-clock budget in minutes (None or <= 0 = unlimited)."""
+    """Wall-clock budget in minutes (None or <= 0 = unlimited).
 
-    def __init__(self, max_minutes: float | None):
+    ``used_s``: seconds already spent by earlier sessions of a resumed run (stored in its
+    state.pt), counted against the same budget; time after the last checkpoint of a killed
+    session is lost, not counted.
+    """
+
+    def __init__(self, max_minutes: float | None, used_s: float = 0.0):
         self.start = time.monotonic()
+        self.used = float(used_s)
         self.limit = max_minutes * 60 if max_minutes and max_minutes > 0 else None
 
     def elapsed(self) -> float:
-        return time.monotonic() - self.start
+        """Seconds used so far, earlier sessions included."""
+        return self.used + time.monotonic() - self.start
+
+    def eta_steps(self, steps_done: int) -> int | None:
+        """Steps this session can still take at its measured rate (None: no limit or no data)."""
+        run = time.monotonic() - self.start
+        if self.limit is None or steps_done <= 0 or run <= 0:
+            return None
+        return max(0, int((self.limit - self.elapsed()) / (run / steps_done)))
 
     def exhausted(self) -> bool:
         return self.limit is not None and self.elapsed() >= self.limit
+
+
+def follow_budget(bar, budget: Budget, step: int, session_steps: int, steps: int) -> None:
+    """Make a tqdm bar's total (and so its ETA) the step the wall budget will reach, when it binds."""
+    left = budget.eta_steps(session_steps)
+    if left is not None and session_steps % 10 == 0:
+        total = min(steps, step + left)
+        if total != bar.total:
+            bar.total = total
+            bar.refresh()
 
 
 def set_threads(threads: int) -> None:

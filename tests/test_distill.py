@@ -1,4 +1,5 @@
-import hashlib
+import json
+import math
 import os
 import subprocess
 import sys
@@ -7,12 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from testkit import tiny_discriminator, tiny_generator
+from testkit import tiny_discriminator, tiny_generator, write_images
 
+import gankd.distill
 from gankd import cli
-from gankd.checkpoint import load_generator, load_state, save_model
+from gankd.checkpoint import WEIGHTS, file_sha256, load_generator, load_state, save_model
 from gankd.distill import DistillConfig, Distiller, compress
+from gankd.loop import TrainingDiverged
 from gankd.models.classifiers import ClassifierConfig, ResNetClassifier
+from gankd.selection import Selector, build_selector
+from gankd.train import GANTrainConfig
 
 
 @pytest.fixture
@@ -38,7 +43,8 @@ def setup(tmp_path):
 
 def _cfg(teacher, perc, **kw):
     base = dict(teacher=str(teacher), perceptual_path=str(perc), width=0.5, batch_size=8, eval_samples=16,
-                eval_every=0, checkpoint_every=2, sample_every=1000, threads=1, real="teacher")  # fmt: skip
+                eval_every=0, checkpoint_every=2, sample_every=1000, threads=1, real="teacher",
+                select="teacher-l1")  # fmt: skip
     base.update(kw)
     return DistillConfig(**base)
 
@@ -67,7 +73,7 @@ def test_resume_is_exact(setup):
         import json
 
         recs = [json.loads(x) for x in (root / run / "metrics.jsonl").read_text().splitlines()]
-        return [{k: v for k, v in r.items() if k != "train/wall_s"} for r in recs if r["step"] == 4]
+        return [{k: v for k, v in r.items() if not k.endswith("wall_s")} for r in recs if r["step"] == 4]
 
     assert step4("split") == step4("straight")
 
@@ -88,7 +94,7 @@ def test_resume_refuses_a_changed_teacher(setup):
 def test_compress_cli_end_to_end(setup, capsys):
     root, teacher, _, perc = setup
     rc = cli.main(["compress", "--teacher", str(teacher), "--out", str(root / "cli"), "--steps", "2",
-                   "--width", "0.5", "--batch-size", "4", "--no-progress", "--no-select-on-val",
+                   "--width", "0.5", "--batch-size", "4", "--no-progress", "--select", "teacher-l1",
                    "--set", f'perceptual_path="{perc}"', "--set", "eval_samples=8"])  # fmt: skip
     assert rc == 0
     student = load_generator(root / "cli" / "student")
@@ -122,24 +128,187 @@ def test_compress_bad_input_one_line(setup, capsys, args, message):
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.fixture
+def imgs(tmp_path):
+    """40 gray 32x32 images in two classes: the folder's val split holds 4 of them."""
+    return write_images(tmp_path / "imgs", {"a": 20, "b": 20}, size=(32, 32))
+
+
+def _meta(folder):
+    return json.loads((folder / "config.json").read_text())
+
+
+def test_default_selection_is_perceptual_fid_on_val_never_the_evaluator(setup, imgs, monkeypatch):
+    root, teacher, _, perc = setup
+    default = DistillConfig.__dataclass_fields__["select"].default
+    assert default == GANTrainConfig.__dataclass_fields__["select"].default == "perceptual-fid"
+    import gankd.metrics.fidelity as fid
+
+    calls = []
+    real = fid.fidelity_metrics
+
+    def spy(source, reference, metrics, n, n_ref, extractor, evaluator, *a, **k):
+        calls.append((reference, str(evaluator)))
+        return real(source, reference, metrics, n, n_ref, extractor, evaluator, *a, **k)
+
+    monkeypatch.setattr(fid, "fidelity_metrics", spy)
+    run = root / "pfid"
+    compress(_cfg(teacher, perc, steps=2, eval_every=1, eval_samples=8, data=f"folder:{imgs}", select=default), run)
+    assert calls == [(f"folder:{imgs}:val", str(perc))] * 2  # steps 1 and 2, the perceptual net's features
+    sel = _meta(run / "student")["selected_on"]
+    assert sel["rule"] == "perceptual-fid" and sel["net_sha256"] == file_sha256(perc / WEIGHTS)
+    assert sel["reference_size"] == 4 and math.isfinite(sel["val_fid"]) and sel["step"] in (1, 2)
+    assert _meta(run)["selection"]["rule"] == "perceptual-fid"
+    assert _meta(run / "last")["selected_on"] == {"rule": "last", "step": 2}
+    vals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in vals if "val/val_fid" in r] == [1, 2]
+    # the network that scores reported numbers is refused as the selection network
+    monkeypatch.setenv("GANKD_EVALUATOR", str(perc))
+    with pytest.raises(ValueError, match="evaluator's weights"):
+        Distiller(_cfg(teacher, perc, data=f"folder:{imgs}", select=default), root / "refused")
+
+
+def test_perceptual_net_of_other_channels_falls_back_to_teacher_l1(setup, imgs, caplog):
+    root, teacher, _, perc = setup
+    rgb = save_model(root / "perc_rgb", ResNetClassifier(ClassifierConfig(base_channels=4, image_channels=3)),
+                     "classifier")  # fmt: skip
+    run = root / "fallback"
+    compress(_cfg(teacher, perc, steps=1, data=f"folder:{imgs}", select="perceptual-fid", select_net=str(rgb)), run)
+    sel = _meta(run)["selection"]
+    assert sel["rule"] == "teacher-l1" and sel["requested"] == "perceptual-fid" and "3-channel" in sel["fallback"]
+    assert _meta(run / "student")["selected_on"]["rule"] == "teacher-l1"
+    assert sum("selected on teacher-l1 instead" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("kind", ["sparse", "corrupt"])
+def test_unusable_val_split_is_refused_before_training(setup, tmp_path, capsys, kind):
+    root, teacher, _, perc = setup
+    if kind == "sparse":  # 12 images: the val split (every 10th) holds 1
+        data = write_images(tmp_path / "few", {"a": 6, "b": 6}, size=(32, 32))
+        message = "holds 1 image(s); --select perceptual-fid needs at least 2"
+    else:  # 20 images whose 2 val images are unreadable
+        data = write_images(tmp_path / "bad", {"a": 10, "b": 10}, size=(32, 32))
+        for f in (data / "a" / "009.png", data / "b" / "009.png"):
+            f.write_bytes(b"not a png")
+        message = "cannot be loaded"
+    out = root / f"val_{kind}"
+    rc = cli.main(["compress", "--teacher", str(teacher), "--out", str(out), "--steps", "1", "--width", "0.5",
+                   "--data", f"folder:{data}", "--real", "teacher", "--no-progress",
+                   "--set", f'perceptual_path="{perc}"', "--set", "eval_samples=8"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert message in err and "val split" in err and "--select teacher-l1" in err
+    assert not (out / "state.pt").exists()
+
+
+def test_final_validation_failure_keeps_the_trained_weights(setup, monkeypatch):
+    root, teacher, _, perc = setup
+
+    def boom(self, model):
+        raise RuntimeError("validation failed")
+
+    monkeypatch.setattr(Selector, "score", boom)
+    run = root / "boom"
+    with pytest.raises(RuntimeError, match="validation failed"):
+        compress(_cfg(teacher, perc, steps=3, checkpoint_every=100), run)
+    assert load_state(run / "state.pt")["step"] == 3
+    assert _meta(run / "last")["trained_steps"] == 3
+    load_generator(run / "last")
+
+
+def test_non_finite_weights_are_never_saved(setup, monkeypatch):
+    root, teacher, _, perc = setup
+    real = gankd.distill.ema_update
+    calls = {"n": 0}
+
+    def poisoned(ema, model, decay):
+        real(ema, model, decay)
+        calls["n"] += 1
+        if calls["n"] == 3:  # the losses stay finite: only the EMA weights go bad
+            with torch.no_grad():
+                next(ema.parameters()).fill_(float("nan"))
+
+    monkeypatch.setattr(gankd.distill, "ema_update", poisoned)
+    run = root / "nan"
+    with pytest.raises(TrainingDiverged, match=r"ema\..* NaN/inf.*last good checkpoint is .*state.pt"):
+        compress(_cfg(teacher, perc, steps=6, checkpoint_every=2), run)
+    st = load_state(run / "state.pt")
+    assert st["step"] == 2 and all(torch.isfinite(v).all() for v in st["ema"].values() if v.is_floating_point())
+    assert _meta(run / "last")["trained_steps"] == 2
+
+
+def test_non_finite_samples_are_never_selected(setup, imgs):
+    root, teacher, _, perc = setup
+    t = load_generator(teacher)
+    bad = load_generator(teacher)
+    with torch.no_grad():
+        bad.to_img.weight.fill_(float("nan"))
+    kw = dict(data=f"folder:{imgs}", resolution=32, image_channels=1, z_dim=t.z_dim, num_classes=t.num_classes,
+              eval_samples=8, net=perc)  # fmt: skip
+    for rule, distill in (("perceptual-fid", False), ("teacher-l1", True)):
+        sel = build_selector(rule, distill=distill, teacher=t, **kw)
+        good = sel.score(t)
+        assert math.isfinite(good["select"]) and sel.better(good, None)
+        val = sel.score(bad)
+        assert val["select"] == math.inf and "val_fid" not in val
+        assert not sel.better(val, None) and not sel.better(val, {"rule": rule, "select": 1e9})
+
+
+def test_resume_applies_new_learning_rates(setup, caplog):
+    root, teacher, _, perc = setup
+    run = root / "lr"
+    compress(_cfg(teacher, perc, steps=2, adv=0.1), run)
+    assert load_state(run / "state.pt")["opt_g"]["param_groups"][0]["lr"] == 2e-4
+    caplog.set_level("INFO", logger="gankd.loop")
+    compress(_cfg(teacher, perc, steps=3, adv=0.1, lr_g=1e-3, lr_d=5e-4), run, resume=True)
+    st = load_state(run / "state.pt")
+    assert [g["lr"] for g in st["opt_g"]["param_groups"]] == [1e-3]
+    assert [g["lr"] for g in st["opt_d"]["param_groups"]] == [5e-4]
+    assert any("--lr-g" in r.getMessage() for r in caplog.records)
+
+
+def test_resume_counts_the_wall_time_already_used(setup, caplog):
+    root, teacher, _, perc = setup
+    run = root / "budget"
+    compress(_cfg(teacher, perc, steps=2), run)
+    used = load_state(run / "state.pt")["wall_s"]
+    assert used > 0
+    # the first session already spent this budget: a resumed run trains no further
+    out = compress(_cfg(teacher, perc, steps=50, max_minutes=used / 60), run, resume=True)
+    assert load_state(run / "state.pt")["step"] == 2 and (out / WEIGHTS).exists()
+    assert any("already used" in r.getMessage() for r in caplog.records)
+
+
 DDP_SCRIPT = textwrap.dedent(
     """
-    import hashlib, os, sys, torch
+    import hashlib, json, os, sys, torch
+    from gankd.checkpoint import load_state
     from gankd.distill import DistillConfig, Distiller
-    teacher, perc, out = sys.argv[1:4]
-    cfg = DistillConfig(teacher=teacher, perceptual_path=perc, width=0.5, steps=3, batch_size=4,
-                        eval_samples=8, eval_every=0, threads=1, real="both", adv=0.1)
-    d = Distiller(cfg, out)
+    teacher, perc, out, data = sys.argv[1:5]
+
+    def digest(m):
+        h = hashlib.sha256()
+        for k, v in sorted(m.state_dict().items()):
+            h.update(k.encode()); h.update(v.detach().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    kw = dict(teacher=teacher, perceptual_path=perc, width=0.5, batch_size=4, eval_samples=8, threads=1,
+              real="both", adv=0.1, data="folder:" + data, checkpoint_every=100, eval_every=1)
+    # 1) four steps, rank 0 validating (perceptual FID) after each while rank 1 waits
+    d = Distiller(DistillConfig(steps=4, **kw), out)
+    init = digest(d.student)
     d.run()
-    h = hashlib.sha256()
-    for k, v in sorted(d.student.state_dict().items()):
-        h.update(k.encode()); h.update(v.detach().contiguous().numpy().tobytes())
-    open(os.path.join(out, f"rank{os.environ['RANK']}.sha"), "w").write(h.hexdigest())
+    # 2) resumed with 2 ms of budget left: every rank stops after one step, together
+    used = load_state(os.path.join(out, "state.pt"))["wall_s"]
+    d = Distiller(DistillConfig(steps=1000, max_minutes=(used + 0.002) / 60, **kw), out, resume=True)
+    d.run()
+    rec = {"init": init, "final": digest(d.student), "steps": d.steps_done, "stopped_by": d.stopped_by}
+    open(os.path.join(out, f"rank{os.environ['RANK']}.json"), "w").write(json.dumps(rec))
     """
 )
 
 
-def test_ddp_two_gloo_ranks_identical(setup):
+def test_ddp_two_gloo_ranks_identical(setup, imgs):
     root, teacher, _, perc = setup
     script = root / "ddp_run.py"
     script.write_text(DDP_SCRIPT)
@@ -147,11 +316,14 @@ def test_ddp_two_gloo_ranks_identical(setup):
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(script), str(teacher), str(perc), str(out)]  # fmt: skip
+           str(script), str(teacher), str(perc), str(out), str(imgs)]  # fmt: skip
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-2000:]
-    h0, h1 = (out / "rank0.sha").read_text(), (out / "rank1.sha").read_text()
-    assert h0 == h1
-    assert (out / "student" / "model.safetensors").exists()
-    assert len(list(root.glob("ddp*"))) == 2  # one run folder (plus the script)
-    assert hashlib.sha256(b"").hexdigest() != h0
+    r0, r1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0 == r1  # same step, same weights on both ranks
+    assert r0["steps"] == 5 and r0["stopped_by"] == "budget"
+    assert r0["final"] != r0["init"]  # training moved the student
+    assert load_state(out / "state.pt")["step"] == 5
+    vals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in vals if "val/val_fid" in r] == [1, 2, 3, 4, 5]
+    assert _meta(out / "student")["selected_on"]["rule"] == "perceptual-fid"

@@ -13,8 +13,11 @@ from gankd.loop import (
     RunLogger,
     TrainingDiverged,
     check_finite,
+    check_finite_modules,
     ema_update,
     sample_labels,
+    selected_on,
+    set_lr,
     step_generator,
 )  # fmt: skip
 
@@ -117,3 +120,25 @@ def test_run_logger_resume_rewrite_is_atomic(tmp_path, monkeypatch):
     # the old log is whole (not truncated to nothing) and no temp file is left beside it
     assert (tmp_path / "metrics.jsonl").read_bytes() == before
     assert os.listdir(tmp_path) == ["metrics.jsonl"]
+
+
+def test_budget_counts_time_used_by_earlier_sessions():
+    b = Budget(1.0, used_s=59.0)
+    assert 59.0 <= b.elapsed() < 60.0 and not b.exhausted()
+    assert Budget(1.0, used_s=60.0).exhausted()
+    assert Budget(0, used_s=1e9).exhausted() is False  # no limit
+    assert Budget(1.0, used_s=30.0).eta_steps(0) is None
+
+
+def test_check_finite_modules_and_set_lr(tmp_path):
+    ok, bad = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
+    check_finite_modules({"a": ok, "none": None}, 3, None)
+    bad.running_var.fill_(math.inf)  # buffers count too
+    with pytest.raises(TrainingDiverged, match="step 3 .*D.running_var.*last good checkpoint is /x/state.pt"):
+        check_finite_modules({"a": ok, "D": bad}, 3, "/x/state.pt")
+    opt = torch.optim.Adam(ok.parameters(), lr=1e-3)
+    set_lr(opt, 5e-4, "--lr-g")
+    assert opt.param_groups[0]["lr"] == 5e-4
+    assert selected_on(tmp_path) is None
+    (tmp_path / "config.json").write_text('{"selected_on": {"rule": "last", "step": 4}}')
+    assert selected_on(tmp_path) == {"rule": "last", "step": 4}

@@ -1,0 +1,206 @@
+"""Checkpoint selection during training: which saved weights become the run's model.
+
+One rule per run (config field ``select``, flag ``--select``), the same default for
+distillation and GAN training, so every recipe in a comparison is selected alike:
+
+``perceptual-fid``  FID of ``eval_samples`` samples (seeds 1_000_000.., disjoint from the
+                    reported seeds 0..N) against the data's held-out ``val`` split, with
+                    features of the *perceptual* network (``pretrained/fmnist-perceptual``
+                    or ``select_net``), never the evaluator that scores reported numbers:
+                    selecting on the scorer inflates its FID.
+``teacher-l1``      mean pixel L1 distance to the teacher on the same latents
+                    (distillation only).
+``last``            no selection: the latest checkpoint is the model.
+
+Lower scores are better. A model whose samples are not finite scores ``inf`` and is
+never selected. Where the perceptual net does not fit the data (other channel count)
+the rule falls back to ``teacher-l1`` (distillation) or ``last`` (GAN training), with
+one log line, and the fallback is recorded in :meth:`Selector.info`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+SELECT_RULES = ("perceptual-fid", "teacher-l1", "last")
+DEFAULT_SELECT = "perceptual-fid"
+DEFAULT_SELECT_NET = "fmnist-perceptual"
+VAL_FIRST_SEED = 1_000_000
+# FID needs a covariance, so at least 2 images on each side; below NOISY_FID_IMAGES it is
+# computed but noisy (the perceptual embedding has 128 dimensions), and a warning says so
+MIN_FID_IMAGES = 2
+NOISY_FID_IMAGES = 200
+
+
+def check_rule(select: str, distill: bool) -> None:
+    """Validate a ``--select`` value for a distillation (``distill=True``) or GAN run."""
+    if select not in SELECT_RULES:
+        raise ValueError(f"--select must be one of {', '.join(SELECT_RULES)}, got '{select}'")
+    if select == "teacher-l1" and not distill:
+        raise ValueError("--select teacher-l1 needs a teacher (compress only): use --select perceptual-fid or last")
+
+
+@dataclass
+class Selector:
+    """Scores a generator on held-out data; ``score(model)`` -> {"val_*": ..., "select": float}."""
+
+    rule: str  # the rule in effect (after any fallback)
+    requested: str  # the rule the config asked for
+    eval_samples: int = 2000
+    z_dim: int = 128
+    num_classes: int = 0
+    device: str = "cpu"
+    net: Path | None = None  # perceptual-fid: the classifier folder used as feature extractor
+    net_sha256: str | None = None
+    reference: str | None = None  # perceptual-fid: data spec of the val split
+    reference_size: int | None = None
+    fallback: str | None = None  # why ``rule`` differs from ``requested``
+    teacher: nn.Module | None = field(default=None, repr=False)
+    _teacher_images: torch.Tensor | None = field(default=None, repr=False)
+
+    def info(self) -> dict:
+        """JSON-able description of the rule, for run files and model folders."""
+        out = {"rule": self.rule, "requested": self.requested, "first_seed": VAL_FIRST_SEED}
+        if self.rule != "last":
+            out["eval_samples"] = self.eval_samples
+        if self.rule == "perceptual-fid":
+            out.update(net=str(self.net), net_sha256=self.net_sha256, reference=self.reference,
+                       reference_size=self.reference_size)  # fmt: skip
+        if self.fallback:
+            out["fallback"] = self.fallback
+        return out
+
+    def _inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        from gankd.sampling import balanced_labels, latents
+
+        seeds = list(range(VAL_FIRST_SEED, VAL_FIRST_SEED + self.eval_samples))
+        return latents(seeds, self.z_dim), balanced_labels(self.eval_samples, self.num_classes)
+
+    def teacher_images(self) -> torch.Tensor:
+        """The teacher's images on the validation latents (computed once: the teacher is frozen)."""
+        from gankd.sampling import generate
+
+        if self._teacher_images is None:
+            z, y = self._inputs()
+            self._teacher_images = generate(self.teacher, z, y, device=self.device)
+        return self._teacher_images
+
+    @torch.no_grad()
+    def score(self, model: nn.Module) -> dict:
+        """Validation numbers of ``model`` (lower ``select`` is better; ``inf`` = never selected).
+
+        Always ``val_pixel_l1`` when a teacher is known; ``val_fid`` under perceptual-fid.
+        Under ``last`` (no teacher) it returns ``{}``: nothing to compute.
+        """
+        if self.rule == "last" and self.teacher is None:
+            return {}
+        from gankd.data import to_uint8
+        from gankd.sampling import generate
+
+        z, y = self._inputs()
+        images = generate(model, z, y, device=self.device)
+        if not torch.isfinite(images).all():
+            log.warning("validation samples are not finite: this checkpoint is never selected")
+            return {"val_finite": 0.0, "select": math.inf}
+        out: dict = {}
+        if self.teacher is not None:
+            out["val_pixel_l1"] = (images - self.teacher_images()).abs().mean().item()
+        if self.rule == "perceptual-fid":
+            from gankd.metrics import fidelity as fid
+
+            q = fid.fidelity_metrics(to_uint8(images), self.reference, ("fid",), self.eval_samples, None,
+                                     fid.EVALUATOR, self.net, first_seed=VAL_FIRST_SEED,
+                                     device=self.device)  # fmt: skip
+            out["val_fid"] = q["fid"]
+        key = {"perceptual-fid": "val_fid", "teacher-l1": "val_pixel_l1"}.get(self.rule)
+        if key is not None:
+            out["select"] = out[key] if math.isfinite(out[key]) else math.inf
+        return out
+
+    def better(self, val: dict, best: dict | None) -> bool:
+        """Whether ``val`` (from :meth:`score`) replaces ``best`` (None: nothing selected yet)."""
+        if self.rule == "last":
+            return math.isfinite(val.get("select", 0.0))
+        s = val.get("select", math.inf)
+        if not math.isfinite(s):
+            return False
+        return best is None or best.get("rule", self.rule) != self.rule or s < best.get("select", math.inf)
+
+
+def _same_as_evaluator(folder: Path) -> bool:
+    from gankd.checkpoint import WEIGHTS, file_sha256
+    from gankd.metrics import fidelity as fid
+
+    try:
+        ev = fid.resolve_evaluator(None)
+    except FileNotFoundError:
+        return False
+    return file_sha256(ev / WEIGHTS) == file_sha256(folder / WEIGHTS)
+
+
+def build_selector(select: str, *, distill: bool, data: str, resolution: int, image_channels: int,
+                   z_dim: int, num_classes: int, eval_samples: int, device: str = "cpu",
+                   net: str | Path | None = None, teacher: nn.Module | None = None) -> Selector:  # fmt: skip
+    """The selection rule of a run, checked when the run is built (before any training).
+
+    ``select``: one of :data:`SELECT_RULES`. ``distill``: a teacher exists (compress).
+    ``data``/``resolution``/``image_channels``: the data whose ``val`` split perceptual-fid
+    scores against. ``net``: the classifier folder for perceptual-fid (default the shipped
+    ``fmnist-perceptual``); refused when it holds the evaluator's weights. Raises with
+    the fix when the val split is missing, unreadable or holds fewer than
+    :data:`MIN_FID_IMAGES` images.
+    """
+    check_rule(select, distill)
+    sel = Selector(select, select, eval_samples, z_dim, num_classes, device,
+                   teacher=teacher if distill else None)  # fmt: skip
+    if select == "last":
+        return sel
+    if eval_samples < MIN_FID_IMAGES:
+        raise ValueError(f"--select {select} needs eval_samples >= {MIN_FID_IMAGES}, got {eval_samples}: "
+                         "pass --set eval_samples=N (e.g. 2000)")  # fmt: skip
+    if select == "teacher-l1":
+        return sel
+    from gankd.checkpoint import WEIGHTS, file_sha256, read_meta, resolve_model_path
+    from gankd.data import load_dataset
+
+    folder = resolve_model_path(net or DEFAULT_SELECT_NET)
+    alt = "teacher-l1" if distill else "last"
+    try:
+        meta = read_meta(folder, "classifier")
+    except (FileNotFoundError, ValueError) as e:
+        raise FileNotFoundError(f"the selection network is unusable ({e}); pass --set select_net=DIR "
+                                f"(a classifier folder) or --select {alt}") from None  # fmt: skip
+    net_channels = meta["config"].get("image_channels", 1)
+    if net_channels != image_channels:
+        sel.rule = alt
+        sel.fallback = (f"the perceptual net {folder} takes {net_channels}-channel images, the data has "
+                        f"{image_channels}: selected on {alt} instead")  # fmt: skip
+        log.warning("checkpoint selection: %s", sel.fallback)
+        return sel
+    if _same_as_evaluator(folder):
+        raise ValueError(f"the selection network {folder} has the evaluator's weights: selecting on the network "
+                         "that scores the result inflates its FID; pass --set select_net=DIR of another "
+                         f"classifier (the perceptual net) or --select {alt}")  # fmt: skip
+    try:
+        val = load_dataset(data, "val", resolution, image_channels)
+    except (RuntimeError, ValueError, OSError) as e:
+        raise ValueError(f"--select perceptual-fid scores against the val split of {data}, which cannot be "
+                         f"loaded ({e}); add images or pass --select {alt}") from None  # fmt: skip
+    n = len(val)
+    if n < MIN_FID_IMAGES:
+        raise ValueError(f"the val split of {data} holds {n} image(s); --select perceptual-fid needs at least "
+                         f"{MIN_FID_IMAGES} (a folder's val split is every 10th image): add images or pass "
+                         f"--select {alt}")  # fmt: skip
+    if n < NOISY_FID_IMAGES:
+        log.warning("the val split of %s holds only %d images: selection FID is noisy", data, n)
+    sel.net, sel.net_sha256 = folder, file_sha256(folder / WEIGHTS)
+    sel.reference, sel.reference_size = f"{data}:val", n
+    return sel
