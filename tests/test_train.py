@@ -28,6 +28,7 @@ TINY_GAN = [
     "--set", "generator.num_classes=2", "--set", "discriminator.num_classes=2",
     "--set", "threads=1", "--set", "channels_last=true",
     "--set", "checkpoint_every=2", "--set", "log_every=1", "--set", "ema_decay=0.9",
+    "--select", "last",  # 12 images: the val split (every 10th) is too small for perceptual-fid
 ]  # fmt: skip
 
 
@@ -135,7 +136,7 @@ def test_divergence_guard_names_the_last_good_checkpoint(two_class_folder, tmp_p
     monkeypatch.setattr(gankd.train, "d_loss", nan_after_3)
     cfg = GANTrainConfig(
         data=f"folder:{two_class_folder}", steps=10, batch_size=4, checkpoint_every=2, log_every=1,
-        threads=1, generator=gankd.models.GeneratorConfig(base_channels=4, num_classes=2),
+        threads=1, select="last", generator=gankd.models.GeneratorConfig(base_channels=4, num_classes=2),
         discriminator=gankd.models.DiscriminatorConfig(base_channels=4, num_classes=2),
     )  # fmt: skip
     run = tmp_path / "run"
@@ -153,7 +154,7 @@ def test_divergence_guard_names_the_last_good_checkpoint(two_class_folder, tmp_p
 
 def test_time_budget_stops_with_a_checkpoint(two_class_folder, tmp_path):
     cfg = GANTrainConfig(
-        data=f"folder:{two_class_folder}", steps=1000, batch_size=4, max_minutes=1e-6, threads=1,
+        data=f"folder:{two_class_folder}", steps=1000, batch_size=4, max_minutes=1e-6, threads=1, select="last",
         generator=gankd.models.GeneratorConfig(base_channels=4, num_classes=0),
         discriminator=gankd.models.DiscriminatorConfig(base_channels=4, num_classes=0),
     )  # fmt: skip
@@ -217,3 +218,88 @@ def test_classifier_val_accuracy_only_when_val_is_held_out(tmp_path, monkeypatch
     assert 0 <= fit["val_acc"] <= 1 and 0 <= fit["test_acc"] <= 1
     full = train_classifier(ClassifierTrainConfig(split="train", model=model, **kw), tmp_path / "train")
     assert "val_acc" not in full and "test_acc" in full
+
+
+def tiny_gan_cfg(data, **kw) -> GANTrainConfig:
+    base = dict(data=f"folder:{data}", batch_size=4, threads=1, checkpoint_every=2, log_every=1, eval_samples=8,
+                generator=gankd.models.GeneratorConfig(base_channels=4, num_classes=2),
+                discriminator=gankd.models.DiscriminatorConfig(base_channels=4, num_classes=2))  # fmt: skip
+    return GANTrainConfig(**{**base, **kw})
+
+
+@pytest.fixture
+def forty_images(tmp_path):
+    """40 images in two classes: the folder's val split holds 4."""
+    return write_images(tmp_path / "forty", {"a": 20, "b": 20}, size=(32, 32))
+
+
+def _meta(folder):
+    return json.loads((folder / "config.json").read_text())
+
+
+def test_train_gan_selects_on_perceptual_fid_by_default(forty_images, tmp_path):
+    from gankd.checkpoint import WEIGHTS, file_sha256, resolve_model_path
+
+    run = tmp_path / "run"
+    out = train_gan(tiny_gan_cfg(forty_images, steps=4, eval_every=2), run)
+    assert out == run / "generator"
+    sel = _meta(out)["selected_on"]
+    assert sel["rule"] == "perceptual-fid" and sel["step"] in (2, 4) and sel["reference_size"] == 4
+    assert sel["net_sha256"] == file_sha256(resolve_model_path("fmnist-perceptual") / WEIGHTS)
+    assert _meta(run / "last")["trained_steps"] == 4 and _meta(run / "last")["selected_on"]["rule"] == "last"
+    assert json.loads((run / "selection.json").read_text())["rule"] == "perceptual-fid"
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs if "val/val_fid" in r] == [2, 4]
+    assert load_state(run / "state.pt")["wall_s"] >= max(r["val/wall_s"] for r in recs if "val/wall_s" in r) - 1
+
+
+def test_train_teacher_refuses_a_too_small_val_split_in_one_line(two_class_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = cli.main(["train-teacher", "--data", f"folder:{two_class_folder}", "--out", str(run), "--steps", "1",
+                     "--no-progress", "--set", "generator.num_classes=2", "--set", "discriminator.num_classes=2"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "val split" in err and "holds 1 image(s)" in err and "--select last" in err
+    assert not (run / "state.pt").exists()
+
+
+def test_train_gan_resume_counts_the_wall_time_already_used(two_class_folder, tmp_path, caplog):
+    run = tmp_path / "run"
+    train_gan(tiny_gan_cfg(two_class_folder, steps=2, select="last"), run)
+    used = load_state(run / "state.pt")["wall_s"]
+    assert used > 0
+    train_gan(tiny_gan_cfg(two_class_folder, steps=50, select="last", max_minutes=used / 60), run, resume=True)
+    assert load_state(run / "state.pt")["step"] == 2
+    assert any("already used" in r.getMessage() for r in caplog.records)
+
+
+def test_train_gan_never_saves_non_finite_weights(two_class_folder, tmp_path, monkeypatch):
+    real = gankd.train.ema_update
+    calls = {"n": 0}
+
+    def poisoned(ema, model, decay):
+        real(ema, model, decay)
+        calls["n"] += 1
+        if calls["n"] == 3:  # losses stay finite: only the EMA generator goes bad
+            with torch.no_grad():
+                next(ema.parameters()).fill_(float("nan"))
+
+    monkeypatch.setattr(gankd.train, "ema_update", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"G_ema\..* NaN/inf.*last good checkpoint is .*state.pt"):
+        train_gan(tiny_gan_cfg(two_class_folder, steps=6, select="last"), run)
+    assert load_state(run / "state.pt")["step"] == 2
+    assert _meta(run / "generator")["trained_steps"] == 2
+
+
+def test_train_gan_final_validation_failure_keeps_the_weights(forty_images, tmp_path, monkeypatch):
+    from gankd.selection import Selector
+
+    def boom(self, model):
+        raise RuntimeError("validation failed")
+
+    monkeypatch.setattr(Selector, "score", boom)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="validation failed"):
+        train_gan(tiny_gan_cfg(forty_images, steps=3, checkpoint_every=100, eval_every=0), run)
+    assert load_state(run / "state.pt")["step"] == 3 and _meta(run / "last")["trained_steps"] == 3
