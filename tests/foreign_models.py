@@ -110,3 +110,14 @@ def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
                     m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                     m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
     return model.eval()
+
+
+class TokenLatentGenerator(nn.Module):
+    """Latent (N, 2, 16) (two tokens): the first layer alone does not reveal it (detection fails)."""
+
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        self.proj = nn.Linear(dim, 96)
+
+    def forward(self, z):
+        return torch.tanh(self.proj(z).reshape(z.shape[0], 3, 8, 8))
