@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gankd.adapter import adapter_for
 from gankd.data import to_uint8
 from gankd.fileio import atomic_write_bytes
 
@@ -49,23 +50,41 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor | None:
     return torch.arange(n) % num_classes
 
 
-@torch.no_grad()
-def generate(model: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None,
-             batch_size: int = 256, device: str = "cpu") -> torch.Tensor:  # fmt: skip
-    """Run a generator in eval mode over z (N, z_dim) in batches -> (N, C, R, R) in [-1, 1].
+def pack_inputs(model: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Named inputs for ``model`` from a latent batch and optional labels (balanced if the
+    model is class-conditional and none are given)."""
+    gen = adapter_for(model)
+    out = {}
+    for spec in gen.spec.inputs:
+        if spec.kind == "latent":
+            out[spec.name] = z
+        elif spec.kind == "label":
+            out[spec.name] = y if y is not None else torch.arange(z.shape[0]) % spec.num_classes
+        else:
+            raise ValueError(f"input '{spec.name}' is a source image: pass a dict of named inputs")
+    return out
 
-    The model's train/eval mode is restored afterwards (sampling mid-training must not
-    leave a training model's BatchNorm in eval mode).
+
+@torch.no_grad()
+def generate(model: nn.Module, z: torch.Tensor | dict, y: torch.Tensor | None = None,
+             batch_size: int = 256, device: str = "cpu") -> torch.Tensor:  # fmt: skip
+    """Run a generator in eval mode in batches -> (N, C, H, W) in [-1, 1].
+
+    ``z`` is a latent batch (with optional labels ``y``) or a dict of named inputs built by
+    the generator's adapter (``gankd.adapter``). The model's train/eval mode is restored
+    afterwards (sampling mid-training must not leave a training model's BatchNorm in eval mode).
     """
-    was_training = model.training
-    model.eval()
+    gen = adapter_for(model)
+    inputs = z if isinstance(z, dict) else pack_inputs(gen, z, y)
+    n = len(next(iter(inputs.values())))
+    was_training = gen.model.training
+    gen.model.eval()
     outs = []
     try:
-        for i in range(0, z.shape[0], batch_size):
-            yb = None if y is None else y[i : i + batch_size].to(device)
-            outs.append(model(z[i : i + batch_size].to(device), yb).float().cpu())
+        for i in range(0, n, batch_size):
+            outs.append(gen({k: v[i : i + batch_size].to(device) for k, v in inputs.items()}).float().cpu())
     finally:
-        model.train(was_training)
+        gen.model.train(was_training)
     return torch.cat(outs)
 
 
@@ -124,16 +143,15 @@ def sample_grid(model: nn.Module, seeds: list[int], classes: list[int] | None = 
 
     Raises ``ValueError`` (naming the model as ``name``) when a sample is not finite.
     """
-    nc = getattr(model, "num_classes", 0)
+    gen = adapter_for(model)
+    nc = gen.num_classes
     if nc > 0 and classes is not None:
         for c in classes:
             if not 0 <= c < nc:
                 raise ValueError(f"--classes: class {c} out of range; the model has {nc} classes (0..{nc - 1})")
         row_seeds = seeds[:nrow]
-        z = latents(row_seeds, model.z_dim).repeat(len(classes), 1)
-        y = torch.tensor(classes).repeat_interleave(len(row_seeds))
+        inputs = gen.seeded_inputs(row_seeds * len(classes), torch.tensor(classes).repeat_interleave(len(row_seeds)))
         nrow = len(row_seeds)
     else:
-        z = latents(seeds, model.z_dim)
-        y = balanced_labels(len(seeds), nc)
-    return grid(check_finite_images(generate(model, z, y, device=device), name), nrow=nrow)
+        inputs = gen.seeded_inputs(seeds)
+    return grid(check_finite_images(generate(gen, inputs, device=device), name), nrow=nrow)
