@@ -130,6 +130,28 @@ def test_budget_counts_time_used_by_earlier_sessions():
     assert Budget(1.0, used_s=30.0).eta_steps(0) is None
 
 
+def test_progress_bar_total_follows_a_binding_budget(monkeypatch):
+    import gankd.loop
+    from gankd.loop import follow_budget
+
+    clock = {"t": 100.0}
+    monkeypatch.setattr(gankd.loop.time, "monotonic", lambda: clock["t"])
+    b = Budget(1.0, used_s=20.0)  # 40 s left
+
+    class Bar:
+        total = 1000
+
+        def refresh(self):
+            pass
+
+    bar = Bar()
+    clock["t"] += 10.0  # 10 steps in 10 s: 30 s left -> 30 more steps
+    follow_budget(bar, b, 10, 10, 1000)
+    assert bar.total == 40
+    follow_budget(bar, Budget(0), 10, 10, 1000)  # no budget: the total stays
+    assert bar.total == 40
+
+
 def test_check_finite_modules_and_set_lr(tmp_path):
     ok, bad = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
     check_finite_modules({"a": ok, "none": None}, 3, None)

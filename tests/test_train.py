@@ -161,6 +161,7 @@ def test_time_budget_stops_with_a_checkpoint(two_class_folder, tmp_path):
     out = train_gan(cfg, tmp_path / "run")
     assert load_state(tmp_path / "run" / "state.pt")["step"] == 1
     assert load_generator(out).num_classes == 0
+    assert (tmp_path / "run" / "samples" / "step0000001.png").exists()  # a grid at every stop
 
 
 def test_teacher_class_count_must_match_the_data(two_class_folder, tmp_path):
