@@ -12,13 +12,21 @@ peak memory, always with the fingerprint of the machine that measured them.
   tensor bytes during one forward (parameters + inputs + activations), tracked per
   operator output, which is deterministic unlike the process RSS.
 
-Timings are noisy on shared machines: compare models by ratios measured in one run.
+Timings are noisy on shared machines (20-60 % between runs of the same command): compare
+models only by ratios from :func:`interleaved_speed`, which times a reference (the teacher)
+and the other models in one process, alternating A B A B ... over several rounds, and
+reports each ratio's median with its spread over the rounds. Every speed record carries the
+UTC time it was measured and the machine fingerprint; nothing caches timings.
+
+Paths written into records go through :func:`portable_path` (relative to the repository,
+``pretrained/<name>`` for shipped models), so committed JSON does not leak a checkout path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import io
 import os
 import platform
@@ -26,7 +34,7 @@ import statistics
 import tempfile
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -85,6 +93,45 @@ def fingerprint(device: str = "cpu") -> dict:
     return fp
 
 
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second (``2026-01-02T03:04:05+00:00``)."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def repo_root() -> Path | None:
+    """The source checkout gankd runs from (the folder above the package holding
+    pyproject.toml or .git), or None for an installed package."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() or (root / ".git").exists() else None
+
+
+def portable_path(path: str | Path | None) -> str | None:
+    """A path as a record should hold it: ``pretrained/<name>`` for a shipped model, relative
+    to the repository root inside the checkout, else relative to the current directory.
+
+    Never absolute when a relative form exists, so committed JSON does not depend on (or
+    reveal) where the checkout lived. ``None`` stays ``None``.
+    """
+    if path is None:
+        return None
+    from gankd.checkpoint import pretrained_dir
+
+    p = Path(path).expanduser()
+    a = Path(os.path.abspath(p))  # no symlink resolution: keep the user's spelling
+    for base, prefix in ((Path(os.path.abspath(pretrained_dir())), Path("pretrained")), (repo_root(), Path())):
+        if base is None:
+            continue
+        for b, x in ((Path(os.path.abspath(base)), a), (base.resolve(), a.resolve())):
+            if x == b or b in x.parents:
+                return (prefix / x.relative_to(b)).as_posix()
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return Path(os.path.relpath(a, os.getcwd())).as_posix()
+    except ValueError:  # another drive on Windows: no relative form exists
+        return a.as_posix()
+
+
 # ------------------------------------------------------------------ static cost
 def generator_inputs(model: nn.Module, batch: int, device: str = "cpu", first_seed: int = 0) -> tuple:
     """``(z, y)`` for a generator: z (batch, z_dim) from fixed seeds, y balanced int64 or None."""
@@ -122,7 +169,7 @@ def weights_bytes(model: nn.Module | None = None, folder: str | Path | None = No
     if folder is not None:
         f = Path(folder) / "model.safetensors"
         if f.is_file():
-            return {"bytes": f.stat().st_size, "source": str(f)}
+            return {"bytes": f.stat().st_size, "source": portable_path(f)}
     from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -261,10 +308,11 @@ def summarize(times: list[float], batch: int) -> dict:
 
 def _measure(run_for_batch: Callable[[int], Callable[[], object]], batch: int, big_batch: int,
              repeats: int, min_time_s: float, device: str) -> dict:  # fmt: skip
+    stamp = utc_now()
     lat = time_callable(run_for_batch(1), warmup=3, repeats=repeats, min_time_s=min_time_s, device=device)
     thr = time_callable(run_for_batch(big_batch), warmup=1, repeats=max(3, repeats // 4),
                         min_time_s=min_time_s, device=device)  # fmt: skip
-    return {"latency": summarize(lat, 1), "throughput": summarize(thr, big_batch)}
+    return {"latency": summarize(lat, 1), "throughput": summarize(thr, big_batch), "measured_utc": stamp}
 
 
 def _eager_runner(model: nn.Module, device: str):
@@ -305,6 +353,8 @@ def measure_eager(model: nn.Module, big_batch: int = 256, channels_last: str = "
         "latency": {**results[lat]["latency"], "memory_format": lat},
         "throughput": {**results[thr]["throughput"], "memory_format": thr},
         "formats": results,
+        "measured_utc": results[formats[channels_last][0]]["measured_utc"],
+        "method": "solo",
     }
 
 
@@ -331,6 +381,7 @@ def measure_compile(model: nn.Module, big_batch: int = 256, repeats: int = 20, m
     out = _measure(for_batch, 1, big_batch, repeats, min_time_s, device)
     out["compile_s"] = compile_s
     out["options"] = {"backend": "inductor", "freezing": True, "dynamic": False}
+    out["method"] = "solo"
     return out
 
 
@@ -338,6 +389,18 @@ def measure_onnx(path: str | Path, model: nn.Module, big_batch: int = 256, repea
                  min_time_s: float = 0.5, device: str = "cpu") -> dict:  # fmt: skip
     """ONNX Runtime latency/throughput of an exported generator (CPU EP with torch's thread
     count; CUDA EP when ``device`` is cuda and onnxruntime has it)."""
+    sess, for_batch = _onnx_runner(path, model, device)
+    # ORT synchronises before returning, so wall-clock timing is right on both EPs.
+    out = _measure(for_batch, 1, big_batch, repeats, min_time_s, "cpu")
+    out["providers"] = sess.get_providers()
+    out["intra_op_threads"] = torch.get_num_threads()
+    out["method"] = "solo"
+    return out
+
+
+def _onnx_runner(path: str | Path, model: nn.Module, device: str = "cpu"):
+    """-> (session, for_batch): an ONNX Runtime session (CPU EP with torch's thread count; CUDA
+    EP first when ``device`` is cuda and available) and batch -> callable running it."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -357,11 +420,170 @@ def measure_onnx(path: str | Path, model: nn.Module, big_batch: int = 256, repea
             feed["y"] = y.numpy()
         return lambda: sess.run(None, feed)
 
-    # ORT synchronises before returning, so wall-clock timing is right on both EPs.
-    out = _measure(for_batch, 1, big_batch, repeats, min_time_s, "cpu")
-    out["providers"] = sess.get_providers()
-    out["intra_op_threads"] = so.intra_op_num_threads
-    return out
+    return sess, for_batch
+
+
+# ------------------------------------------------------------------ interleaved comparison
+INTERLEAVED_RUNTIMES = ("eager", "onnx")
+
+
+def _spread(values: list[float]) -> dict:
+    """median, min, max and quartiles (inclusive method) of per-round values, plus the values."""
+    s = sorted(values)
+    q1, q3 = (statistics.quantiles(s, n=4, method="inclusive")[i] for i in (0, 2)) if len(s) > 1 else (s[0], s[0])
+    return {"median": statistics.median(s), "min": s[0], "max": s[-1], "q1": q1, "q3": q3,
+            "rounds": list(values)}  # fmt: skip
+
+
+def interleaved_speed(
+    models: Mapping[str, nn.Module],
+    reference: str | None = None,
+    runtimes: tuple[str, ...] = INTERLEAVED_RUNTIMES,
+    rounds: int = 7,
+    latency_calls: int = 20,
+    throughput_calls: int = 2,
+    big_batch: int = 256,
+    warmup: int = 3,
+    channels_last: str = "auto",
+    device: str = "cpu",
+) -> dict:
+    """Time several generators in one process, interleaved, and give speed-ups with their spread.
+
+    ``models``: name -> generator (batch-1 latency and ``big_batch`` throughput are timed
+    for each). ``reference`` (default: the first name, e.g. the teacher) is what every
+    other model is compared against. Each runtime (``eager`` PyTorch, ``onnx`` Runtime) is
+    warmed up once for every model before the first round; then each of ``rounds`` rounds
+    times, for every runtime and batch size, ``latency_calls`` (``throughput_calls``) calls
+    of each model in turn (A B A B ...; the starting model rotates every round), so slow
+    drifts of the machine hit all models alike. A round's value is the median of its calls.
+
+    ``channels_last``: 'auto' picks, per model and batch size, the faster memory format
+    from timed warm-up calls (recorded as ``memory_format``); 'on'/'off' force one.
+
+    Returns a JSON-able record: ``created_utc``, ``fingerprint``, ``protocol``,
+    ``order``, ``reference``, ``models[name][runtime]`` = ``{"latency", "throughput"}`` (the
+    usual summaries over round values: ``median_ms`` is the median over rounds, plus
+    ``rounds_ms``), and ``ratios[name][runtime][latency|throughput]`` = reference time /
+    model time per round (the speed-up; > 1 means faster than the reference) as
+    ``{"median", "min", "max", "q1", "q3", "rounds"}``. Measured fresh on every call.
+    """
+    names = list(models)
+    if not names:
+        raise ValueError("interleaved_speed needs at least one model")
+    reference = names[0] if reference is None else reference
+    if reference not in models:
+        raise ValueError(f"reference {reference!r} is not one of the models: {', '.join(names)}")
+    bad = [r for r in runtimes if r not in INTERLEAVED_RUNTIMES]
+    if bad or not runtimes:
+        raise ValueError(f"interleaved runtimes must be from {', '.join(INTERLEAVED_RUNTIMES)}, got {list(runtimes)}")
+    if channels_last not in ("auto", "on", "off"):
+        raise ValueError(f"channels_last must be auto, on or off, got {channels_last!r}")
+    for key, v in (("rounds", rounds), ("latency_calls", latency_calls), ("throughput_calls", throughput_calls),
+                   ("big_batch", big_batch)):  # fmt: skip
+        if int(v) < 1:
+            raise ValueError(f"{key} must be >= 1, got {v}")
+    stamp, t_start = utc_now(), time.perf_counter()
+    timer = _timer(device)
+    batches = {"latency": (1, latency_calls), "throughput": (big_batch, throughput_calls)}
+    runners: dict = {rt: {which: {} for which in batches} for rt in runtimes}
+    extra: dict = {n: {rt: {} for rt in runtimes} for n in names}
+
+    with contextlib.ExitStack() as stack:
+        if "eager" in runtimes:
+            formats = {"auto": ["contiguous", "channels_last"], "on": ["channels_last"], "off": ["contiguous"]}
+            for n in names:
+                copies = {}
+                for fmt in formats[channels_last]:
+                    m = copy.deepcopy(models[n]).to(device).eval()
+                    copies[fmt] = m.to(memory_format=torch.channels_last) if fmt == "channels_last" else m
+                for which, (b, _) in batches.items():
+                    fns = {fmt: _eager_runner(m, device)(b) for fmt, m in copies.items()}
+                    warm = {fmt: statistics.median(time_callable(fn, warmup=1, repeats=max(1, warmup),
+                                                                 device=device))
+                            for fmt, fn in fns.items()}  # fmt: skip
+                    best = min(warm, key=warm.get)
+                    runners["eager"][which][n] = fns[best]
+                    extra[n]["eager"][which] = {"memory_format": best}
+        if "onnx" in runtimes:
+            from gankd.export import export_generator
+
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gankd-onnx-")))
+            for i, n in enumerate(names):
+                # Exporter and ORT may write progress to stdout; library code stays silent.
+                with contextlib.redirect_stdout(io.StringIO()):
+                    exp = export_generator(models[n], tmp / f"m{i}" / "generator.onnx", "onnx")
+                sess, for_batch = _onnx_runner(exp["path"], models[n], device)
+                extra[n]["onnx"]["info"] = {
+                    "providers": sess.get_providers(),
+                    "parity_max_abs_diff": exp["max_abs_diff"],
+                    "intra_op_threads": torch.get_num_threads(),
+                }
+                for which, (b, _) in batches.items():
+                    fn = for_batch(b)
+                    time_callable(fn, warmup=0, repeats=max(1, warmup))  # warm-up, once, before round 1
+                    runners["onnx"][which][n] = fn
+
+        per_round: dict = {n: {rt: {which: [] for which in batches} for rt in runtimes} for n in names}
+        orders = []
+        for r in range(rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            orders.append(order)
+            for rt in runtimes:
+                # ORT synchronises before returning: wall-clock timing is right for it on any EP
+                t = timer if rt == "eager" else _timer("cpu")
+                for which, (_, calls) in batches.items():
+                    for n in order:
+                        fn = runners[rt][which][n]
+                        per_round[n][rt][which].append(statistics.median(t(fn) for _ in range(calls)))
+
+    out_models: dict = {}
+    for n in names:
+        out_models[n] = {}
+        for rt in runtimes:
+            entry: dict = {}
+            for which, (b, calls) in batches.items():
+                vals = per_round[n][rt][which]
+                entry[which] = {**summarize(vals, b), "rounds": len(vals), "calls_per_round": calls,
+                                "rounds_ms": [v * 1e3 for v in vals], **extra[n][rt].get(which, {})}  # fmt: skip
+            entry.update(extra[n][rt].get("info", {}))
+            entry["measured_utc"] = stamp
+            entry["method"] = "interleaved"
+            out_models[n][rt] = entry
+    ratios: dict = {}
+    for n in names:
+        if n == reference:
+            continue
+        ratios[n] = {
+            rt: {which: _spread([a / b for a, b in zip(per_round[reference][rt][which], per_round[n][rt][which])])
+                 for which in batches}
+            for rt in runtimes
+        }  # fmt: skip
+    return {
+        "schema": "gankd.speed/1",
+        "kind": "interleaved-speed",
+        "created_utc": stamp,
+        "wall_s": round(time.perf_counter() - t_start, 3),
+        "fingerprint": fingerprint(device),
+        "reference": reference,
+        "order": names,
+        "protocol": {
+            "runtimes": list(runtimes),
+            "rounds": rounds,
+            "latency_batch": 1,
+            "latency_calls": latency_calls,
+            "big_batch": big_batch,
+            "throughput_calls": throughput_calls,
+            "warmup": warmup,
+            "channels_last": channels_last,
+            "device": str(device),
+            "schedule": "warm-up once per model and runtime, then per round, runtime and batch size each "
+            "model in turn (A B A B ...), the first model rotating every round",
+            "statistic": "round value = median of its calls; reported = median (and spread) over rounds; "
+            "ratio = reference time / model time within each round, then median over rounds",
+        },
+        "models": out_models,
+        "ratios": ratios,
+    }
 
 
 # ------------------------------------------------------------------ all together
@@ -376,13 +598,21 @@ def efficiency(
     min_time_s: float = 0.5,
     memory: bool = True,
     device: str = "cpu",
+    reference: nn.Module | None = None,
+    rounds: int = 7,
 ) -> dict:
     """Params, MACs per image, weight-file size, and (``speed=True``) measured speed.
 
     ``runtimes`` from ``eager``, ``compile``, ``onnx``. Returns a JSON-able dict with
     ``params``, ``macs``, ``macs_by_op``, ``weights_bytes``, ``speed`` (per runtime:
-    ``latency`` at batch 1 and ``throughput`` at ``big_batch``), ``peak_memory`` (per
-    batch size) and ``fingerprint``.
+    ``latency`` at batch 1 and ``throughput`` at ``big_batch``, each stamped
+    ``measured_utc``), ``peak_memory`` (per batch size) and ``fingerprint``.
+
+    With a ``reference`` (the teacher), eager and ONNX speed come from
+    :func:`interleaved_speed` of the reference and this model (``rounds`` rounds,
+    ``repeats`` batch-1 calls per round) and ``speed_vs_teacher`` holds ``created_utc``,
+    ``fingerprint``, ``protocol``, the reference's own numbers (``teacher``) and the
+    speed-ups with their spread (``ratio[runtime][latency|throughput]``).
     """
     bad = [r for r in runtimes if r not in ("eager", "compile", "onnx")]
     if bad:
@@ -398,11 +628,20 @@ def efficiency(
     }
     if speed:
         speeds: dict = {}
-        if "eager" in runtimes:
+        vs_teacher = None
+        paired = [r for r in runtimes if r in INTERLEAVED_RUNTIMES] if reference is not None else []
+        if paired:
+            rec = interleaved_speed({"teacher": reference, "model": model}, "teacher", tuple(paired), rounds=rounds,
+                                    latency_calls=repeats, throughput_calls=max(1, repeats // 10),
+                                    big_batch=big_batch, channels_last=channels_last, device=device)  # fmt: skip
+            speeds.update(rec["models"]["model"])
+            vs_teacher = {k: rec[k] for k in ("created_utc", "fingerprint", "protocol")}
+            vs_teacher.update(teacher=rec["models"]["teacher"], ratio=rec["ratios"]["model"])
+        if "eager" in runtimes and "eager" not in speeds:
             speeds["eager"] = measure_eager(model, big_batch, channels_last, repeats, min_time_s, device)
         if "compile" in runtimes:
             speeds["compile"] = measure_compile(model, big_batch, repeats, min_time_s, device)
-        if "onnx" in runtimes:
+        if "onnx" in runtimes and "onnx" not in speeds:
             from gankd.export import export_generator
 
             with tempfile.TemporaryDirectory(prefix="gankd-onnx-") as tmp:
@@ -411,7 +650,9 @@ def efficiency(
                     exp = export_generator(model, Path(tmp) / "generator.onnx", "onnx")
                 speeds["onnx"] = measure_onnx(exp["path"], model, big_batch, repeats, min_time_s, device)
                 speeds["onnx"]["parity_max_abs_diff"] = exp["max_abs_diff"]
-        out["speed"] = speeds
+        out["speed"] = {rt: speeds[rt] for rt in runtimes if rt in speeds}
+        if vs_teacher is not None:
+            out["speed_vs_teacher"] = vs_teacher
         if "eager" in speeds and "onnx" in speeds:
             e, o = speeds["eager"], speeds["onnx"]
             out["onnx_vs_eager"] = {
@@ -420,8 +661,6 @@ def efficiency(
             }
     if memory:
         m = copy.deepcopy(model).to(device)
-        out["peak_memory"] = {
-            str(b): peak_memory(m, generator_inputs(m, b, device), device) for b in (1, big_batch)
-        }
+        out["peak_memory"] = {str(b): peak_memory(m, generator_inputs(m, b, device), device) for b in (1, big_batch)}
     out["fingerprint"] = fingerprint(device)
     return out

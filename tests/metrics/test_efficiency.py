@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -92,3 +93,107 @@ def test_weights_bytes_in_memory_and_timer():
     assert len(times) == 5 and all(t >= 0 for t in times)
     s = ef.summarize([0.001, 0.002, 0.003, 0.004, 0.010], batch=4)
     assert s["median_ms"] == 3.0 and s["p90_ms"] == 10.0 and s["images_per_s"] == 4 / 0.003
+
+
+# ------------------------------------------------------------------ interleaved comparison
+class RepeatedConv(nn.Module):
+    """A generator-shaped net (z -> 1x16x16 image) whose cost scales with ``repeats``: the same
+    conv applied ``repeats`` times, so repeats=4 does ~4x the work of repeats=1."""
+
+    def __init__(self, repeats: int, channels: int = 32, z_dim: int = 8):
+        super().__init__()
+        self.z_dim, self.num_classes, self.repeats, self.channels = z_dim, 0, repeats, channels
+        torch.manual_seed(0)
+        self.fc = nn.Linear(z_dim, channels * 16 * 16)
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.out = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, z, y=None):
+        h = self.fc(z).view(-1, self.channels, 16, 16)
+        for _ in range(self.repeats):
+            h = torch.relu(self.conv(h))
+        return torch.tanh(self.out(h))
+
+
+# enough calls per round that one descheduling on a busy 2-core machine cannot move a round's median
+FAST = dict(rounds=7, latency_calls=9, throughput_calls=5, big_batch=8, warmup=2, channels_last="off")
+
+
+def test_interleaved_ratio_of_a_model_against_itself_is_near_one():
+    net = RepeatedConv(2)
+    r = ef.interleaved_speed({"a": net, "b": net}, runtimes=("eager",), **FAST)
+    for which in ("latency", "throughput"):
+        ratio = r["ratios"]["b"]["eager"][which]
+        assert 0.6 < ratio["median"] < 1.6, (which, ratio)
+        assert ratio["min"] <= ratio["q1"] <= ratio["median"] <= ratio["q3"] <= ratio["max"]
+    assert set(r["ratios"]) == {"b"} and r["reference"] == "a"
+
+
+def test_interleaved_ratio_sees_a_four_times_heavier_model():
+    r = ef.interleaved_speed({"heavy": RepeatedConv(8), "light": RepeatedConv(2)}, runtimes=("eager",), **FAST)
+    for which in ("latency", "throughput"):
+        assert r["ratios"]["light"]["eager"][which]["median"] > 1.8, which
+    m = r["models"]
+    assert m["heavy"]["eager"]["latency"]["median_ms"] > m["light"]["eager"]["latency"]["median_ms"]
+    assert m["light"]["eager"]["throughput"]["images_per_s"] > m["heavy"]["eager"]["throughput"]["images_per_s"]
+
+
+def test_interleaved_record_rounds_stamp_fingerprint_and_no_reuse():
+    models = {"t": RepeatedConv(2), "s": RepeatedConv(1)}
+    a = json.loads(json.dumps(ef.interleaved_speed(models, runtimes=("eager",), **{**FAST, "rounds": 3})))
+    assert a["protocol"]["rounds"] == 3 and a["order"] == ["t", "s"]
+    for n in models:
+        lat = a["models"][n]["eager"]["latency"]
+        assert lat["rounds"] == 3 and len(lat["rounds_ms"]) == 3 and lat["calls_per_round"] == 9
+        assert lat["median_ms"] == sorted(lat["rounds_ms"])[1] and lat["batch"] == 1
+        assert a["models"][n]["eager"]["throughput"]["batch"] == 8
+        assert a["models"][n]["eager"]["measured_utc"] == a["created_utc"]
+    assert len(a["ratios"]["s"]["eager"]["latency"]["rounds"]) == 3
+    assert a["created_utc"].endswith("+00:00")
+    assert a["fingerprint"]["cpu"] and a["fingerprint"]["torch_threads"] == torch.get_num_threads()
+    b = ef.interleaved_speed(models, runtimes=("eager",), **{**FAST, "rounds": 4})
+    assert b["protocol"]["rounds"] == 4 and len(b["models"]["t"]["eager"]["latency"]["rounds_ms"]) == 4
+    assert b["models"]["t"]["eager"]["latency"]["rounds_ms"][:3] != a["models"]["t"]["eager"]["latency"]["rounds_ms"]
+
+
+def test_interleaved_onnx_runtime_and_bad_arguments():
+    g = DCGANGenerator(GeneratorConfig(base_channels=4, z_dim=16, num_classes=10)).eval()
+    r = ef.interleaved_speed({"t": g, "s": g}, runtimes=("eager", "onnx"), **{**FAST, "rounds": 2})
+    onnx = r["models"]["s"]["onnx"]
+    assert onnx["latency"]["median_ms"] > 0 and onnx["parity_max_abs_diff"] < 1e-3
+    assert "CPUExecutionProvider" in onnx["providers"] and set(r["ratios"]["s"]) == {"eager", "onnx"}
+    for kw, msg in ((dict(runtimes=("compile",)), "interleaved runtimes"), (dict(reference="x"), "reference"),
+                    (dict(rounds=0), "rounds")):  # fmt: skip
+        with pytest.raises(ValueError, match=msg):
+            ef.interleaved_speed({"t": g}, **kw)
+
+
+def test_efficiency_with_a_reference_reports_interleaved_speedups():
+    r = ef.efficiency(RepeatedConv(1), speed=True, big_batch=8, runtimes=("eager",), repeats=3,
+                      reference=RepeatedConv(4), rounds=3, memory=False)  # fmt: skip
+    vt = r["speed_vs_teacher"]
+    assert vt["protocol"]["rounds"] == 3 and vt["created_utc"] and vt["fingerprint"]["cpu"]
+    assert vt["ratio"]["eager"]["latency"]["median"] > 1.5
+    assert r["speed"]["eager"]["method"] == "interleaved" and r["speed"]["eager"]["latency"]["rounds"] == 3
+    assert vt["teacher"]["eager"]["latency"]["median_ms"] > r["speed"]["eager"]["latency"]["median_ms"]
+
+
+def test_solo_speed_is_stamped():
+    r = ef.efficiency(RepeatedConv(1), speed=True, big_batch=4, runtimes=("eager",), repeats=3, min_time_s=0.0,
+                      memory=False)  # fmt: skip
+    assert r["speed"]["eager"]["measured_utc"] and "speed_vs_teacher" not in r and r["fingerprint"]["cpu"]
+
+
+def test_portable_path_is_relative_to_repo_pretrained_or_cwd(tmp_path, monkeypatch):
+    from gankd.checkpoint import pretrained_dir
+
+    root = ef.repo_root()
+    assert root is not None and (root / "gankd").is_dir()
+    assert ef.portable_path(root / "runs" / "x" / "student") == "runs/x/student"
+    assert ef.portable_path(pretrained_dir() / "fmnist-teacher") == "pretrained/fmnist-teacher"
+    monkeypatch.setenv("GANKD_PRETRAINED", str(tmp_path / "shipped"))
+    assert ef.portable_path(tmp_path / "shipped" / "t" / "model.safetensors") == "pretrained/t/model.safetensors"
+    monkeypatch.chdir(tmp_path)
+    assert ef.portable_path(tmp_path / "mine" / "g") == "mine/g"
+    assert ef.portable_path("rel/g") == "rel/g" and ef.portable_path(None) is None
+    assert not ef.portable_path(root / "gankd").startswith("/")
