@@ -88,11 +88,20 @@ def cmd_train_teacher(args) -> int:
 def cmd_train_classifier(args) -> int:
     from gankd.train import ClassifierTrainConfig, train_classifier
 
+    saved = Path(args.out) / "train_config.json"
+    if args.resume and not args.config and saved.is_file():
+        args.config = str(saved)  # resume the run as it was configured; flags still override
+    kd_flags = [f for f, v in (("--kd-temperature", args.kd_temperature), ("--kd-alpha", args.kd_alpha))
+                if v is not None]  # fmt: skip
+    if kd_flags and not args.teacher and not args.resume:
+        raise ValueError(f"{' and '.join(kd_flags)} need --teacher (a teacher classifier, e.g. fmnist-evaluator)")
     cfg = _build_cfg(ClassifierTrainConfig, args, {
-        "data": args.data, "family": args.family, "epochs": args.epochs, "seed": args.seed,
-        "batch_size": args.batch_size, "device": args.device,
+        "data": args.data, "split": args.split, "family": args.family, "epochs": args.epochs, "seed": args.seed,
+        "batch_size": args.batch_size, "device": args.device, "teacher": args.teacher,
+        "kd_temperature": args.kd_temperature, "kd_alpha": args.kd_alpha, "max_minutes": args.max_minutes,
+        "model.width": args.width,
     })  # fmt: skip
-    result = train_classifier(cfg, args.out, progress=not args.no_progress)
+    result = train_classifier(cfg, args.out, progress=not args.no_progress, resume=args.resume)
     print(json.dumps(result))
     return 0
 
@@ -182,13 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(fn=cmd_train_teacher)
 
-    p = sub.add_parser("train-classifier", help="train a classifier (evaluator or perceptual net)")
+    p = sub.add_parser("train-classifier",
+                       help="train a classifier from labels, or distil one from a teacher (--teacher)")  # fmt: skip
     p.add_argument("--data", help="fashion-mnist or folder:PATH")
+    p.add_argument("--split", help="training split: train (default) or fit (holds val out for val_acc)")
     p.add_argument("--family", choices=CLASSIFIERS.names())
-    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--out", required=True, help="model folder to write (also holds the run's state and logs)")
+    p.add_argument("--width", type=float, help="channel multiplier of every stage (model.width)")
+    p.add_argument("--teacher", help="teacher classifier folder or shipped name (e.g. fmnist-evaluator): soft-label KD")
+    p.add_argument("--kd-temperature", type=float, help="KD temperature T (default 4)")
+    p.add_argument("--kd-alpha", type=float, help="weight of the T^2-scaled KD term, 1 - alpha on CE (default 0.9)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out exactly (with its saved train_config.json)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _overrides(p)
     _add_common(p)

@@ -41,24 +41,53 @@ def pixel_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "l1") -
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Soft-label KD: T^2 * KL(softmax(t/T) || softmax(s/T)), batch mean.
+    """Soft-label KD (Hinton et al., 2015): T^2 * KL(softmax(t/T) || softmax(s/T)), batch mean.
 
-    ``F.kl_div`` takes the student's log-probabilities as input and the teacher's
-    probabilities as target; T^2 keeps gradient magnitudes independent of T
-    (Hinton et al., 2015).
+    The one KD term of gankd: the classifier path (``train-classifier --teacher``) and
+    the generator path (``compress --kd``, on a classifier's logits of generated images)
+    both call it. student_logits, teacher_logits: (B, K) raw logits; the teacher side is
+    detached. ``F.kl_div`` takes the student's LOG-probabilities as input (feeding it
+    probabilities is the classic mistake) and the teacher's probabilities as target.
+    T^2 keeps the gradient, T * (softmax(s/T) - softmax(t/T)) / B, on the scale of the
+    cross-entropy's as T changes. Returns a scalar >= 0 (0 when s == t).
     """
     if temperature <= 0:
         raise ValueError(f"--kd-temperature must be > 0, got {temperature}")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"KD needs logits of one shape: student {tuple(student_logits.shape)}, teacher "
+            f"{tuple(teacher_logits.shape)}; use a teacher with the student's number of classes"
+        )
     log_p_s = F.log_softmax(student_logits / temperature, dim=1)
     p_t = F.softmax(teacher_logits.detach() / temperature, dim=1)
     return F.kl_div(log_p_s, p_t, reduction="batchmean") * temperature**2
 
 
-def classifier_kd_loss(student_logits, teacher_logits, labels, temperature: float, alpha: float):
-    """Classic classifier distillation: alpha * KD + (1 - alpha) * cross-entropy."""
-    return alpha * kd_loss(student_logits, teacher_logits, temperature) + (1 - alpha) * F.cross_entropy(
-        student_logits, labels
-    )
+def classifier_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    labels: torch.Tensor,
+    temperature: float,
+    alpha: float,
+    return_parts: bool = False,
+):
+    """Classic classifier distillation: (1 - alpha) * CE(s, labels) + alpha * kd_loss(s, t, T).
+
+    student_logits, teacher_logits: (B, K); labels: (B,) int64. alpha = 0 (or no teacher
+    logits) is plain cross-entropy, and the KD term is then not computed at all.
+    ``return_parts=True`` returns ``(loss, {"ce": ..., "kd": ...})`` for logging.
+    """
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"--kd-alpha must be in [0, 1], got {alpha}")
+    ce = F.cross_entropy(student_logits, labels)
+    parts = {"ce": ce}
+    if teacher_logits is None or alpha == 0:
+        loss = ce
+    else:
+        kd = kd_loss(student_logits, teacher_logits, temperature)
+        parts["kd"] = kd
+        loss = alpha * kd if alpha == 1 else (1 - alpha) * ce + alpha * kd
+    return (loss, parts) if return_parts else loss
 
 
 class FeatureAdapters(nn.Module):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -35,7 +35,7 @@ from gankd.loop import (
     set_threads,
     step_generator,
 )  # fmt: skip
-from gankd.losses import ADV_LOSSES, d_loss, g_loss
+from gankd.losses import ADV_LOSSES, classifier_kd_loss, d_loss, g_loss
 from gankd.models import ClassifierConfig, DiscriminatorConfig, GeneratorConfig
 from gankd.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS
 from gankd.sampling import sample_grid, save_png
@@ -299,12 +299,27 @@ class ClassifierTrainConfig:
     seed: int = 0  # init and data order
     threads: int = 0  # torch CPU threads (0 = default)
     device: str = "cpu"  # cpu or cuda
+    teacher: str = ""  # teacher classifier folder or shipped name for soft-label KD; empty = labels only
+    kd_temperature: float = 4.0  # KD temperature T (with a teacher)
+    kd_alpha: float = 0.9  # weight of the T^2-scaled KD term; 1 - alpha weighs cross-entropy (with a teacher)
+    train_images: int = 0  # train on the first N images of the split only (0 = all of it)
+    log_every: int = 50  # steps between metrics.jsonl / TensorBoard lines
+    checkpoint_every: int = 500  # steps between atomic checkpoints (state.pt + the model folder)
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0 = no limit
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("--epochs, --batch-size must be >= 1 and --lr > 0")
         if self.split == "test":
             raise ValueError("--split test is reserved for reported numbers; train on train or fit")
+        if self.kd_temperature <= 0:
+            raise ValueError(f"--kd-temperature must be > 0, got {self.kd_temperature}")
+        if not 0 <= self.kd_alpha <= 1:
+            raise ValueError(f"--kd-alpha must be in [0, 1], got {self.kd_alpha}")
+        if self.train_images < 0:
+            raise ValueError(f"--set train_images must be >= 0 (0 = all), got {self.train_images}")
+        if self.log_every < 1 or self.checkpoint_every < 1:
+            raise ValueError("--set log_every and checkpoint_every must be >= 1")
 
 
 def _shift_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -323,46 +338,155 @@ def classifier_accuracy(model: torch.nn.Module, data, batch_size: int = 500, dev
     return accuracy(data.images, data.labels, model.to(device), batch_size=batch_size)["accuracy"]
 
 
-def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: bool = False) -> dict:
-    """Train a classifier; writes a model folder and returns {"val_acc", "test_acc", ...}."""
+def _teacher_weights(name: str) -> Path:
+    return ckpt.resolve_model_path(name) / ckpt.WEIGHTS
+
+
+def load_teacher_classifier(cfg: ClassifierTrainConfig, num_classes: int) -> torch.nn.Module | None:
+    """The frozen teacher classifier (eval mode, no grads) of a KD run, or None without one.
+
+    Refuses, in one line, a teacher whose class count differs from the data's or whose
+    input (channels, resolution) differs from the student's.
+    """
+    if not cfg.teacher:
+        return None
+    from gankd.checkpoint import load_classifier
+
+    teacher = load_classifier(cfg.teacher, map_location=cfg.device)
+    tc = teacher.cfg
+    if tc.num_classes != num_classes:
+        raise ValueError(
+            f"--teacher {cfg.teacher} predicts {tc.num_classes} classes but the data has {num_classes}; "
+            "use a teacher trained on the same classes as --data"
+        )
+    if (tc.image_channels, tc.resolution) != (cfg.model.image_channels, cfg.model.resolution):
+        raise ValueError(
+            f"--teacher {cfg.teacher} takes {tc.image_channels}x{tc.resolution}x{tc.resolution} images, the "
+            f"student {cfg.model.image_channels}x{cfg.model.resolution}x{cfg.model.resolution}; set "
+            f"--set model.image_channels={tc.image_channels} --set model.resolution={tc.resolution}"
+        )
+    return teacher.eval().requires_grad_(False)
+
+
+def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: bool = False,
+                     resume: bool = False) -> dict:  # fmt: skip
+    """Train a classifier from labels, or distil it from a teacher classifier (``cfg.teacher``).
+
+    Loss without a teacher: CE(s, y). With one: ``(1 - kd_alpha) * CE(s, y) + kd_alpha *
+    T^2 * KL(softmax(t/T) || softmax(s/T))`` (:func:`gankd.losses.classifier_kd_loss`), the
+    teacher frozen in eval mode and fed the same augmented batch as the student.
+
+    ``out_dir`` is the model folder (``config.json`` + ``model.safetensors``, loadable with
+    ``load_classifier``) and the run folder: ``state.pt`` (exact resume with
+    ``resume=True``), ``train_config.json``, ``metrics.jsonl``, TensorBoard logs in ``tb/``.
+    Checkpoints are atomic, every ``checkpoint_every`` steps, at the end and when
+    ``max_minutes`` runs out. Returns ``{"train_steps", "split", "val_acc" (only after
+    training on fit), "test_acc", ...}``; nothing is selected on the test split.
+    """
     set_threads(cfg.threads)
     out_dir = Path(out_dir)
+    state_path = out_dir / "state.pt"
+    ckpt.prepare_run_dir(out_dir, resume)  # refuses a foreign --out, or a run without --resume
     data = load_dataset(cfg.data, cfg.split, cfg.model.resolution, cfg.model.image_channels)
     if data.num_classes != cfg.model.num_classes:
         raise ValueError(f"the data has {data.num_classes} classes; set model.num_classes accordingly")
+    if cfg.train_images:
+        if cfg.train_images > len(data):
+            raise ValueError(f"--set train_images={cfg.train_images} but {data.name} has {len(data)} images")
+        data = replace(data, images=data.images[: cfg.train_images], labels=data.labels[: cfg.train_images])
+    teacher = load_teacher_classifier(cfg, data.num_classes)
+    teacher_sha = ckpt.file_sha256(_teacher_weights(cfg.teacher)) if teacher is not None else None
     torch.manual_seed(cfg.seed)
     model = CLASSIFIERS.get(cfg.family)(cfg.model).to(cfg.device)
     stream = BatchStream(data, cfg.batch_size, cfg.seed)
     steps = math.ceil(cfg.epochs * len(data) / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
+    start = 0
+    if resume:
+        _check_resume_config(cfg, out_dir / "train_config.json")
+        st = ckpt.load_state(state_path)
+        if st.get("teacher_sha256") != teacher_sha:
+            raise ValueError(
+                f"the teacher's weights differ from the ones {out_dir} was trained with "
+                f"({st.get('teacher_sha256')} vs {teacher_sha}); resume with the same --teacher or start a new --out"
+            )
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        ckpt.set_rng_state(st["rng"])  # dropout draws from the global generator
+        start = int(st["step"])
+        log.info("resumed from %s at step %d", state_path, start)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_json(to_dict(cfg), out_dir / "train_config.json")
+    logger = RunLogger(out_dir, resume_step=start if resume else None)
+    budget = Budget(cfg.max_minutes)
+    last_good = state_path if resume else None
+    teacher_meta = {"teacher": {"path": cfg.teacher, "sha256": teacher_sha}} if teacher is not None else {}
+
+    def save(step: int, result: dict | None = None) -> None:
+        nonlocal last_good
+        ckpt.save_state(
+            {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+             "rng": ckpt.rng_state(), "step": step, "teacher_sha256": teacher_sha},
+            state_path,
+        )  # fmt: skip
+        ckpt.save_model(out_dir, model, "classifier", extra={
+            "train": to_dict(cfg), "trained_steps": step, **teacher_meta,
+            "result": result or {"train_steps": step, "split": cfg.split},
+        })  # fmt: skip
+        last_good = state_path
+
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=steps, desc=f"train-classifier[{cfg.family}]", unit="step", dynamic_ncols=True)
+        name = f"train-classifier[{cfg.family}{', KD' if teacher is not None else ''}]"
+        bar = tqdm(total=steps, initial=start, desc=name, unit="step", dynamic_ncols=True)
     model.train()
-    for step in range(steps):
+    step, stopped = start, False
+    while step < steps:
         x, y = stream.batch(step)
         if cfg.augment:
             x = _shift_flip(x, step_generator(cfg.seed, step))
-        loss = F.cross_entropy(model(x.to(cfg.device)), y.to(cfg.device))
+        x, y = x.to(cfg.device), y.to(cfg.device)
+        t_logits = None
+        if teacher is not None and cfg.kd_alpha > 0:
+            with torch.no_grad():
+                t_logits = teacher(x)  # same augmented batch as the student
+        loss, parts = classifier_kd_loss(model(x), t_logits, y, cfg.kd_temperature, cfg.kd_alpha,
+                                         return_parts=True)  # fmt: skip
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        check_finite({"loss": loss.item()}, step, None)
+        values = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
+        check_finite(values, step, last_good)
+        step += 1
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{values['loss']:.3f}")
+        if step % cfg.log_every == 0 or step == steps:
+            logger.scalars(step, {**values, "lr": sched.get_last_lr()[0], "epoch": stream.epoch_of(step),
+                                  "wall_s": budget.elapsed()})  # fmt: skip
+        stopped = budget.exhausted() and step < steps
+        if step % cfg.checkpoint_every == 0 or step == steps or stopped:
+            save(step)
+        if stopped:
+            log.info("time budget of %.1f min reached at step %d of %d", cfg.max_minutes, step, steps)
+            break
     if bar is not None:
         bar.close()
-    result = {"train_steps": steps, "split": cfg.split}
+    result = {"train_steps": step, "split": cfg.split}
+    if stopped:
+        result["planned_steps"] = steps
     if cfg.data in ("fashion-mnist", "fmnist"):
         if cfg.split == "fit":  # val is the last 5k of train: held out only when training on fit
             result["val_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "val"), device=cfg.device)
         else:
             log.warning("split %r contains val: no val_acc reported (train on fit for one)", cfg.split)
         result["test_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "test"), device=cfg.device)
-    ckpt.save_model(out_dir, model.cpu(), "classifier", extra={"train": to_dict(cfg), "result": result})
+        logger.scalars(step, {k: v for k, v in result.items() if k.endswith("_acc")})
+    logger.close()
+    save(step, result)
     return result

@@ -90,3 +90,73 @@ def test_feature_adapters_map_student_to_teacher_channels_and_never_train_the_te
     assert all(a.weight.grad is not None and a.weight.grad.abs().sum() > 0 for a in ad.adapters)
     # the student gets gradient through every chosen layer (its first stage feeds them all)
     assert student.fc.weight.grad is not None and student.fc.weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- soft-label KD (issue 15)
+def test_kd_loss_equals_a_hand_computed_value_with_t_squared_and_batchmean():
+    import math
+
+    # row 0: teacher (ln 3, 0) vs a uniform student (0, 0); row 1: student == teacher (KL 0)
+    s = torch.tensor([[0.0, 0.0], [1.0, -1.0]])
+    t = torch.tensor([[math.log(3.0), 0.0], [1.0, -1.0]])
+    # T = 1: p_t = (3/4, 1/4), p_s = (1/2, 1/2): KL = 3/4 ln(3/2) + 1/4 ln(1/2) = 0.130812...
+    kl1 = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    assert abs(kl1 - 0.1308120) < 1e-6
+    # batchmean: divided by the batch (2), not by batch x classes (4)
+    torch.testing.assert_close(kd_loss(s, t, 1.0), torch.tensor(kl1 / 2))
+    # T = 2: p_t = (sqrt3, 1) / (1 + sqrt3), p_s uniform; the KL is multiplied by T^2 = 4
+    p = math.sqrt(3) / (1 + math.sqrt(3))
+    kl2 = p * math.log(2 * p) + (1 - p) * math.log(2 * (1 - p))
+    torch.testing.assert_close(kd_loss(s, t, 2.0), torch.tensor(4 * kl2 / 2))
+    assert abs(4 * kl2 - 0.1453631) < 1e-6
+    # the classic mistake (probabilities as KLDivLoss's input) gives another number
+    wrong = torch.nn.KLDivLoss(reduction="batchmean")(F.softmax(s, 1), F.softmax(t, 1))
+    assert not torch.allclose(wrong, kd_loss(s, t, 1.0), atol=1e-3)
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0, 4.0, 8.0])
+def test_kd_loss_gradient_pulls_the_student_toward_the_teacher(T):
+    torch.manual_seed(1)
+    t = torch.randn(3, 5) * 3
+    s = torch.randn(3, 5, requires_grad=True)
+    kd_loss(s, t, T).backward()
+    # d/ds T^2 KL(p_t || p_s) = T (p_s - p_t) / B: T^2 keeps it on the CE's scale
+    expect = T * (F.softmax(s.detach() / T, 1) - F.softmax(t / T, 1)) / 3
+    torch.testing.assert_close(s.grad, expect)
+    # one small step against the gradient lowers the loss and moves p_s toward p_t
+    with torch.no_grad():
+        s2 = s - 0.1 * s.grad
+        before = (F.softmax(s / T, 1) - F.softmax(t / T, 1)).abs().sum()
+        after = (F.softmax(s2 / T, 1) - F.softmax(t / T, 1)).abs().sum()
+    assert kd_loss(s2, t, T) < kd_loss(s.detach(), t, T) and after < before
+    # the teacher side gets no gradient
+    t2 = t.clone().requires_grad_(True)
+    kd_loss(s.detach().requires_grad_(True), t2, T).backward()
+    assert t2.grad is None
+
+
+def test_classifier_kd_loss_mixes_ce_and_kd_and_alpha_zero_is_ce():
+    torch.manual_seed(2)
+    s, t = torch.randn(6, 4), torch.randn(6, 4)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    ce = F.cross_entropy(s, y)
+    # alpha = 0 is exactly cross-entropy: the teacher is not even looked at
+    assert torch.equal(classifier_kd_loss(s, torch.full_like(t, float("nan")), y, 4.0, 0.0), ce)
+    assert torch.equal(classifier_kd_loss(s, None, y, 4.0, 0.9), ce)
+    assert torch.equal(classifier_kd_loss(s, t, y, 3.0, 1.0), kd_loss(s, t, 3.0))
+    loss, parts = classifier_kd_loss(s, t, y, 4.0, 0.9, return_parts=True)
+    torch.testing.assert_close(loss, 0.1 * ce + 0.9 * kd_loss(s, t, 4.0))
+    assert set(parts) == {"ce", "kd"} and torch.equal(parts["ce"], ce)
+    with pytest.raises(ValueError, match="--kd-alpha"):
+        classifier_kd_loss(s, t, y, 4.0, 1.5)
+    with pytest.raises(ValueError, match="number of classes"):
+        kd_loss(s, torch.randn(6, 3), 4.0)
+
+
+def test_generator_and_classifier_paths_share_one_kd_loss():
+    import gankd.distill
+    import gankd.losses
+    import gankd.train
+
+    assert gankd.distill.kd_loss is gankd.losses.kd_loss
+    assert gankd.train.classifier_kd_loss is gankd.losses.classifier_kd_loss
