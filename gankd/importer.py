@@ -103,7 +103,7 @@ def parse_kwargs(text: str | None) -> dict:
     try:
         out = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"--kwargs is not valid JSON ({e}); write it as '{{\"nz\": 100, \"ngf\": 64}}'") from None
+        raise ValueError(f'--kwargs is not valid JSON ({e}); write it as \'{{"nz": 100, "ngf": 64}}\'') from None
     if not isinstance(out, dict):
         raise ValueError("--kwargs must be a JSON object such as '{\"nz\": 100}'")
     return out
@@ -139,8 +139,10 @@ def read_weights_file(path: str | Path) -> tuple[Any, str]:
 
 
 def _is_state(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     )
 
 
@@ -167,7 +169,7 @@ def strip_prefixes(state: dict[str, torch.Tensor], own: set[str] | None = None) 
         changed = False
         for p in PREFIXES:
             if all(k.startswith(p) for k in state) and not (own and all(k.startswith(p) for k in own)):
-                state = {k[len(p):]: v for k, v in state.items()}
+                state = {k[len(p) :]: v for k, v in state.items()}
                 stripped.append(p)
                 changed = True
     if any("._orig_mod." in k for k in state):  # a compiled submodule
@@ -186,7 +188,7 @@ def select_state(obj: Any, state_key: str | None, own_keys: set[str]) -> tuple[d
             return cands[state_key], state_key
         if _is_state(obj):  # safetensors / flat file: the key is a prefix of the tensor names
             pre = state_key.rstrip(".") + "."
-            sub = {k[len(pre):]: v for k, v in obj.items() if k.startswith(pre)}
+            sub = {k[len(pre) :]: v for k, v in obj.items() if k.startswith(pre)}
             if sub:
                 return sub, state_key
         listed = ", ".join(sorted(cands)) or "none (the file is one flat state dict)"
@@ -227,8 +229,8 @@ def mismatch_message(own: dict[str, torch.Size], state: dict[str, torch.Size], w
     if extra:
         parts.append(f"{len(extra)} unexpected (" + ", ".join(f"{k} {_shape(state[k])}" for k in extra[:3]) + ")")
     if shaped:
-        parts.append(f"{len(shaped)} of another shape ("
-                     + ", ".join(f"{k} file {_shape(state[k])} vs model {_shape(own[k])}" for k in shaped[:3]) + ")")  # fmt: skip
+        pairs = ", ".join(f"{k} file {_shape(state[k])} vs model {_shape(own[k])}" for k in shaped[:3])
+        parts.append(f"{len(shaped)} of another shape ({pairs})")
     return f"{what}: " + "; ".join(parts)
 
 
@@ -264,7 +266,9 @@ def parse_range(text: str | tuple | None) -> tuple[float, float]:
         except ValueError:
             vals = []
     if len(vals) != 2 or float(vals[0]) >= float(vals[1]):
-        raise ValueError(f"--output-range must be LOW,HIGH with LOW < HIGH (e.g. --output-range=-1,1 or 0,1), got '{text}'")
+        raise ValueError(
+            f"--output-range must be LOW,HIGH with LOW < HIGH (e.g. --output-range=-1,1 or 0,1), got '{text}'"
+        )
     return (float(vals[0]), float(vals[1]))
 
 
@@ -318,7 +322,10 @@ def detect_latent(model: nn.Module, num_classes: int, output_range) -> tuple[int
             continue
     tried_s = " and ".join(",".join(map(str, s)) for s in tried)
     hint = f" (tried {tried_s})" if tried else ""
-    raise ValueError(f"cannot detect the latent shape of {type(model).__name__}{hint}; pass it, e.g. --latent 100,1,1 or --latent 128")
+    raise ValueError(
+        f"cannot detect the latent shape of {type(model).__name__}{hint}; "
+        "pass it, e.g. --latent 100,1,1 or --latent 128"
+    )
 
 
 # ------------------------------------------------------------------ folders
@@ -401,8 +408,11 @@ def import_generator(
         if isinstance(e, ValueError) and "gankd needs" in str(e):
             raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"{class_path} fails on latent (B, {','.join(map(str, latent))})"
-                         f"{' and labels' if num_classes else ''}: {first}; check --latent and --num-classes") from None  # fmt: skip
+        lat = ",".join(map(str, latent))
+        labels = " and labels" if num_classes else ""
+        raise ValueError(
+            f"{class_path} fails on latent (B, {lat}){labels}: {first}; check --latent and --num-classes"
+        ) from None
     example = GeneratorAdapter(model, spec).example_inputs(2)
     if feat_layers:
         resolve_modules(model, list(feat_layers))
