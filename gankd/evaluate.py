@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gankd.checkpoint import CONFIG, atomic_write_bytes, load_generator
+from gankd.checkpoint import CONFIG, atomic_write_bytes, load_generator, resolve_model_path
 from gankd.config import load_json
+from gankd.metrics.efficiency import portable_path
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def _version() -> str:
 
 
 def _call_repr(fn: str, *args, **kwargs) -> str:
-    parts = [repr(str(a)) if isinstance(a, Path) else repr(a) for a in args]
+    parts = [repr(portable_path(a)) if isinstance(a, Path) else repr(a) for a in args]
     parts += [f"{k}={v!r}" for k, v in kwargs.items()]
     return f"{fn}({', '.join(parts)})"
 
@@ -75,6 +76,13 @@ def _model_info(model: nn.Module, folder: Path | None) -> dict:
         info["config"] = meta.get("config")
         info["folder_meta"] = {k: v for k, v in meta.items() if k not in ("config", "discriminator")}
     return info
+
+
+def _path_or_name(model_or_dir) -> str:
+    """How a record names a model: its portable folder path, or ``<module>``."""
+    if isinstance(model_or_dir, nn.Module):
+        return "<module>"
+    return portable_path(resolve_model_path(model_or_dir))
 
 
 def _load(model_or_dir, device: str) -> tuple[nn.Module, Path | None]:
@@ -105,6 +113,7 @@ def evaluate(
     big_batch: int = 256,
     repeats: int = 20,
     min_time_s: float = 0.5,
+    speed_rounds: int = 7,
     batch_size: int = 256,
     kid_subsets: int = 100,
     device: str = "cpu",
@@ -125,8 +134,13 @@ def evaluate(
     an LPIPS-style distance on the evaluator's features, and LPIPS (lpips package) when
     its ImageNet trunk exists (``lpips='auto'``; ``True`` requires it, ``False`` skips).
     Cost: params, MACs/image, weights bytes, peak memory; ``speed=True`` adds latency
-    (batch 1) and throughput (``big_batch``) for ``runtimes`` (eager, compile, onnx).
-    Every result carries ``protocol``, ``fingerprint`` and ``command``.
+    (batch 1) and throughput (``big_batch``) for ``runtimes`` (eager, compile, onnx). With a
+    ``teacher``, eager and ONNX speed are timed interleaved with the teacher in this process
+    (``speed_rounds`` rounds of ``repeats`` batch-1 calls each): ``efficiency.speed_vs_teacher``
+    holds the speed-ups with their spread over rounds, the teacher's numbers, time and machine.
+    Every result carries ``protocol``, ``fingerprint`` and ``command``; paths (``model``,
+    ``teacher``, ``weights_source``) are relative to the repository (shipped models as
+    ``pretrained/<name>``) or to the current directory.
     """
     from gankd.metrics import efficiency as eff
     from gankd.metrics import fidelity as fid
@@ -144,13 +158,13 @@ def evaluate(
     if command is None:
         command = _call_repr(
             "gankd.evaluate.evaluate",
-            model_dir,
+            _path_or_name(model_dir),
             metrics=list(metrics),
             num_samples=num_samples,
             extractor=extractor,
             reference=reference,
             speed=speed,
-            teacher=None if teacher is None else str(teacher),
+            teacher=None if teacher is None else _path_or_name(teacher),
         )
     model, folder = _load(model_dir, device)
     nc = int(getattr(model, "num_classes", 0))
@@ -159,11 +173,9 @@ def evaluate(
         "schema": SCHEMA,
         "kind": "eval",
         "name": folder.name if folder else type(model).__name__,
-        "model": str(folder) if folder else None,
+        "model": portable_path(folder) if folder else None,
         "role": role or ("student" if teacher is not None else "model"),
-        "teacher": None
-        if teacher is None
-        else (str(teacher) if not isinstance(teacher, nn.Module) else "<module>"),
+        "teacher": None if teacher is None else _path_or_name(teacher),
         "model_info": _model_info(model, folder),
     }
 
@@ -207,9 +219,9 @@ def evaluate(
             result["class_consistency"] = {"skipped": str(e)}
         timings["class_consistency_s"] = round(time.perf_counter() - t, 3)
 
+    teacher_model = None if teacher is None else _load(teacher, device)[0]
     if teacher is not None:
         t = time.perf_counter()
-        teacher_model, _ = _load(teacher, device)
         distances: dict = {}
         skipped: dict = {}
         try:
@@ -243,6 +255,8 @@ def evaluate(
         repeats=repeats,
         min_time_s=min_time_s,
         device=device,
+        reference=teacher_model,
+        rounds=speed_rounds,
     )
     result["fingerprint"] = result["efficiency"].pop("fingerprint")
     timings["efficiency_s"] = round(time.perf_counter() - t, 3)

@@ -47,9 +47,7 @@ def load_results(items: Iterable[str | Path | dict]) -> list[dict]:
             continue
         path = Path(item)
         if not path.is_file():
-            raise FileNotFoundError(
-                f"evaluation JSON {path} does not exist; write it with `gankd eval --out`"
-            )
+            raise FileNotFoundError(f"evaluation JSON {path} does not exist; write it with `gankd eval --out`")
         try:
             add(json.loads(path.read_text()), str(path))
         except json.JSONDecodeError as e:
@@ -72,6 +70,11 @@ def _speed(r: dict, runtime: str, which: str) -> float | None:
     if not s:
         return None
     return s["median_ms"] if which == "latency" else s["images_per_s"]
+
+
+def _ratio(r: dict, runtime: str, which: str = "latency") -> dict | None:
+    """The interleaved speed-up over the teacher ``{"median", "min", "max", ...}``, if measured."""
+    return _get(r, "efficiency", "speed_vs_teacher", "ratio", runtime, which)
 
 
 def row(r: dict) -> dict:
@@ -99,6 +102,12 @@ def row(r: dict) -> dict:
         "compile_ms": _speed(r, "compile", "latency"),
         "eager_ips": _speed(r, "eager", "throughput"),
         "onnx_ips": _speed(r, "onnx", "throughput"),
+        # speed-ups over the teacher measured interleaved in one process (median, min, max over rounds)
+        **{
+            f"x_{rt}{suffix}": (_ratio(r, rt) or {}).get(stat)
+            for rt in ("eager", "onnx")
+            for suffix, stat in (("", "median"), ("_lo", "min"), ("_hi", "max"))
+        },
         "extractor": _get(r, "protocol", "extractor"),
         "num_generated": _get(r, "protocol", "num_generated"),
         "num_reference": _get(r, "protocol", "num_reference"),
@@ -188,14 +197,23 @@ def render_table(results: list[dict]) -> str:
         "eager img/s",
         "ONNX img/s",
         "× teacher (eager b1)",
+        "× teacher (ONNX b1)",
     ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    separate = False  # a speed-up from two separate timings (no interleaved record)
     for x in rows:
-        speedup = "–"
-        if teacher is not None and x is not teacher and x["machine"] == teacher["machine"]:
-            te, se = value_of(teacher["eager_ms"]), value_of(x["eager_ms"])
-            if te and se:
-                speedup = f"{te / se:.2f}×"
+        speedups = []
+        for rt in ("eager", "onnx"):
+            cell = "–"
+            med = value_of(x[f"x_{rt}"])
+            if med:
+                lo, hi = value_of(x[f"x_{rt}_lo"]), value_of(x[f"x_{rt}_hi"])
+                cell = f"{med:.2f}× ({lo:.2f}–{hi:.2f})" if lo and hi else f"{med:.2f}×"
+            elif teacher is not None and x is not teacher and x["machine"] == teacher["machine"]:
+                te, se = value_of(teacher[f"{rt}_ms"]), value_of(x[f"{rt}_ms"])
+                if te and se:
+                    cell, separate = f"{te / se:.2f}×*", True
+            speedups.append(cell)
         lp = x["lpips"] if x["lpips"] is not None else x["eval_lpips"]
         name = ("**" + x["name"] + "** (teacher)") if x["is_teacher"] else x["name"]
         if x["n_runs"] > 1:
@@ -217,7 +235,7 @@ def render_table(results: list[dict]) -> str:
             _fmt(x["onnx_ms"], ".3g"),
             _fmt(x["eager_ips"], ".4g"),
             _fmt(x["onnx_ips"], ".4g"),
-            speedup,
+            *speedups,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     protos = {(x["extractor"], x["num_generated"], x["num_reference"], x["reference"]) for x in rows}
@@ -237,6 +255,11 @@ def render_table(results: list[dict]) -> str:
         + ". Latency = median at batch 1; img/s = throughput at the large batch. "
         "LPIPS→T is the lpips package when its trunk was available, else the evaluator's "
         "LPIPS-style distance."
+    )
+    notes.append(
+        "× teacher: the teacher's batch-1 time over the model's, measured interleaved with the teacher in one "
+        "process (A B A B ...): median over rounds (min–max)."
+        + (" * = from two separate timings, not interleaved: noisy (20-60 % between runs)." if separate else "")
     )
     if len(protos) > 1:
         notes.append("**Warning:** rows use different protocols; compare only rows with the same one.")
@@ -288,9 +311,7 @@ def plot_quality_vs_speed(results: list[dict], title: str = "quality vs cost") -
         ax.set_xlabel(xl)
         ax.set_ylabel("FID (lower is better)")
         ax.grid(True, alpha=0.3)
-        if ax.collections and all(
-            v > 0 for c in ax.collections for v in c.get_offsets()[:, 0] if not math.isnan(v)
-        ):
+        if ax.collections and all(v > 0 for c in ax.collections for v in c.get_offsets()[:, 0] if not math.isnan(v)):
             ax.set_xscale("log")
     if not any_speed:
         ax_t.text(
@@ -359,8 +380,7 @@ def summary_lines(result: dict) -> list[str]:
     e = result.get("efficiency")
     if e:
         lines.append(
-            f"{'params / MACs/img':<26}{_si(e['params'])} / {_si(e['macs'])}, "
-            f"weights {e['weights_bytes'] / 1e6:.3g} MB"
+            f"{'params / MACs/img':<26}{_si(e['params'])} / {_si(e['macs'])}, weights {e['weights_bytes'] / 1e6:.3g} MB"
         )
         for rt, sp in e.get("speed", {}).items():
             lat, thr = sp["latency"], sp["throughput"]
@@ -370,11 +390,19 @@ def summary_lines(result: dict) -> list[str]:
                 f"{rt + ' speed':<26}b1 median {lat['median_ms']:.3g} ms (p90 {lat['p90_ms']:.3g}){fl}, "
                 f"b{thr['batch']} {thr['images_per_s']:.4g} img/s{ft}"
             )
+        vt = e.get("speed_vs_teacher")
+        if vt:
+            p = vt.get("protocol", {})
+            for rt, ratio in vt.get("ratio", {}).items():
+                lat, thr = ratio["latency"], ratio["throughput"]
+                lines.append(
+                    f"{rt + ' × teacher':<26}b1 {lat['median']:.3g}× ({lat['min']:.3g}–{lat['max']:.3g}), "
+                    f"b{p.get('big_batch', '?')} {thr['median']:.3g}× ({thr['min']:.3g}–{thr['max']:.3g}); "
+                    f"interleaved, {p.get('rounds', '?')} rounds"
+                )
         mem = e.get("peak_memory", {})
         if mem:
-            lines.append(
-                f"{'peak memory':<26}" + ", ".join(f"b{b} {m['bytes'] / 1e6:.3g} MB" for b, m in mem.items())
-            )
+            lines.append(f"{'peak memory':<26}" + ", ".join(f"b{b} {m['bytes'] / 1e6:.3g} MB" for b, m in mem.items()))
     fl = result.get("real_floor")
     if fl and "fid" in fl.get("quality", {}):
         lines.append(f"{'real floor FID':<26}{fl['quality']['fid']:.5g}")

@@ -12,6 +12,7 @@ from PIL import Image
 from gankd import cli
 from gankd.checkpoint import save_model
 from gankd.evaluate import evaluate, real_floor
+from gankd.metrics.efficiency import portable_path
 from gankd.report import load_results, render_table
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -44,7 +45,8 @@ def test_eval_cli_writes_json_and_report_renders(setup, tmp_path, capsys):
     assert code == 0, err
     assert "FID" in out and "PSNR to teacher" in out and "eager speed" in out and "s.json" in out
     r = json.loads((tmp_path / "s.json").read_text())
-    assert r["kind"] == "eval" and r["role"] == "student" and r["teacher"] == str(teacher)
+    assert r["kind"] == "eval" and r["role"] == "student" and r["teacher"] == portable_path(teacher)
+    assert not r["teacher"].startswith("/") and not r["model"].startswith("/")
     assert set(r["quality"]) >= {"fid", "isc_mean", "kid_mean", "precision", "recall"}
     assert r["protocol"]["num_generated"] == 48 and r["protocol"]["num_reference"] == 64
     assert r["protocol"]["extractor"] == "fmnist-evaluator" and r["protocol"]["resize"] == "none"
@@ -54,6 +56,13 @@ def test_eval_cli_writes_json_and_report_renders(setup, tmp_path, capsys):
     assert r["efficiency"]["macs"] > 0 and r["efficiency"]["speed"]["eager"]["latency"]["median_ms"] > 0
     assert r["fingerprint"]["cpu"] and r["fingerprint"]["torch"]
     assert r["command"].startswith("gankd eval --model") and "--speed" in r["command"]
+    # with --teacher, speed is timed interleaved with the teacher: speed-ups with their spread
+    vt = r["efficiency"]["speed_vs_teacher"]
+    assert vt["protocol"]["rounds"] >= 5 and vt["created_utc"] and vt["fingerprint"]["cpu"]
+    x = vt["ratio"]["eager"]["latency"]
+    assert x["min"] <= x["median"] <= x["max"] and len(x["rounds"]) == vt["protocol"]["rounds"]
+    assert r["efficiency"]["speed"]["eager"]["method"] == "interleaved"
+    assert vt["teacher"]["eager"]["latency"]["median_ms"] > 0 and "eager × teacher" in out
 
     # the teacher under the same protocol, through the API, then the report of both
     t = evaluate(teacher, num_samples=48, reference=ref, evaluator=ev, kid_subsets=5, role="teacher")
@@ -64,6 +73,7 @@ def test_eval_cli_writes_json_and_report_renders(setup, tmp_path, capsys):
     assert code == 0, err
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "**teacher** (teacher)" in md and "| student |" in md and "fmnist-evaluator" in md
+    assert f"{x['median']:.2f}× ({x['min']:.2f}–{x['max']:.2f})" in md and "interleaved" in md
     png = (tmp_path / "rep" / "quality_vs_speed.png").read_bytes()
     assert (
         png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -125,3 +135,16 @@ def test_real_floor_through_the_same_protocol(tmp_path, evaluator_dir):
     assert r["kind"] == "real-floor" and r["role"] == "floor" and r["quality"]["fid"] >= 0
     assert r["protocol"]["num_generated"] == 30 and "random subset of 30" in r["protocol"]["generated"]
     assert r["fingerprint"]["cpu"] and "real_floor" in r["command"]
+
+
+def test_result_paths_are_relative_never_absolute(setup, tmp_path, monkeypatch):
+    teacher, student, ref, ev = setup
+    shipped = tmp_path / "shipped"
+    save_model(shipped / "tiny-teacher", tiny_gen(seed=0, base=8), "generator")
+    monkeypatch.setenv("GANKD_PRETRAINED", str(shipped))
+    monkeypatch.chdir(tmp_path)
+    r = evaluate(student, metrics="none", teacher="tiny-teacher", teacher_samples=8, evaluator=ev, lpips=False,
+                 class_consistency=False)  # fmt: skip
+    assert r["model"] == "student" and r["teacher"] == "pretrained/tiny-teacher"
+    assert r["efficiency"]["weights_source"] == "student/model.safetensors"
+    assert "'student'" in r["command"] and str(tmp_path) not in json.dumps(r)

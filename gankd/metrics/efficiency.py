@@ -441,7 +441,7 @@ def interleaved_speed(
     runtimes: tuple[str, ...] = INTERLEAVED_RUNTIMES,
     rounds: int = 7,
     latency_calls: int = 20,
-    throughput_calls: int = 2,
+    throughput_calls: int = 3,
     big_batch: int = 256,
     warmup: int = 3,
     channels_last: str = "auto",
@@ -524,10 +524,8 @@ def interleaved_speed(
                     runners["onnx"][which][n] = fn
 
         per_round: dict = {n: {rt: {which: [] for which in batches} for rt in runtimes} for n in names}
-        orders = []
         for r in range(rounds):
             order = names[r % len(names) :] + names[: r % len(names)]
-            orders.append(order)
             for rt in runtimes:
                 # ORT synchronises before returning: wall-clock timing is right for it on any EP
                 t = timer if rt == "eager" else _timer("cpu")
@@ -632,7 +630,7 @@ def efficiency(
         paired = [r for r in runtimes if r in INTERLEAVED_RUNTIMES] if reference is not None else []
         if paired:
             rec = interleaved_speed({"teacher": reference, "model": model}, "teacher", tuple(paired), rounds=rounds,
-                                    latency_calls=repeats, throughput_calls=max(1, repeats // 10),
+                                    latency_calls=repeats, throughput_calls=max(1, repeats // 6),
                                     big_batch=big_batch, channels_last=channels_last, device=device)  # fmt: skip
             speeds.update(rec["models"]["model"])
             vs_teacher = {k: rec[k] for k in ("created_utc", "fingerprint", "protocol")}
