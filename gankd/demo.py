@@ -2,8 +2,9 @@
 then measure teacher and student under the same protocol and write the report.
 
 Run folder (default ``runs/demo``): the compress run (student/, teacher_vs_student.png,
-metrics.jsonl, ...), ``eval_teacher.json``, ``eval_student.json``, ``report.md`` and
-``quality_vs_speed.png``. A second call reuses what exists (resumes or skips).
+metrics.jsonl, ...), ``eval_teacher.json``, ``eval_student.json`` (speed: teacher and student
+timed interleaved in one process), ``report.md`` and ``quality_vs_speed.png``. A second call
+reuses what exists (resumes or skips).
 """
 
 from __future__ import annotations
@@ -29,14 +30,32 @@ def run_demo(out: str | Path = "runs/demo", teacher: str = "fmnist-teacher", wid
     cfg = DistillConfig(teacher=str(teacher_dir), width=width, device=device, **budget)
     resume = (out / "state.pt").exists()
     student = compress(cfg, out, resume=resume, progress=progress)
-    results = []
-    for role, model, ref in (("teacher", teacher_dir, None), (f"student w{width:g}", student, teacher_dir)):
-        path = out / f"eval_{role.split()[0]}.json"
-        r = evaluate(model, num_samples=num_samples, speed=speed, teacher=ref, role=role, device=device,
-                     command=f"gankd demo --out {out}")  # fmt: skip
-        save_result(r, path)
-        results.append(path)
+    results = evaluate_pair(teacher_dir, student, out, f"student w{width:g}", speed=speed,
+                            command=f"gankd demo --out {out}", num_samples=num_samples, device=device)  # fmt: skip
     paths = write_report(results, out)
     return {"student": str(student), "grid": str(out / "teacher_vs_student.png"),
             "table": render_table([__import__("json").loads(Path(p).read_text()) for p in results]),
             **{k: str(v) for k, v in paths.items()}}  # fmt: skip
+
+
+def evaluate_pair(teacher_dir: str | Path, student: str | Path, out: str | Path, student_role: str = "student",
+                  speed: bool = True, command: str | None = None, **eval_kw) -> list[Path]:  # fmt: skip
+    """Evaluate teacher and student under one protocol into ``out/eval_teacher.json`` and
+    ``out/eval_student.json``; returns both paths.
+
+    Speed (``speed=True``) is measured once, teacher and student interleaved in one process
+    (the student's ``efficiency.speed_vs_teacher``: speed-ups with their spread); the teacher's
+    ``efficiency.speed`` is its side of that same run, so every number in the report comes
+    from one measurement. ``eval_kw`` go to :func:`gankd.evaluate.evaluate`.
+    """
+    out = Path(out)
+    t = evaluate(teacher_dir, speed=False, role="teacher", command=command, **eval_kw)
+    s = evaluate(student, speed=speed, teacher=teacher_dir, role=student_role, command=command, **eval_kw)
+    vt = s.get("efficiency", {}).get("speed_vs_teacher")
+    if vt:
+        t["efficiency"]["speed"] = vt["teacher"]
+        t["speed_note"] = f"timed interleaved with {s['model'] or 'the student'} in one process (eval_student.json)"
+    paths = [out / "eval_teacher.json", out / "eval_student.json"]
+    for r, path in zip((t, s), paths):
+        save_result(r, path)
+    return paths

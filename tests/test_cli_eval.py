@@ -4,6 +4,7 @@ number, protocol, command and fingerprint; one-line errors; report.md + PNG."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from evalkit import blobs, evaluator_dir_fixture, private_cache_fixture, tiny_gen  # noqa: F401  (fixtures)
@@ -148,3 +149,21 @@ def test_result_paths_are_relative_never_absolute(setup, tmp_path, monkeypatch):
     assert r["model"] == "student" and r["teacher"] == "pretrained/tiny-teacher"
     assert r["efficiency"]["weights_source"] == "student/model.safetensors"
     assert "'student'" in r["command"] and str(tmp_path) not in json.dumps(r)
+
+
+def test_demo_pair_times_teacher_and_student_in_one_interleaved_run(setup, tmp_path):
+    from gankd.demo import evaluate_pair
+    from gankd.report import write_report
+
+    teacher, student, ref, ev = setup
+    paths = evaluate_pair(teacher, student, tmp_path / "demo", "student w0.5", command="gankd demo", metrics="fid",
+                          num_samples=32, reference=ref, evaluator=ev, kid_subsets=5, teacher_samples=8,
+                          runtimes=("eager",), big_batch=8, speed_rounds=5)  # fmt: skip
+    t, s = (json.loads(p.read_text()) for p in paths)
+    vt = s["efficiency"]["speed_vs_teacher"]
+    assert t["efficiency"]["speed"] == vt["teacher"] and "interleaved" in t["speed_note"]
+    stamps = {t["efficiency"]["speed"]["eager"]["measured_utc"], s["efficiency"]["speed"]["eager"]["measured_utc"]}
+    assert stamps == {vt["created_utc"]}
+    assert vt["protocol"]["rounds"] == 5 and t["role"] == "teacher" and s["role"] == "student w0.5"
+    md = Path(write_report(paths, tmp_path / "demo")["markdown"]).read_text()
+    assert "×*" not in md and f"{vt['ratio']['eager']['latency']['median']:.2f}× (" in md
