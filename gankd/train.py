@@ -114,12 +114,12 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_resume_config(cfg: GANTrainConfig, path: Path) -> None:
+def _check_resume_config(cfg: GANTrainConfig | ClassifierTrainConfig, path: Path) -> None:
     """A resumed run must train the same thing: refuse silent changes of model, data, optimiser."""
     if not path.is_file():
         return
     # a key missing from an older run's file had the default value then
-    saved = {**_flat(to_dict(GANTrainConfig())), **_flat(load_json(path))}
+    saved = {**_flat(to_dict(type(cfg)())), **_flat(load_json(path))}  # also ClassifierTrainConfig
     now = _flat(to_dict(cfg))
     diff = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
             if k.split(".")[0] not in RESUME_MAY_CHANGE and saved.get(k) != now.get(k)]  # fmt: skip
@@ -386,7 +386,6 @@ def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: 
     set_threads(cfg.threads)
     out_dir = Path(out_dir)
     state_path = out_dir / "state.pt"
-    ckpt.prepare_run_dir(out_dir, resume)  # refuses a foreign --out, or a run without --resume
     data = load_dataset(cfg.data, cfg.split, cfg.model.resolution, cfg.model.image_channels)
     if data.num_classes != cfg.model.num_classes:
         raise ValueError(f"the data has {data.num_classes} classes; set model.num_classes accordingly")
@@ -396,6 +395,8 @@ def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: 
         data = replace(data, images=data.images[: cfg.train_images], labels=data.labels[: cfg.train_images])
     teacher = load_teacher_classifier(cfg, data.num_classes)
     teacher_sha = ckpt.file_sha256(_teacher_weights(cfg.teacher)) if teacher is not None else None
+    # after the checks above, so a refused run leaves no folder behind
+    ckpt.prepare_run_dir(out_dir, resume)  # refuses a foreign --out, or a run without --resume
     torch.manual_seed(cfg.seed)
     model = CLASSIFIERS.get(cfg.family)(cfg.model).to(cfg.device)
     stream = BatchStream(data, cfg.batch_size, cfg.seed)

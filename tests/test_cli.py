@@ -127,3 +127,71 @@ def test_config_file_then_set(tmp_path, capsys, monkeypatch):
     assert cfg.steps == 5 and cfg.seed == 4 and cfg.generator.base_channels == 8
     assert cfg.generator.width == 0.5 and cfg.generator.z_dim == 128
     torch.testing.assert_close(cfg.lr_g, 2e-4)
+
+
+# ---------------------------------------------------------------- train-classifier --teacher (issue 15)
+def _teacher_folder(folder: Path, num_classes: int) -> Path:
+    from gankd.checkpoint import save_model
+    from gankd.models import ClassifierConfig
+    from gankd.registry import CLASSIFIERS
+
+    torch.manual_seed(3)
+    cfg = ClassifierConfig(num_classes=num_classes, base_channels=4, feature_dim=8)
+    return save_model(folder, CLASSIFIERS.get("vgg")(cfg), "classifier")
+
+
+TINY_STUDENT = ["--family", "vgg", "--epochs", "1", "--batch-size", "8", "--no-progress",
+                "--set", "model.num_classes=2", "--set", "model.base_channels=8", "--set", "model.feature_dim=8",
+                "--set", "threads=1"]  # fmt: skip
+
+
+def test_train_classifier_with_a_teacher_two_steps_end_to_end(image_folder, tmp_path, capsys):
+    import json
+
+    from gankd.checkpoint import file_sha256, load_classifier
+
+    teacher = _teacher_folder(tmp_path / "teacher", 2)
+    out = tmp_path / "student"
+    code, stdout, err = run_cli(capsys, "train-classifier", "--data", f"folder:{image_folder}", "--teacher", teacher,
+                                "--kd-temperature", "4", "--kd-alpha", "0.9", "--width", "0.5", "--out", out,
+                                *TINY_STUDENT)  # fmt: skip
+    assert code == 0, err
+    assert json.loads(stdout) == {"train_steps": 2, "split": "train"}  # 16 images, batch 8, 1 epoch
+    m = load_classifier(out)
+    assert m.cfg.width == 0.5 and m.feature_channels == [4, 8, 16]
+    assert m(torch.zeros(1, 1, 32, 32)).shape == (1, 2)
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["train"]["teacher"] == str(teacher) and meta["train"]["kd_temperature"] == 4.0
+    assert meta["train"]["kd_alpha"] == 0.9
+    assert meta["teacher"]["sha256"] == file_sha256(teacher / "model.safetensors")
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 2 and lines[-1]["kd"] > 0 and lines[-1]["ce"] > 0
+
+
+def test_train_classifier_refuses_a_teacher_with_another_class_count(image_folder, tmp_path, capsys):
+    teacher = _teacher_folder(tmp_path / "teacher", 3)
+    out = tmp_path / "student"
+    code, stdout, err = run_cli(capsys, "train-classifier", "--data", f"folder:{image_folder}", "--teacher", teacher,
+                                "--out", out, *TINY_STUDENT)  # fmt: skip
+    assert code == 2 and stdout == ""
+    assert_one_line_error(err, "predicts 3 classes", "the data has 2")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--kd-temperature", "2"], ["--kd-temperature", "need --teacher"]),
+        (["--teacher", "{gen}"], ["not a classifier"]),
+        (["--teacher", "{missing}"], ["does not exist"]),
+        (["--teacher", "{teacher}", "--kd-alpha", "1.5"], ["--kd-alpha must be in [0, 1]"]),
+        (["--teacher", "{teacher}", "--kd-temperature", "0"], ["--kd-temperature must be > 0"]),
+    ],
+)
+def test_train_classifier_kd_user_errors_in_one_line(image_folder, gen_dir, tmp_path, capsys, args, needles):
+    paths = {"gen": gen_dir, "missing": tmp_path / "nope", "teacher": _teacher_folder(tmp_path / "t", 2)}
+    args = [a.format(**{k: str(v) for k, v in paths.items()}) for a in args]
+    code, _, err = run_cli(capsys, "train-classifier", "--data", f"folder:{image_folder}", "--out",
+                           tmp_path / "s", *TINY_STUDENT, *args)  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, *needles)

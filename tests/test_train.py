@@ -214,10 +214,10 @@ def test_classifier_val_accuracy_only_when_val_is_held_out(tmp_path, monkeypatch
     monkeypatch.setattr(gankd.train, "load_dataset", tiny_fmnist)
     kw = dict(data="fashion-mnist", epochs=1, batch_size=10, threads=1, augment=False)
     model = gankd.models.ClassifierConfig(base_channels=4, feature_dim=8)
-    fit = train_classifier(ClassifierTrainConfig(split="fit", model=model, **kw), tmp_path / "fit")
+    fit = train_classifier(ClassifierTrainConfig(split="fit", model=model, **kw), tmp_path / "out_fit")
     assert set(fit) == {"train_steps", "split", "val_acc", "test_acc"}
     assert 0 <= fit["val_acc"] <= 1 and 0 <= fit["test_acc"] <= 1
-    full = train_classifier(ClassifierTrainConfig(split="train", model=model, **kw), tmp_path / "train")
+    full = train_classifier(ClassifierTrainConfig(split="train", model=model, **kw), tmp_path / "out_train")
     assert "val_acc" not in full and "test_acc" in full
 
 
@@ -304,3 +304,120 @@ def test_train_gan_final_validation_failure_keeps_the_weights(forty_images, tmp_
     with pytest.raises(RuntimeError, match="validation failed"):
         train_gan(tiny_gan_cfg(forty_images, steps=3, checkpoint_every=100, eval_every=0), run)
     assert load_state(run / "state.pt")["step"] == 3 and _meta(run / "last")["trained_steps"] == 3
+
+
+# ---------------------------------------------------------------- classifier KD (issue 15)
+TINY_CLF = [
+    "--family", "vgg", "--batch-size", "4", "--no-progress", "--set", "model.num_classes=2",
+    "--set", "model.base_channels=4", "--set", "model.feature_dim=8", "--set", "threads=1",
+    "--set", "log_every=1", "--set", "checkpoint_every=2",
+]  # fmt: skip
+
+
+def tiny_teacher(folder: Path, num_classes: int = 2, seed: int = 5, **kw) -> Path:
+    from gankd.checkpoint import save_model
+
+    torch.manual_seed(seed)
+    cfg = gankd.models.ClassifierConfig(num_classes=num_classes, base_channels=4, feature_dim=8, **kw)
+    return save_model(folder, CLASSIFIERS.get("vgg")(cfg), "classifier")
+
+
+def classifier(capsys, data, out, *extra):
+    code = cli.main(["train-classifier", "--data", f"folder:{data}", "--out", str(out), *TINY_CLF, *map(str, extra)])
+    _, err = capsys.readouterr()
+    return code, err
+
+
+def test_classifier_kd_logs_both_terms_to_jsonl_and_tensorboard(image_folder, tmp_path, capsys):
+    teacher = tiny_teacher(tmp_path / "teacher")
+    out = tmp_path / "student"
+    code, err = classifier(capsys, image_folder, out, "--teacher", teacher, "--epochs", "1")
+    assert code == 0, err
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4]
+    assert all(set(x) >= {"loss", "ce", "kd", "lr", "epoch"} for x in lines)
+    assert any(p.name.startswith("events.out.tfevents") for p in (out / "tb").iterdir())
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["teacher"]["sha256"] == gankd.checkpoint.file_sha256(teacher / "model.safetensors")
+    assert meta["trained_steps"] == 4 and load_state(out / "state.pt")["step"] == 4
+    # a second run into the same folder without --resume is refused in one line
+    code, err = classifier(capsys, image_folder, out, "--teacher", teacher, "--epochs", "1")
+    assert code == 2 and "--resume" in err and len(err.strip().splitlines()) == 1
+
+
+def test_classifier_teacher_sees_the_students_augmented_batch_frozen(image_folder, tmp_path, monkeypatch):
+    from gankd.loop import BatchStream, step_generator
+
+    real_load, seen = gankd.train.load_teacher_classifier, []
+
+    def spy_load(cfg, num_classes):
+        t = real_load(cfg, num_classes)
+        t.register_forward_pre_hook(
+            lambda m, inp: seen.append((inp[0].clone(), m.training, torch.is_grad_enabled(),
+                                        any(p.requires_grad for p in m.parameters())))
+        )  # fmt: skip
+        return t
+
+    monkeypatch.setattr(gankd.train, "load_teacher_classifier", spy_load)
+    model = gankd.models.ClassifierConfig(num_classes=2, base_channels=4, feature_dim=8)
+    cfg = ClassifierTrainConfig(data=f"folder:{image_folder}", model=model, epochs=1, batch_size=4, threads=1,
+                                teacher=str(tiny_teacher(tmp_path / "t")))  # fmt: skip
+    train_classifier(cfg, tmp_path / "s")
+    stream = BatchStream(load_dataset(f"folder:{image_folder}", "train"), 4, cfg.seed)
+    assert len(seen) == 4
+    for step, (x, training, grad, trainable) in enumerate(seen):
+        expect = gankd.train._shift_flip(stream.batch(step)[0], step_generator(cfg.seed, step))
+        assert torch.equal(x, expect) and not training and not grad and not trainable
+
+
+def test_classifier_kd_resume_is_bitwise_exact(image_folder, tmp_path, capsys, monkeypatch):
+    teacher = tiny_teacher(tmp_path / "teacher")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert classifier(capsys, image_folder, straight, "--teacher", teacher, "--epochs", "2")[0] == 0
+    # the second run dies during step 3 (after the checkpoint at step 2)
+    real, calls = gankd.train.classifier_kd_loss, {"n": 0}
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(gankd.train, "classifier_kd_loss", dying)
+    assert classifier(capsys, image_folder, split, "--teacher", teacher, "--epochs", "2")[0] == 130
+    assert load_state(split / "state.pt")["step"] == 2
+    monkeypatch.setattr(gankd.train, "classifier_kd_loss", real)
+    code, err = cli.main(["train-classifier", "--out", str(split), "--resume", "--no-progress"]), None
+    assert code == 0
+    a, b = load_file(straight / "model.safetensors"), load_file(split / "model.safetensors")
+    assert tensors_equal(a, b)  # dropout, augmentation, optimiser and schedule all resumed exactly
+    steps = [json.loads(x)["step"] for x in (split / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+
+
+def test_classifier_time_budget_stops_with_a_checkpoint_then_resumes(image_folder, tmp_path):
+    model = gankd.models.ClassifierConfig(num_classes=2, base_channels=4, feature_dim=8)
+    kw = dict(data=f"folder:{image_folder}", model=model, epochs=1, batch_size=4, threads=1)
+    res = train_classifier(ClassifierTrainConfig(max_minutes=1e-9, **kw), tmp_path / "c")
+    assert res == {"train_steps": 1, "split": "train", "planned_steps": 4}
+    assert load_state(tmp_path / "c" / "state.pt")["step"] == 1
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["trained_steps"] == 1
+    res = train_classifier(ClassifierTrainConfig(**kw), tmp_path / "c", resume=True)
+    assert res == {"train_steps": 4, "split": "train"}
+
+
+def test_classifier_resume_refuses_a_changed_teacher(image_folder, tmp_path, capsys):
+    teacher = tiny_teacher(tmp_path / "teacher")
+    out = tmp_path / "s"
+    assert classifier(capsys, image_folder, out, "--teacher", teacher, "--epochs", "1")[0] == 0
+    tiny_teacher(tmp_path / "teacher", seed=6)  # same path, other weights
+    code, err = classifier(capsys, image_folder, out, "--teacher", teacher, "--epochs", "1", "--resume")
+    assert code == 2 and "teacher's weights differ" in err and len(err.strip().splitlines()) == 1
+
+
+def test_classifier_refuses_a_teacher_of_another_input_shape(image_folder, tmp_path):
+    model = gankd.models.ClassifierConfig(num_classes=2, base_channels=4, feature_dim=8)
+    teacher = tiny_teacher(tmp_path / "t", resolution=16)
+    cfg = ClassifierTrainConfig(data=f"folder:{image_folder}", model=model, epochs=1, teacher=str(teacher))
+    with pytest.raises(ValueError, match="model.resolution=16"):
+        train_classifier(cfg, tmp_path / "s")
