@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from gankd.checkpoint import file_sha256, load_classifier, pretrained_dir
+from gankd.checkpoint import atomic_write_bytes, file_sha256, load_classifier, pretrained_dir
 from gankd.config import load_json
 from gankd.data import FMNIST_CLASSES, load_dataset
 from gankd.evaluate import evaluate, save_result
@@ -119,7 +119,13 @@ def teacher_card(folder: Path, m: dict) -> str:
         "| class | accuracy |", "|---|---|", per, "",
     ]
     if sp:
-        lines += ["Speed (batch 1 median latency / batch 256 throughput):", ""]
+        fp = m.get("fingerprint", {})
+        when = next((s["measured_utc"] for s in sp.values() if isinstance(s, dict) and s.get("measured_utc")), None)
+        at = f" at {when}" if when else ""
+        lines += [f"Speed (batch 1 median latency / batch 256 throughput), the teacher timed alone{at} on "
+                  f"{fp.get('cpu', 'an unrecorded machine')}, {fp.get('torch_threads', '?')} torch threads. Such "
+                  "absolute numbers move 20-60 % between runs; students' speed-ups come from interleaved runs "
+                  "(benchmarks/results/*/speed.json):", ""]  # fmt: skip
         for rt, s in sp.items():
             if isinstance(s, dict) and "latency" in s:
                 lines.append(f"- {rt}: {s['latency']['median_ms']:.2f} ms, "
@@ -146,6 +152,11 @@ def classifier_card(name: str, folder: Path, m: dict) -> str:
     ])  # fmt: skip
 
 
+def write_card(path: Path, text: str) -> None:
+    """MODEL_CARD.md, written atomically (a reader never sees half a card)."""
+    atomic_write_bytes(path, text.encode())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--num-samples", type=int, default=10000)
@@ -163,7 +174,7 @@ def main() -> int:
             continue
         if args.render_only:
             m = load_json(root / name / "metrics.json")
-            (root / name / "MODEL_CARD.md").write_text(classifier_card(name, root / name, m))
+            write_card(root / name / "MODEL_CARD.md", classifier_card(name, root / name, m))
             continue
         folder = root / name
         meta = load_json(folder / "config.json")
@@ -173,11 +184,11 @@ def main() -> int:
              "test_acc": classifier_accuracy(test.images, test.labels, clf)["accuracy"],
              "sha256": hashes(folder), "command": cmd}  # fmt: skip
         save_result(m, folder / "metrics.json")
-        (folder / "MODEL_CARD.md").write_text(classifier_card(name, folder, m))
+        write_card(folder / "MODEL_CARD.md", classifier_card(name, folder, m))
     if not only or "fmnist-teacher" in only:
         folder = root / "fmnist-teacher"
         if args.render_only:
-            (folder / "MODEL_CARD.md").write_text(teacher_card(folder, load_json(folder / "metrics.json")))
+            write_card(folder / "MODEL_CARD.md", teacher_card(folder, load_json(folder / "metrics.json")))
             return 0
         m = evaluate(folder, num_samples=args.num_samples, speed=True, real_floor_too=True, role="teacher",
                      command=cmd)  # fmt: skip
@@ -185,7 +196,7 @@ def main() -> int:
         m["sha256"] = hashes(folder)
         m["evaluator_test_acc"] = load_json(root / "fmnist-evaluator" / "metrics.json").get("test_acc")
         save_result(m, folder / "metrics.json")
-        (folder / "MODEL_CARD.md").write_text(teacher_card(folder, m))
+        write_card(folder / "MODEL_CARD.md", teacher_card(folder, m))
     return 0
 
 

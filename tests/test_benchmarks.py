@@ -126,3 +126,20 @@ def test_speed_pass_measures_afresh_and_stamps_every_cell(matrix, tmp_path):
     md = matrix.render_speed(again)
     assert "| w0.25 |" in md and "interleaved" in md
     assert f"{again['ratios']['w0.5']['eager']['latency']['median']:.2f}x" in md
+
+
+def test_teacher_card_states_when_and_where_speed_was_timed(tmp_path):
+    import json
+
+    spec = importlib.util.spec_from_file_location("bench_cards", ROOT / "benchmarks" / "pretrained_cards.py")
+    cards = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cards)
+    folder = ROOT / "pretrained" / "fmnist-teacher"
+    m = json.loads((folder / "metrics.json").read_text())
+    for s in m["efficiency"]["speed"].values():
+        s["measured_utc"] = "2030-01-02T03:04:05+00:00"
+    card = cards.teacher_card(folder, m)
+    assert "timed alone at 2030-01-02T03:04:05+00:00 on " + m["fingerprint"]["cpu"] in card
+    assert "interleaved" in card
+    cards.write_card(tmp_path / "MODEL_CARD.md", card)
+    assert (tmp_path / "MODEL_CARD.md").read_text() == card and not list(tmp_path.glob(".*.tmp"))
