@@ -312,11 +312,17 @@ def auto_feature_taps(model: nn.Module, example: tuple, max_taps: int = 3) -> li
 
 
 def adapter_for(model: nn.Module, spec: IOSpec | dict | None = None) -> GeneratorAdapter:
-    """Wrap a module (already an adapter: returned as is)."""
-    if isinstance(model, GeneratorAdapter):
-        return model
+    """Wrap a module behind the seam. An adapter is returned as is, or, with another ``spec``
+    (e.g. other feature taps), re-wrapped around the same module (keeping its ``origin``)."""
     if isinstance(spec, dict):
         spec = IOSpec.from_dict(spec)
+    if isinstance(model, GeneratorAdapter):
+        if spec is None or spec == model.spec:
+            return model
+        out = GeneratorAdapter(model.model, spec)
+        if getattr(model, "origin", None) is not None:
+            out.origin = model.origin
+        return out
     return GeneratorAdapter(model, spec)
 
 

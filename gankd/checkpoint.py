@@ -88,14 +88,9 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def save_model(
-    folder: str | Path,
-    model: nn.Module,
-    kind: str,
-    discriminator: nn.Module | None = None,
-    extra: dict | None = None,
-) -> Path:
-    """Write ``folder/config.json`` and ``folder/model.safetensors`` (+ discriminator), as a whole.
+def write_model_folder(folder: str | Path, meta: dict, weights: nn.Module,
+                       discriminator: nn.Module | None = None) -> Path:  # fmt: skip
+    """Write ``folder`` (config.json = ``meta``, model.safetensors, optional discriminator) as a whole.
 
     The folder is built as a hidden sibling (``.<name>.tmp-<pid>``) and swapped in by
     renames (old folder aside, new one in, old one removed), so a reader or a crash sees
@@ -109,7 +104,7 @@ def save_model(
     for leftover in (tmp, old):  # from an earlier crash of a process with our pid
         if leftover.exists():
             shutil.rmtree(leftover)
-    meta: dict[str, Any] = {"kind": kind, "family": model.family, "config": to_dict(model.cfg)}
+    meta = dict(meta)
     try:
         tmp.mkdir()
         if folder.is_dir():
@@ -128,9 +123,7 @@ def save_model(
                 "config": to_dict(discriminator.cfg),
             }
             save_weights(discriminator, tmp / D_WEIGHTS)
-        if extra:
-            meta.update(extra)
-        save_weights(model, tmp / WEIGHTS)
+        save_weights(weights, tmp / WEIGHTS)
         save_json(meta, tmp / CONFIG)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -142,6 +135,41 @@ def save_model(
     else:
         os.rename(tmp, folder)
     return folder
+
+
+def save_model(
+    folder: str | Path,
+    model: nn.Module,
+    kind: str,
+    discriminator: nn.Module | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write ``folder/config.json`` and ``folder/model.safetensors`` (+ discriminator), as a whole
+    (see :func:`write_model_folder`). ``model`` is a registered gankd family."""
+    meta: dict[str, Any] = {"kind": kind, "family": model.family, "config": to_dict(model.cfg)}
+    if extra:
+        meta.update(extra)
+    return write_model_folder(folder, meta, model, discriminator)
+
+
+def save_generator(folder: str | Path, generator: nn.Module, discriminator: nn.Module | None = None,
+                   extra: dict | None = None) -> Path:  # fmt: skip
+    """Save any generator behind the seam: a gankd family (module or its adapter) as
+    :func:`save_model` does, an imported ``nn.Module`` generator as a ``family: module``
+    folder (class, kwargs and IOSpec in config.json; pruned shapes in the safetensors)."""
+    from gankd.adapter import GeneratorAdapter
+
+    model = generator.model if isinstance(generator, GeneratorAdapter) else generator
+    origin = getattr(generator, "origin", None)
+    if origin is None:
+        if getattr(model, "family", None) not in GENERATORS.names():
+            raise ValueError(f"cannot save {type(model).__name__}: it is neither a gankd family nor an "
+                             "imported generator (bring it in with gankd import)")  # fmt: skip
+        return save_model(folder, model, "generator", discriminator=discriminator, extra=extra)
+    from gankd.importer import module_meta
+
+    return write_model_folder(folder, module_meta(origin["class"], origin["kwargs"], generator.spec, None, extra),
+                              model, discriminator)  # fmt: skip
 
 
 _STALE_DIR = re.compile(r"^\.(?P<name>.+)\.(?P<tag>tmp|old)-\d+$")
@@ -255,7 +283,14 @@ def load_model(folder: str | Path, kind: str, map_location: str = "cpu") -> nn.M
 
 
 def load_generator(folder: str | Path, map_location: str = "cpu") -> nn.Module:
-    """Load a generator folder; returns the module in eval mode."""
+    """Load a generator folder in eval mode: a gankd family's module, or, for an imported
+    generator (``family: module``, see :mod:`gankd.importer`), its ``GeneratorAdapter``.
+    Callers go through :func:`gankd.adapter.adapter_for`, which accepts both."""
+    folder = resolve_model_path(folder)
+    from gankd.importer import is_module_folder, load_module_generator
+
+    if is_module_folder(folder):
+        return load_module_generator(folder, map_location)
     return load_model(folder, "generator", map_location)
 
 

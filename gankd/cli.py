@@ -117,7 +117,8 @@ def cmd_compress(args) -> int:
         "adv_loss": args.adv_loss, "d_init": args.d_init, "real": args.real, "kd": args.kd,
         "kd_temperature": args.kd_temperature, "seed": args.seed, "max_minutes": args.max_minutes,
         "device": args.device, "data": args.data, "select": args.select, "eval_every": args.eval_every,
-        "channels": _ints(args.channels, "--channels"), "feat_layers": _ints(args.feat_layers, "--feat-layers"),
+        "channels": _ints(args.channels, "--channels"), "feat_layers": _taps(args.feat_layers),
+        "target_macs": args.target_macs,
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
     if args.channels:
@@ -127,6 +128,14 @@ def cmd_compress(args) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(out)
     return 0
+
+
+def _taps(text: str | None) -> list | None:
+    """--feat-layers: stage indices (1,2,3) or module paths (main.5,main.8)."""
+    if text is None:
+        return None
+    parts = [v.strip() for v in text.split(",") if v.strip()]
+    return [int(v) if v.lstrip("-").isdigit() else v for v in parts]
 
 
 def _ints(text: str | None, flag: str) -> list[int] | None:
@@ -212,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(fn=cmd_train_classifier)
 
-    from gankd.distill import PRESETS, REAL_SOURCES
+    from gankd.distill import D_INITS, PRESETS, REAL_SOURCES
     from gankd.perceptual import PERCEPTUAL_NETS
     from gankd.selection import SELECT_RULES
     from gankd.students import INITS
@@ -232,14 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perc", type=float, help="weight of the perceptual loss")
     p.add_argument("--perceptual", choices=PERCEPTUAL_NETS, help="perceptual network (default fmnist)")
     p.add_argument("--feat", type=float, help="weight of the intermediate-feature loss")
-    p.add_argument("--feat-layers", help="teacher feature indices for the feature loss, e.g. 1,2,3")
+    p.add_argument("--feat-layers", help="feature taps for the feature loss: stage indices of gankd's "
+                   "generators (e.g. 1,2,3) or module paths of an imported one (e.g. main.5,main.8)")
     p.add_argument("--adv", type=float, help="weight of the adversarial loss (0 = no discriminator)")
     p.add_argument("--adv-loss", choices=ADV_LOSSES)
-    p.add_argument("--d-init", choices=("teacher", "fresh"), help="start D from the teacher's or fresh")
+    p.add_argument("--d-init", choices=D_INITS,
+                   help="start D from the teacher's, fresh, or auto (the teacher's if it ships one)")
     p.add_argument("--real", choices=REAL_SOURCES, help="what D sees as real")
     p.add_argument("--kd", type=float, help="weight of soft-label KD (perceptual net's class head)")
     p.add_argument("--kd-temperature", type=float, help="KD temperature T")
-    p.add_argument("--data", help="dataset for D's real images (fashion-mnist or folder:PATH)")
+    p.add_argument("--data", help="real images for D and selection: fashion-mnist, folder:PATH, or none "
+                   "(data-free); default: the data the teacher records, else none")
+    p.add_argument("--target-macs", type=float,
+                   help="student MACs as a fraction of the teacher's, e.g. 0.1 (instead of --width)")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
     _select_flags(p, SELECT_RULES)

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from gankd import checkpoint as ckpt
-from gankd.config import save_json, to_dict
+from gankd.adapter import GeneratorAdapter, IOSpec, adapter_for
+from gankd.config import load_json, save_json, to_dict
 from gankd.data import load_dataset
 from gankd.loop import (
     BatchStream,
@@ -36,7 +37,6 @@ from gankd.loop import (
     check_finite_modules,
     ema_update,
     follow_budget,
-    sample_labels,
     selected_on,
     set_lr,
     set_threads,
@@ -44,12 +44,13 @@ from gankd.loop import (
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
 from gankd.perceptual import PERCEPTUAL_NETS, build_perceptual
-from gankd.sampling import balanced_labels, generate, grid, latents, sample_grid, save_png
+from gankd.sampling import generate, grid, sample_grid, save_png
 from gankd.selection import DEFAULT_SELECT, Selector, build_selector, check_rule
 from gankd.students import INITS, build_student, frozen_copy
 
 log = logging.getLogger(__name__)
-REAL_SOURCES = ("data", "teacher", "both")
+REAL_SOURCES = ("auto", "data", "teacher", "both")
+D_INITS = ("auto", "teacher", "fresh")
 
 PRESETS = {
     # 6 minutes of training (about 10 with the evaluation of `gankd demo`) on a 2-core CPU
@@ -60,11 +61,12 @@ PRESETS = {
 
 @dataclass
 class DistillConfig:
-    teacher: str = "fmnist-teacher"  # teacher generator folder or shipped name
-    data: str = "fashion-mnist"  # dataset for the adversarial "real" side
+    teacher: str = "fmnist-teacher"  # teacher generator folder (gankd's or from `gankd import`) or shipped name
+    data: str = "auto"  # fashion-mnist, folder:PATH, none (data-free); auto = the teacher's recorded data, else none
     real_split: str = "fit"  # split of real images (never test; val is for selection)
     width: float | None = 0.25  # student width relative to the teacher
-    channels: tuple[int, ...] | None = None  # explicit per-stage student channels (overrides width)
+    channels: tuple[int, ...] | None = None  # explicit per-stage student channels (overrides width; gankd families)
+    target_macs: float | None = None  # student MACs as a fraction of the teacher's (overrides width)
     init: str = "prune"  # prune (inherit top-L1 teacher channels) or random
     steps: int = 4000  # student updates
     batch_size: int = 64  # latents per step (per process under DDP)
@@ -77,11 +79,12 @@ class DistillConfig:
     perceptual_net: str = "fmnist"  # fmnist (shipped), lpips-alex or lpips-vgg
     perceptual_path: str | None = None  # folder of the fmnist perceptual net (default: shipped)
     feat: float = 1.0  # weight of the intermediate-feature loss (0 = off)
-    feat_layers: tuple[int, ...] = (1, 2, 3)  # teacher feature indices matched via 1x1 adapters
+    feat_layers: tuple | None = None  # feature taps matched via 1x1 adapters: indices (gankd families, default
+    # 1,2,3) or module paths (imported generators, default: the taps chosen at import)
     adv: float = 0.05  # weight of the adversarial loss (0 = off, no discriminator)
     adv_loss: str = "hinge"  # hinge or ns
-    d_init: str = "teacher"  # teacher (start from the teacher's D) or fresh
-    real: str = "data"  # what D sees as real: data, teacher or both
+    d_init: str = "auto"  # teacher (start from the teacher's D), fresh, or auto (the teacher's if it ships one)
+    real: str = "auto"  # what D sees as real: data, teacher, both; auto = data if there is data, else teacher
     kd: float = 0.1  # weight of soft-label KD through the perceptual net's class head
     kd_temperature: float = 4.0  # KD temperature T
     ema_decay: float = 0.999  # EMA of student weights (0 = off)
@@ -107,8 +110,10 @@ class DistillConfig:
             raise ValueError(f"--adv-loss must be one of {ADV_LOSSES}")
         if self.real not in REAL_SOURCES:
             raise ValueError(f"--real must be one of {REAL_SOURCES}, got '{self.real}'")
-        if self.d_init not in ("teacher", "fresh"):
-            raise ValueError(f"--d-init must be teacher or fresh, got '{self.d_init}'")
+        if self.d_init not in D_INITS:
+            raise ValueError(f"--d-init must be one of {', '.join(D_INITS)}, got '{self.d_init}'")
+        if self.target_macs is not None and not 0 < self.target_macs <= 1:
+            raise ValueError(f"--target-macs must be a fraction in (0, 1], got {self.target_macs}")
         if self.perceptual_net not in PERCEPTUAL_NETS:
             raise ValueError(f"--perceptual must be one of {PERCEPTUAL_NETS}")
         if self.real_split == "test":
@@ -144,6 +149,102 @@ def _unwrap(m: nn.Module) -> nn.Module:
     return m.module if hasattr(m, "module") else m
 
 
+def resolve_data(data: str, teacher_dir: Path) -> str:
+    """``--data auto``: the data the teacher records (its config.json ``data``), else ``none``
+    (data-free: the discriminator's real side is teacher samples)."""
+    if data != "auto":
+        return data
+    meta = load_json(teacher_dir / ckpt.CONFIG)
+    recorded = meta.get("data") if isinstance(meta, dict) else None
+    if recorded:
+        return str(recorded)
+    log.info("%s records no training data: distilling data-free (pass --data to use real images)", teacher_dir)
+    return "none"
+
+
+def _feature_taps(cfg: DistillConfig, teacher: nn.Module) -> IOSpec | None:
+    """The teacher's IOSpec with the feature taps ``--feat-layers`` names (module paths,
+    imported generators only); None keeps the spec the teacher came with."""
+    layers = list(cfg.feat_layers or ())
+    paths = [v for v in layers if isinstance(v, str) and not v.lstrip("-").isdigit()]
+    if not paths:
+        return None
+    if not isinstance(teacher, GeneratorAdapter):
+        raise ValueError(f"--feat-layers {','.join(map(str, layers))}: gankd's own generators take stage "
+                         "indices such as 1,2,3 (module paths are for imported generators)")  # fmt: skip
+    if len(paths) != len(layers):
+        raise ValueError("--feat-layers: give either indices or module paths, not both")
+    return IOSpec(teacher.spec.inputs, teacher.spec.output_range, paths, teacher.spec.image_channels,
+                  teacher.spec.resolution)  # fmt: skip
+
+
+def _feat_indices(cfg: DistillConfig, teacher: GeneratorAdapter) -> list[int]:
+    """Indices into the teacher's feature list matched by the feature loss."""
+    if teacher.spec.features == "none":
+        return []
+    layers = list(cfg.feat_layers or ())
+    if layers and all(isinstance(v, int) or str(v).lstrip("-").isdigit() for v in layers):
+        return [int(v) for v in layers]
+    if teacher.spec.features == "native":
+        return [1, 2, 3]
+    return list(range(len(teacher.spec.features)))
+
+
+def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -> GeneratorAdapter:
+    """The student behind the seam: gankd's families by their own width scaling and top-L1
+    channel inheritance (``gankd.students``); imported generators by torch-pruning
+    (``gankd.pruning``), to ``--width`` or ``--target-macs``."""
+    if not isinstance(teacher, GeneratorAdapter):
+        width = cfg.width
+        if cfg.target_macs is not None:
+            width = width_for_macs(teacher, cfg.target_macs)
+            log.info("--target-macs %g: width %.4g", cfg.target_macs, width)
+        channels = list(cfg.channels) if cfg.channels else None
+        return adapter_for(build_student(teacher, None if channels else width, channels, cfg.init, cfg.seed))
+    if cfg.channels:
+        raise ValueError("--channels sets per-stage channels of gankd's own generators; for an imported "
+                         "generator use --width or --target-macs")  # fmt: skip
+    from gankd.pruning import prune_generator
+
+    student = prune_generator(adapter_for(teacher, spec), width=None if cfg.target_macs else cfg.width,
+                              target_macs=cfg.target_macs, init=cfg.init, seed=cfg.seed)  # fmt: skip
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return student.train()
+
+
+def width_for_macs(teacher: nn.Module, target: float) -> float:
+    """The largest width whose student has at most ``target`` x the teacher's MACs (bisection)."""
+    from gankd.metrics.efficiency import count_macs
+
+    t = adapter_for(teacher)
+    ex = t.example_inputs(1)
+    full = count_macs(t.model, ex)["macs"]
+    lo, hi = 1e-3, 1.0
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        s = build_student(teacher, mid, None, "random", 0)
+        if count_macs(s, ex)["macs"] <= target * full:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def fresh_discriminator(teacher_dir: Path, channels: int, height: int, width: int, num_classes: int) -> nn.Module:
+    """A new discriminator for the teacher's images: the family the teacher's folder names,
+    else gankd's dcgan (any power-of-two resolution, 1 or 3 channels, projection for classes)."""
+    from gankd.registry import DISCRIMINATORS
+
+    if height != width or height < 8 or height & (height - 1) or channels not in (1, 3):
+        raise ValueError(f"a fresh discriminator needs square power-of-two images with 1 or 3 channels; the "
+                         f"teacher makes {channels}x{height}x{width}: pass --adv 0")  # fmt: skip
+    meta = load_json(teacher_dir / ckpt.CONFIG)
+    family = (meta.get("discriminator") or {}).get("family", "dcgan") if isinstance(meta, dict) else "dcgan"
+    cls = DISCRIMINATORS.get(family)
+    return cls(cls.Config(resolution=height, image_channels=channels, num_classes=num_classes))
+
+
 class Distiller:
     """Holds teacher, student, losses and optimisers; ``run()`` trains to ``steps``."""
 
@@ -166,21 +267,35 @@ class Distiller:
         elif not resume and self.state_path.exists():
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume or choose another --out")
         teacher_dir = ckpt.resolve_model_path(cfg.teacher)
-        teacher = ckpt.load_generator(teacher_dir)
+        teacher = ckpt.load_generator(teacher_dir)  # a gankd family module, or an imported generator's adapter
         self.teacher_dir = teacher_dir
         self.teacher_sha256 = ckpt.file_sha256(teacher_dir / ckpt.WEIGHTS)
-        self.teacher = frozen_copy(teacher).to(dev)
-        self.nc, self.z_dim = teacher.num_classes, teacher.z_dim
+        self.data_spec = resolve_data(cfg.data, teacher_dir)
+        self.real = cfg.real if cfg.real != "auto" else ("data" if self.data_spec != "none" else "teacher")
+        if self.data_spec == "none" and self.real in ("data", "both"):
+            raise ValueError(f"--real {self.real} needs real images but there is no data: pass --data "
+                             "(fashion-mnist or folder:PATH) or --real teacher (data-free)")  # fmt: skip
+        taps = _feature_taps(cfg, teacher)
+        self.teacher = frozen_copy(adapter_for(teacher, taps)).to(dev)
+        self.nc = self.teacher.num_classes
+        c_out, h_out, w_out = self.teacher.output_shape()
+        self.image_channels, self.resolution = c_out, h_out
         if selector is None:
             net = cfg.select_net or (cfg.perceptual_path if cfg.perceptual_net == "fmnist" else None)
+            select = cfg.select
+            if self.data_spec == "none" and select == "perceptual-fid":
+                log.warning("checkpoint selection: no data (data-free), so perceptual-fid has no val split: "
+                            "selected on teacher-l1 instead")  # fmt: skip
+                select = "teacher-l1"
             selector = build_selector(
-                cfg.select, distill=True, data=cfg.data, resolution=teacher.cfg.resolution,
-                image_channels=teacher.cfg.image_channels, z_dim=self.z_dim, num_classes=self.nc,
+                select, distill=True, data=self.data_spec, resolution=self.resolution,
+                image_channels=self.image_channels, z_dim=0, num_classes=self.nc,
                 eval_samples=cfg.eval_samples, device=dev, net=net, teacher=self.teacher,
             )  # fmt: skip
+            if select != cfg.select:
+                selector.requested, selector.fallback = cfg.select, "no data (data-free): no val split"
         self.selector = selector
-        student = build_student(teacher, cfg.width, list(cfg.channels) if cfg.channels else None,
-                                cfg.init, cfg.seed)  # fmt: skip
+        student = make_student(teacher, taps, cfg)
         # DDP buckets expect contiguous grads: keep NCHW there
         use_cl = cfg.channels_last and self.world == 1
         self.cl = torch.channels_last if use_cl else torch.contiguous_format
@@ -189,27 +304,30 @@ class Distiller:
         params = list(self.student.parameters())
         self.adapters = None
         if cfg.feat > 0:
-            self.adapters = FeatureAdapters(student.feature_channels, teacher.feature_channels,
-                                            list(cfg.feat_layers)).to(dev)  # fmt: skip
-            params += list(self.adapters.parameters())
+            layers = _feat_indices(cfg, self.teacher)
+            if layers:
+                self.adapters = FeatureAdapters(student.feature_channels(), self.teacher.feature_channels(),
+                                                layers).to(dev)  # fmt: skip
+                params += list(self.adapters.parameters())
+            else:
+                log.warning("the teacher has no feature taps: the feature loss is off (pass --feat-layers "
+                            "with module paths, or --feat 0)")  # fmt: skip
         self.D = None
         if cfg.adv > 0:
-            if cfg.d_init == "teacher":
-                if not ckpt.has_discriminator(teacher_dir):
+            has_d = ckpt.has_discriminator(teacher_dir)
+            d_init = cfg.d_init if cfg.d_init != "auto" else ("teacher" if has_d else "fresh")
+            if cfg.d_init == "auto" and not has_d:
+                log.info("%s ships no discriminator: the adversarial loss starts a fresh one", teacher_dir)
+            if d_init == "teacher":
+                if not has_d:
                     raise FileNotFoundError(
                         f"the adversarial loss starts its discriminator from the teacher's, but {teacher_dir} "
                         "ships none: pass --d-init fresh or --adv 0"
                     )
                 D = ckpt.load_discriminator(teacher_dir)
             else:
-                meta = ckpt.read_meta(teacher_dir, "generator")
-                from gankd.registry import DISCRIMINATORS
-
-                dcfg = DISCRIMINATORS.get("dcgan").Config(
-                    resolution=teacher.cfg.resolution, image_channels=teacher.cfg.image_channels,
-                    num_classes=self.nc,
-                )  # fmt: skip
-                D = DISCRIMINATORS.get(meta.get("discriminator", {}).get("family", "dcgan"))(dcfg)
+                D = fresh_discriminator(teacher_dir, self.image_channels, self.resolution, w_out, self.nc)
+            self.d_init = d_init
             self.D = D.to(dev).to(memory_format=self.cl).train()
             self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
         self.perc = None
@@ -219,8 +337,8 @@ class Distiller:
                 raise ValueError(f"--kd needs a class head; --perceptual {cfg.perceptual_net} has none: use fmnist")
         self.opt_g = torch.optim.Adam(params, lr=cfg.lr_g, betas=cfg.betas)
         self.data = None
-        if self.D is not None and cfg.real in ("data", "both"):
-            self.data = load_dataset(cfg.data, cfg.real_split, teacher.cfg.resolution, teacher.cfg.image_channels)
+        if self.D is not None and self.real in ("data", "both"):
+            self.data = load_dataset(self.data_spec, cfg.real_split, self.resolution, self.image_channels)
             self.stream = BatchStream(self.data, cfg.batch_size, cfg.seed, self.rank, self.world)
         self.start, self.best, self.wall_s = 0, None, 0.0
         if resume:
@@ -250,12 +368,13 @@ class Distiller:
     def step(self, step: int) -> dict[str, float]:
         cfg, dev = self.cfg, self.cfg.device
         gen = step_generator(cfg.seed, step, self.rank)
-        z = torch.randn(cfg.batch_size, self.z_dim, generator=gen).to(dev)
-        y = sample_labels(cfg.batch_size, self.nc, gen)
-        y = y.to(dev) if y is not None else None
+        inputs = {k: v.to(dev) for k, v in self.teacher.random_inputs(cfg.batch_size, gen).items()}
+        lab = self.teacher.spec.label()
+        y = inputs[lab.name] if lab is not None else None
+        feats = self.adapters is not None
         with torch.no_grad():
-            t_img, t_feats = self.teacher(z, y, return_features=True)
-        s_img, s_feats = self.s_ddp(z, y, return_features=True)
+            t_img, t_feats = self.teacher(inputs, return_features=feats) if feats else (self.teacher(inputs), None)
+        s_img, s_feats = self.s_ddp(inputs, return_features=True) if feats else (self.s_ddp(inputs), None)
         values: dict[str, float] = {}
         losses = []
         if cfg.pixel > 0:
@@ -313,12 +432,12 @@ class Distiller:
 
     def _real(self, step: int, t_img: torch.Tensor, y: torch.Tensor | None):
         cfg = self.cfg
-        if cfg.real == "teacher":
+        if self.real == "teacher":
             return t_img, y
         x, yr = self.stream.batch(step)
         x = x.to(cfg.device)
         yr = yr.to(cfg.device) if self.nc else None
-        if cfg.real == "both":
+        if self.real == "both":
             h = x.shape[0] // 2
             x = torch.cat([x[:h], t_img[h:]])
             yr = torch.cat([yr[:h], y[h:]]) if yr is not None else None
@@ -345,23 +464,31 @@ class Distiller:
         if self.D is not None:
             st["D"], st["opt_d"] = self.D.state_dict(), self.opt_d.state_dict()
         ckpt.save_state(st, self.state_path)
-        extra = {"trained_steps": step, "teacher": str(self.teacher_dir)}
-        ckpt.save_model(self.run_dir / "last", self.ema, "generator", discriminator=self.D,
-                        extra={**extra, "selected_on": {"rule": "last", "step": step}})  # fmt: skip
+        extra = self._extra(step)
+        ckpt.save_generator(self.run_dir / "last", self.ema, discriminator=self.D,
+                            extra={**extra, "selected_on": {"rule": "last", "step": step}})  # fmt: skip
         last_good[0] = self.state_path
         if self.selector.rule == "last":
             self.best = {**self.selector.info(), "step": step}
-            ckpt.save_model(self.run_dir / "student", self.ema, "generator", discriminator=self.D,
-                            extra={**extra, "selected_on": self.best})  # fmt: skip
+            ckpt.save_generator(self.run_dir / "student", self.ema, discriminator=self.D,
+                                extra={**extra, "selected_on": self.best})  # fmt: skip
+
+    def _extra(self, step: int) -> dict:
+        """What a saved student records besides its weights: steps, teacher, data, how it was built."""
+        out = {"trained_steps": step, "teacher": str(self.teacher_dir), "data": self.data_spec,
+               "real": self.real}  # fmt: skip
+        info = getattr(_unwrap(self.student), "prune_info", None)
+        if info:
+            out["prune"] = info
+        return out
 
     def _select(self, step: int, val: dict, last_good: list) -> None:
         if self.selector.rule == "last" or not self.selector.better(val, self.best):
             return
         check_finite_modules({"ema": self.ema, "D": self.D}, step, last_good[0])
         self.best = {**self.selector.info(), "step": step, **val}
-        ckpt.save_model(self.run_dir / "student", self.ema, "generator", discriminator=self.D,
-                        extra={"trained_steps": step, "teacher": str(self.teacher_dir),
-                               "selected_on": self.best})  # fmt: skip
+        ckpt.save_generator(self.run_dir / "student", self.ema, discriminator=self.D,
+                            extra={**self._extra(step), "selected_on": self.best})  # fmt: skip
 
     def run(self) -> Path:
         """Train to ``cfg.steps`` or the wall budget (all ranks stop at the same step); returns
@@ -370,8 +497,8 @@ class Distiller:
         cfg = self.cfg
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_json({**to_dict(cfg), "world_size": self.world, "selection": self.selector.info()},
-                      self.run_dir / "config.json")  # fmt: skip
+            save_json({**to_dict(cfg), "world_size": self.world, "selection": self.selector.info(),
+                       "resolved": self._resolved()}, self.run_dir / "config.json")  # fmt: skip
             logger = RunLogger(self.run_dir, resume_step=self.start if self.start else None)
         budget = Budget(cfg.max_minutes, self.wall_s)
         last_good = [self.state_path if self.start else None]
@@ -422,6 +549,13 @@ class Distiller:
             torch.distributed.barrier()
         return self.run_dir / "student"
 
+    def _resolved(self) -> dict:
+        """The choices ``auto`` settings made for this run (data, real side, D start, taps)."""
+        taps = self.teacher.spec.features
+        return {"data": self.data_spec, "real": self.real, "d_init": getattr(self, "d_init", None),
+                "feature_taps": taps, "io": self.teacher.spec.to_dict(),
+                "student_params": sum(p.numel() for p in self.student.parameters())}  # fmt: skip
+
     def _agree(self, stop: bool) -> bool:
         """Every rank stops at the same step: one rank out of budget stops them all."""
         if self.world > 1:
@@ -448,11 +582,10 @@ class Distiller:
     def _comparison_grid(self) -> None:
         """Teacher row above student row for the same seeds and classes."""
         seeds = list(range(10))
-        z = latents(seeds, self.z_dim)
-        y = balanced_labels(len(seeds), self.nc)
+        inputs = self.teacher.seeded_inputs(seeds)
         best = ckpt.load_generator(self.run_dir / "student", self.cfg.device)
-        t = generate(self.teacher, z, y, device=self.cfg.device)
-        s = generate(best, z, y, device=self.cfg.device)
+        t = generate(self.teacher, inputs, device=self.cfg.device)
+        s = generate(best, inputs, device=self.cfg.device)
         save_png(grid(torch.cat([t, s]), nrow=len(seeds)), self.run_dir / "teacher_vs_student.png")
 
 

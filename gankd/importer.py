@@ -28,8 +28,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ import torch
 from torch import nn
 
 from gankd.adapter import GeneratorAdapter, InputSpec, IOSpec, auto_feature_taps, resolve_modules
-from gankd.config import load_json, save_json
+from gankd.config import load_json
 from gankd.fileio import file_sha256
 
 log = logging.getLogger(__name__)
@@ -329,37 +327,20 @@ def detect_latent(model: nn.Module, num_classes: int, output_range) -> tuple[int
 
 
 # ------------------------------------------------------------------ folders
-def _write_folder(out: Path, model: nn.Module, meta: dict) -> Path:
+def _write_folder(out: Path, model: nn.Module, meta: dict, discriminator: nn.Module | None = None) -> Path:
     """config.json + model.safetensors, built in a hidden sibling and renamed into place."""
-    from gankd.checkpoint import save_weights
+    from gankd.checkpoint import write_model_folder
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; choose a new folder for --out")
     if out.is_dir() and any(out.iterdir()) and not (out / CONFIG).is_file():
         raise FileExistsError(f"--out {out} holds files and is not a gankd model folder; choose an empty --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = out.parent / f".{out.name}.tmp-{os.getpid()}", out.parent / f".{out.name}.old-{os.getpid()}"
-    for leftover in (tmp, old):
-        if leftover.exists():
-            shutil.rmtree(leftover)
-    try:
-        tmp.mkdir()
-        save_weights(model, tmp / WEIGHTS)
-        save_json(meta, tmp / CONFIG)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, out)
-    return out
+    return write_model_folder(out, meta, model, discriminator)
 
 
-def _meta(class_path: str, kwargs: dict, spec: IOSpec, source: dict | None, extra: dict | None) -> dict:
+def module_meta(class_path: str, kwargs: dict, spec: IOSpec, source: dict | None, extra: dict | None) -> dict:
+    """config.json of a ``family: module`` generator folder."""
     meta = {"kind": "generator", "family": FAMILY, "class": class_path, "kwargs": kwargs,
             "config": {"class": class_path, "kwargs": kwargs}, "io": spec.to_dict()}  # fmt: skip
     if source:
@@ -426,7 +407,7 @@ def import_generator(
         log.warning("dry-run output spans [%.3g, %.3g], outside --output-range %s", lo, hi, output_range)
     source = {"weights": Path(weights).name, "sha256": file_sha256(weights), "format": fmt,
               "state_key": key, "stripped_prefixes": stripped}  # fmt: skip
-    return _write_folder(Path(out), model, _meta(class_path, kwargs, spec, source, None))
+    return _write_folder(Path(out), model, module_meta(class_path, kwargs, spec, source, None))
 
 
 def summary(folder: str | Path) -> str:
@@ -459,7 +440,7 @@ def save_module_generator(
         if not isinstance(adapter_or_module, GeneratorAdapter):
             raise ValueError("save_module_generator needs a spec (IOSpec) for a bare module")
         spec = adapter_or_module.spec
-    return _write_folder(Path(out), model, _meta(class_path, kwargs, spec, None, extra))
+    return _write_folder(Path(out), model, module_meta(class_path, kwargs, spec, None, extra))
 
 
 def header_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
@@ -533,7 +514,9 @@ def load_module_generator(folder: str | Path, map_location: str | torch.device =
 
     load_state_strict(model, load_file(str(folder / WEIGHTS)), f"{folder / WEIGHTS} does not match {class_path}")
     spec = IOSpec.from_dict(meta["io"])
-    return GeneratorAdapter(model.to(map_location).eval(), spec)
+    adapter = GeneratorAdapter(model.to(map_location).eval(), spec)
+    adapter.origin = {"class": class_path, "kwargs": kwargs}  # how checkpoint.save_generator rebuilds it
+    return adapter
 
 
 def is_module_folder(folder: str | Path) -> bool:
@@ -547,4 +530,4 @@ def is_module_folder(folder: str | Path) -> bool:
 
 __all__ = ["import_generator", "load_module_generator", "save_module_generator", "resolve_class",
            "shrink_to_shapes", "header_shapes", "summary", "is_module_folder", "parse_ints", "parse_range",
-           "parse_kwargs"]  # fmt: skip
+           "module_meta", "parse_kwargs"]  # fmt: skip

@@ -78,19 +78,20 @@ class Selector:
             out["fallback"] = self.fallback
         return out
 
-    def _inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        from gankd.sampling import balanced_labels, latents
+    def _inputs(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Validation inputs (seeds 10^6..), built by the generator's adapter (teacher and
+        student share one IOSpec, so they see the same latents and classes)."""
+        from gankd.adapter import adapter_for
 
         seeds = list(range(VAL_FIRST_SEED, VAL_FIRST_SEED + self.eval_samples))
-        return latents(seeds, self.z_dim), balanced_labels(self.eval_samples, self.num_classes)
+        return adapter_for(self.teacher if self.teacher is not None else model).seeded_inputs(seeds)
 
     def teacher_images(self) -> torch.Tensor:
         """The teacher's images on the validation latents (computed once: the teacher is frozen)."""
         from gankd.sampling import generate
 
         if self._teacher_images is None:
-            z, y = self._inputs()
-            self._teacher_images = generate(self.teacher, z, y, device=self.device)
+            self._teacher_images = generate(self.teacher, self._inputs(self.teacher), device=self.device)
         return self._teacher_images
 
     @torch.no_grad()
@@ -105,8 +106,7 @@ class Selector:
         from gankd.data import to_uint8
         from gankd.sampling import generate
 
-        z, y = self._inputs()
-        images = generate(model, z, y, device=self.device)
+        images = generate(model, self._inputs(model), device=self.device)
         if not torch.isfinite(images).all():
             log.warning("validation samples are not finite: this checkpoint is never selected")
             return {"val_finite": 0.0, "select": math.inf}

@@ -44,7 +44,7 @@ def setup(tmp_path):
 def _cfg(teacher, perc, **kw):
     base = dict(teacher=str(teacher), perceptual_path=str(perc), width=0.5, batch_size=8, eval_samples=16,
                 eval_every=0, checkpoint_every=2, sample_every=1000, threads=1, real="teacher",
-                select="teacher-l1")  # fmt: skip
+                select="teacher-l1", data="fashion-mnist")  # fmt: skip
     base.update(kw)
     return DistillConfig(**base)
 
@@ -114,7 +114,8 @@ def test_compress_cli_end_to_end(setup, capsys):
         (["--teacher", "/nonexistent/teacher"], "does not exist"),
         (["--width", "0"], "--width must be > 0"),
         (["--width", "-0.5"], "--width must be > 0"),
-        (["--teacher", "NOD", "--adv", "0.1"], "ships none: pass --d-init fresh or --adv 0"),
+        (["--teacher", "NOD", "--adv", "0.1", "--d-init", "teacher"], "ships none: pass --d-init fresh or --adv 0"),
+        (["--teacher", "NOD", "--real", "data", "--data", "none"], "needs real images but there is no data"),
     ],
 )
 def test_compress_bad_input_one_line(setup, capsys, args, message):
