@@ -208,6 +208,7 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
 
     student = prune_generator(adapter_for(teacher, spec), width=None if cfg.target_macs else cfg.width,
                               target_macs=cfg.target_macs, init=cfg.init, seed=cfg.seed)  # fmt: skip
+    student.origin = getattr(teacher, "origin", None)  # the class and kwargs it is saved and rebuilt with
     for p in student.parameters():
         p.requires_grad_(True)
     return student.train()
