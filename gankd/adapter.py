@@ -311,11 +311,29 @@ def auto_feature_taps(model: nn.Module, example: tuple, max_taps: int = 3) -> li
     return [ordered[i] for i in sorted(set(idx))]
 
 
+class PositionalGenerator(nn.Module):
+    """``forward(*inputs in IOSpec order)`` -> images in [-1, 1]: a generator without keyword
+    options or dicts, for MACs, timing, memory and export (``self.gen`` is its adapter)."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.gen = adapter_for(generator)
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.gen.call_positional(*args)
+
+
+def positional(model: nn.Module) -> PositionalGenerator:
+    return model if isinstance(model, PositionalGenerator) else PositionalGenerator(model)
+
+
 def adapter_for(model: nn.Module, spec: IOSpec | dict | None = None) -> GeneratorAdapter:
     """Wrap a module behind the seam. An adapter is returned as is, or, with another ``spec``
     (e.g. other feature taps), re-wrapped around the same module (keeping its ``origin``)."""
     if isinstance(spec, dict):
         spec = IOSpec.from_dict(spec)
+    if isinstance(model, PositionalGenerator):
+        model = model.gen
     if isinstance(model, GeneratorAdapter):
         if spec is None or spec == model.spec:
             return model
@@ -335,5 +353,6 @@ def spec_summary(spec: IOSpec) -> dict[str, Any]:
     }
 
 
-__all__ = ["InputSpec", "IOSpec", "GeneratorAdapter", "native_spec", "resolve_modules",
+__all__ = ["InputSpec", "IOSpec", "GeneratorAdapter", "PositionalGenerator", "positional", "native_spec",
+           "resolve_modules",
            "auto_feature_taps", "adapter_for", "spec_summary"]  # fmt: skip

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gankd.adapter import GeneratorAdapter, adapter_for
+from gankd.adapter import GeneratorAdapter, PositionalGenerator, adapter_for
 from gankd.checkpoint import atomic_write_bytes, load_generator
 
 FORMATS = ("onnx", "torchscript")
@@ -34,15 +34,7 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 PARITY_BATCHES = (1, 3, 8)
 
 
-class GeneratorForExport(nn.Module):
-    """Positional inputs in IOSpec order -> image in [-1, 1]: the generator without options."""
-
-    def __init__(self, generator: nn.Module):
-        super().__init__()
-        self.generator = adapter_for(generator)
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return self.generator.call_positional(*args)
+GeneratorForExport = PositionalGenerator  # the exported module: positional inputs in IOSpec order
 
 
 def example_inputs(generator: nn.Module, batch: int, first_seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -65,9 +57,9 @@ def default_export_path(folder: str | Path, format: str) -> Path:
 
 
 def _export_onnx(wrapper: GeneratorForExport, path: Path, opset: int | None) -> None:
-    args = example_inputs(wrapper.generator, 2)
+    args = example_inputs(wrapper.gen, 2)
     batch = torch.export.Dim("batch", min=1)
-    names = wrapper.generator.input_names
+    names = wrapper.gen.input_names
     dyn = (tuple({0: batch} for _ in names),)  # forward(*args): one entry, the args tuple
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter (axis renames, deprecations)
@@ -86,7 +78,7 @@ def _export_onnx(wrapper: GeneratorForExport, path: Path, opset: int | None) -> 
 
 
 def _export_torchscript(wrapper: GeneratorForExport, path: Path) -> None:
-    args = example_inputs(wrapper.generator, 2)
+    args = example_inputs(wrapper.gen, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # jit deprecation + shape-check tracer warnings
         traced = torch.jit.trace(wrapper, args, check_trace=False)

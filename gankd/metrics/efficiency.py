@@ -43,7 +43,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from gankd.sampling import balanced_labels, latents
+from gankd.adapter import adapter_for, positional
 
 
 # ------------------------------------------------------------------ machine
@@ -134,10 +134,11 @@ def portable_path(path: str | Path | None) -> str | None:
 
 # ------------------------------------------------------------------ static cost
 def generator_inputs(model: nn.Module, batch: int, device: str = "cpu", first_seed: int = 0) -> tuple:
-    """``(z, y)`` for a generator: z (batch, z_dim) from fixed seeds, y balanced int64 or None."""
-    z = latents(list(range(first_seed, first_seed + batch)), model.z_dim).to(device)
-    y = balanced_labels(batch, int(getattr(model, "num_classes", 0)))
-    return (z, None if y is None else y.to(device))
+    """Positional inputs in the generator's IOSpec order from fixed seeds (e.g. ``(z,)`` or
+    ``(z, y)`` with balanced int64 labels), through its adapter (:mod:`gankd.adapter`)."""
+    gen = adapter_for(model)
+    d = gen.seeded_inputs(list(range(first_seed, first_seed + batch)))
+    return tuple(d[n].to(device) for n in gen.input_names)
 
 
 def count_params(model: nn.Module) -> int:
@@ -316,12 +317,14 @@ def _measure(run_for_batch: Callable[[int], Callable[[], object]], batch: int, b
 
 
 def _eager_runner(model: nn.Module, device: str):
+    model = positional(model)
+
     def for_batch(b: int):
-        z, y = generator_inputs(model, b, device)
+        inputs = generator_inputs(model, b, device)
 
         def run():
             with torch.inference_mode():
-                return model(z, y)
+                return model(*inputs)
 
         return run
 
@@ -362,16 +365,16 @@ def measure_compile(model: nn.Module, big_batch: int = 256, repeats: int = 20, m
                     device: str = "cpu") -> dict:  # fmt: skip
     """``torch.compile`` (inductor, freezing on) latency/throughput; records compile time (one
     compile per batch shape, ~10 s each on a CPU)."""
-    m = copy.deepcopy(model).to(device).eval()
+    m = positional(copy.deepcopy(model)).to(device).eval()
     compiled = torch.compile(m, options={"freezing": True}, dynamic=False)
     compile_s = {}
 
     def for_batch(b: int):
-        z, y = generator_inputs(m, b, device)
+        inputs = generator_inputs(m, b, device)
 
         def run():
             with torch.no_grad():
-                return compiled(z, y)
+                return compiled(*inputs)
 
         t = time.perf_counter()
         run()
@@ -414,10 +417,7 @@ def _onnx_runner(path: str | Path, model: nn.Module, device: str = "cpu"):
     names = [i.name for i in sess.get_inputs()]
 
     def for_batch(b: int):
-        z, y = generator_inputs(model, b, "cpu")
-        feed = {"z": z.numpy()}
-        if "y" in names:
-            feed["y"] = y.numpy()
+        feed = {n: x.numpy() for n, x in zip(names, generator_inputs(model, b, "cpu"))}
         return lambda: sess.run(None, feed)
 
     return sess, for_batch
@@ -615,7 +615,7 @@ def efficiency(
     bad = [r for r in runtimes if r not in ("eager", "compile", "onnx")]
     if bad:
         raise ValueError(f"unknown runtime(s) {bad}; choose from eager, compile, onnx")
-    macs = count_macs(model, generator_inputs(model, 1, next(model.parameters()).device))
+    macs = count_macs(positional(model), generator_inputs(model, 1, next(model.parameters()).device))
     w = weights_bytes(model, folder)
     out: dict = {
         "params": count_params(model),
@@ -658,7 +658,7 @@ def efficiency(
                 "throughput_speedup": o["throughput"]["images_per_s"] / e["throughput"]["images_per_s"],
             }
     if memory:
-        m = copy.deepcopy(model).to(device)
+        m = positional(copy.deepcopy(model)).to(device)
         out["peak_memory"] = {str(b): peak_memory(m, generator_inputs(m, b, device), device) for b in (1, big_batch)}
     out["fingerprint"] = fingerprint(device)
     return out
