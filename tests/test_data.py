@@ -79,35 +79,117 @@ def test_uint8_float_round_trip():
 
 def test_folder_with_classes(image_folder):
     ds = load_dataset(f"folder:{image_folder}", resolution=16)
-    assert len(ds) == 16 and ds.num_classes == 2 and ds.class_names == ("cats", "dogs")
-    assert ds.images.shape == (16, 1, 16, 16) and ds.images.dtype == torch.uint8
-    assert ds.labels.tolist() == [0] * 8 + [1] * 8
+    # train = fit + val: 2 of the 16 images are test
+    assert len(ds) == 14 and ds.num_classes == 2 and ds.class_names == ("cats", "dogs")
+    assert ds.images.shape == (14, 1, 16, 16) and ds.images.dtype == torch.uint8
+    assert ds.labels.tolist() == [0] * 7 + [1] * 7
 
 
 def test_folder_without_classes_and_rgb(tmp_path):
     root = write_images(tmp_path / "flat", {"": 5}, size=(40, 30), mode="RGB")
     ds = load_folder(root, resolution=8, channels=3)
-    assert ds.num_classes == 0 and ds.class_names == () and ds.labels.tolist() == [0] * 5
-    assert ds.images.shape == (5, 3, 8, 8)
+    assert ds.num_classes == 0 and ds.class_names == () and ds.labels.tolist() == [0] * 4
+    assert ds.images.shape == (4, 3, 8, 8)
     assert ds.channels == 3 and ds.resolution == 8
 
 
-def test_folder_fit_val_split_keeps_class_indices(tmp_path):
-    # files sort a/0..9, b/0..8, c/0..10; every 10th (index 9, 19, 29) is val: no 'b' in val
+def test_folder_splits_are_deterministic_and_keep_class_indices(tmp_path):
+    # files sort a/0..9, b/0..8, c/0..10: index 9, 19, 29 are val, 4, 14, 24 are test
     root = write_images(tmp_path / "f", {"a": 10, "b": 9, "c": 11})
-    full, fit, val = (load_folder(root, split) for split in ("train", "fit", "val"))
-    assert len(fit) + len(val) == len(full) == 30 and len(val) == 3
-    assert full.class_names == fit.class_names == val.class_names == ("a", "b", "c")
-    assert val.num_classes == fit.num_classes == 3
-    # the same file must get the same label in every split
-    by_image = {full.images[i].numpy().tobytes(): int(full.labels[i]) for i in range(len(full))}
-    for ds in (fit, val):
+    train, fit, val, test = (load_folder(root, split) for split in ("train", "fit", "val", "test"))
+    assert len(val) == len(test) == 3 and len(fit) == 24 and len(train) == len(fit) + len(val) == 27
+    assert train.class_names == fit.class_names == val.class_names == test.class_names == ("a", "b", "c")
+    assert val.num_classes == fit.num_classes == test.num_classes == 3
+    assert [gdata.folder_split_of(i) for i in (4, 9, 14, 19, 0)] == ["test", "val", "test", "val", "fit"]
+    # the same file gets the same label in every split; train never holds a test image
+    split_of = {}
+    for name, ds in (("fit", fit), ("val", val), ("test", test)):
         for i in range(len(ds)):
-            assert by_image[ds.images[i].numpy().tobytes()] == int(ds.labels[i])
-    with pytest.raises(DataError, match="not available for folders"):
-        load_folder(root, "test")
+            split_of[ds.images[i].numpy().tobytes()] = (name, int(ds.labels[i]))
+    assert len(split_of) == 30
+    for i in range(len(train)):
+        name, label = split_of[train.images[i].numpy().tobytes()]
+        assert name in ("fit", "val") and label == int(train.labels[i])
+    assert torch.equal(load_folder(root, "test").images, test.images)  # deterministic
     with pytest.raises(DataError, match="split 'val' .* is empty"):
         load_folder(write_images(tmp_path / "small", {"a": 3}), "val")
+    with pytest.raises(DataError, match="split 'test' .* is empty.*at least 5"):
+        load_folder(tmp_path / "small", "test")
+
+
+def test_shapes_come_from_the_data(tmp_path):
+    rgb = write_images(tmp_path / "rgb", {"": 6}, size=(72, 72), mode="RGB")
+    gray = write_images(tmp_path / "gray", {"x": 5, "y": 5}, size=(28, 28))
+    i = gdata.data_info(f"folder:{rgb}")
+    assert (i.channels, i.resolution, i.source_size, i.num_classes, i.num_images) == (3, 64, 72, 0, 6)
+    i = gdata.data_info(f"folder:{gray}")
+    assert (i.channels, i.resolution, i.num_classes, i.class_names) == (1, 32, 2, ("x", "y"))
+    assert gdata.data_info("fashion-mnist").fmnist and not i.fmnist
+    assert [gdata.default_resolution(s) for s in (8, 28, 45, 72, 100, 200, 1000)] == [32, 32, 32, 64, 128, 256, 256]
+    ds = load_dataset(f"folder:{rgb}")  # no shape given: the data's
+    assert ds.images.shape == (5, 3, 64, 64)  # train: all but the test image (index 4)
+    assert gdata.resolve_shape(f"folder:{gray}") == (1, 32, 2)
+    assert gdata.resolve_shape(f"folder:{gray}", resolution=64, num_classes=0) == (1, 64, 0)
+    assert gdata.resolve_shape(f"folder:{rgb}", image_channels=1) == (1, 64, 0)  # gray on request
+    for kw, flag in ((dict(image_channels=3), "--image-channels 1"), (dict(num_classes=10), "--num-classes 2"),
+                     (dict(resolution=48), "--resolution")):  # fmt: skip
+        with pytest.raises(ValueError, match=flag) as e:
+            gdata.resolve_shape(f"folder:{gray}", **kw)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="--num-classes 0 .unconditional"):
+        gdata.resolve_shape(f"folder:{rgb}", num_classes=3)
+
+
+def test_transparency_is_composited_onto_white_and_said_once(tmp_path, caplog):
+    from PIL import Image
+
+    root = tmp_path / "alpha"
+    root.mkdir()
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 0] = 255  # hidden red under full transparency ...
+    rgba[10:30, 10:30] = (0, 0, 255, 255)  # ... and an opaque blue square
+    for i in range(5):
+        Image.fromarray(rgba).save(root / f"{i}.png")
+    la = np.zeros((40, 40, 2), np.uint8)
+    Image.fromarray(la, mode="LA").save(root / "5.png")
+    pal = Image.fromarray(np.zeros((40, 40), np.uint8), mode="P")
+    pal.putpalette([0, 0, 0] * 256)
+    pal.info["transparency"] = 0
+    pal.save(root / "6.png", transparency=0)
+    gdata._SAID.clear()
+    with caplog.at_level(logging.WARNING, logger="gankd.data"):
+        ds = load_folder(root, resolution=32)
+        load_folder(root, resolution=32)
+    assert ds.images.shape == (6, 3, 32, 32)  # train: file 4 is in test
+    x = ds.images[0]
+    assert x[:, 0, 0].tolist() == [255, 255, 255]  # transparent -> white, not the hidden red
+    assert x[:, 16, 16].tolist() == [0, 0, 255]
+    assert ds.images[4].min() == 255 and ds.images[5].min() == 255  # LA and palette transparency
+    msgs = [r.getMessage() for r in caplog.records]
+    assert sum("composited onto white" in m for m in msgs) == 1
+    assert sum("resized" in m and "32 px" in m for m in msgs) == 1  # 40 -> 32 px is said, once
+
+
+def test_colour_dropped_only_on_request_and_said(tmp_path, caplog):
+    root = write_images(tmp_path / "rgb", {"": 5}, size=(32, 32), mode="RGB")
+    gdata._SAID.clear()
+    with caplog.at_level(logging.WARNING, logger="gankd.data"):
+        ds = load_folder(root, channels=1)
+    assert ds.images.shape == (4, 1, 32, 32)
+    assert any("converted to gray" in r.getMessage() for r in caplog.records)
+
+
+def test_wesnoth_units_named_dataset(monkeypatch, tmp_path):
+    root, install = gdata.NAMED_FOLDERS["wesnoth-units"]
+    assert install == "apt-get install -y wesnoth-1.16-data"
+    if root.is_dir():
+        info = gdata.data_info("wesnoth-units")
+        assert info.channels == 3 and info.resolution == 64 and info.num_classes >= 20
+        assert "drakes" in info.class_names and "unknown-unit" not in info.class_names
+    monkeypatch.setitem(gdata.NAMED_FOLDERS, "wesnoth-units", (tmp_path / "absent", install))
+    with pytest.raises(DataError, match="apt-get install -y wesnoth-1.16-data") as e:
+        load_dataset("wesnoth-units", "fit")
+    assert "\n" not in str(e.value)
 
 
 def test_corrupt_image_is_skipped_with_a_counted_warning(image_folder, caplog):
@@ -115,7 +197,7 @@ def test_corrupt_image_is_skipped_with_a_counted_warning(image_folder, caplog):
     (image_folder / "dogs" / "empty.jpg").write_bytes(b"")
     with caplog.at_level(logging.WARNING, logger="gankd.data"):
         ds = load_folder(image_folder)
-    assert len(ds) == 16
+    assert len(ds) == 14
     msgs = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(msgs) == 1 and "skipped 2 unreadable" in msgs[0]
     with pytest.raises(DataError, match="broken.png"):

@@ -2,7 +2,10 @@
 spectral-norm discriminator with a projection head for class-conditional models.
 
 Channel counts are ``base_channels * channel_mults[i] * width`` (or explicit
-``channels``), so a student is the same family at a smaller ``width``.
+``channels``), so a student is the same family at a smaller ``width``. Both work at any
+power-of-two resolution (32, 64, 128, 256 px, ...) with 1 or 3 channels; the default
+per-stage multipliers double per stage but stop at :data:`MAX_MULT` (8x the base), so a
+256 px model does not grow to thousands of channels at its coarsest stage.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ from gankd.models.layers import ConditionalBatchNorm2d, scaled
 from gankd.registry import DISCRIMINATORS, GENERATORS
 
 
+MAX_MULT = 8  # cap on the default channel multiplier of a stage (x base_channels)
+
+
 def _default_mults(resolution: int) -> tuple[int, ...]:
     n_up = int(math.log2(resolution // 4))
-    return tuple(2 ** (n_up - i) for i in range(n_up + 1))  # 32 -> (8, 4, 2, 1)
+    # 32 -> (8, 4, 2, 1); 64 -> (8, 8, 4, 2, 1); 256 -> (8, 8, 8, 8, 4, 2, 1)
+    return tuple(min(2 ** (n_up - i), MAX_MULT) for i in range(n_up + 1))
 
 
 @dataclass
@@ -139,7 +146,8 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         self.cfg = cfg
         n_down = int(math.log2(cfg.resolution // 4))
-        ch = [scaled(cfg.base_channels * 2**i, cfg.width) for i in range(n_down + 1)]
+        # doubling per halving, capped at MAX_MULT x base (256 px would reach 64x otherwise)
+        ch = [scaled(cfg.base_channels * min(2**i, MAX_MULT), cfg.width) for i in range(n_down + 1)]
         self.feature_channels = ch
         self.stem = spectral_norm(nn.Conv2d(cfg.image_channels, ch[0], 3, 1, 1))
         self.downs = nn.ModuleList(

@@ -15,6 +15,9 @@ VARIANTS = [  # (resolution, image_channels, num_classes)
     (32, 1, 0),
     (64, 3, 5),
     (8, 3, 0),
+    (128, 3, 0),
+    (256, 1, 3),
+    (256, 3, 0),
 ]
 
 
@@ -145,3 +148,19 @@ def test_discriminator_width_scaling(family):
 
 def test_scaled_never_below_one():
     assert scaled(64, 0.25) == 16 and scaled(3, 0.5) == 2 and scaled(4, 0.01) == 1
+
+
+def test_channel_growth_is_capped_at_8x_base():
+    """At 256 px the doubling per stage would reach 64x the base channels (2048 at base 32):
+    both G and D stop at 8x, and 32 px models keep their shape."""
+    from gankd.models.dcgan import MAX_MULT
+
+    assert MAX_MULT == 8
+    g32 = make_g("dcgan", 32, 1, 0, base_channels=4)
+    assert g32.feature_channels == [32, 16, 8, 4]
+    d32 = make_d("dcgan", 32, 1, 0, base_channels=4)
+    assert d32.feature_channels == [4, 8, 16, 32]
+    g = make_g("dcgan", 256, 3, 0, base_channels=4)
+    d = make_d("dcgan", 256, 3, 0, base_channels=4)
+    assert max(g.feature_channels) == 32 == g.feature_channels[0] and g.feature_channels[-1] == 4
+    assert max(d.feature_channels) == 32 and d.feature_channels == [4, 8, 16, 32, 32, 32, 32]
