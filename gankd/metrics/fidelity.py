@@ -4,7 +4,7 @@ class consistency, and paired student-vs-teacher fidelity (PSNR, LPIPS).
 Protocol (see DESIGN.md, "Evaluation protocol"):
 
 - Generated set: ``num_samples`` images from seeds ``first_seed .. first_seed+N-1``
-  (:func:`gankd.sampling.latents`), class-balanced labels 0,1,..,K-1,0,.. for
+  (the generator's adapter, :mod:`gankd.adapter`), class-balanced labels 0,1,..,K-1,0,.. for
   conditional models (:func:`gankd.sampling.balanced_labels`). gankd generates the
   images itself and hands torch-fidelity a Dataset of uint8 images, so torch-fidelity
   never samples latents or labels (its conditional path crashes on numpy 2).
@@ -51,11 +51,12 @@ from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from gankd.adapter import adapter_for
 from gankd.checkpoint import CONFIG, WEIGHTS, file_sha256, load_classifier, load_generator
 from gankd.config import load_json
 from gankd.data import SPLITS, load_dataset, to_float, to_uint8
 from gankd.perceptual import LPIPS_TRUNK_FILES, check_state, load_tensor_file, lpips_hub_file, lpips_model
-from gankd.sampling import balanced_labels, latents
+from gankd.sampling import balanced_labels
 
 log = logging.getLogger(__name__)
 
@@ -242,26 +243,25 @@ def generate_uint8(generator: nn.Module, num_samples: int, first_seed: int = 0, 
     conditional) -> (uint8 (N, C, R, R), int64 labels (N,) or None)."""
     if num_samples < 1:
         raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
-    was_training = generator.training
-    generator.eval()
-    nc = int(getattr(generator, "num_classes", 0))
-    labels = balanced_labels(num_samples, nc)
+    gen = adapter_for(generator)  # the generator seam builds the inputs and maps the output range
+    was_training = gen.model.training
+    gen.model.eval()
+    labels = balanced_labels(num_samples, gen.num_classes)
     out = []
     try:
         for i in range(0, num_samples, batch_size):
             seeds = list(range(first_seed + i, first_seed + min(i + batch_size, num_samples)))
-            z = latents(seeds, generator.z_dim).to(device)
-            y = None if labels is None else labels[i : i + len(seeds)].to(device)
-            out.append(to_uint8(generator(z, y).float().cpu()))
+            inputs = gen.seeded_inputs(seeds, None if labels is None else labels[i : i + len(seeds)])
+            out.append(to_uint8(gen({k: v.to(device) for k, v in inputs.items()}).float().cpu()))
     finally:
-        generator.train(was_training)
+        gen.model.train(was_training)
     return torch.cat(out), labels
 
 
 def generated_set(generator: nn.Module, num_samples: int, first_seed: int = 0, batch_size: int = 256,
                   device: str = "cpu", name: str = "generator") -> ImageSet:  # fmt: skip
     images, labels = generate_uint8(generator, num_samples, first_seed, batch_size, device)
-    nc = int(getattr(generator, "num_classes", 0))
+    nc = adapter_for(generator).num_classes
     desc = f"{num_samples} samples, seeds {first_seed}..{first_seed + num_samples - 1}" + (
         f", class-balanced labels (0..{nc - 1} cycling)" if nc > 0 else ""
     )
@@ -686,7 +686,7 @@ def class_consistency(generator: nn.Module, num_samples: int = 10000, evaluator:
     Samples as in :func:`generate_uint8` (or reuses ``images`` made that way). Returns
     ``{"accuracy", "per_class", "num_samples", "evaluator"}``; raises for unconditional models.
     """
-    nc = int(getattr(generator, "num_classes", 0))
+    nc = adapter_for(generator).num_classes
     if nc <= 0:
         raise ValueError("class consistency needs a class-conditional generator (num_classes > 0)")
     folder = resolve_evaluator(evaluator)
@@ -807,32 +807,34 @@ def teacher_fidelity(student: nn.Module, teacher: nn.Module, n: int = 1000,
     on [-1, 1] images (e.g. :func:`lpips_distance`) adds ``"distance_mean"`` and
     ``"distance_name"``; a dict ``{name: callable}`` adds ``"distances": {name: mean}``.
     """
-    s_in = (student.z_dim, int(getattr(student, "num_classes", 0)))
-    t_in = (teacher.z_dim, int(getattr(teacher, "num_classes", 0)))
+    student, teacher = adapter_for(student), adapter_for(teacher)
+    s_in, t_in = student.spec.inputs, teacher.spec.inputs
     if s_in != t_in:
-        raise ValueError(f"student (z_dim, classes) = {s_in} but teacher {t_in}: they do not share inputs z, y")
+        s_desc = [(i.name, i.shape, i.num_classes) for i in s_in]
+        t_desc = [(i.name, i.shape, i.num_classes) for i in t_in]
+        raise ValueError(f"the student takes inputs {s_desc} but the teacher {t_desc}: they do not share inputs")
     if n < 1:
         raise ValueError(f"teacher fidelity needs n >= 1 samples, got {n}")
-    modes = (student.training, teacher.training)
-    student.eval()
-    teacher.eval()
+    modes = (student.model.training, teacher.model.training)
+    student.model.eval()
+    teacher.model.eval()
     try:
         return _teacher_fidelity(student, teacher, n, distance, first_seed, batch_size, device)
     finally:
-        student.train(modes[0])
-        teacher.train(modes[1])
+        student.model.train(modes[0])
+        teacher.model.train(modes[1])
 
 
 def _teacher_fidelity(student, teacher, n, distance, first_seed, batch_size, device) -> dict:
     fns = distance if isinstance(distance, dict) else ({} if distance is None else {"_": distance})
-    labels = balanced_labels(n, int(getattr(teacher, "num_classes", 0)))
+    labels = balanced_labels(n, teacher.num_classes)
     psnrs, mses = [], []
     dists: dict[str, list[torch.Tensor]] = {k: [] for k in fns}
     for i in range(0, n, batch_size):
         seeds = list(range(first_seed + i, first_seed + min(i + batch_size, n)))
-        z = latents(seeds, teacher.z_dim).to(device)
-        y = None if labels is None else labels[i : i + len(seeds)].to(device)
-        s, t = student(z, y).float(), teacher(z, y).float()
+        inputs = teacher.seeded_inputs(seeds, None if labels is None else labels[i : i + len(seeds)])
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        s, t = student(inputs).float(), teacher(inputs).float()
         if s.shape != t.shape:
             raise ValueError(f"student images {tuple(s.shape[1:])} differ from the teacher's {tuple(t.shape[1:])}")
         psnrs.append(psnr(s, t).cpu())
