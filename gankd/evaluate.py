@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gankd.adapter import adapter_for, spec_summary
 from gankd.checkpoint import CONFIG, atomic_write_bytes, load_generator, resolve_model_path
 from gankd.config import load_json
 from gankd.metrics.efficiency import portable_path
@@ -62,15 +63,18 @@ def _call_repr(fn: str, *args, **kwargs) -> str:
 
 
 def _model_info(model: nn.Module, folder: Path | None) -> dict:
+    gen = adapter_for(model)
+    inner = gen.model
+    c, h, _ = gen.output_shape()
     info = {
-        "family": getattr(model, "family", type(model).__name__),
-        "z_dim": getattr(model, "z_dim", None),
-        "num_classes": int(getattr(model, "num_classes", 0)),
-        "feature_channels": list(getattr(model, "feature_channels", []) or []),
+        "family": getattr(inner, "family", type(inner).__name__),
+        "inputs": spec_summary(gen.spec)["inputs"],
+        "z_dim": getattr(inner, "z_dim", None),
+        "num_classes": gen.num_classes,
+        "feature_channels": list(getattr(inner, "feature_channels", []) or []),
+        "resolution": h,
+        "image_channels": c,
     }
-    cfg = getattr(model, "cfg", None)
-    info["resolution"] = getattr(cfg, "resolution", None)
-    info["image_channels"] = getattr(cfg, "image_channels", None)
     if folder is not None and (folder / CONFIG).is_file():
         meta = load_json(folder / CONFIG)
         info["config"] = meta.get("config")
@@ -167,7 +171,7 @@ def evaluate(
             teacher=None if teacher is None else _path_or_name(teacher),
         )
     model, folder = _load(model_dir, device)
-    nc = int(getattr(model, "num_classes", 0))
+    nc = adapter_for(model).num_classes
     timings: dict[str, float] = {}
     result: dict = {
         "schema": SCHEMA,
