@@ -78,11 +78,27 @@ def cmd_train_teacher(args) -> int:
         "data": args.data, "steps": args.steps, "batch_size": args.batch_size, "loss": args.loss,
         "lr_g": args.lr_g, "lr_d": args.lr_d, "diffaug": args.diffaug, "seed": args.seed,
         "max_minutes": args.max_minutes, "device": args.device, "select": args.select,
-        "eval_every": args.eval_every,
+        "eval_every": args.eval_every, **_shape_flags(args),
     })  # fmt: skip
     out = train_gan(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     print(out)
     return 0
+
+
+def _shape_flags(args) -> dict:
+    """--image-channels, --resolution, --num-classes (None = from the data)."""
+    return {"image_channels": args.image_channels, "resolution": args.resolution, "num_classes": args.num_classes}
+
+
+def _add_shape_flags(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--image-channels", type=int, choices=(1, 3),
+                   help=f"1 = gray, 3 = RGB for {what} (default: the data's; 1 on colour data converts to gray)")
+    p.add_argument("--resolution", type=int,
+                   help=f"image size in px for {what}, a power of two such as 32, 64, 128, 256 (default: the "
+                        "power of two nearest the images' size, in 32..256)")  # fmt: skip
+    p.add_argument("--num-classes", type=int,
+                   help=f"classes for {what} (default: the data's class folders"
+                        + ("; 0 = unconditional)" if "generator" in what else ")"))
 
 
 def cmd_train_classifier(args) -> int:
@@ -99,7 +115,7 @@ def cmd_train_classifier(args) -> int:
         "data": args.data, "split": args.split, "family": args.family, "epochs": args.epochs, "seed": args.seed,
         "batch_size": args.batch_size, "device": args.device, "teacher": args.teacher,
         "kd_temperature": args.kd_temperature, "kd_alpha": args.kd_alpha, "max_minutes": args.max_minutes,
-        "model.width": args.width,
+        "model.width": args.width, **_shape_flags(args),
     })  # fmt: skip
     result = train_classifier(cfg, args.out, progress=not args.no_progress, resume=args.resume)
     print(json.dumps(result))
@@ -182,8 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_sample)
 
     p = sub.add_parser("train-teacher", help="train a GAN from data (a teacher to compress)")
-    p.add_argument("--data", help="fashion-mnist or folder:PATH")
+    p.add_argument("--data", help="fashion-mnist (default), folder:PATH (your images; class sub-folders make a "
+                   "conditional model) or wesnoth-units")
     p.add_argument("--out", required=True, help="run folder")
+    _add_shape_flags(p, "generator and discriminator")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--loss", choices=ADV_LOSSES)
@@ -202,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-classifier",
                        help="train a classifier from labels, or distil one from a teacher (--teacher)")  # fmt: skip
-    p.add_argument("--data", help="fashion-mnist or folder:PATH")
+    p.add_argument("--data", help="fashion-mnist (default), folder:PATH (one sub-folder per class) or wesnoth-units")
+    _add_shape_flags(p, "the classifier's input")
     p.add_argument("--split", help="training split: train (default) or fit (holds val out for val_acc)")
     p.add_argument("--family", choices=CLASSIFIERS.names())
     p.add_argument("--out", required=True, help="model folder to write (also holds the run's state and logs)")

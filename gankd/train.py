@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from gankd import checkpoint as ckpt
 from gankd.augment import diff_augment, parse_policy
 from gankd.config import load_json, save_json, to_dict
-from gankd.data import load_dataset
+from gankd.data import DataError, load_dataset, resolve_shape
 from gankd.loop import (
     BatchStream,
     Budget,
@@ -46,8 +46,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GANTrainConfig:
-    data: str = "fashion-mnist"  # dataset spec: fashion-mnist or folder:PATH
+    data: str = "fashion-mnist"  # dataset spec: fashion-mnist, folder:PATH or wesnoth-units
     split: str = "train"  # split to train on
+    image_channels: int | None = None  # 1 = gray, 3 = RGB, for G and D together; None = the data's
+    resolution: int | None = None  # image size (power of two), for G and D together; None = from the data
+    num_classes: int | None = None  # 0 = unconditional, for G and D together; None = the data's class count
     g_family: str = "dcgan"  # generator family (registry name)
     d_family: str = "dcgan"  # discriminator family (registry name)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # generator shape
@@ -92,8 +95,33 @@ class GANTrainConfig:
             if getattr(g, key) != getattr(d, key):
                 raise ValueError(
                     f"generator.{key}={getattr(g, key)} but discriminator.{key}={getattr(d, key)}; "
-                    f"set both, e.g. --set generator.{key}=V --set discriminator.{key}=V"
+                    f"set both with --{key.replace('_', '-')} V"
                 )
+
+
+SHAPE_KEYS = ("image_channels", "resolution", "num_classes")
+
+
+def _requested(cfg, key: str, parts: tuple[str, ...]):
+    """A shape the user asked for: the top-level field (flag), else a nested value set away from
+    its default (``--set generator.KEY=V``), else None (take it from the data)."""
+    if getattr(cfg, key) is not None:
+        return getattr(cfg, key)
+    for part in parts:
+        sub = getattr(cfg, part)
+        if getattr(sub, key) != getattr(type(sub)(), key):
+            return getattr(sub, key)
+    return None
+
+
+def resolve_gan_shapes(cfg: GANTrainConfig) -> GANTrainConfig:
+    """``cfg`` with image channels, resolution and class count taken from the data unless asked
+    for (``--image-channels``, ``--resolution``, ``--num-classes``), set on G and D together.
+    A request the data cannot meet is refused in one line naming the flag."""
+    ch, res, nc = resolve_shape(cfg.data, *(_requested(cfg, k, ("generator", "discriminator")) for k in SHAPE_KEYS))
+    shape = dict(image_channels=ch, resolution=res, num_classes=nc)
+    return replace(cfg, **shape, generator=replace(cfg.generator, **shape),
+                   discriminator=replace(cfg.discriminator, **shape))  # fmt: skip
 
 
 def _fmt(model: torch.nn.Module, channels_last: bool, device: str) -> torch.nn.Module:
@@ -120,6 +148,9 @@ def _check_resume_config(cfg: GANTrainConfig | ClassifierTrainConfig, path: Path
         return
     # a key missing from an older run's file had the default value then
     saved = {**_flat(to_dict(type(cfg)())), **_flat(load_json(path))}  # also ClassifierTrainConfig
+    for k in SHAPE_KEYS:  # runs saved before the shape flags: their nested values were in effect
+        if saved.get(k) is None:
+            saved[k] = saved.get(f"generator.{k}", saved.get(f"model.{k}"))
     now = _flat(to_dict(cfg))
     diff = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
             if k.split(".")[0] not in RESUME_MAY_CHANGE and saved.get(k) != now.get(k)]  # fmt: skip
@@ -141,13 +172,9 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
     run_dir = Path(run_dir)
     set_threads(cfg.threads)
     state_path = run_dir / "state.pt"
+    cfg = resolve_gan_shapes(cfg)  # shapes from the data unless asked for
     g_cfg = cfg.generator
     data = load_dataset(cfg.data, cfg.split, g_cfg.resolution, g_cfg.image_channels)
-    if g_cfg.num_classes not in (0, data.num_classes):
-        raise ValueError(
-            f"--num-classes {g_cfg.num_classes} does not match the data's "
-            f"{data.num_classes} classes; use 0 (unconditional) or {data.num_classes}"
-        )
     selector = build_selector(
         cfg.select, distill=False, data=cfg.data, resolution=g_cfg.resolution, image_channels=g_cfg.image_channels,
         z_dim=g_cfg.z_dim, num_classes=g_cfg.num_classes, eval_samples=cfg.eval_samples, device=cfg.device,
@@ -291,6 +318,9 @@ class ClassifierTrainConfig:
     split: str = "train"  # training split (never the test split)
     family: str = "vgg"  # classifier family: vgg or resnet
     model: ClassifierConfig = field(default_factory=ClassifierConfig)  # classifier shape
+    image_channels: int | None = None  # input channels (1 = gray, 3 = RGB); None = the data's
+    resolution: int | None = None  # input size (power of two); None = from the data
+    num_classes: int | None = None  # output classes; None = the data's (a classifier needs >= 2)
     epochs: int = 10  # passes over the data
     batch_size: int = 128  # images per step
     lr: float = 2e-3  # AdamW peak learning rate (cosine decay)
@@ -320,6 +350,24 @@ class ClassifierTrainConfig:
             raise ValueError(f"--set train_images must be >= 0 (0 = all), got {self.train_images}")
         if self.log_every < 1 or self.checkpoint_every < 1:
             raise ValueError("--set log_every and checkpoint_every must be >= 1")
+
+
+def resolve_classifier_shapes(cfg: ClassifierTrainConfig) -> ClassifierTrainConfig:
+    """``cfg`` with input channels, resolution and class count from the data unless asked for
+    (``--image-channels``, ``--resolution``, ``--num-classes``); a classifier needs labels."""
+    from gankd.data import data_info
+
+    req = [_requested(cfg, k, ("model",)) for k in SHAPE_KEYS]
+    info = data_info(cfg.data)
+    if info.num_classes < 2:
+        raise ValueError(f"train-classifier needs labelled data: put each class's images in its own sub-folder "
+                         f"of {cfg.data} (it has {info.num_classes} classes)")  # fmt: skip
+    if req[2] is not None and req[2] != info.num_classes:
+        raise ValueError(f"--num-classes {req[2]} does not match {cfg.data}, which has {info.num_classes} "
+                         "classes: leave --num-classes out")  # fmt: skip
+    ch, res, nc = resolve_shape(cfg.data, *req)
+    shape = dict(image_channels=ch, resolution=res, num_classes=nc)
+    return replace(cfg, **shape, model=replace(cfg.model, **shape))
 
 
 def _shift_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -363,7 +411,7 @@ def load_teacher_classifier(cfg: ClassifierTrainConfig, num_classes: int) -> tor
         raise ValueError(
             f"--teacher {cfg.teacher} takes {tc.image_channels}x{tc.resolution}x{tc.resolution} images, the "
             f"student {cfg.model.image_channels}x{cfg.model.resolution}x{cfg.model.resolution}; set "
-            f"--set model.image_channels={tc.image_channels} --set model.resolution={tc.resolution}"
+            f"--image-channels {tc.image_channels} --resolution {tc.resolution}"
         )
     return teacher.eval().requires_grad_(False)
 
@@ -386,9 +434,8 @@ def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: 
     set_threads(cfg.threads)
     out_dir = Path(out_dir)
     state_path = out_dir / "state.pt"
+    cfg = resolve_classifier_shapes(cfg)  # shapes from the data unless asked for
     data = load_dataset(cfg.data, cfg.split, cfg.model.resolution, cfg.model.image_channels)
-    if data.num_classes != cfg.model.num_classes:
-        raise ValueError(f"the data has {data.num_classes} classes; set model.num_classes accordingly")
     if cfg.train_images:
         if cfg.train_images > len(data):
             raise ValueError(f"--set train_images={cfg.train_images} but {data.name} has {len(data)} images")
@@ -481,12 +528,16 @@ def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: 
     result = {"train_steps": step, "split": cfg.split}
     if stopped:
         result["planned_steps"] = steps
-    if cfg.data in ("fashion-mnist", "fmnist"):
-        if cfg.split == "fit":  # val is the last 5k of train: held out only when training on fit
-            result["val_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "val"), device=cfg.device)
-        else:
-            log.warning("split %r contains val: no val_acc reported (train on fit for one)", cfg.split)
-        result["test_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "test"), device=cfg.device)
+    shape = (cfg.model.resolution, cfg.model.image_channels)
+    if cfg.split == "fit":  # val is held out only when training on fit
+        result["val_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "val", *shape), device=cfg.device)
+    else:
+        log.warning("split %r contains val: no val_acc reported (train on fit for one)", cfg.split)
+    try:  # every dataset has a test split (a folder's: every 10th image from the 5th)
+        result["test_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "test", *shape), device=cfg.device)
+    except DataError as e:
+        log.warning("no test accuracy: %s", e)
+    if any(k.endswith("_acc") for k in result):
         logger.scalars(step, {k: v for k, v in result.items() if k.endswith("_acc")})
     logger.close()
     save(step, result)

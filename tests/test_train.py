@@ -166,11 +166,11 @@ def test_time_budget_stops_with_a_checkpoint(two_class_folder, tmp_path):
 
 def test_teacher_class_count_must_match_the_data(two_class_folder, tmp_path):
     cfg = GANTrainConfig(
-        data=f"folder:{two_class_folder}", steps=1,
-        generator=gankd.models.GeneratorConfig(base_channels=4, num_classes=10),
-        discriminator=gankd.models.DiscriminatorConfig(base_channels=4, num_classes=10),
+        data=f"folder:{two_class_folder}", steps=1, num_classes=10,  # --num-classes 10
+        generator=gankd.models.GeneratorConfig(base_channels=4),
+        discriminator=gankd.models.DiscriminatorConfig(base_channels=4),
     )  # fmt: skip
-    with pytest.raises(ValueError, match="does not match the data's 2 classes"):
+    with pytest.raises(ValueError, match="--num-classes 10 does not match .* which has 2 classes"):
         train_gan(cfg, tmp_path / "run")
 
 
@@ -184,7 +184,8 @@ def test_train_classifier_end_to_end(family, image_folder, tmp_path, capsys):
     )  # fmt: skip
     stdout, err = capsys.readouterr()
     assert code == 0, err
-    assert json.loads(stdout) == {"train_steps": 4, "split": "train"}
+    res = json.loads(stdout)
+    assert res == {"train_steps": 4, "split": "train", "test_acc": res["test_acc"]}  # the folder's test split
     m = load_classifier(out)
     assert m.family == family and m.cfg.num_classes == 2
     assert m(torch.zeros(1, 1, 32, 32)).shape == (1, 2)
@@ -193,8 +194,8 @@ def test_train_classifier_end_to_end(family, image_folder, tmp_path, capsys):
 
 
 def test_classifier_refuses_class_mismatch(image_folder, tmp_path):
-    cfg = ClassifierTrainConfig(data=f"folder:{image_folder}", epochs=1)  # model expects 10 classes
-    with pytest.raises(ValueError, match="2 classes"):
+    cfg = ClassifierTrainConfig(data=f"folder:{image_folder}", epochs=1, num_classes=10)  # --num-classes 10
+    with pytest.raises(ValueError, match="--num-classes 10 does not match .*2 classes"):
         train_classifier(cfg, tmp_path / "c")
 
 
@@ -334,6 +335,7 @@ def test_classifier_kd_logs_both_terms_to_jsonl_and_tensorboard(image_folder, tm
     code, err = classifier(capsys, image_folder, out, "--teacher", teacher, "--epochs", "1")
     assert code == 0, err
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    lines = [x for x in lines if "test_acc" not in x]  # the final test-split accuracy line
     assert [x["step"] for x in lines] == [1, 2, 3, 4]
     assert all(set(x) >= {"loss", "ce", "kd", "lr", "epoch"} for x in lines)
     assert any(p.name.startswith("events.out.tfevents") for p in (out / "tb").iterdir())
@@ -387,23 +389,24 @@ def test_classifier_kd_resume_is_bitwise_exact(image_folder, tmp_path, capsys, m
     assert classifier(capsys, image_folder, split, "--teacher", teacher, "--epochs", "2")[0] == 130
     assert load_state(split / "state.pt")["step"] == 2
     monkeypatch.setattr(gankd.train, "classifier_kd_loss", real)
-    code, err = cli.main(["train-classifier", "--out", str(split), "--resume", "--no-progress"]), None
+    code = cli.main(["train-classifier", "--out", str(split), "--resume", "--no-progress"])
     assert code == 0
     a, b = load_file(straight / "model.safetensors"), load_file(split / "model.safetensors")
     assert tensors_equal(a, b)  # dropout, augmentation, optimiser and schedule all resumed exactly
-    steps = [json.loads(x)["step"] for x in (split / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, 9))
+    lines = [json.loads(x) for x in (split / "metrics.jsonl").read_text().splitlines()]
+    # 14 train images (the folder's 2 test images held out), batch 4, 2 epochs: 7 steps
+    assert [x["step"] for x in lines if "test_acc" not in x] == list(range(1, 8))
 
 
 def test_classifier_time_budget_stops_with_a_checkpoint_then_resumes(image_folder, tmp_path):
     model = gankd.models.ClassifierConfig(num_classes=2, base_channels=4, feature_dim=8)
     kw = dict(data=f"folder:{image_folder}", model=model, epochs=1, batch_size=4, threads=1)
     res = train_classifier(ClassifierTrainConfig(max_minutes=1e-9, **kw), tmp_path / "c")
-    assert res == {"train_steps": 1, "split": "train", "planned_steps": 4}
+    assert res == {"train_steps": 1, "split": "train", "planned_steps": 4, "test_acc": res["test_acc"]}
     assert load_state(tmp_path / "c" / "state.pt")["step"] == 1
     assert json.loads((tmp_path / "c" / "config.json").read_text())["trained_steps"] == 1
     res = train_classifier(ClassifierTrainConfig(**kw), tmp_path / "c", resume=True)
-    assert res == {"train_steps": 4, "split": "train"}
+    assert res == {"train_steps": 4, "split": "train", "test_acc": res["test_acc"]}  # the folder's test split
 
 
 def test_classifier_resume_refuses_a_changed_teacher(image_folder, tmp_path, capsys):
@@ -419,5 +422,5 @@ def test_classifier_refuses_a_teacher_of_another_input_shape(image_folder, tmp_p
     model = gankd.models.ClassifierConfig(num_classes=2, base_channels=4, feature_dim=8)
     teacher = tiny_teacher(tmp_path / "t", resolution=16)
     cfg = ClassifierTrainConfig(data=f"folder:{image_folder}", model=model, epochs=1, teacher=str(teacher))
-    with pytest.raises(ValueError, match="model.resolution=16"):
+    with pytest.raises(ValueError, match="--resolution 16"):
         train_classifier(cfg, tmp_path / "s")
