@@ -43,7 +43,7 @@ from gankd.loop import (
     step_generator,
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
-from gankd.perceptual import PERCEPTUAL_NETS, build_perceptual
+from gankd.perceptual import PERCEPTUAL_NETS, perceptual_for_data
 from gankd.sampling import generate, grid, sample_grid, save_png
 from gankd.selection import DEFAULT_SELECT, Selector, build_selector, check_rule
 from gankd.students import INITS, build_student, frozen_copy
@@ -78,6 +78,7 @@ class DistillConfig:
     perceptual: float = 1.0  # weight of the perceptual loss (0 = off)
     perceptual_net: str = "fmnist"  # fmnist (shipped), lpips-alex or lpips-vgg
     perceptual_path: str | None = None  # folder of the fmnist perceptual net (default: shipped)
+    perceptual_off: str | None = None  # set by the run: why the perceptual/KD terms changed to fit the data
     feat: float = 1.0  # weight of the intermediate-feature loss (0 = off)
     feat_layers: tuple | None = None  # feature taps matched via 1x1 adapters: indices (gankd families, default
     # 1,2,3) or module paths (imported generators, default: the taps chosen at import)
@@ -332,10 +333,13 @@ class Distiller:
             self.D = D.to(dev).to(memory_format=self.cl).train()
             self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
         self.perc = None
-        if cfg.perceptual > 0 or cfg.kd > 0:
-            self.perc = build_perceptual(cfg.perceptual_net, cfg.perceptual_path).to(dev)
-            if cfg.kd > 0 and not self.perc.has_logits:
-                raise ValueError(f"--kd needs a class head; --perceptual {cfg.perceptual_net} has none: use fmnist")
+        if cfg.perceptual > 0 or cfg.kd > 0:  # a net that does not fit the data: LPIPS or off, one warning
+            self.perc, changes = perceptual_for_data(
+                cfg.perceptual_net, cfg.perceptual_path, data=self.data_spec, image_channels=self.image_channels,
+                perceptual=cfg.perceptual, kd=cfg.kd, teacher_dir=teacher_dir)  # fmt: skip
+            for k, v in changes.items():  # recorded in the run's config.json
+                setattr(cfg, k, v)
+            self.perc = self.perc.to(dev) if self.perc is not None else None
         self.opt_g = torch.optim.Adam(params, lr=cfg.lr_g, betas=cfg.betas)
         self.data = None
         if self.D is not None and self.real in ("data", "both"):

@@ -198,3 +198,65 @@ def build_perceptual(name: str, path: str | Path | None = None) -> nn.Module:
     if name in ("lpips-alex", "lpips-vgg"):
         return LPIPSPerceptual(name.split("-")[1])
     raise ValueError(f"unknown --perceptual '{name}'; choose one of: {', '.join(PERCEPTUAL_NETS)}")
+
+
+def perceptual_for_data(name: str, path: str | Path | None, *, data: str | None, image_channels: int,
+                        perceptual: float, kd: float, teacher_dir: str | Path | None = None
+                        ) -> tuple[nn.Module | None, dict]:  # fmt: skip
+    """The perceptual network of a distillation, chosen to fit its data; never a shape error later.
+
+    ``name``/``path``: the configured net (``--perceptual``, ``perceptual_path``). ``data``: the
+    run's data spec (``none`` = data-free: the teacher's recorded data decides the domain).
+    The shipped ``fmnist-perceptual`` fits only Fashion-MNIST (gray); a net of ``path`` must take
+    ``image_channels``. A net that does not fit is replaced by LPIPS (``lpips-alex``) when its
+    ImageNet trunk is present, else the perceptual and KD terms switch off; LPIPS has no class
+    head, so KD switches off with it. Each case logs ONE warning saying why and which flag turns
+    the terms on. Returns ``(module or None, config changes)``: the changes (``perceptual``,
+    ``kd``, ``perceptual_net``, ``perceptual_off``) are what the run's config records.
+    """
+    import logging
+
+    log = logging.getLogger(__name__)
+    changes: dict = {}
+    fix = (f"--perceptual lpips-alex (needs the ImageNet trunk {LPIPS_TRUNK_FILES['alex']} in "
+           f"{lpips_hub_file('alex').parent}/) or a classifier trained on this data (gankd train-classifier "
+           "--data ... --out DIR, then --set perceptual_path=DIR)")  # fmt: skip
+    if name != "fmnist":
+        module = build_perceptual(name, path)
+        if kd > 0:
+            why = f"--perceptual {name} has no class head: the KD term is off; a class head comes with {fix}"
+            log.warning(why)
+            changes.update(kd=0.0, perceptual_off=why)
+        return module, changes
+    from gankd.checkpoint import resolve_model_path
+    from gankd.config import load_json
+
+    why = None
+    if path:
+        module = build_perceptual(name, path)
+        net_channels = module.net.cfg.image_channels
+        if net_channels != image_channels:
+            why = f"the perceptual net {path} takes {net_channels}-channel images, the teacher makes {image_channels}"
+    else:
+        domain = data
+        if (not domain or domain == "none") and teacher_dir is not None:
+            meta = load_json(resolve_model_path(teacher_dir) / "config.json")
+            domain = meta.get("data") if isinstance(meta, dict) else None
+        if domain not in ("fashion-mnist", "fmnist") or image_channels != 1:
+            what = f"{image_channels}-channel images of {domain or 'unknown data'}"
+            why = f"the shipped perceptual net is trained on Fashion-MNIST (gray), not on {what}"
+        else:
+            module = build_perceptual(name, None)
+    if why is None:
+        return module, changes
+    if perceptual > 0 and lpips_hub_file("alex").is_file():
+        note = f"{why}: the perceptual term uses lpips-alex instead" + (
+            "; the KD term is off (LPIPS has no class head; a classifier trained on this data brings one: "
+            "--set perceptual_path=DIR)" if kd > 0 else "")  # fmt: skip
+        log.warning(note)
+        changes.update(perceptual_net="lpips-alex", kd=0.0, perceptual_off=note)
+        return build_perceptual("lpips-alex"), changes
+    note = f"{why}: the perceptual and KD terms are off; turn them on with {fix}"
+    log.warning(note)
+    changes.update(perceptual=0.0, kd=0.0, perceptual_off=note)
+    return None, changes
