@@ -10,11 +10,20 @@ Protocol (see DESIGN.md, "Evaluation protocol"):
   never samples latents or labels (its conditional path crashes on numpy 2).
 - Reference set: a dataset split (default ``fashion-mnist:test``, 10k), at the
   generator's resolution and channels.
-- Feature extractors:
-  ``fmnist-evaluator``: gankd's evaluator classifier (``pretrained/fmnist-evaluator``),
-  registered with torch-fidelity; FID/KID/PRC use its penultimate embedding, IS its
-  logits. ``inception-v3-compat``: torch-fidelity's standard Inception-V3, used only
-  when its weight file is present locally (gray images are tiled to 3 channels).
+- Feature extractors, chosen for the domain (:func:`choose_extractor`, ``--extractor auto``):
+  an evaluator classifier the user passes (``--evaluator DIR``: trained on their own
+  labelled data; its input channels and resolution must fit); else torch-fidelity's
+  standard Inception-V3 (``inception-v3-compat``) when its weight file is present locally
+  (gray images are tiled to 3 channels); else the shipped ``fmnist-evaluator``
+  (``pretrained/fmnist-evaluator``) for Fashion-MNIST data at 1 channel, 32 px (the only
+  domain it is trained on); else ``random-conv``: a seed-fixed (seed 0) randomly
+  initialised conv net whose globally pooled features are a domain-agnostic embedding,
+  as used for non-ImageNet data in the precision/recall/density/coverage literature
+  (Naeem et al. 2020). Its construction is hashed, so a result names it exactly. A network
+  trained on another domain is used only when ``--extractor`` names it explicitly.
+  Classifier extractors: FID/KID/PRC use the penultimate embedding, IS the logits; IS and
+  class consistency need a classifier of the domain and are skipped, with the reason,
+  under ``random-conv``.
 - Reference features are cached by gankd (``$GANKD_CACHE/fidelity`` or
   ``~/.cache/gankd/fidelity``) as safetensors files named by the data's content hash,
   the extractor weights' hash, the sample count, the image size and the feature layers.
@@ -62,7 +71,10 @@ log = logging.getLogger(__name__)
 
 EVALUATOR = "fmnist-evaluator"
 INCEPTION = "inception-v3-compat"
-EXTRACTORS = (EVALUATOR, INCEPTION)
+AUTO = "auto"
+RANDOM_CONV = "random-conv"
+EXTRACTORS = (AUTO, EVALUATOR, INCEPTION, RANDOM_CONV)
+MIN_REFERENCE = 2000  # fewer reference images than this: FID/PRC are noisy, and results say so
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 DEFAULT_REFERENCE = "fashion-mnist:test"
 FIDELITY_METRICS = ("fid", "isc", "kid", "prc")
@@ -364,6 +376,191 @@ if EVALUATOR not in FEATURE_EXTRACTORS_REGISTRY:
     register_feature_extractor(EVALUATOR, EvaluatorFeatureExtractor)
 
 
+# ------------------------------------------------------------------ domain-agnostic fallback
+RANDOM_CONV_SEED = 0
+RANDOM_CONV_WIDTHS = (32, 64, 128, 256)
+_RANDOM_CONV_TF = "gankd-random-conv"  # its torch-fidelity registry name
+
+
+def random_conv_net() -> nn.Sequential:
+    """The ``random-conv`` extractor's network: 3x3 convs (widths :data:`RANDOM_CONV_WIDTHS`,
+    stride 2 after the first) with LeakyReLU(0.2), He-normal weights from a CPU generator
+    seeded with :data:`RANDOM_CONV_SEED`, zero biases: the same weights on every machine."""
+    g = torch.Generator().manual_seed(RANDOM_CONV_SEED)
+    layers: list[nn.Module] = []
+    c_in = 3
+    for i, c in enumerate(RANDOM_CONV_WIDTHS):
+        conv = nn.Conv2d(c_in, c, 3, stride=1 if i == 0 else 2, padding=1)
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * (2.0 / (c_in * 9)) ** 0.5)
+            conv.bias.zero_()
+        layers += [conv, nn.LeakyReLU(0.2)]
+        c_in = c
+    return nn.Sequential(*layers).eval().requires_grad_(False)
+
+
+@functools.lru_cache(maxsize=1)
+def random_conv_digest() -> str:
+    """Short sha256 of the ``random-conv`` network's construction (widths, seed) and weights."""
+    h = hashlib.sha256(f"random-conv widths={RANDOM_CONV_WIDTHS} seed={RANDOM_CONV_SEED}".encode())
+    for k, v in random_conv_net().state_dict().items():
+        h.update(k.encode())
+        h.update(v.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def random_conv_features(x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
+    """uint8 (B, C, H, W), C = 1 or 3 -> (B, sum(widths)) global-average-pooled features of
+    every stage (gray tiled to 3 channels; images in [-1, 1])."""
+    net = net or random_conv_net()
+    h = to_float(x)
+    if h.shape[1] == 1:
+        h = h.expand(-1, 3, -1, -1)
+    feats = []
+    for layer in net:
+        h = layer(h)
+        if isinstance(layer, nn.LeakyReLU):
+            feats.append(h.mean(dim=(2, 3)))
+    return torch.cat(feats, 1)
+
+
+class RandomConvFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity feature extractor ``random-conv`` (see :func:`random_conv_net`): feature
+    ``pool`` (FID, KID, PRC). It has no class logits, so no IS."""
+
+    def __init__(self, name, features_list, **kwargs):
+        super().__init__(name, features_list)
+        self.net = random_conv_net()
+        self.eval()
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("pool",)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return "pool"
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+
+    def forward(self, x: torch.Tensor):
+        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4):
+            raise ValueError("the random-conv extractor expects uint8 images (B, C, H, W)")
+        with torch.no_grad():
+            return (random_conv_features(x, self.net).float(),)
+
+
+if _RANDOM_CONV_TF not in FEATURE_EXTRACTORS_REGISTRY:
+    register_feature_extractor(_RANDOM_CONV_TF, RandomConvFeatureExtractor)
+
+
+# ------------------------------------------------------------------ which extractor
+@dataclass
+class Extractor:
+    """The feature extractor a result uses, named exactly (see :func:`choose_extractor`)."""
+
+    kind: str  # "classifier", "inception" or "random-conv"
+    name: str  # what results say: fmnist-evaluator, evaluator:NAME, inception-v3-compat, random-conv
+    weights: Path | None  # classifier folder or Inception file; None for random-conv (built in code)
+    sha256_16: str  # weights (or construction) hash
+    reason: str  # why it was chosen
+    in_domain: bool = True  # False: a network of another domain, used because a flag asked for it
+
+    @property
+    def has_logits(self) -> bool:
+        """IS needs class logits (the classifier's, or Inception's ImageNet head)."""
+        return self.kind != "random-conv"
+
+    def info(self) -> dict:
+        return {"extractor": self.name, "extractor_weights": None if self.weights is None else str(self.weights),
+                "extractor_sha256_16": self.sha256_16, "extractor_reason": self.reason,
+                "extractor_in_domain": self.in_domain}  # fmt: skip
+
+
+def fmnist_like(data: str | None, channels: int, resolution: int) -> bool:
+    """Whether the shipped evaluator fits: Fashion-MNIST data, 1 channel, 32 px."""
+    return data in ("fashion-mnist", "fmnist") and channels == 1 and resolution == 32
+
+
+def _classifier_extractor(folder: Path, reason: str, in_domain: bool = True) -> Extractor:
+    shipped = (package_root() / "pretrained" / "fmnist-evaluator").resolve()
+    name = EVALUATOR if folder.resolve() == shipped else f"evaluator:{folder.name}"
+    return Extractor("classifier", name, folder, file_digest(folder), reason, in_domain)
+
+
+def check_evaluator_fits(folder: Path, channels: int, resolution: int, data: str | None = None) -> None:
+    """One-line ValueError unless the classifier in ``folder`` takes ``channels`` x ``resolution`` images."""
+    cfg = load_json(folder / CONFIG).get("config", {})
+    c, r = cfg.get("image_channels", 1), cfg.get("resolution", 32)
+    if (c, r) != (channels, resolution):
+        raise ValueError(
+            f"--evaluator {folder} takes {c}x{r}x{r} images but the evaluated ones are {channels}x{resolution}x"
+            f"{resolution}: train one with `gankd train-classifier --data {data or 'DATA'} --image-channels "
+            f"{channels} --resolution {resolution} --out DIR` and pass --evaluator DIR"
+        )
+
+
+def choose_extractor(extractor: str = AUTO, *, channels: int, resolution: int, data: str | None = None,
+                     evaluator: str | Path | None = None,
+                     inception_weights: str | Path | None = None) -> Extractor:  # fmt: skip
+    """The feature extractor for images of ``channels`` x ``resolution`` px from ``data`` (a
+    dataset spec without split, or None when unknown). See the module doc for the order
+    under ``auto``. Named choices are honoured; the shipped evaluator on data that is not
+    Fashion-MNIST is logged as out of domain. Raises with the fix when weights are missing."""
+    if extractor not in EXTRACTORS:
+        raise ValueError(f"--extractor {extractor!r} is unknown; choose one of: {', '.join(EXTRACTORS)}")
+    if extractor == RANDOM_CONV:
+        return Extractor("random-conv", RANDOM_CONV, None, random_conv_digest(), "asked for (--extractor random-conv)")
+    if extractor == INCEPTION:
+        w = find_inception_weights(inception_weights)
+        return Extractor("inception", INCEPTION, w, file_digest(w), "asked for (--extractor inception-v3-compat)")
+    if extractor == EVALUATOR:
+        folder = resolve_evaluator(evaluator)
+        ex = _classifier_extractor(folder, "asked for (--extractor fmnist-evaluator)")
+        if ex.name == EVALUATOR and not fmnist_like(data, channels, resolution):
+            ex.in_domain = False
+            ex.reason = (f"asked for (--extractor fmnist-evaluator) although it is trained on Fashion-MNIST (1x32x32), "
+                         f"not on {channels}x{resolution}x{resolution} images of {data or 'unknown data'}")  # fmt: skip
+            log.warning("extractor: %s", ex.reason)
+        return ex
+    # auto
+    if evaluator:
+        folder = resolve_evaluator(evaluator)
+        check_evaluator_fits(folder, channels, resolution, data)
+        return _classifier_extractor(folder, "--evaluator given (a classifier of this domain)")
+    try:
+        w = find_inception_weights(inception_weights)
+        return Extractor("inception", INCEPTION, w, file_digest(w), "Inception-V3 weights present")
+    except FileNotFoundError:
+        if inception_weights:
+            raise
+    if fmnist_like(data, channels, resolution):
+        try:
+            folder = resolve_evaluator(None)
+            return _classifier_extractor(folder, "Fashion-MNIST data: the shipped evaluator is trained on it")
+        except FileNotFoundError:
+            pass
+    why = ("no Inception-V3 weights and no evaluator classifier for "
+           f"{channels}x{resolution}x{resolution} images of {data or 'unknown data'}: a domain-agnostic seed-fixed "
+           "random conv net (a classifier trained on this data: gankd train-classifier, then --evaluator DIR)")  # fmt: skip
+    return Extractor("random-conv", RANDOM_CONV, None, random_conv_digest(), why)
+
+
+def data_name(source) -> str | None:
+    """The dataset (no split) a metric input comes from, when it is a data spec or a loaded set."""
+    if isinstance(source, ImageSet):
+        source = source.name
+    if isinstance(source, (str, Path)) and not is_generator_dir(source):
+        return parse_data_spec(str(source))[0]
+    return None
+
+
 # ------------------------------------------------------------------ Inception, loaded safely
 def load_inception_state(path: str | Path, label: str | None = None) -> dict[str, torch.Tensor]:
     """Inception-V3 weights as a state dict, read without unpickling code (``.safetensors``
@@ -546,7 +743,7 @@ def fidelity_metrics(
     metrics: Sequence[str] = FIDELITY_METRICS,
     num_samples: int = 10000,
     num_reference: int | None = None,
-    extractor: str = EVALUATOR,
+    extractor: str | Extractor = AUTO,
     evaluator: str | Path | None = None,
     inception_weights: str | Path | None = None,
     first_seed: int = 0,
@@ -563,9 +760,13 @@ def fidelity_metrics(
     ``fashion-mnist:test`` (all of it, or ``num_reference`` random images), loaded at
     the source's resolution and channels. ``metrics`` from ``fid, isc, kid, prc``.
 
+    ``extractor``: a name (see :func:`choose_extractor`; ``auto`` picks for the domain of the
+    reference) or an :class:`Extractor` already chosen.
+
     Returns ``{"fid", "isc_mean", "isc_std", "kid_mean", "kid_std", "precision",
-    "recall", "f_score"}`` (those asked for) plus ``"protocol"`` (extractor, weights
-    hash, sample counts, resize, channels) and ``"time_s"``.
+    "recall", "f_score"}`` (those asked for; ``"skipped": {metric: reason}`` for those the
+    extractor cannot give) plus ``"protocol"`` (extractor name, weights, hash and why it was
+    chosen, sample counts, resize, channels, warnings) and ``"time_s"``.
     """
     import torch_fidelity
 
@@ -573,19 +774,28 @@ def fidelity_metrics(
     bad = [m for m in metrics if m not in FIDELITY_METRICS]
     if bad or not metrics:
         raise ValueError(f"--metrics: unknown {bad or metrics}; choose from {', '.join(FIDELITY_METRICS)}")
-    if extractor not in EXTRACTORS:
+    if not isinstance(extractor, Extractor) and extractor not in EXTRACTORS:
         raise ValueError(f"--extractor {extractor!r} is unknown; choose one of: {', '.join(EXTRACTORS)}")
-    # Check the extractor's weights first: fail in a second, not after sampling 10k images.
-    if extractor == EVALUATOR:
-        weights = resolve_evaluator(evaluator)
-    else:
-        weights = find_inception_weights(inception_weights)
-    w_digest = file_digest(weights)
+    # Check a named extractor's weights first: fail in a second, not after sampling 10k images.
+    if extractor in (EVALUATOR, INCEPTION):
+        resolve_evaluator(evaluator) if extractor == EVALUATOR else find_inception_weights(inception_weights)
 
     t0 = time.perf_counter()
     src = as_image_set(source, num=num_samples, first_seed=first_seed, batch_size=batch_size, device=device)
     res, ch = src.images.shape[-1], src.images.shape[1]
     ref = as_image_set(reference, resolution=res, channels=ch, num=num_reference)
+    if not isinstance(extractor, Extractor):
+        extractor = choose_extractor(extractor, channels=ch, resolution=res, data=data_name(ref),
+                                     evaluator=evaluator, inception_weights=inception_weights)  # fmt: skip
+    ex = extractor
+    weights, w_digest = ex.weights, ex.sha256_16
+    skipped = {}
+    if "isc" in metrics and not ex.has_logits:
+        skipped["isc"] = (f"IS needs class logits of a classifier for this domain; {ex.name} has none "
+                          "(a classifier trained on this data: gankd train-classifier, then --evaluator DIR)")  # fmt: skip
+        metrics = [m for m in metrics if m != "isc"]
+    if not metrics:
+        return {"skipped": skipped, "protocol": {**ex.info(), "metrics": []}, "time_s": 0.0}
     if ref.images.shape[1:] != src.images.shape[1:]:
         raise ValueError(
             f"reference images are {tuple(ref.images.shape[1:])} but evaluated images are "
@@ -596,12 +806,13 @@ def fidelity_metrics(
         raise ValueError("KID needs at least 2 images in each set; raise --num-samples")
     if "prc" in metrics and min(n1, n2) < 5:
         raise ValueError("precision/recall needs at least 5 images in each set; raise --num-samples")
-    rgb = extractor == INCEPTION
+    rgb = ex.kind == "inception"
+    tf_name = {"inception": _SAFE_INCEPTION, "classifier": EVALUATOR, "random-conv": _RANDOM_CONV_TF}[ex.kind]
     kwargs = dict(
         cuda=str(device).startswith("cuda"),
         batch_size=batch_size,
-        feature_extractor=_SAFE_INCEPTION if rgb else EVALUATOR,
-        feature_extractor_weights_path=str(weights),
+        feature_extractor=tf_name,
+        feature_extractor_weights_path=None if weights is None else str(weights),
         kid_subset_size=min(1000, n1, n2),
         kid_subsets=kid_subsets,
         isc_splits=max(1, min(10, n1)),
@@ -611,31 +822,42 @@ def fidelity_metrics(
     )
     cache_name = None
     binary = [m for m in metrics if m != "isc"]  # the reference's features serve these only
-    if cache and binary and isinstance(reference, str):
+    if cache and binary and isinstance(reference, (str, ImageSet)):
         layers = set(_feature_layers(binary, kwargs["feature_extractor"]).values())
         layers_tag = "+".join(sorted(layers)).replace("_", "")
-        cache_name = f"gankd-{_slug(ref.name)}-n{n2}-{ch}x{res}-{ref.digest}-{extractor}-{w_digest}-{layers_tag}"
+        cache_name = (f"gankd-{_slug(ref.name)}-n{n2}-{ch}x{res}-{ref.digest}-{_slug(ex.name)}-{w_digest}-"
+                      f"{layers_tag}")  # fmt: skip
     out = _calculate(src, ref, metrics, rgb, kwargs, cache_name,
                      info={"reference": ref.description, "reference_sha256_16": ref.digest, "num": n2,
-                           "image_size": [ch, res, res], "extractor": extractor,
+                           "image_size": [ch, res, res], "extractor": ex.name,
                            "extractor_sha256_16": w_digest})  # fmt: skip
     result: dict = {_KEYS[k]: float(v) for k, v in out.items() if k in _KEYS}
+    if skipped:
+        result["skipped"] = skipped
 
-    if extractor == EVALUATOR:
-        r = load_json(Path(weights) / CONFIG)["config"].get("resolution", 32)
+    if ex.kind == "classifier":
+        ccfg = load_json(Path(weights) / CONFIG)["config"]
+        r, c = ccfg.get("resolution", 32), ccfg.get("image_channels", 1)
         resize = "none" if r == res else f"{res}px -> {r}px bilinear (antialiased)"
-        chan = "as generated"
-    else:
+        chan = "as generated" if c == ch else ("RGB -> luma (gray)" if ch == 3 else "gray tiled to 3 channels")
+        feats = {"fid/kid/prc": "embed", "isc": "logits"}
+    elif ex.kind == "inception":
         resize = f"{res}px -> 299px (torch-fidelity, TF1-compatible bilinear)"
         chan = "gray tiled to 3 channels" if ch == 1 else "RGB"
+        feats = {"fid/kid/prc": "2048", "isc": "logits_unbiased"}
+    else:
+        resize = "none (features pooled over the whole image)"
+        chan = "gray tiled to 3 channels" if ch == 1 else "RGB"
+        feats = {"fid/kid/prc": f"pool ({sum(RANDOM_CONV_WIDTHS)}-d, global average of every stage)"}
+    warnings = []
+    if n2 < MIN_REFERENCE:
+        warnings.append(f"the reference holds {n2} images (< {MIN_REFERENCE}): FID, KID and precision/recall "
+                        "are noisy; compare only against the real-data floor measured the same way")  # fmt: skip
+    if not ex.in_domain:
+        warnings.append(f"extractor {ex.name} is trained on another domain ({ex.reason})")
     result["protocol"] = {
-        "extractor": extractor,
-        "extractor_weights": str(weights),
-        "extractor_sha256_16": w_digest,
-        "features": {
-            "fid/kid/prc": "embed" if extractor == EVALUATOR else "2048",
-            "isc": "logits" if extractor == EVALUATOR else "logits_unbiased",
-        },  # fmt: skip
+        **ex.info(),
+        "features": feats,
         "metrics": list(metrics),
         "generated": src.description,
         "num_generated": n1,
@@ -651,6 +873,7 @@ def fidelity_metrics(
         "prc_neighborhood": 3,
         "reference_cache": cache_name,
         "torch_fidelity": torch_fidelity.__version__,
+        "warnings": warnings,
     }
     result["time_s"] = round(time.perf_counter() - t0, 3)
     return result

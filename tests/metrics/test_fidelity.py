@@ -41,7 +41,9 @@ def test_self_is_zero_and_corruption_is_clearly_worse(evaluator_dir):
         assert r["kid_mean"] > 5 * abs(same["kid_mean"])  # unbiased KID: self is ~0 +- noise
         assert r["recall"] < 1.0
     p = same["protocol"]
-    assert p["extractor"] == "fmnist-evaluator" and p["num_generated"] == p["num_reference"] == 200
+    # a user's evaluator is named as such (never "fmnist-evaluator"), with its path and hash
+    assert p["extractor"] == "evaluator:eval" and p["num_generated"] == p["num_reference"] == 200
+    assert p["extractor_weights"] == str(evaluator_dir) and "--evaluator" in p["extractor_reason"]
     assert p["extractor_sha256_16"] == fm.file_digest(evaluator_dir) and p["resize"] == "none"
 
 
@@ -243,7 +245,7 @@ def test_planted_metrics_cache_files_never_run(tmp_path, evaluator_dir, caplog):
     marker = tmp_path / "ran"
     # the names torch-fidelity read (weights_only=False) when gankd passed it a cache name
     ref = fm.load_image_set(spec, 32, 1)
-    old = f"gankd-{fm._slug(ref.name)}-n40-1x32-{ref.digest}-{fm.EVALUATOR}-{fm.file_digest(evaluator_dir)}"
+    old = f"gankd-{fm._slug(ref.name)}-n{len(ref)}-1x32-{ref.digest}-{fm.EVALUATOR}-{fm.file_digest(evaluator_dir)}"
     cache = fm.cache_root()
     for suffix in ("features-embed", "features-logits", "stat-fid-embed"):
         _payload(cache / f"{old}-{fm.EVALUATOR}-{suffix}.pt", marker)
@@ -255,7 +257,7 @@ def test_planted_metrics_cache_files_never_run(tmp_path, evaluator_dir, caplog):
     assert hit["fid"] == first["fid"] and hit["kid_mean"] == first["kid_mean"]
     for plant in ("payload", "garbage", "wrong-shape"):
         if plant == "payload":
-            _payload(ours[0], marker, {"embed": torch.zeros(40, 16)})
+            _payload(ours[0], marker, {"embed": torch.zeros(len(ref), 16)})
         elif plant == "garbage":
             ours[0].write_bytes(b"\x80\x04not a safetensors file")
         else:
@@ -265,5 +267,5 @@ def test_planted_metrics_cache_files_never_run(tmp_path, evaluator_dir, caplog):
             again = fm.fidelity_metrics(x, spec, ("fid", "kid"), evaluator=evaluator_dir, **FAST)
         assert again["fid"] == pytest.approx(first["fid"], rel=1e-9), plant
         assert any("ignoring unreadable metrics cache file" in r.getMessage() for r in caplog.records), plant
-        assert fm.load_cached_features(ours[0].stem, ["embed"], 40) is not None  # rewritten, valid
+        assert fm.load_cached_features(ours[0].stem, ["embed"], len(ref)) is not None  # rewritten, valid
     assert not marker.exists()
