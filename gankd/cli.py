@@ -324,6 +324,7 @@ def _eval_command(args) -> str:
 
 def cmd_eval(args) -> int:
     from gankd.evaluate import evaluate, real_floor, save_result
+    from gankd.metrics.fidelity import DEFAULT_REFERENCE
     from gankd.report import summary_lines
 
     if not args.model and not args.real_floor:
@@ -342,7 +343,7 @@ def cmd_eval(args) -> int:
         )  # fmt: skip
         out = Path(args.out) if args.out else Path(args.model) / "eval.json"
     else:
-        result = real_floor(args.reference, num_samples=args.num_samples, metrics=args.metrics,
+        result = real_floor(args.reference or DEFAULT_REFERENCE, num_samples=args.num_samples, metrics=args.metrics,
                             extractor=args.extractor, command=command, **common)  # fmt: skip
         out = Path(args.out or "real_floor.json")
     print("\n".join(summary_lines(result)))
@@ -360,9 +361,15 @@ def add_eval(sub) -> None:
     p.add_argument("--num-samples", type=int, default=10000, help="generated images (default 10000)")
     p.add_argument("--num-reference", type=int,
                    help="reference images (default: all with the evaluator, --num-samples with Inception)")
-    p.add_argument("--reference", default=DEFAULT_REFERENCE, help="reference split, e.g. fashion-mnist:test")
-    p.add_argument("--extractor", default=EXTRACTORS[0], choices=EXTRACTORS, help="feature extractor")
-    p.add_argument("--evaluator", help="evaluator classifier folder (default pretrained/fmnist-evaluator)")
+    p.add_argument("--reference",
+                   help="reference split, e.g. folder:PATH:test (default: the test split of the data the model "
+                        f"records; {DEFAULT_REFERENCE} for --real-floor alone)")  # fmt: skip
+    p.add_argument("--extractor", default=EXTRACTORS[0], choices=EXTRACTORS,
+                   help="feature extractor; auto (default) = --evaluator if given, else Inception-V3 when its "
+                        "weights are present, else fmnist-evaluator on Fashion-MNIST, else random-conv "
+                        "(seed-fixed random conv features: domain-agnostic)")  # fmt: skip
+    p.add_argument("--evaluator", help="evaluator classifier folder trained on the model's data (gankd "
+                   "train-classifier); also used for class consistency")
     p.add_argument("--inception-weights", help="path of weights-inception-2015-12-05-6726825d.pth")
     p.add_argument("--speed", action="store_true", help="measure latency/throughput (eager + ONNX Runtime)")
     p.add_argument("--compile", action="store_true", help="with --speed: also torch.compile (slow)")
@@ -373,7 +380,9 @@ def add_eval(sub) -> None:
     p.add_argument("--lpips", choices=("auto", "on", "off"), default="auto",
                    help="LPIPS to the teacher: auto = when the ImageNet trunk is present")
     p.add_argument("--lpips-weights", help="path of alexnet-owt-7be5be79.pth for LPIPS")
-    p.add_argument("--real-floor", action="store_true", help="also score real train vs real test")
+    p.add_argument("--real-floor", action="store_true",
+                   help="also score real images vs the reference under the same protocol (Fashion-MNIST: train "
+                        "vs test; a folder: its fit split vs its test split)")  # fmt: skip
     p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed..first-seed+N-1")
     p.add_argument("--role", choices=("teacher", "student", "model"), help="label for reports")
     p.add_argument("--out", help="JSON path (default MODEL/eval.json, or real_floor.json)")

@@ -96,12 +96,111 @@ def _load(model_or_dir, device: str) -> tuple[nn.Module, Path | None]:
     return load_generator(folder, map_location=device), folder
 
 
+def model_data(folder: Path | None) -> str | None:
+    """The dataset a model folder records (config.json ``data``; a student without one: its
+    teacher's), or None."""
+    if folder is None or not (folder / CONFIG).is_file():
+        return None
+    meta = load_json(folder / CONFIG)
+    data = meta.get("data") if isinstance(meta, dict) else None
+    if not data and isinstance(meta, dict) and meta.get("teacher"):
+        t = resolve_model_path(meta["teacher"])
+        if (t / CONFIG).is_file():
+            data = load_json(t / CONFIG).get("data")
+    return None if data in (None, "", "none") else str(data)
+
+
+def plan_quality(model: nn.Module, folder: Path | None, reference: str | None, extractor: str,
+                 evaluator=None, inception_weights=None, num_reference: int | None = None,
+                 num_samples: int = 10000, load_reference: bool = True) -> dict:  # fmt: skip
+    """Everything the quality metrics need, checked BEFORE any image is generated.
+
+    The reference defaults to the model's own data, test split (``<data>:test``); it must fit
+    the model (a colour model is never scored against gray data; a conditional model's class
+    count must match the reference's), and is loaded here. The extractor is chosen for the
+    domain (:func:`gankd.metrics.fidelity.choose_extractor`); a user's ``evaluator`` must not
+    be the model's selection network or the shipped perceptual net. Returns ``{"reference",
+    "data", "ref_set", "extractor", "class_net", "class_skip"}``: ``class_net`` is the
+    classifier of this domain for class consistency and the evaluator distance (None: skipped,
+    ``class_skip`` says why).
+    """
+    from gankd.checkpoint import WEIGHTS, file_sha256
+    from gankd.data import data_info
+    from gankd.metrics import fidelity as fid
+
+    ch, res, _ = adapter_for(model).output_shape()
+    nc = adapter_for(model).num_classes
+    data = model_data(folder)
+    name = portable_path(folder) if folder is not None else "the model"
+    if reference is None:
+        if data:
+            reference = f"{data}:test"
+        elif (ch, res) == (1, 32):
+            log.warning("%s records no data set: scoring against %s (pass --reference)", name, fid.DEFAULT_REFERENCE)
+            reference = fid.DEFAULT_REFERENCE
+        else:
+            raise ValueError(f"{name} records no data set: pass --reference (e.g. folder:PATH:test, the held-out "
+                             "split of the model's data)")  # fmt: skip
+    ref_data, _ = fid.parse_data_spec(str(reference))
+    info = data_info(ref_data)
+    if ch == 3 and info.channels == 1:
+        raise ValueError(f"--reference {reference} is gray but {name} makes RGB images: pass --reference with the "
+                         f"model's data{f' ({data}:test)' if data else ''}")  # fmt: skip
+    if nc > 0 and info.num_classes not in (0, nc):
+        raise ValueError(f"--reference {reference} has {info.num_classes} classes but {name} is conditional on "
+                         f"{nc}: pass --reference with the model's data{f' ({data}:test)' if data else ''}")  # fmt: skip
+    if ch == 1 and info.channels == 3:
+        log.warning("the reference %s is colour and the model gray: the reference is converted to gray", reference)
+    if extractor == fid.INCEPTION or (extractor == fid.AUTO and not evaluator and _inception_present(inception_weights)):
+        num_reference = num_samples if num_reference is None else num_reference
+    ref_set = fid.load_image_set(str(reference), res, ch, num_reference) if load_reference else None
+    ex = fid.choose_extractor(fid.AUTO if not load_reference else extractor, channels=ch, resolution=res,
+                              data=ref_data, evaluator=evaluator, inception_weights=inception_weights)  # fmt: skip
+    if ex.kind == "classifier" and evaluator:
+        sha = file_sha256(ex.weights / WEIGHTS)
+        forbidden = {}
+        sel = ((load_json(folder / CONFIG).get("selected_on") or {}) if folder is not None else {})
+        if sel.get("net_sha256"):
+            forbidden[sel["net_sha256"]] = f"the network {name} was selected with"
+        shipped_perc = resolve_model_path("fmnist-perceptual") / WEIGHTS
+        if shipped_perc.is_file():
+            forbidden[file_sha256(shipped_perc)] = "the shipped perceptual net (training losses only)"
+        if sha in forbidden:
+            raise ValueError(f"--evaluator {evaluator} is {forbidden[sha]}: scoring with it inflates the numbers; "
+                             "pass --evaluator with a classifier trained separately (gankd train-classifier)")  # fmt: skip
+    class_net, class_skip = None, None
+    if ex.kind == "classifier" and ex.in_domain:
+        class_net = ex.weights
+    elif evaluator:
+        class_net = fid.resolve_evaluator(evaluator)
+    elif fid.fmnist_like(ref_data, ch, res):
+        try:
+            class_net = fid.resolve_evaluator(None)
+        except FileNotFoundError as e:
+            class_skip = str(e)
+    else:
+        class_skip = (f"no classifier of this domain ({ch}x{res}x{res} images of {ref_data}): train one with "
+                      f"gankd train-classifier --data {ref_data} and pass --evaluator DIR")  # fmt: skip
+    return {"reference": str(reference), "data": ref_data, "ref_set": ref_set, "extractor": ex,
+            "class_net": class_net, "class_skip": class_skip}
+
+
+def _inception_present(path) -> bool:
+    from gankd.metrics import fidelity as fid
+
+    try:
+        fid.find_inception_weights(path, verify=False)
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def evaluate(
     model_dir,
     metrics: Sequence[str] | str = METRICS,
     num_samples: int = 10000,
-    extractor: str = "fmnist-evaluator",
-    reference: str = "fashion-mnist:test",
+    extractor: str = "auto",
+    reference: str | None = None,
     speed: bool = False,
     teacher=None,
     *,
@@ -129,11 +228,14 @@ def evaluate(
     """Evaluate a generator (folder or module) and return a JSON-able dict.
 
     Quality: ``metrics`` from fid, isc, kid, prc on ``num_samples`` images (seeds
-    ``first_seed..``, class-balanced labels) against ``reference`` (default the
-    Fashion-MNIST test split; all of it with the evaluator, ``num_samples`` random
-    images with Inception unless ``num_reference`` says otherwise), features from
-    ``extractor`` (``fmnist-evaluator`` or ``inception-v3-compat``).
-    Class consistency (conditional models): evaluator accuracy vs the conditioning class.
+    ``first_seed..``, class-balanced labels) against ``reference`` (default the test split
+    of the data the model records; all of it, or ``num_samples`` random images with
+    Inception unless ``num_reference`` says otherwise), features from ``extractor``
+    (``auto`` chooses for the domain: see :func:`gankd.metrics.fidelity.choose_extractor`).
+    Reference, extractor and their fit to the model are checked before any image is
+    generated (:func:`plan_quality`).
+    Class consistency (conditional models): accuracy of a classifier of the domain (the
+    evaluator) vs the conditioning class; skipped, with the reason, without one.
     Teacher fidelity (``teacher`` = generator folder or module): PSNR (dB, [0, 1] images),
     an LPIPS-style distance on the evaluator's features, and LPIPS (lpips package) when
     its ImageNet trunk exists (``lpips='auto'``; ``True`` requires it, ``False`` skips).
@@ -172,6 +274,11 @@ def evaluate(
         )
     model, folder = _load(model_dir, device)
     nc = adapter_for(model).num_classes
+    plan = None
+    if metrics or (class_consistency and nc > 0) or teacher is not None:
+        plan = plan_quality(model, folder, reference, extractor, evaluator, inception_weights, num_reference,
+                            num_samples, load_reference=bool(metrics))  # fmt: skip
+        reference = plan["reference"]
     timings: dict[str, float] = {}
     result: dict = {
         "schema": SCHEMA,
@@ -190,15 +297,13 @@ def evaluate(
             model, num_samples, first_seed, batch_size, device, name=result["model"] or "generator"
         )
         timings["generate_s"] = round(time.perf_counter() - t, 3)
-        if num_reference is None and extractor == fid.INCEPTION:
-            num_reference = num_samples
         q = fid.fidelity_metrics(
             images,
-            reference,
+            plan["ref_set"],
             metrics,
             num_samples,
-            num_reference,
-            extractor,
+            None,
+            plan["extractor"],
             evaluator,
             inception_weights,
             first_seed,
@@ -213,14 +318,15 @@ def evaluate(
 
     if class_consistency and nc > 0:
         t = time.perf_counter()
-        try:
-            result["class_consistency"] = fid.class_consistency(
-                model, num_samples, evaluator, first_seed, batch_size, device, images=images
-            )
-        except FileNotFoundError as e:
-            if metrics and extractor == fid.EVALUATOR:
-                raise
-            result["class_consistency"] = {"skipped": str(e)}
+        if plan["class_net"] is None:
+            result["class_consistency"] = {"skipped": plan["class_skip"]}
+        else:
+            try:
+                result["class_consistency"] = fid.class_consistency(
+                    model, num_samples, plan["class_net"], first_seed, batch_size, device, images=images
+                )
+            except FileNotFoundError as e:
+                result["class_consistency"] = {"skipped": str(e)}
         timings["class_consistency_s"] = round(time.perf_counter() - t, 3)
 
     teacher_model = None if teacher is None else _load(teacher, device)[0]
@@ -229,7 +335,9 @@ def evaluate(
         distances: dict = {}
         skipped: dict = {}
         try:
-            distances["evaluator_lpips_style"] = fid.evaluator_distance(evaluator, device)
+            if plan["class_net"] is None:  # features of a network of another domain mean nothing here
+                raise FileNotFoundError(plan["class_skip"])
+            distances["evaluator_lpips_style"] = fid.evaluator_distance(plan["class_net"], device)
         except FileNotFoundError as e:
             skipped["evaluator_lpips_style"] = str(e)
         if lpips is not False:
@@ -266,17 +374,18 @@ def evaluate(
     timings["efficiency_s"] = round(time.perf_counter() - t, 3)
 
     if real_floor_too and metrics:
-        cfg = getattr(model, "cfg", None)
+        ch, res, _ = adapter_for(model).output_shape()
         result["real_floor"] = real_floor(
-            reference,
+            plan["ref_set"],
             num_samples=num_samples,
             metrics=metrics,
-            extractor=extractor,
+            extractor=plan["extractor"],
             evaluator=evaluator,
             inception_weights=inception_weights,
             num_reference=num_reference,
-            resolution=getattr(cfg, "resolution", 32),
-            channels=getattr(cfg, "image_channels", 1),
+            resolution=res,
+            channels=ch,
+            class_net=plan["class_net"],
             batch_size=batch_size,
             kid_subsets=kid_subsets,
             device=device,
@@ -291,27 +400,41 @@ def evaluate(
     return result
 
 
+def real_split_for(reference: str) -> str:
+    """The real images a floor compares with ``reference``: Fashion-MNIST's train split, or the
+    same dataset's ``fit`` split (disjoint from its val and test splits)."""
+    from gankd.metrics import fidelity as fid
+
+    name, _ = fid.parse_data_spec(reference)
+    return "fashion-mnist:train" if name in ("fashion-mnist", "fmnist") else f"{name}:fit"
+
+
 def real_floor(
-    reference: str = "fashion-mnist:test",
-    real: str = "fashion-mnist:train",
+    reference="fashion-mnist:test",
+    real: str | None = None,
     num_samples: int = 10000,
     metrics: Sequence[str] | str = METRICS,
-    extractor: str = "fmnist-evaluator",
+    extractor="auto",
     evaluator: str | Path | None = None,
     inception_weights: str | Path | None = None,
     num_reference: int | None = None,
-    resolution: int = 32,
-    channels: int = 1,
+    resolution: int | None = None,
+    channels: int | None = None,
     seed: int = 0,
     batch_size: int = 256,
     kid_subsets: int = 100,
     device: str = "cpu",
     cache: bool = True,
     command: str | None = None,
+    class_net: str | Path | None = None,
 ) -> dict:
     """Quality of real images under the generator protocol: ``num_samples`` random images of
-    ``real`` (fixed subset, ``seed``) scored against ``reference``, plus the evaluator's
-    accuracy on them (the class-consistency ceiling). Same keys as :func:`evaluate`."""
+    ``real`` (fixed subset, ``seed``; all of it when it holds fewer) scored against
+    ``reference`` (a data spec or a loaded :class:`~gankd.metrics.fidelity.ImageSet`), plus a
+    domain classifier's accuracy on them (the class-consistency ceiling). ``real`` defaults to
+    :func:`real_split_for` (a folder: its fit split against its test split); ``resolution`` and
+    ``channels`` to the reference data's. Same keys as :func:`evaluate`."""
+    from gankd.data import data_info
     from gankd.metrics import efficiency as eff
     from gankd.metrics import fidelity as fid
 
@@ -319,23 +442,28 @@ def real_floor(
     metrics = parse_metrics(metrics)
     if not metrics:
         raise ValueError("the real floor needs at least one of --metrics fid,isc,kid,prc")
+    ref_name = reference.name if isinstance(reference, fid.ImageSet) else str(reference)
+    real = real or real_split_for(ref_name)
+    if resolution is None or channels is None:
+        info = data_info(fid.parse_data_spec(ref_name)[0])
+        resolution = info.resolution if resolution is None else resolution
+        channels = info.channels if channels is None else channels
     if command is None:
-        command = _call_repr(
-            "gankd.evaluate.real_floor",
-            reference,
-            real=real,
-            num_samples=num_samples,
-            metrics=list(metrics),
-            extractor=extractor,
-        )
-    if num_reference is None and extractor == fid.INCEPTION:
+        command = _call_repr("gankd.evaluate.real_floor", ref_name, real=real, num_samples=num_samples,
+                             metrics=list(metrics), extractor=getattr(extractor, "name", extractor))  # fmt: skip
+    if num_reference is None and getattr(extractor, "kind", extractor) in (fid.INCEPTION, "inception"):
         num_reference = num_samples
-    images = fid.load_image_set(real, resolution, channels, num_samples, seed)
+    full = fid.load_image_set(real, resolution, channels)
+    n = min(num_samples, len(full))
+    if n < num_samples:
+        log.warning("real floor: %s holds %d images, fewer than --num-samples %d: all of them are used",
+                    real, len(full), num_samples)  # fmt: skip
+    images = fid.load_image_set(real, resolution, channels, n, seed) if n < len(full) else full
     q = fid.fidelity_metrics(
         images,
         reference,
         metrics,
-        num_samples,
+        n,
         num_reference,
         extractor,
         evaluator,
@@ -349,7 +477,7 @@ def real_floor(
     result: dict = {
         "schema": SCHEMA,
         "kind": "real-floor",
-        "name": f"real floor ({images.name} vs {reference})",
+        "name": f"real floor ({images.name} vs {ref_name})",
         "model": None,
         "role": "floor",
         "protocol": q.pop("protocol"),
@@ -357,10 +485,18 @@ def real_floor(
     q.pop("time_s")
     result["quality"] = q
     if images.labels is not None:
+        data = fid.parse_data_spec(ref_name)[0]
+        if class_net is None and evaluator:
+            class_net = evaluator
+        elif class_net is None and fid.fmnist_like(data, channels, resolution):
+            class_net = fid.default_evaluator_dir()
         try:
+            if class_net is None:
+                raise FileNotFoundError(f"no classifier of this domain ({data}): train one with gankd "
+                                        f"train-classifier --data {data} and pass --evaluator DIR")  # fmt: skip
             from gankd.checkpoint import load_classifier
 
-            clf = load_classifier(fid.resolve_evaluator(evaluator), map_location=device)
+            clf = load_classifier(fid.resolve_evaluator(class_net), map_location=device)
             result["class_consistency"] = fid.classifier_accuracy(images.images, images.labels, clf)
         except FileNotFoundError as e:
             result["class_consistency"] = {"skipped": str(e)}

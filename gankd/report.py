@@ -109,6 +109,8 @@ def row(r: dict) -> dict:
             for suffix, stat in (("", "median"), ("_lo", "min"), ("_hi", "max"))
         },
         "extractor": _get(r, "protocol", "extractor"),
+        "extractor_sha": _get(r, "protocol", "extractor_sha256_16"),
+        "warnings": tuple(_get(r, "protocol", "warnings", default=[])),
         "num_generated": _get(r, "protocol", "num_generated"),
         "num_reference": _get(r, "protocol", "num_reference"),
         "reference": _get(r, "protocol", "reference"),
@@ -238,17 +240,19 @@ def render_table(results: list[dict]) -> str:
             *speedups,
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    protos = {(x["extractor"], x["num_generated"], x["num_reference"], x["reference"]) for x in rows}
+    protos = {(x["extractor"], x["extractor_sha"], x["num_generated"], x["num_reference"], x["reference"])
+              for x in rows}  # fmt: skip
     machines = {x["machine"] for x in rows if x["machine"][0]}
     notes = [
         "",
         "Protocol: "
         + "; ".join(
-            f"extractor {e}, {value_of(g)} generated vs {value_of(n)} reference images ({ref})"
-            for e, g, n, ref in protos
+            f"extractor {e} (sha256 {sha}), {value_of(g)} generated vs {value_of(n)} reference images ({ref})"
+            for e, sha, g, n, ref in protos
             if e
         ),
     ]
+    notes += sanity_notes(rows)
     notes.append(
         "Machine: "
         + "; ".join(f"{cpu}, {t} torch threads" for cpu, t in machines)
@@ -264,6 +268,21 @@ def render_table(results: list[dict]) -> str:
     if len(protos) > 1:
         notes.append("**Warning:** rows use different protocols; compare only rows with the same one.")
     return "\n".join(lines + notes) + "\n"
+
+
+def sanity_notes(rows: list[dict]) -> list[str]:
+    """Report sanity: the real-data floor (or a warning that it is missing) and the protocol's
+    warnings (a reference under 2,000 images, an extractor of another domain)."""
+    floors = [x for x in rows if x["role"] == "floor" and value_of(x["fid"]) is not None]
+    if floors:
+        out = ["Real-data floor (real vs real, same protocol): "
+               + "; ".join(f"FID {_fmt(x['fid'], '.4g')} ({x['name']})" for x in floors)]  # fmt: skip
+    else:
+        out = ["**Warning:** no real-data floor in these results: add one with `gankd eval --real-floor` "
+               "(same protocol), or FID has no scale to read it against."]  # fmt: skip
+    for w in sorted({w for x in rows for w in x["warnings"]}):
+        out.append(f"**Warning:** {w}.")
+    return out
 
 
 def plot_quality_vs_speed(results: list[dict], title: str = "quality vs cost") -> bytes:
@@ -355,7 +374,14 @@ def summary_lines(result: dict) -> list[str]:
             f"{'protocol':<26}{p['extractor']}, {p['num_generated']} generated vs "
             f"{p['num_reference']} reference ({p['reference']}), resize {p['resize']}"
         )
+        where = f", {p['extractor_weights']}" if p.get("extractor_weights") else ""
+        lines.append(f"{'extractor':<26}{p['extractor']} (sha256 {p.get('extractor_sha256_16')}{where})"
+                     + (f": {p['extractor_reason']}" if p.get("extractor_reason") else ""))  # fmt: skip
+        for w in p.get("warnings", []):
+            lines.append(f"{'warning':<26}{w}")
     q = result.get("quality", {})
+    for k, why in (q.get("skipped") or {}).items():
+        lines.append(f"{k.upper() + ' skipped':<26}{why}")
     for key, label in (
         ("fid", "FID"),
         ("isc_mean", "IS"),
@@ -369,6 +395,8 @@ def summary_lines(result: dict) -> list[str]:
     cc = result.get("class_consistency")
     if cc and "accuracy" in cc:
         lines.append(f"{'class consistency':<26}{cc['accuracy']:.4f} ({cc['num_samples']} samples)")
+    elif cc and cc.get("skipped"):
+        lines.append(f"{'class consistency':<26}skipped: {cc['skipped']}")
     tf = result.get("teacher_fidelity")
     if tf:
         lines.append(f"{'PSNR to teacher':<26}{tf['psnr_db']:.3f} dB ({tf['num_samples']} samples)")

@@ -49,8 +49,13 @@ def test_eval_cli_writes_json_and_report_renders(setup, tmp_path, capsys):
     assert r["kind"] == "eval" and r["role"] == "student" and r["teacher"] == portable_path(teacher)
     assert not r["teacher"].startswith("/") and not r["model"].startswith("/")
     assert set(r["quality"]) >= {"fid", "isc_mean", "kid_mean", "precision", "recall"}
-    assert r["protocol"]["num_generated"] == 48 and r["protocol"]["num_reference"] == 64
-    assert r["protocol"]["extractor"] == "fmnist-evaluator" and r["protocol"]["resize"] == "none"
+    # folder:PATH without a split is its train split: 58 of 64 (every 10th from the 5th is test)
+    assert r["protocol"]["num_generated"] == 48 and r["protocol"]["num_reference"] == 58
+    # the evaluator actually used is named, with its path and hash (never "fmnist-evaluator" for a user's)
+    p = r["protocol"]
+    assert p["extractor"] == "evaluator:eval" and p["resize"] == "none" and p["extractor_weights"] == str(ev)
+    assert p["extractor_sha256_16"] and "evaluator:eval (sha256" in out
+    assert any("58 images" in w for w in p["warnings"])  # a reference under 2,000 images is flagged
     assert 0 <= r["class_consistency"]["accuracy"] <= 1
     tf = r["teacher_fidelity"]
     assert tf["psnr_db"] > 0 and tf["evaluator_lpips_style"] > 0 and tf["num_samples"] == 16
@@ -73,7 +78,8 @@ def test_eval_cli_writes_json_and_report_renders(setup, tmp_path, capsys):
     )
     assert code == 0, err
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "**teacher** (teacher)" in md and "| student |" in md and "fmnist-evaluator" in md
+    assert "**teacher** (teacher)" in md and "| student |" in md and "evaluator:eval (sha256" in md
+    assert "no real-data floor" in md and "58 images" in md  # report sanity notes
     assert f"{x['median']:.2f}× ({x['min']:.2f}–{x['max']:.2f})" in md and "interleaved" in md
     png = (tmp_path / "rep" / "quality_vs_speed.png").read_bytes()
     assert (
