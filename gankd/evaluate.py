@@ -148,10 +148,11 @@ def plan_quality(model: nn.Module, folder: Path | None, reference: str | None, e
                          f"model's data{f' ({data}:test)' if data else ''}")  # fmt: skip
     if nc > 0 and info.num_classes not in (0, nc):
         raise ValueError(f"--reference {reference} has {info.num_classes} classes but {name} is conditional on "
-                         f"{nc}: pass --reference with the model's data{f' ({data}:test)' if data else ''}")  # fmt: skip
+                         f"{nc}: pass --reference with the model's data{f' ({data}:test)' if data else ''}")
     if ch == 1 and info.channels == 3:
         log.warning("the reference %s is colour and the model gray: the reference is converted to gray", reference)
-    if extractor == fid.INCEPTION or (extractor == fid.AUTO and not evaluator and _inception_present(inception_weights)):
+    auto_inception = extractor == fid.AUTO and not evaluator and _inception_present(inception_weights)
+    if extractor == fid.INCEPTION or auto_inception:
         num_reference = num_samples if num_reference is None else num_reference
     ref_set = fid.load_image_set(str(reference), res, ch, num_reference) if load_reference else None
     ex = fid.choose_extractor(fid.AUTO if not load_reference else extractor, channels=ch, resolution=res,
@@ -167,7 +168,7 @@ def plan_quality(model: nn.Module, folder: Path | None, reference: str | None, e
             forbidden[file_sha256(shipped_perc)] = "the shipped perceptual net (training losses only)"
         if sha in forbidden:
             raise ValueError(f"--evaluator {evaluator} is {forbidden[sha]}: scoring with it inflates the numbers; "
-                             "pass --evaluator with a classifier trained separately (gankd train-classifier)")  # fmt: skip
+                             "pass --evaluator with a classifier trained separately (gankd train-classifier)")
     class_net, class_skip = None, None
     if ex.kind == "classifier" and ex.in_domain:
         class_net = ex.weights

@@ -548,7 +548,7 @@ def choose_extractor(extractor: str = AUTO, *, channels: int, resolution: int, d
             pass
     why = ("no Inception-V3 weights and no evaluator classifier for "
            f"{channels}x{resolution}x{resolution} images of {data or 'unknown data'}: a domain-agnostic seed-fixed "
-           "random conv net (a classifier trained on this data: gankd train-classifier, then --evaluator DIR)")  # fmt: skip
+           "random conv net (a classifier trained on this data: gankd train-classifier, then --evaluator DIR)")
     return Extractor("random-conv", RANDOM_CONV, None, random_conv_digest(), why)
 
 
@@ -792,7 +792,7 @@ def fidelity_metrics(
     skipped = {}
     if "isc" in metrics and not ex.has_logits:
         skipped["isc"] = (f"IS needs class logits of a classifier for this domain; {ex.name} has none "
-                          "(a classifier trained on this data: gankd train-classifier, then --evaluator DIR)")  # fmt: skip
+                          "(a classifier trained on this data: gankd train-classifier, then --evaluator DIR)")
         metrics = [m for m in metrics if m != "isc"]
     if not metrics:
         return {"skipped": skipped, "protocol": {**ex.info(), "metrics": []}, "time_s": 0.0}

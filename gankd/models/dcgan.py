@@ -20,7 +20,6 @@ from torch.nn.utils.parametrizations import spectral_norm
 from gankd.models.layers import ConditionalBatchNorm2d, scaled
 from gankd.registry import DISCRIMINATORS, GENERATORS
 
-
 MAX_MULT = 8  # cap on the default channel multiplier of a stage (x base_channels)
 
 

@@ -269,3 +269,43 @@ def test_planted_metrics_cache_files_never_run(tmp_path, evaluator_dir, caplog):
         assert any("ignoring unreadable metrics cache file" in r.getMessage() for r in caplog.records), plant
         assert fm.load_cached_features(ours[0].stem, ["embed"], len(ref)) is not None  # rewritten, valid
     assert not marker.exists()
+
+
+def test_extractor_is_chosen_for_the_domain(tmp_path, evaluator_dir, monkeypatch, caplog):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-inception"))
+    pick = fm.choose_extractor
+    # a user's evaluator wins under auto, and must fit
+    ex = pick("auto", channels=1, resolution=32, data="folder:x", evaluator=evaluator_dir)
+    assert ex.kind == "classifier" and ex.name == "evaluator:eval" and ex.weights == evaluator_dir
+    with pytest.raises(ValueError, match="takes 1x32x32 images .*--image-channels 3"):
+        pick("auto", channels=3, resolution=32, data="folder:x", evaluator=evaluator_dir)
+    # no Inception, no evaluator, not Fashion-MNIST: the seed-fixed random conv net, hashed
+    for data, ch, res in (("folder:x", 3, 64), ("folder:x", 1, 32), ("fashion-mnist", 1, 64), (None, 1, 32)):
+        ex = pick("auto", channels=ch, resolution=res, data=data)
+        assert ex.name == fm.RANDOM_CONV and ex.weights is None and not ex.has_logits
+        assert ex.sha256_16 == fm.random_conv_digest() and "random conv" in ex.reason
+    # Fashion-MNIST at 1x32: the shipped evaluator, when it is there
+    if (fm.package_root() / "pretrained" / "fmnist-evaluator" / "model.safetensors").is_file():
+        monkeypatch.delenv("GANKD_EVALUATOR", raising=False)
+        ex = pick("auto", channels=1, resolution=32, data="fashion-mnist")
+        assert ex.name == "fmnist-evaluator" and ex.in_domain
+        with caplog.at_level("WARNING", logger="gankd.metrics.fidelity"):
+            ex = pick("fmnist-evaluator", channels=3, resolution=64, data="folder:x")  # explicit: allowed, flagged
+        assert not ex.in_domain and any("out" in r.getMessage() or "not on" in r.getMessage() for r in caplog.records)
+
+
+def test_random_conv_features_are_fixed_and_tell_images_apart():
+    a, b = blobs(64, seed=1), blobs(64, seed=2)
+    fa = fm.random_conv_features(a)
+    assert fa.shape == (64, sum(fm.RANDOM_CONV_WIDTHS))
+    assert torch.equal(fa, fm.random_conv_features(a))  # seed-fixed: same features every time
+    assert fm.random_conv_digest() == fm.random_conv_digest()
+    rgb = fm.random_conv_features(a.expand(-1, 3, -1, -1).contiguous())
+    assert torch.allclose(fa, rgb)  # gray is tiled to 3 channels
+    same = fm.fidelity_metrics(a, a, ("fid", "isc"), extractor=fm.RANDOM_CONV, **FAST)
+    other = fm.fidelity_metrics(b, a, ("fid",), extractor=fm.RANDOM_CONV, **FAST)["fid"]
+    g = torch.Generator().manual_seed(0)
+    noisy = to_uint8((to_float(a) + 0.5 * torch.randn(a.shape, generator=g)).clamp(-1, 1))
+    assert abs(same["fid"]) < 1e-6 and "isc" in same["skipped"] and "isc_mean" not in same
+    assert fm.fidelity_metrics(noisy, a, ("fid",), extractor=fm.RANDOM_CONV, **FAST)["fid"] > 3 * other
+    assert same["protocol"]["extractor"] == "random-conv" and same["protocol"]["extractor_weights"] is None
