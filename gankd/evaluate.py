@@ -110,6 +110,9 @@ def model_data(folder: Path | None) -> str | None:
     return None if data in (None, "", "none") else str(data)
 
 
+REFERENCE_FIRST_SEED = 2_000_000  # a generator as --reference samples seeds 2*10^6.. (disjoint from eval, val)
+
+
 def plan_quality(model: nn.Module, folder: Path | None, reference: str | None, extractor: str,
                  evaluator=None, inception_weights=None, num_reference: int | None = None,
                  num_samples: int = 10000, load_reference: bool = True) -> dict:  # fmt: skip
@@ -141,20 +144,31 @@ def plan_quality(model: nn.Module, folder: Path | None, reference: str | None, e
         else:
             raise ValueError(f"{name} records no data set: pass --reference (e.g. folder:PATH:test, the held-out "
                              "split of the model's data)")  # fmt: skip
-    ref_data, _ = fid.parse_data_spec(str(reference))
-    info = data_info(ref_data)
-    if ch == 3 and info.channels == 1:
-        raise ValueError(f"--reference {reference} is gray but {name} makes RGB images: pass --reference with the "
-                         f"model's data{f' ({data}:test)' if data else ''}")  # fmt: skip
-    if nc > 0 and info.num_classes not in (0, nc):
-        raise ValueError(f"--reference {reference} has {info.num_classes} classes but {name} is conditional on "
-                         f"{nc}: pass --reference with the model's data{f' ({data}:test)' if data else ''}")
-    if ch == 1 and info.channels == 3:
-        log.warning("the reference %s is colour and the model gray: the reference is converted to gray", reference)
     auto_inception = extractor == fid.AUTO and not evaluator and _inception_present(inception_weights)
     if extractor == fid.INCEPTION or auto_inception:
         num_reference = num_samples if num_reference is None else num_reference
-    ref_set = fid.load_image_set(str(reference), res, ch, num_reference) if load_reference else None
+    if fid.is_generator_dir(reference):  # another generator's samples (e.g. the teacher's) as the reference
+        ref_gen = adapter_for(load_generator(reference))
+        rch, rres, _ = ref_gen.output_shape()
+        if (rch, rres, ref_gen.num_classes) != (ch, res, nc):
+            raise ValueError(f"--reference {reference} makes {rch}x{rres}x{rres} images with {ref_gen.num_classes} "
+                             f"classes but {name} makes {ch}x{res}x{res} with {nc}: pass the model's teacher")
+        ref_data = model_data(Path(reference)) or f"generator:{portable_path(reference)}"
+        n_ref = num_samples if num_reference is None else num_reference
+        ref_set = (fid.generated_set(ref_gen, n_ref, REFERENCE_FIRST_SEED, name=f"{portable_path(reference)} samples")
+                   if load_reference else None)  # fmt: skip
+    else:
+        ref_data, _ = fid.parse_data_spec(str(reference))
+        info = data_info(ref_data)
+        if ch == 3 and info.channels == 1:
+            raise ValueError(f"--reference {reference} is gray but {name} makes RGB images: pass --reference with "
+                             f"the model's data{f' ({data}:test)' if data else ''}")  # fmt: skip
+        if nc > 0 and info.num_classes not in (0, nc):
+            raise ValueError(f"--reference {reference} has {info.num_classes} classes but {name} is conditional on "
+                             f"{nc}: pass --reference with the model's data{f' ({data}:test)' if data else ''}")
+        if ch == 1 and info.channels == 3:
+            log.warning("the reference %s is colour and the model gray: the reference is converted to gray", reference)
+        ref_set = fid.load_image_set(str(reference), res, ch, num_reference) if load_reference else None
     ex = fid.choose_extractor(fid.AUTO if not load_reference else extractor, channels=ch, resolution=res,
                               data=ref_data, evaluator=evaluator, inception_weights=inception_weights)  # fmt: skip
     if ex.kind == "classifier" and evaluator:
