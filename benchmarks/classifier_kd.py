@@ -9,7 +9,8 @@ the same init and data order:
   kd  (1 - a) CE + a T^2 KL(teacher/T || student/T), a = 0.9, T = 4
       (train-classifier --teacher fmnist-evaluator --kd-temperature 4 --kd-alpha 0.9)
 
-over --seeds, then T in --temps at --sweep-width (KD, same seeds). Students train on the
+over --seeds, then T in --temps at --sweep-width (KD, same seeds), then CE vs KD again at
+--sweep-width with --long-epochs (3x the steps by default). Students train on the
 first --train-images images of the fit split (train minus its last 5k) for --epochs; the
 val split (those 5k) gives val_acc, and the 10k test split the reported test accuracy.
 Nothing is selected: every run's final weights are scored once. T = 4 and a = 0.9 were fixed
@@ -63,13 +64,13 @@ def mean_std(xs: list[float]) -> dict:
             "values": xs}  # fmt: skip
 
 
-def run_cfg(args, width: float, seed: int, temperature: float | None) -> ClassifierTrainConfig:
+def run_cfg(args, width: float, seed: int, temperature: float | None, epochs: int = 0) -> ClassifierTrainConfig:
     teacher_cfg = load_classifier(TEACHER).cfg
     model = ClassifierConfig(
         **{**to_dict(teacher_cfg), "width": width, "convs_per_stage": tuple(teacher_cfg.convs_per_stage)}
     )
     kd = {"teacher": TEACHER, "kd_temperature": temperature, "kd_alpha": args.alpha} if temperature else {}
-    return ClassifierTrainConfig(split="fit", family="vgg", model=model, epochs=args.epochs, seed=seed,
+    return ClassifierTrainConfig(split="fit", family="vgg", model=model, epochs=epochs or args.epochs, seed=seed,
                                  threads=args.threads, train_images=args.train_images, **kd)  # fmt: skip
 
 
@@ -96,7 +97,10 @@ def train_one(args, name: str, cfg: ClassifierTrainConfig) -> dict:
     meta_path = folder / "config.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
-        if meta.get("train") == to_dict(cfg) and "test_acc" in meta.get("result", {}):
+        # as stored (tuples become lists); fields left None are resolved from the data when saved
+        want = json.loads(json.dumps(to_dict(cfg)))
+        same = all(meta.get("train", {}).get(k) == v for k, v in want.items() if v is not None)
+        if same and "test_acc" in meta.get("result", {}):
             return {**meta["result"], "wall_s": meta.get("bench_wall_s"), "reused": True}
     if folder.exists():
         import shutil
@@ -144,6 +148,38 @@ def fmt_acc(s: dict | None) -> str:
     return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}" + (f" (n={s['n']})" if s["n"] != 3 else "")
 
 
+def _delta(ce: dict | None, kd: dict | None) -> list[float] | None:
+    """Per-seed KD - CE test accuracy in points (same seeds, paired)."""
+    if not (ce and kd) or ce["n"] != kd["n"]:
+        return None
+    return [100 * (b - a) for a, b in zip(ce["values"], kd["values"])]
+
+
+def summary(res: dict) -> list[str]:
+    """Plain-language lines computed from the numbers (nothing typed in by hand)."""
+    cfg, out = res["config"], []
+    for w in cfg["widths"]:
+        row = res["students"].get(f"{w:g}", {})
+        d = _delta(row.get("ce"), row.get("kd_T4"))
+        if d:
+            wins = sum(x > 0 for x in d)
+            out.append(f"- ×{w:g}, {cfg['epochs']} epochs: KD − CE = {statistics.fmean(d):+.2f} pts "
+                       f"(KD better in {wins} of {len(d)} seeds).")  # fmt: skip
+    sweep = res.get("temperature_sweep") or {}
+    if sweep:
+        best = max(sweep, key=lambda T: sweep[T]["val_acc"]["mean"])
+        v, t = (100 * sweep[best][k]["mean"] for k in ("val_acc", "test_acc"))
+        out.append(f"- T chosen on val at ×{cfg['sweep_width']:g}: T = {best} (val {v:.2f} %, test {t:.2f} %).")
+    long = res.get("long_schedule")
+    if long:
+        d = _delta(long.get("ce"), long.get("kd_T4"))
+        if d:
+            wins = sum(x > 0 for x in d)
+            out.append(f"- ×{long['width']:g}, {long['epochs']} epochs: KD − CE = {statistics.fmean(d):+.2f} pts "
+                       f"(KD better in {wins} of {len(d)} seeds).")  # fmt: skip
+    return ["", "Summary (computed from the numbers above):", "", *out] if out else []
+
+
 def render(res: dict) -> str:
     cfg = res["config"]
     t = res["teacher"]
@@ -161,7 +197,7 @@ def render(res: dict) -> str:
         "test accuracy on the 10k test split (mean ± std over seeds).",
         "",
         "| model | params | MACs/img | latency b=1 (ms) | speed-up "
-        "| test acc CE (%) | test acc KD (%) | KD − CE (pts) |",
+        "| test acc CE (%) | test acc KD, T = 4 (%) | KD − CE (pts) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     lat = res.get("latency") or {}
@@ -205,6 +241,20 @@ def render(res: dict) -> str:
             s = sweep.get(f"{T:g}")
             if s:
                 lines.append(f"| {T:g} | {fmt_acc(s['val_acc'])} | {fmt_acc(s['test_acc'])} |")
+    long = res.get("long_schedule")
+    if long:
+        short = res["students"].get(f"{long['width']:g}", {})
+        lines += ["", f"Training length at width ×{long['width']:g} (test acc %, same data, T = 4):", "",
+                  "| epochs | steps | CE | KD | KD − CE (pts) |", "|---|---|---|---|---|"]  # fmt: skip
+        for ep, row in ((cfg["epochs"], short), (long["epochs"], long)):
+            ce, kd = row.get("ce"), row.get("kd_T4")
+            if not (ce and kd):
+                continue
+            d = [100 * (b - a) for a, b in zip(ce["values"], kd["values"])]
+            delta = f"{statistics.fmean(d):+.2f} ± {statistics.stdev(d) if len(d) > 1 else 0:.2f}"
+            steps = -(-ep * cfg["train_images"] // 128)
+            lines.append(f"| {ep} | {steps} | {fmt_acc(ce)} | {fmt_acc(kd)} | {delta} |")
+    lines += summary(res)
     if lat:
         fp = res["fingerprint"]
         lines += ["", f"Latency: eager PyTorch, batch 1, contiguous, {fp['torch_threads']} thread(s), median of "
@@ -224,6 +274,7 @@ def main() -> None:
     ap.add_argument("--temps", default="1,2,4,8", help="temperatures of the sweep")
     ap.add_argument("--sweep-width", type=float, default=0.25)
     ap.add_argument("--sweep-seeds", help="seeds of the temperature sweep (default: --seeds)")
+    ap.add_argument("--long-epochs", type=int, default=12, help="CE vs KD again at --sweep-width for this many epochs")
     ap.add_argument("--alpha", type=float, default=0.9)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--train-images", type=int, default=8000)
@@ -239,7 +290,7 @@ def main() -> None:
         atomic_write_bytes(Path(args.out) / "RESULTS.md", render(res).encode())
         return
     if args.quick:
-        args.train_images, args.epochs, args.seeds, args.latency_rounds = 256, 1, "0", 2
+        args.train_images, args.epochs, args.seeds, args.latency_rounds, args.long_epochs = 256, 1, "0", 2, 2
         args.out, args.work = args.out + "_quick", args.work + "_quick"
     torch.set_num_threads(args.threads)
     widths = [float(w) for w in args.widths.split(",")]
@@ -261,7 +312,7 @@ def main() -> None:
             "seeds": seeds,
             "temps": temps,
             "sweep_width": args.sweep_width,
-            "sweep_seeds": sweep_seeds,
+            "sweep_seeds": sweep_seeds, "long_epochs": args.long_epochs,
             "alpha": args.alpha,
             "epochs": args.epochs,
             "train_images": args.train_images,
@@ -289,10 +340,11 @@ def main() -> None:
         atomic_write_bytes(out / "results.json", (json.dumps(res, indent=2) + "\n").encode())
         atomic_write_bytes(out / "RESULTS.md", render(res).encode())
 
-    def cell(name, w, s, T):
-        cfg = run_cfg(args, w, s, T)
+    def cell(name, w, s, T, epochs=0):
+        cfg = run_cfg(args, w, s, T, epochs)
         r = train_one(args, name, cfg)
         res["runs"][name] = {**r, "width": w, "seed": s, "method": "kd" if T else "ce", "temperature": T,
+                             "epochs": cfg.epochs,
                              "folder": rel(Path(args.work) / name),
                              "cli": cli_command(cfg, rel(Path(args.work) / name))}  # fmt: skip
         return r
@@ -334,6 +386,20 @@ def main() -> None:
             if args.sweep_width not in widths or T != 4.0:
                 cell(f"w{args.sweep_width:g}_kd_T{T:g}_s{s}", args.sweep_width, s, T)
             aggregate()
+            save()
+    # 4. a longer schedule at one width: does the sign of KD - CE depend on the training length?
+    if args.long_epochs:
+        for s in seeds:
+            for method, T in (("ce", None), ("kd_T4", 4.0)):
+                cell(f"w{args.sweep_width:g}_{method}_e{args.long_epochs}_s{s}", args.sweep_width, s, T,
+                     args.long_epochs)  # fmt: skip
+            row = {}
+            for method in ("ce", "kd_T4"):
+                accs = [res["runs"][n]["test_acc"] for n in
+                        (f"w{args.sweep_width:g}_{method}_e{args.long_epochs}_s{s}" for s in seeds)
+                        if n in res["runs"]]  # fmt: skip
+                row[method] = mean_std(accs)
+            res["long_schedule"] = {"width": args.sweep_width, "epochs": args.long_epochs, **row}
             save()
     print(render(res))
 
