@@ -179,6 +179,14 @@ def build_selector(select: str, *, distill: bool, data: str, resolution: int, im
         raise FileNotFoundError(f"the selection network is unusable ({e}); pass --set select_net=DIR "
                                 f"(a classifier folder) or --select {alt}") from None  # fmt: skip
     net_channels = meta["config"].get("image_channels", 1)
+    shipped = folder.resolve() == resolve_model_path(DEFAULT_SELECT_NET).resolve()
+    if shipped and data.split(":")[0] not in ("fashion-mnist", "fmnist"):
+        # the shipped perceptual net knows Fashion-MNIST only: its FID elsewhere would rank by noise
+        sel.rule = alt
+        sel.fallback = (f"the shipped perceptual net {folder.name} is trained on Fashion-MNIST, the data is {data}: "
+                        f"selected on {alt} instead (a classifier of this data: --set select_net=DIR)")  # fmt: skip
+        log.warning("checkpoint selection: %s", sel.fallback)
+        return sel
     if net_channels != image_channels:
         sel.rule = alt
         sel.fallback = (f"the perceptual net {folder} takes {net_channels}-channel images, the data has "

@@ -239,15 +239,26 @@ def _meta(folder):
     return json.loads((folder / "config.json").read_text())
 
 
-def test_train_gan_selects_on_perceptual_fid_by_default(forty_images, tmp_path):
-    from gankd.checkpoint import WEIGHTS, file_sha256, resolve_model_path
+@pytest.fixture
+def user_net(tmp_path):
+    """A classifier folder standing in for one the user trained on their data (a copy of the
+    shipped perceptual net: the shipped one is used for selection only on Fashion-MNIST)."""
+    import shutil
+
+    from gankd.checkpoint import resolve_model_path
+
+    return shutil.copytree(resolve_model_path("fmnist-perceptual"), tmp_path / "user_net")
+
+
+def test_train_gan_selects_on_perceptual_fid_by_default(forty_images, tmp_path, user_net):
+    from gankd.checkpoint import WEIGHTS, file_sha256
 
     run = tmp_path / "run"
-    out = train_gan(tiny_gan_cfg(forty_images, steps=4, eval_every=2), run)
+    out = train_gan(tiny_gan_cfg(forty_images, steps=4, eval_every=2, select_net=str(user_net)), run)
     assert out == run / "generator"
     sel = _meta(out)["selected_on"]
     assert sel["rule"] == "perceptual-fid" and sel["step"] in (2, 4) and sel["reference_size"] == 4
-    assert sel["net_sha256"] == file_sha256(resolve_model_path("fmnist-perceptual") / WEIGHTS)
+    assert sel["net_sha256"] == file_sha256(user_net / WEIGHTS)
     assert _meta(run / "last")["trained_steps"] == 4 and _meta(run / "last")["selected_on"]["rule"] == "last"
     assert json.loads((run / "selection.json").read_text())["rule"] == "perceptual-fid"
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -255,10 +266,19 @@ def test_train_gan_selects_on_perceptual_fid_by_default(forty_images, tmp_path):
     assert load_state(run / "state.pt")["wall_s"] >= max(r["val/wall_s"] for r in recs if "val/wall_s" in r) - 1
 
 
-def test_train_teacher_refuses_a_too_small_val_split_in_one_line(two_class_folder, tmp_path, capsys):
+def test_shipped_perceptual_net_selects_only_on_fashion_mnist(forty_images, tmp_path, caplog):
+    run = tmp_path / "run"
+    out = train_gan(tiny_gan_cfg(forty_images, steps=2, eval_every=2), run)
+    sel = _meta(out)["selected_on"]
+    assert sel["rule"] == "last" and sel["requested"] == "perceptual-fid" and "Fashion-MNIST" in sel["fallback"]
+    assert sum("checkpoint selection" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_train_teacher_refuses_a_too_small_val_split_in_one_line(two_class_folder, tmp_path, capsys, user_net):
     run = tmp_path / "run"
     code = cli.main(["train-teacher", "--data", f"folder:{two_class_folder}", "--out", str(run), "--steps", "1",
-                     "--no-progress", "--set", "generator.num_classes=2", "--set", "discriminator.num_classes=2"])  # fmt: skip
+                     "--no-progress", "--set", "generator.num_classes=2", "--set", "discriminator.num_classes=2",
+                     "--set", f'select_net="{user_net}"'])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "val split" in err and "holds 1 image(s)" in err and "--select last" in err
@@ -294,7 +314,7 @@ def test_train_gan_never_saves_non_finite_weights(two_class_folder, tmp_path, mo
     assert _meta(run / "generator")["trained_steps"] == 2
 
 
-def test_train_gan_final_validation_failure_keeps_the_weights(forty_images, tmp_path, monkeypatch):
+def test_train_gan_final_validation_failure_keeps_the_weights(forty_images, tmp_path, monkeypatch, user_net):
     from gankd.selection import Selector
 
     def boom(self, model):
@@ -303,7 +323,8 @@ def test_train_gan_final_validation_failure_keeps_the_weights(forty_images, tmp_
     monkeypatch.setattr(Selector, "score", boom)
     run = tmp_path / "run"
     with pytest.raises(RuntimeError, match="validation failed"):
-        train_gan(tiny_gan_cfg(forty_images, steps=3, checkpoint_every=100, eval_every=0), run)
+        train_gan(tiny_gan_cfg(forty_images, steps=3, checkpoint_every=100, eval_every=0,
+                               select_net=str(user_net)), run)  # fmt: skip
     assert load_state(run / "state.pt")["step"] == 3 and _meta(run / "last")["trained_steps"] == 3
 
 
