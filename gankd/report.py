@@ -95,6 +95,7 @@ def row(r: dict) -> dict:
         **{k: q.get(k) for k in QUALITY},
         "class_acc": _get(r, "class_consistency", "accuracy"),
         "psnr_db": tf.get("psnr_db"),
+        "ssim": tf.get("ssim"),
         "lpips": tf.get("lpips"),
         "eval_lpips": tf.get("evaluator_lpips_style"),
         "eager_ms": _speed(r, "eager", "latency"),
@@ -193,7 +194,9 @@ def render_table(results: list[dict]) -> str:
         "recall",
         "class acc",
         "PSNR→T dB",
+        "SSIM→T",
         "LPIPS→T",
+        "eval-dist→T",
         "eager b1 ms",
         "ONNX b1 ms",
         "eager img/s",
@@ -216,7 +219,6 @@ def render_table(results: list[dict]) -> str:
                 if te and se:
                     cell, separate = f"{te / se:.2f}×*", True
             speedups.append(cell)
-        lp = x["lpips"] if x["lpips"] is not None else x["eval_lpips"]
         name = ("**" + x["name"] + "** (teacher)") if x["is_teacher"] else x["name"]
         if x["n_runs"] > 1:
             name += f" ({x['n_runs']} runs)"
@@ -232,7 +234,9 @@ def render_table(results: list[dict]) -> str:
             _fmt(x["recall"]),
             _fmt(x["class_acc"]),
             _fmt(x["psnr_db"], ".3g"),
-            _fmt(lp),
+            _fmt(x["ssim"], ".3f"),
+            _fmt(x["lpips"]),
+            _fmt(x["eval_lpips"]),
             _fmt(x["eager_ms"], ".3g"),
             _fmt(x["onnx_ms"], ".3g"),
             _fmt(x["eager_ips"], ".4g"),
@@ -257,8 +261,9 @@ def render_table(results: list[dict]) -> str:
         "Machine: "
         + "; ".join(f"{cpu}, {t} torch threads" for cpu, t in machines)
         + ". Latency = median at batch 1; img/s = throughput at the large batch. "
-        "LPIPS→T is the lpips package when its trunk was available, else the evaluator's "
-        "LPIPS-style distance."
+        "→T: to the teacher's image for the same inputs. LPIPS→T is the lpips package (only where "
+        "its ImageNet trunk was present); eval-dist→T is an LPIPS-style distance on the evaluator's "
+        "features, not LPIPS."
     )
     notes.append(
         "× teacher: the teacher's batch-1 time over the model's, measured interleaved with the teacher in one "
@@ -400,7 +405,9 @@ def summary_lines(result: dict) -> list[str]:
     tf = result.get("teacher_fidelity")
     if tf:
         lines.append(f"{'PSNR to teacher':<26}{tf['psnr_db']:.3f} dB ({tf['num_samples']} samples)")
-        for k, label in (("evaluator_lpips_style", "LPIPS-style (eval)"), ("lpips", "LPIPS")):
+        if tf.get("ssim") is not None:
+            lines.append(f"{'SSIM to teacher':<26}{tf['ssim']:.4f}")
+        for k, label in (("evaluator_lpips_style", "eval-dist (not LPIPS)"), ("lpips", "LPIPS")):
             if tf.get(k) is not None:
                 lines.append(f"{label + ' to teacher':<26}{tf[k]:.4g}")
             elif tf.get(f"{k}_skipped"):

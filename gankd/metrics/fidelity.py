@@ -933,6 +933,34 @@ def psnr(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse)
 
 
+def _gauss_window(size: int, sigma: float, channels: int, device, dtype) -> torch.Tensor:
+    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Per-image SSIM (Wang et al. 2004) of images in [-1, 1] (B, C, H, W), measured on [0, 1]:
+    Gaussian window (11 px, sigma 1.5; shrunk for small images), K1 = 0.01, K2 = 0.03, valid
+    positions only, mean over positions and channels. Identical images give 1."""
+    a01, b01 = (a.float() + 1) / 2, (b.float() + 1) / 2
+    c = a01.shape[1]
+    size = min(window, a01.shape[-1], a01.shape[-2])
+    w = _gauss_window(size, sigma * size / window, c, a01.device, a01.dtype)
+
+    def blur(x):
+        return F.conv2d(x, w, groups=c)
+
+    mu_a, mu_b = blur(a01), blur(b01)
+    var_a = blur(a01 * a01) - mu_a**2
+    var_b = blur(b01 * b01) - mu_b**2
+    cov = blur(a01 * b01) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.flatten(1).mean(1)
+
+
 def _prep_lpips(x: torch.Tensor, size: int | None) -> torch.Tensor:
     x = x.float()
     if x.shape[1] == 1:
@@ -1025,8 +1053,8 @@ def teacher_fidelity(student: nn.Module, teacher: nn.Module, n: int = 1000,
     """How close a student's images are to its teacher's on the same z and y.
 
     ``n`` latents from seeds ``first_seed..`` with class-balanced labels. Returns
-    ``{"psnr_db", "psnr_db_std", "mse", "num_samples", "seeds"}`` (PSNR in dB on [0, 1]
-    images, mean over images; MSE on [0, 1]). ``distance``: a callable ``(a, b) -> (B,)``
+    ``{"psnr_db", "psnr_db_std", "ssim", "ssim_std", "mse", "num_samples", "seeds"}`` (PSNR in
+    dB and SSIM on [0, 1] images, means over images; MSE on [0, 1]). ``distance``: a callable ``(a, b) -> (B,)``
     on [-1, 1] images (e.g. :func:`lpips_distance`) adds ``"distance_mean"`` and
     ``"distance_name"``; a dict ``{name: callable}`` adds ``"distances": {name: mean}``.
     """
@@ -1051,7 +1079,7 @@ def teacher_fidelity(student: nn.Module, teacher: nn.Module, n: int = 1000,
 def _teacher_fidelity(student, teacher, n, distance, first_seed, batch_size, device) -> dict:
     fns = distance if isinstance(distance, dict) else ({} if distance is None else {"_": distance})
     labels = balanced_labels(n, teacher.num_classes)
-    psnrs, mses = [], []
+    psnrs, ssims, mses = [], [], []
     dists: dict[str, list[torch.Tensor]] = {k: [] for k in fns}
     for i in range(0, n, batch_size):
         seeds = list(range(first_seed + i, first_seed + min(i + batch_size, n)))
@@ -1061,6 +1089,7 @@ def _teacher_fidelity(student, teacher, n, distance, first_seed, batch_size, dev
         if s.shape != t.shape:
             raise ValueError(f"student images {tuple(s.shape[1:])} differ from the teacher's {tuple(t.shape[1:])}")
         psnrs.append(psnr(s, t).cpu())
+        ssims.append(ssim(s, t).cpu())
         mses.append(((s - t) / 2).pow(2).flatten(1).mean(1).cpu())
         for k, fn in fns.items():
             dists[k].append(fn(s, t).float().cpu())
@@ -1070,6 +1099,8 @@ def _teacher_fidelity(student, teacher, n, distance, first_seed, batch_size, dev
     out = {
         "psnr_db": float(p.mean()),
         "psnr_db_std": float(p.std()) if p.numel() > 1 else 0.0,
+        "ssim": float(torch.cat(ssims).mean()),
+        "ssim_std": float(torch.cat(ssims).std()) if p.numel() > 1 else 0.0,
         "mse": float(torch.cat(mses).mean()),
         "num_samples": n,
         "seeds": f"{first_seed}..{first_seed + n - 1}",

@@ -309,3 +309,19 @@ def test_random_conv_features_are_fixed_and_tell_images_apart():
     assert abs(same["fid"]) < 1e-6 and "isc" in same["skipped"] and "isc_mean" not in same
     assert fm.fidelity_metrics(noisy, a, ("fid",), extractor=fm.RANDOM_CONV, **FAST)["fid"] > 3 * other
     assert same["protocol"]["extractor"] == "random-conv" and same["protocol"]["extractor_weights"] is None
+
+
+def test_ssim_identity_symmetry_and_a_hand_computed_constant_case():
+    from gankd.metrics.fidelity import ssim
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 3, 16, 16, generator=g) * 2 - 1
+    b = (a + 0.3 * torch.randn(3, 3, 16, 16, generator=g)).clamp(-1, 1)
+    assert torch.allclose(ssim(a, a), torch.ones(3), atol=1e-5)
+    assert torch.allclose(ssim(a, b), ssim(b, a), atol=1e-6)
+    assert (ssim(a, b) < 0.95).all() and (ssim(a, b) > -1).all()
+    # constant images x and y on [0, 1]: variances 0, so SSIM = (2xy + C1) / (x^2 + y^2 + C1)
+    x, y = torch.full((1, 1, 12, 12), 0.2), torch.full((1, 1, 12, 12), 0.6)
+    c1 = 0.01**2
+    want = (2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1)
+    assert ssim(x * 2 - 1, y * 2 - 1).item() == pytest.approx(want, rel=1e-4)
