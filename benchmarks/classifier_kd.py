@@ -23,7 +23,8 @@ and students timed interleaved (A B C A B C ...) in this one process on --thread
 Resumable: finished runs (a folder under --work with a result) are reused. Writes
 --out/results.json (every number, the command, the machine) and --out/RESULTS.md.
 
-    OMP_NUM_THREADS=1 python benchmarks/classifier_kd.py                # ~35 min on 1 thread
+    OMP_NUM_THREADS=1 python benchmarks/classifier_kd.py --sweep-seeds 0  # the committed run: 21 trainings,
+                                                                        # ~20 min of training on 1 thread here
     OMP_NUM_THREADS=1 python benchmarks/classifier_kd.py --quick        # smoke test (~1 min)
 """
 
