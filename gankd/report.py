@@ -407,7 +407,7 @@ def summary_lines(result: dict) -> list[str]:
         lines.append(f"{'PSNR to teacher':<26}{tf['psnr_db']:.3f} dB ({tf['num_samples']} samples)")
         if tf.get("ssim") is not None:
             lines.append(f"{'SSIM to teacher':<26}{tf['ssim']:.4f}")
-        for k, label in (("evaluator_lpips_style", "eval-dist (not LPIPS)"), ("lpips", "LPIPS")):
+        for k, label in (("evaluator_lpips_style", "eval-distance"), ("lpips", "LPIPS")):
             if tf.get(k) is not None:
                 lines.append(f"{label + ' to teacher':<26}{tf[k]:.4g}")
             elif tf.get(f"{k}_skipped"):

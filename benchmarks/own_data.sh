@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Your own images through every command, as the README shows them: an RGB data set that a fresh
+# machine installs from Debian (Battle for Wesnoth's unit sprites, 21 faction folders = classes),
+# no --set overrides. Each step's wall time goes to benchmarks/results/own_data/timing.json.
+#
+#   apt-get install -y wesnoth-1.16-data
+#   bash benchmarks/own_data.sh            # TEACHER_MIN=35 COMPRESS_MIN=10 by default
+#
+# Runs on one CPU thread (OMP_NUM_THREADS=1) unless THREADS says otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python}
+RUNS=${RUNS:-runs/wesnoth}
+OUT=${OUT:-benchmarks/results/own_data}
+TEACHER_MIN=${TEACHER_MIN:-35}
+COMPRESS_MIN=${COMPRESS_MIN:-10}
+export OMP_NUM_THREADS=${THREADS:-1}
+mkdir -p "$OUT" "$RUNS"
+TIMING="$OUT/timing.json.tmp"
+echo "{" > "$TIMING"
+step() {  # step NAME command...
+  local name=$1; shift
+  local t0; t0=$(date +%s.%N)
+  echo "+ $*" >&2
+  "$@"
+  printf '  "%s": {"seconds": %.1f, "command": "%s"},\n' "$name" "$(echo "$(date +%s.%N) - $t0" | bc)" "$*" >> "$TIMING"
+}
+G="$PY -m gankd"
+[ -f "$RUNS/teacher/generator/model.safetensors" ] && [ -z "${RETRAIN:-}" ] || \
+  step train_teacher $G train-teacher --data wesnoth-units --resolution 32 --out "$RUNS/teacher" \
+    --max-minutes "$TEACHER_MIN" --no-progress $([ -f "$RUNS/teacher/state.pt" ] && echo --resume)
+step sample_teacher $G sample --model "$RUNS/teacher/generator" --seeds 0-9 --classes all --nrow 10 \
+  --out "$OUT/teacher_samples.png"
+[ -f "$RUNS/w025/student/model.safetensors" ] || \
+  step compress $G compress --teacher "$RUNS/teacher/generator" --width 0.25 --out "$RUNS/w025" \
+    --max-minutes "$COMPRESS_MIN" --no-progress $([ -f "$RUNS/w025/state.pt" ] && echo --resume)
+step sample_student $G sample --model "$RUNS/w025/student" --seeds 0-9 --classes all --nrow 10 \
+  --out "$OUT/student_samples.png"
+step eval_teacher $G eval --model "$RUNS/teacher/generator" --num-samples 5000 --speed --out "$OUT/eval_teacher.json"
+step eval_student $G eval --model "$RUNS/w025/student" --teacher "$RUNS/teacher/generator" --num-samples 5000 \
+  --speed --real-floor --out "$OUT/eval_student.json"
+step report $G report "$OUT/eval_teacher.json" "$OUT/eval_student.json" --out "$OUT/report"
+step export $G export --model "$RUNS/w025/student" --format onnx
+cp "$RUNS/w025/teacher_vs_student.png" "$OUT/teacher_vs_student.png"
+cp "$RUNS/teacher/train_config.json" "$OUT/teacher_train_config.json"
+cp "$RUNS/w025/config.json" "$OUT/compress_config.json"
+sed -i '$ s/,$//' "$TIMING"
+echo "}" >> "$TIMING"
+mv "$TIMING" "$OUT/timing.json"
+cat "$OUT/timing.json"
