@@ -135,6 +135,46 @@ def render(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_card(res: dict, teacher: Path, checkpoint: str) -> None:
+    """MODEL_CARD.md + metrics.json of the imported teacher, from this run's numbers."""
+    from gankd.checkpoint import WEIGHTS, file_sha256
+
+    st = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    t = res["models"]["teacher"]
+    qd, qt = t["vs_data_test"]["quality"], t["vs_teacher_samples"]["quality"]
+    p = t["vs_data_test"]["protocol"]
+    e = t["vs_teacher_samples"]["efficiency"]
+    _write_json(teacher / "metrics.json", t)
+    card = f"""# wesnoth-dcgan64: a DCGAN-tutorial generator trained outside gankd
+
+A generator from "another code base": `benchmarks/thirdparty/dcgan_tutorial.py` (the PyTorch
+DCGAN tutorial layout, `nn.Sequential` of ConvTranspose2d/BatchNorm2d/ReLU, Tanh; latent
+(N, {st['nz']}, 1, 1); 64x64 RGB; ngf = {st['ngf']}, ndf = {st['ndf']}), trained with the tutorial's
+recipe (BCE, Adam 2e-4, betas 0.5/0.999) on the Battle for Wesnoth unit sprites
+(`apt-get install -y wesnoth-1.16-data`; {st['images']} images: every file but gankd's folder
+test split, transparency on white, 64x64), saved the tutorial's way (`netG_state_dict` in a
+`torch.save` dict) and brought in with `gankd import` (`benchmarks/foreign_gan.py`).
+
+- Training: {st['step']} steps (batch 64) in {st['wall_s'] / 60:.1f} min on one CPU thread
+  ({res['fingerprint'].get('cpu')}, 2 cores, another 1-thread job beside it):
+  `python benchmarks/thirdparty/dcgan_tutorial.py --out runs/tutorial --ngf {st['ngf']}
+  --ndf {st['ndf']} --minutes 50 --threads 1`.
+- Size: {e['params']:,} parameters, {e['macs'] / 1e6:.1f} M MACs per image.
+- Quality ({p['extractor']} features, sha256 {p['extractor_sha256_16']}: no classifier or Inception
+  weights exist for this domain here): FID {qd['fid']:.3g} against the {p['num_reference']} test
+  images ({p['num_generated']} samples; real-data floor {res['floor']['quality']['fid']:.3g}),
+  precision/recall {qd['precision']:.2f}/{qd['recall']:.2f}; FID {qt['fid']:.3g} against its own samples
+  from other seeds (the floor of the "vs teacher samples" column).
+- Weights: `model.safetensors`, sha256 {file_sha256(teacher / WEIGHTS)}.
+
+Loading this folder imports `dcgan_tutorial` (the class named in config.json): put
+`benchmarks/thirdparty` on `PYTHONPATH`, e.g.
+`PYTHONPATH=benchmarks/thirdparty gankd sample --model pretrained/wesnoth-dcgan64 --seeds 0-63 --out grid.png`.
+Numbers: `benchmarks/results/foreign/results.json` (rerun: `python benchmarks/foreign_gan.py`).
+"""
+    atomic_write_bytes(teacher / "MODEL_CARD.md", card.encode())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="runs/tutorial/checkpoint.tar")
@@ -181,6 +221,7 @@ def main() -> None:
     }
     _write_json(out / "results.json", res)
     atomic_write_bytes(out / "RESULTS.md", render(res).encode())
+    write_card(res, teacher, args.checkpoint)
     print(render(res))
 
 
