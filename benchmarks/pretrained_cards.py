@@ -35,24 +35,27 @@ TRAINING = {
         "pretrained/fmnist-teacher/",
     ],
     "fmnist-evaluator": [
-        "gankd train-classifier --family vgg --out pretrained/fmnist-evaluator --epochs 30 --seed 0 "
+        "gankd train-classifier --family vgg --out runs/fmnist-evaluator --epochs 30 --seed 0 "
         "--set model.base_channels=32 --set 'model.convs_per_stage=[1,2,2]' --set threads=4 --device cuda",
+        "cp runs/fmnist-evaluator/{config.json,model.safetensors} pretrained/fmnist-evaluator/",
     ],
     "fmnist-perceptual": [
-        "gankd train-classifier --family resnet --out pretrained/fmnist-perceptual --epochs 3 --seed 1 "
+        "gankd train-classifier --family resnet --out runs/fmnist-perceptual --epochs 3 --seed 1 "
         "--set model.base_channels=16 --set threads=1",
+        "cp runs/fmnist-perceptual/{config.json,model.safetensors} pretrained/fmnist-perceptual/",
     ],
 }
 # Where each network was trained (the GPU runs: benchmarks/gpu_pretrained.sh, logs in benchmarks/results/gpu/).
 HARDWARE = {
     "fmnist-teacher": "one NVIDIA H200 (a GPU lent for one session; `benchmarks/gpu_pretrained.sh`); the 5-minute "
     "budget stopped it there. The same command without `--device cuda --max-minutes 5` and with "
-    "`--steps` set to that step runs on a CPU (about 0.7 s/step on 2 cores: ~2 h)",
+    "`--steps` set to that step runs on a CPU (not measured end to end; FACTS.md's ~1.4 s/step for a "
+    "generator of this size on 2 cores would make it ~4 h)",
     "fmnist-evaluator": "one NVIDIA H200 (`benchmarks/gpu_pretrained.sh`, under 5 min, beside the teacher run). "
     "Two candidates were "
     "trained side by side with a rule fixed beforehand: ship the cheaper one (convs [1,2,2]) if it reaches 93% "
-    "test accuracy, else the wider [2,2,2] one (benchmarks/results/gpu/: 0.9395 vs 0.9400). On a 2-core CPU the "
-    "command takes roughly 2 h",
+    "test accuracy, else the wider [2,2,2] one (benchmarks/results/gpu/: 0.9395 vs 0.9400). Its CPU time was "
+    "not measured",
     "fmnist-perceptual": "a 2-core CPU",
 }
 ROLE = {
