@@ -53,7 +53,7 @@ def test_eval_cli_writes_json_and_report_renders(setup, tmp_path, capsys):
     assert r["protocol"]["num_generated"] == 48 and r["protocol"]["num_reference"] == 58
     # the evaluator actually used is named, with its path and hash (never "fmnist-evaluator" for a user's)
     p = r["protocol"]
-    assert p["extractor"] == "evaluator:eval" and p["resize"] == "none" and p["extractor_weights"] == str(ev)
+    assert p["extractor"] == "evaluator:eval" and p["resize"] == "none" and p["extractor_weights"] == portable_path(ev)
     assert p["extractor_sha256_16"] and "evaluator:eval (sha256" in out
     assert any("58 images" in w for w in p["warnings"])  # a reference under 2,000 images is flagged
     assert 0 <= r["class_consistency"]["accuracy"] <= 1

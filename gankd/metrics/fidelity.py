@@ -478,9 +478,16 @@ class Extractor:
         return self.kind != "random-conv"
 
     def info(self) -> dict:
-        return {"extractor": self.name, "extractor_weights": None if self.weights is None else str(self.weights),
+        return {"extractor": self.name, "extractor_weights": None if self.weights is None else _portable(self.weights),
                 "extractor_sha256_16": self.sha256_16, "extractor_reason": self.reason,
                 "extractor_in_domain": self.in_domain}  # fmt: skip
+
+
+def _portable(path) -> str:
+    """A path as results record it: relative to the repository (see efficiency.portable_path)."""
+    from gankd.metrics.efficiency import portable_path
+
+    return portable_path(path)
 
 
 def fmnist_like(data: str | None, channels: int, resolution: int) -> bool:
@@ -920,7 +927,7 @@ def class_consistency(generator: nn.Module, num_samples: int = 10000, evaluator:
     if images is None or images.labels is None:
         images = generated_set(generator, num_samples, first_seed, batch_size, device)
     out = classifier_accuracy(images.images, images.labels, clf, nc)
-    out["evaluator"] = str(folder)
+    out["evaluator"] = _portable(folder)
     return out
 
 

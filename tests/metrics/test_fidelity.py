@@ -14,6 +14,7 @@ from PIL import Image
 from gankd.checkpoint import save_model
 from gankd.data import to_float, to_uint8
 from gankd.metrics import fidelity as fm
+from gankd.metrics.efficiency import portable_path
 from gankd.sampling import balanced_labels, generate, latents
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -43,7 +44,7 @@ def test_self_is_zero_and_corruption_is_clearly_worse(evaluator_dir):
     p = same["protocol"]
     # a user's evaluator is named as such (never "fmnist-evaluator"), with its path and hash
     assert p["extractor"] == "evaluator:eval" and p["num_generated"] == p["num_reference"] == 200
-    assert p["extractor_weights"] == str(evaluator_dir) and "--evaluator" in p["extractor_reason"]
+    assert p["extractor_weights"] == portable_path(evaluator_dir) and "--evaluator" in p["extractor_reason"]
     assert p["extractor_sha256_16"] == fm.file_digest(evaluator_dir) and p["resize"] == "none"
 
 
