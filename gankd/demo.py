@@ -27,7 +27,7 @@ def run_demo(out: str | Path = "runs/demo", teacher: str = "fmnist-teacher", wid
     out = Path(out)
     teacher_dir = resolve_model_path(teacher)
     budget = PRESETS[preset] if max_minutes is None else {**PRESETS[preset], "max_minutes": max_minutes}
-    cfg = DistillConfig(teacher=str(teacher_dir), width=width, device=device, **budget)
+    cfg = DistillConfig(teacher=str(teacher), width=width, device=device, **budget)
     resume = (out / "state.pt").exists()
     student = compress(cfg, out, resume=resume, progress=progress)
     results = evaluate_pair(teacher_dir, student, out, f"student w{width:g}", speed=speed,

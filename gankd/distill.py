@@ -43,6 +43,7 @@ from gankd.loop import (
     step_generator,
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
+from gankd.metrics.efficiency import portable_path
 from gankd.perceptual import PERCEPTUAL_NETS, perceptual_for_data
 from gankd.sampling import generate, grid, sample_grid, save_png
 from gankd.selection import DEFAULT_SELECT, Selector, build_selector, check_rule
@@ -480,7 +481,7 @@ class Distiller:
 
     def _extra(self, step: int) -> dict:
         """What a saved student records besides its weights: steps, teacher, data, how it was built."""
-        out = {"trained_steps": step, "teacher": str(self.teacher_dir), "data": self.data_spec,
+        out = {"trained_steps": step, "teacher": portable_path(self.teacher_dir), "data": self.data_spec,
                "real": self.real}  # fmt: skip
         info = getattr(_unwrap(self.student), "prune_info", None)
         if info:

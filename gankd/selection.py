@@ -40,6 +40,12 @@ MIN_FID_IMAGES = 2
 NOISY_FID_IMAGES = 200
 
 
+def _portable(path) -> str:
+    from gankd.metrics.efficiency import portable_path
+
+    return portable_path(path)
+
+
 def check_rule(select: str, distill: bool) -> None:
     """Validate a ``--select`` value for a distillation (``distill=True``) or GAN run."""
     if select not in SELECT_RULES:
@@ -72,7 +78,7 @@ class Selector:
         if self.rule != "last":
             out["eval_samples"] = self.eval_samples
         if self.rule == "perceptual-fid":
-            out.update(net=str(self.net), net_sha256=self.net_sha256, reference=self.reference,
+            out.update(net=_portable(self.net), net_sha256=self.net_sha256, reference=self.reference,
                        reference_size=self.reference_size)  # fmt: skip
         if self.fallback:
             out["fallback"] = self.fallback
