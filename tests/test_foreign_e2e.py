@@ -95,7 +95,7 @@ def test_compressed_student_reloads_identically_in_a_fresh_process(tmp_path):
             "g = adapter_for(load_generator(sys.argv[1]))\n"
             "with torch.no_grad(): torch.save(g(g.seeded_inputs(list(range(4)))), sys.argv[2])\n")  # fmt: skip
     path = os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # same reduction order
     res = subprocess.run([sys.executable, "-c", code, str(run / "student"), str(tmp_path / "out.pt")], env=env,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert res.returncode == 0, res.stderr[-1500:]

@@ -109,7 +109,9 @@ def test_pruned_save_reload_in_fresh_process(tmp_path):
         f"    with torch.no_grad(): out[name] = a(a.seeded_inputs({SEEDS!r})).contiguous()\n"
         "save_file(out, f'{sys.argv[1]}/out.safetensors')\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    # the same thread count as this process: bit-identical needs the same reduction order
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}  # fmt: skip
     subprocess.run([sys.executable, "-c", code, str(tmp_path), *expected], check=True, env=env, timeout=120)
     got = load_file(str(tmp_path / "out.safetensors"))
     for name, img in expected.items():
