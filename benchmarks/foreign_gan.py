@@ -37,8 +37,9 @@ from gankd.adapter import adapter_for  # noqa: E402
 from gankd.checkpoint import atomic_write_bytes, load_generator  # noqa: E402
 from gankd.distill import DistillConfig, compress  # noqa: E402
 from gankd.evaluate import evaluate, real_floor  # noqa: E402
+from gankd.fileio import portable_path  # noqa: E402
 from gankd.importer import import_generator  # noqa: E402
-from gankd.metrics.efficiency import fingerprint, interleaved_speed, portable_path  # noqa: E402
+from gankd.metrics.efficiency import fingerprint, interleaved_speed  # noqa: E402
 from gankd.sampling import generate, grid, save_png  # noqa: E402
 
 CELLS = [(0.5, "wesnoth-units"), (0.5, "none"), (0.25, "wesnoth-units"), (0.25, "none")]

@@ -57,7 +57,8 @@ from gankd.checkpoint import (
 from gankd.config import to_dict
 from gankd.distill import DistillConfig, compress
 from gankd.evaluate import evaluate, real_floor, save_result
-from gankd.metrics.efficiency import interleaved_speed, portable_path
+from gankd.fileio import portable_path
+from gankd.metrics.efficiency import interleaved_speed
 from gankd.report import aggregate, load_results, plot_quality_vs_speed, render_table, value_of
 from gankd.sampling import balanced_labels, generate, grid, latents, save_png
 from gankd.students import build_student

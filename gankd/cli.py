@@ -155,12 +155,10 @@ def _taps(text: str | None) -> list | None:
 
 
 def _ints(text: str | None, flag: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{flag} expects comma-separated integers, got '{text}'") from None
+    from gankd.importer import parse_ints
+
+    ints = parse_ints(text, flag)
+    return None if ints is None else list(ints)
 
 
 def cmd_demo(args) -> int:

@@ -63,6 +63,13 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 SPLITS = ("train", "test", "fit", "val")
 N_VAL = 5000
 FMNIST_NAMES = ("fashion-mnist", "fmnist")
+
+
+def is_fmnist(spec: str | None) -> bool:
+    """Whether a data spec (with or without ``:split``) names Fashion-MNIST: the one domain the
+    shipped evaluator and perceptual nets were trained on."""
+    return bool(spec) and str(spec).split(":")[0] in FMNIST_NAMES
+
 # named folders: spec -> (path, how to install it)
 WESNOTH_UNITS = Path("/usr/share/games/wesnoth/1.16/data/core/images/units")
 NAMED_FOLDERS = {"wesnoth-units": (WESNOTH_UNITS, "apt-get install -y wesnoth-1.16-data")}

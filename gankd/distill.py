@@ -28,6 +28,7 @@ from gankd import checkpoint as ckpt
 from gankd.adapter import GeneratorAdapter, IOSpec, adapter_for
 from gankd.config import load_json, save_json, to_dict
 from gankd.data import load_dataset
+from gankd.fileio import portable_path
 from gankd.loop import (
     BatchStream,
     Budget,
@@ -43,7 +44,6 @@ from gankd.loop import (
     step_generator,
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
-from gankd.metrics.efficiency import portable_path
 from gankd.perceptual import PERCEPTUAL_NETS, perceptual_for_data
 from gankd.sampling import generate, grid, sample_grid, save_png
 from gankd.selection import DEFAULT_SELECT, Selector, build_selector, check_rule

@@ -24,7 +24,8 @@ from torch import nn
 from gankd.adapter import adapter_for, spec_summary
 from gankd.checkpoint import CONFIG, atomic_write_bytes, load_generator, resolve_model_path
 from gankd.config import load_json
-from gankd.metrics.efficiency import portable_path
+from gankd.data import is_fmnist
+from gankd.fileio import portable_path
 
 log = logging.getLogger(__name__)
 
@@ -421,7 +422,7 @@ def real_split_for(reference: str) -> str:
     from gankd.metrics import fidelity as fid
 
     name, _ = fid.parse_data_spec(reference)
-    return "fashion-mnist:train" if name in ("fashion-mnist", "fmnist") else f"{name}:fit"
+    return "fashion-mnist:train" if is_fmnist(name) else f"{name}:fit"
 
 
 def real_floor(

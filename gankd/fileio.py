@@ -1,4 +1,4 @@
-"""Atomic file writes and hashing: a leaf module (no gankd imports), so config,
+"""Atomic file writes, hashing and the paths results record: a leaf module (no gankd imports), so config,
 checkpoint, sampling, report and export can all use it without an import cycle.
 
 Temp files are siblings named ``.<name>.<random>.tmp``; ``checkpoint.clean_stale_tmp``
@@ -62,3 +62,40 @@ def file_sha256(*paths: str | Path) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+def repo_root() -> Path | None:
+    """The source checkout gankd runs from (the folder above the package holding
+    pyproject.toml or .git), or None for an installed package."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() or (root / ".git").exists() else None
+
+
+def portable_path(path: str | Path | None) -> str | None:
+    """A path as a record should hold it: ``pretrained/<name>`` for a shipped model, relative
+    to the repository root inside the checkout, else relative to the current directory.
+
+    Never absolute when a relative form exists, so committed JSON does not depend on (or
+    reveal) where the checkout lived. ``None`` stays ``None``.
+    """
+    if path is None:
+        return None
+    from gankd.checkpoint import pretrained_dir  # lazy: fileio stays a leaf at import time
+
+    p = Path(path).expanduser()
+    a = Path(os.path.abspath(p))  # no symlink resolution: keep the user's spelling
+    for base, prefix in ((Path(os.path.abspath(pretrained_dir())), Path("pretrained")), (repo_root(), Path())):
+        if base is None:
+            continue
+        for b, x in ((Path(os.path.abspath(base)), a), (base.resolve(), a.resolve())):
+            if x == b or b in x.parents:
+                return (prefix / x.relative_to(b)).as_posix()
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return Path(os.path.relpath(a, os.getcwd())).as_posix()
+    except ValueError:  # another drive on Windows: no relative form exists
+        return a.as_posix()
+
+
+# ------------------------------------------------------------------ static cost

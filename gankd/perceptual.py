@@ -230,6 +230,7 @@ def perceptual_for_data(name: str, path: str | Path | None, *, data: str | None,
         return module, changes
     from gankd.checkpoint import resolve_model_path
     from gankd.config import load_json
+    from gankd.data import is_fmnist
 
     why = None
     if path:
@@ -242,7 +243,7 @@ def perceptual_for_data(name: str, path: str | Path | None, *, data: str | None,
         if (not domain or domain == "none") and teacher_dir is not None:
             meta = load_json(resolve_model_path(teacher_dir) / "config.json")
             domain = meta.get("data") if isinstance(meta, dict) else None
-        if domain not in ("fashion-mnist", "fmnist") or image_channels != 1:
+        if not is_fmnist(domain) or image_channels != 1:
             what = f"{image_channels}-channel images of {domain or 'unknown data'}"
             why = f"the shipped perceptual net is trained on Fashion-MNIST (gray), not on {what}"
         else:

@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gankd.fileio import portable_path
+
 log = logging.getLogger(__name__)
 
 SELECT_RULES = ("perceptual-fid", "teacher-l1", "last")
@@ -39,11 +41,6 @@ VAL_FIRST_SEED = 1_000_000
 MIN_FID_IMAGES = 2
 NOISY_FID_IMAGES = 200
 
-
-def _portable(path) -> str:
-    from gankd.metrics.efficiency import portable_path
-
-    return portable_path(path)
 
 
 def check_rule(select: str, distill: bool) -> None:
@@ -78,7 +75,7 @@ class Selector:
         if self.rule != "last":
             out["eval_samples"] = self.eval_samples
         if self.rule == "perceptual-fid":
-            out.update(net=_portable(self.net), net_sha256=self.net_sha256, reference=self.reference,
+            out.update(net=portable_path(self.net), net_sha256=self.net_sha256, reference=self.reference,
                        reference_size=self.reference_size)  # fmt: skip
         if self.fallback:
             out["fallback"] = self.fallback
@@ -175,7 +172,7 @@ def build_selector(select: str, *, distill: bool, data: str, resolution: int, im
     if select == "teacher-l1":
         return sel
     from gankd.checkpoint import WEIGHTS, file_sha256, read_meta, resolve_model_path
-    from gankd.data import load_dataset
+    from gankd.data import is_fmnist, load_dataset
 
     folder = resolve_model_path(net or DEFAULT_SELECT_NET)
     alt = "teacher-l1" if distill else "last"
@@ -186,7 +183,7 @@ def build_selector(select: str, *, distill: bool, data: str, resolution: int, im
                                 f"(a classifier folder) or --select {alt}") from None  # fmt: skip
     net_channels = meta["config"].get("image_channels", 1)
     shipped = folder.resolve() == resolve_model_path(DEFAULT_SELECT_NET).resolve()
-    if shipped and data.split(":")[0] not in ("fashion-mnist", "fmnist"):
+    if shipped and not is_fmnist(data):
         # the shipped perceptual net knows Fashion-MNIST only: its FID elsewhere would rank by noise
         sel.rule = alt
         sel.fallback = (f"the shipped perceptual net {folder.name} is trained on Fashion-MNIST, the data is {data}: "

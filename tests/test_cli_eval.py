@@ -13,7 +13,7 @@ from PIL import Image
 from gankd import cli
 from gankd.checkpoint import save_model
 from gankd.evaluate import evaluate, real_floor
-from gankd.metrics.efficiency import portable_path
+from gankd.fileio import portable_path
 from gankd.report import load_results, render_table
 
 pytestmark = pytest.mark.usefixtures("private_cache")

@@ -44,6 +44,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from gankd.adapter import adapter_for, positional
+from gankd.fileio import portable_path
 
 
 # ------------------------------------------------------------------ machine
@@ -98,41 +99,6 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def repo_root() -> Path | None:
-    """The source checkout gankd runs from (the folder above the package holding
-    pyproject.toml or .git), or None for an installed package."""
-    root = Path(__file__).resolve().parents[2]
-    return root if (root / "pyproject.toml").is_file() or (root / ".git").exists() else None
-
-
-def portable_path(path: str | Path | None) -> str | None:
-    """A path as a record should hold it: ``pretrained/<name>`` for a shipped model, relative
-    to the repository root inside the checkout, else relative to the current directory.
-
-    Never absolute when a relative form exists, so committed JSON does not depend on (or
-    reveal) where the checkout lived. ``None`` stays ``None``.
-    """
-    if path is None:
-        return None
-    from gankd.checkpoint import pretrained_dir
-
-    p = Path(path).expanduser()
-    a = Path(os.path.abspath(p))  # no symlink resolution: keep the user's spelling
-    for base, prefix in ((Path(os.path.abspath(pretrained_dir())), Path("pretrained")), (repo_root(), Path())):
-        if base is None:
-            continue
-        for b, x in ((Path(os.path.abspath(base)), a), (base.resolve(), a.resolve())):
-            if x == b or b in x.parents:
-                return (prefix / x.relative_to(b)).as_posix()
-    if not p.is_absolute():
-        return p.as_posix()
-    try:
-        return Path(os.path.relpath(a, os.getcwd())).as_posix()
-    except ValueError:  # another drive on Windows: no relative form exists
-        return a.as_posix()
-
-
-# ------------------------------------------------------------------ static cost
 def generator_inputs(model: nn.Module, batch: int, device: str = "cpu", first_seed: int = 0) -> tuple:
     """Positional inputs in the generator's IOSpec order from fixed seeds (e.g. ``(z,)`` or
     ``(z, y)`` with balanced int64 labels), through its adapter (:mod:`gankd.adapter`)."""

@@ -63,7 +63,8 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from gankd.adapter import adapter_for
 from gankd.checkpoint import CONFIG, WEIGHTS, file_sha256, load_classifier, load_generator
 from gankd.config import load_json
-from gankd.data import SPLITS, load_dataset, to_float, to_uint8
+from gankd.data import SPLITS, is_fmnist, load_dataset, to_float, to_uint8
+from gankd.fileio import portable_path
 from gankd.perceptual import LPIPS_TRUNK_FILES, check_state, load_tensor_file, lpips_hub_file, lpips_model
 from gankd.sampling import balanced_labels
 
@@ -222,7 +223,7 @@ def parse_data_spec(spec: str) -> tuple[str, str]:
         return name, split
     if Path(spec).is_dir():
         return f"folder:{spec}", "train"
-    return spec, "test" if spec in ("fashion-mnist", "fmnist") else "train"
+    return spec, "test" if is_fmnist(spec) else "train"
 
 
 def subset_indices(n_total: int, n: int | None, seed: int = 0) -> torch.Tensor | None:
@@ -478,21 +479,16 @@ class Extractor:
         return self.kind != "random-conv"
 
     def info(self) -> dict:
-        return {"extractor": self.name, "extractor_weights": None if self.weights is None else _portable(self.weights),
+        weights = None if self.weights is None else portable_path(self.weights)
+        return {"extractor": self.name, "extractor_weights": weights,
                 "extractor_sha256_16": self.sha256_16, "extractor_reason": self.reason,
                 "extractor_in_domain": self.in_domain}  # fmt: skip
 
 
-def _portable(path) -> str:
-    """A path as results record it: relative to the repository (see efficiency.portable_path)."""
-    from gankd.metrics.efficiency import portable_path
-
-    return portable_path(path)
-
 
 def fmnist_like(data: str | None, channels: int, resolution: int) -> bool:
     """Whether the shipped evaluator fits: Fashion-MNIST data, 1 channel, 32 px."""
-    return data in ("fashion-mnist", "fmnist") and channels == 1 and resolution == 32
+    return is_fmnist(data) and channels == 1 and resolution == 32
 
 
 def _classifier_extractor(folder: Path, reason: str, in_domain: bool = True) -> Extractor:
@@ -927,7 +923,7 @@ def class_consistency(generator: nn.Module, num_samples: int = 10000, evaluator:
     if images is None or images.labels is None:
         images = generated_set(generator, num_samples, first_seed, batch_size, device)
     out = classifier_accuracy(images.images, images.labels, clf, nc)
-    out["evaluator"] = _portable(folder)
+    out["evaluator"] = portable_path(folder)
     return out
 
 

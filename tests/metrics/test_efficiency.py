@@ -182,18 +182,3 @@ def test_solo_speed_is_stamped():
     r = ef.efficiency(RepeatedConv(1), speed=True, big_batch=4, runtimes=("eager",), repeats=3, min_time_s=0.0,
                       memory=False)  # fmt: skip
     assert r["speed"]["eager"]["measured_utc"] and "speed_vs_teacher" not in r and r["fingerprint"]["cpu"]
-
-
-def test_portable_path_is_relative_to_repo_pretrained_or_cwd(tmp_path, monkeypatch):
-    from gankd.checkpoint import pretrained_dir
-
-    root = ef.repo_root()
-    assert root is not None and (root / "gankd").is_dir()
-    assert ef.portable_path(root / "runs" / "x" / "student") == "runs/x/student"
-    assert ef.portable_path(pretrained_dir() / "fmnist-teacher") == "pretrained/fmnist-teacher"
-    monkeypatch.setenv("GANKD_PRETRAINED", str(tmp_path / "shipped"))
-    assert ef.portable_path(tmp_path / "shipped" / "t" / "model.safetensors") == "pretrained/t/model.safetensors"
-    monkeypatch.chdir(tmp_path)
-    assert ef.portable_path(tmp_path / "mine" / "g") == "mine/g"
-    assert ef.portable_path("rel/g") == "rel/g" and ef.portable_path(None) is None
-    assert not ef.portable_path(root / "gankd").startswith("/")

@@ -13,8 +13,8 @@ from PIL import Image
 
 from gankd.checkpoint import save_model
 from gankd.data import to_float, to_uint8
+from gankd.fileio import portable_path
 from gankd.metrics import fidelity as fm
-from gankd.metrics.efficiency import portable_path
 from gankd.sampling import balanced_labels, generate, latents
 
 pytestmark = pytest.mark.usefixtures("private_cache")
