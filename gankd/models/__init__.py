@@ -1,6 +1,6 @@
 """Model families; importing this package registers them."""
 
-from gankd.models import classifiers, dcgan  # noqa: F401  (registration side effect)
+from gankd.models import classifiers, dcgan, i2i  # noqa: F401  (registration side effect)
 from gankd.models.classifiers import ClassifierConfig
 from gankd.models.dcgan import DiscriminatorConfig, GeneratorConfig
 
