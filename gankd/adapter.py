@@ -45,6 +45,8 @@ class InputSpec:
             raise ValueError(f"input '{self.name}': a latent needs a positive shape such as (100,) or (100,1,1)")
         if self.kind == "label" and self.num_classes < 1:
             raise ValueError(f"input '{self.name}': a label input needs num_classes >= 1")
+        if self.kind == "image" and (len(self.shape) != 3 or min(self.shape) < 1):
+            raise ValueError(f"input '{self.name}': an image input needs a shape (C, H, W), got {self.shape}")
 
 
 @dataclass
@@ -84,13 +86,23 @@ class IOSpec:
     def label(self) -> InputSpec | None:
         return next((i for i in self.inputs if i.kind == "label"), None)
 
+    def image(self) -> InputSpec | None:
+        """The source-image input of an image-to-image generator (None for noise-to-image)."""
+        return next((i for i in self.inputs if i.kind == "image"), None)
+
 
 def native_spec(model: nn.Module) -> IOSpec:
-    """The IOSpec of a gankd family generator (``z_dim``, ``num_classes``, ``cfg``)."""
+    """The IOSpec of a gankd family generator: ``z`` (``z_dim``) and ``y`` (``num_classes``) for
+    noise-to-image families, ``src`` (``in_channels`` x the trained resolution) for
+    image-to-image ones (``gankd.models.i2i``)."""
+    cfg = getattr(model, "cfg", None)
+    if int(getattr(model, "in_channels", 0) or 0) > 0:
+        r = int(getattr(cfg, "resolution", 0))
+        return IOSpec([InputSpec("src", "image", (int(model.in_channels), r, r))], (-1.0, 1.0), "native",
+                      int(getattr(cfg, "image_channels", 0)), r)  # fmt: skip
     inputs = [InputSpec("z", "latent", (int(model.z_dim),))]
     if int(getattr(model, "num_classes", 0)) > 0:
         inputs.append(InputSpec("y", "label", (), int(model.num_classes)))
-    cfg = getattr(model, "cfg", None)
     return IOSpec(inputs, (-1.0, 1.0), "native", int(getattr(cfg, "image_channels", 0)),
                   int(getattr(cfg, "resolution", 0)))  # fmt: skip
 
@@ -139,6 +151,11 @@ class GeneratorAdapter(nn.Module):
         return lat.shape if lat is not None else ()
 
     @property
+    def is_i2i(self) -> bool:
+        """Whether the generator maps a source image to an image (its inputs come from data)."""
+        return self.spec.image() is not None
+
+    @property
     def has_features(self) -> bool:
         return self.spec.features != "none"
 
@@ -149,8 +166,13 @@ class GeneratorAdapter(nn.Module):
         return self.model.load_state_dict(state, strict=strict, assign=assign)
 
     # ----------------------------------------------------------------- inputs
-    def seeded_inputs(self, seeds: list[int], labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Inputs for explicit seeds: latent i from seed ``seeds[i]``; labels given or class-balanced."""
+    def seeded_inputs(self, seeds: list[int], labels: torch.Tensor | None = None, stand_in: bool = False,
+                      size: int | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Inputs for explicit seeds: latent i from seed ``seeds[i]``; labels given or class-balanced.
+
+        Source images come from data; ``stand_in=True`` makes seeded uniform noise in [-1, 1]
+        instead (``size`` px square, default the spec's), for dry runs, MACs, timing and export.
+        """
         out: dict[str, torch.Tensor] = {}
         for spec in self.spec.inputs:
             if spec.kind == "latent":
@@ -163,8 +185,14 @@ class GeneratorAdapter(nn.Module):
                 if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= spec.num_classes):
                     raise ValueError(f"--classes: labels must be in 0..{spec.num_classes - 1}")
                 out[spec.name] = lab.long()
+            elif stand_in:
+                c, h, w = spec.shape if size is None else (spec.shape[0], size, size)
+                out[spec.name] = torch.stack(
+                    [torch.rand(c * h * w, generator=torch.Generator().manual_seed(int(s))).view(c, h, w)
+                     for s in seeds]).mul_(2).sub_(1)  # fmt: skip
             else:
-                raise ValueError(f"input '{spec.name}' is a source image: give images, not seeds")
+                raise ValueError(f"input '{spec.name}' is a source image: this is an image-to-image generator, "
+                                 "whose inputs come from data (pass --data and --task)")  # fmt: skip
         return out
 
     def random_inputs(self, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -179,9 +207,11 @@ class GeneratorAdapter(nn.Module):
                 raise ValueError(f"input '{spec.name}' is a source image: draw it from the data")
         return out
 
-    def example_inputs(self, batch: int = 1, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
-        """Positional inputs for MACs, timing and ONNX export (seeds 0..batch-1)."""
-        d = self.seeded_inputs(list(range(batch)))
+    def example_inputs(self, batch: int = 1, device: str | torch.device = "cpu", first_seed: int = 0,
+                       size: int | None = None) -> tuple[torch.Tensor, ...]:  # fmt: skip
+        """Positional inputs for MACs, timing and ONNX export (seeds first_seed..; source images
+        are seeded stand-ins, ``size`` px square when given)."""
+        d = self.seeded_inputs(list(range(first_seed, first_seed + batch)), stand_in=True, size=size)
         return tuple(d[s.name].to(device) for s in self.spec.inputs)
 
     @property
@@ -191,6 +221,11 @@ class GeneratorAdapter(nn.Module):
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         axes = {name: {0: "batch"} for name in self.input_names}
         axes["image"] = {0: "batch"}
+        if self.is_i2i:  # fully convolutional: any spatial size
+            for s in self.spec.inputs:
+                if s.kind == "image":
+                    axes[s.name] = {0: "batch", 2: "height", 3: "width"}
+            axes["image"] = {0: "batch", 2: "height", 3: "width"}
         return axes
 
     # ------------------------------------------------------------------ call
@@ -242,9 +277,7 @@ class GeneratorAdapter(nn.Module):
         was = self.model.training
         self.model.eval()
         try:
-            ex = self.seeded_inputs([0, 1]) if self.spec.latent() is not None else None
-            if ex is None:
-                raise ValueError("feature_channels needs a latent input; image inputs use their data")
+            ex = self.seeded_inputs([0, 1], stand_in=True)
             dev = next((p.device for p in self.model.parameters()), torch.device("cpu"))
             _, feats = self({k: v.to(dev) for k, v in ex.items()}, return_features=True)
         finally:
@@ -258,7 +291,7 @@ class GeneratorAdapter(nn.Module):
             self.model.eval()
             try:
                 dev = next((p.device for p in self.model.parameters()), torch.device("cpu"))
-                img = self({k: v.to(dev) for k, v in self.seeded_inputs([0, 1]).items()})
+                img = self({k: v.to(dev) for k, v in self.seeded_inputs([0, 1], stand_in=True).items()})
             finally:
                 self.model.train(was)
         return tuple(img.shape[1:])

@@ -55,6 +55,18 @@ def cmd_sample(args) -> int:
     from gankd.sampling import parse_seeds, sample_grid, save_png
 
     model = load_generator(args.model, map_location=args.device)
+    if _is_i2i(model):  # rows of test pairs: source | model | target
+        from gankd.checkpoint import resolve_model_path
+        from gankd.evaluate_i2i import model_pairs
+        from gankd.sampling import pair_grid
+
+        params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
+        pairs = model_pairs(model, resolve_model_path(args.model), "test", args.data, args.task, params,
+                            label=f"model {args.model}")  # fmt: skip
+        g = pair_grid(model, pairs, indices=parse_seeds(args.seeds), device=args.device,
+                      name=f"model {args.model}")  # fmt: skip
+        print(save_png(g, args.out))
+        return 0
     classes = None
     if args.classes == "all":  # checked before int(): 'all' is not a number
         classes = list(range(model.num_classes))
@@ -78,11 +90,30 @@ def cmd_train_teacher(args) -> int:
         "data": args.data, "steps": args.steps, "batch_size": args.batch_size, "loss": args.loss,
         "lr_g": args.lr_g, "lr_d": args.lr_d, "diffaug": args.diffaug, "seed": args.seed,
         "max_minutes": args.max_minutes, "device": args.device, "select": args.select,
-        "eval_every": args.eval_every, **_shape_flags(args),
+        "eval_every": args.eval_every, "task": args.task, "l1": args.l1, "g_family": args.g_family,
+        **_shape_flags(args), **_task_params(args),
     })  # fmt: skip
     out = train_gan(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     print(out)
     return 0
+
+
+TASK_PARAM_FLAGS = ("noise_sigma", "hole_frac", "blur_sigma", "scale")
+
+
+def _task_params(args) -> dict:
+    """--noise-sigma, --hole-frac, --blur-sigma, --scale as ``task_params.*`` overrides."""
+    return {f"task_params.{k}": getattr(args, k, None) for k in TASK_PARAM_FLAGS}
+
+
+def _add_task_flags(p: argparse.ArgumentParser, training: bool = True) -> None:
+    p.add_argument("--task", help="image-to-image: make pairs by degrading --data (denoise, inpaint, sr4, deblur, "
+                   "colorize, edges2img; join with +, e.g. denoise+inpaint), or paired for --data "
+                   "paired:SRC_DIR,TGT_DIR" + ("" if training else " (default: the model's own task)"))
+    p.add_argument("--noise-sigma", type=float, help="denoise: noise std on the [-1, 1] scale (default 0.2)")
+    p.add_argument("--hole-frac", type=float, help="inpaint: hole side as a fraction of the image (default 0.25)")
+    p.add_argument("--blur-sigma", type=float, help="deblur: Gaussian blur sigma in px (default 1.5)")
+    p.add_argument("--scale", type=int, help="sr: downsampling factor (default 4)")
 
 
 def _shape_flags(args) -> dict:
@@ -134,9 +165,14 @@ def cmd_compress(args) -> int:
         "kd_temperature": args.kd_temperature, "seed": args.seed, "max_minutes": args.max_minutes,
         "device": args.device, "data": args.data, "select": args.select, "eval_every": args.eval_every,
         "channels": _ints(args.channels, "--channels"), "feat_layers": _taps(args.feat_layers),
-        "target_macs": args.target_macs,
+        "target_macs": args.target_macs, "task": args.task, "gt": args.gt,
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
+    params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
+    if params:  # the other parameters stay the teacher's
+        from gankd.distill import teacher_task_params
+
+        direct["task_params"] = {**teacher_task_params(args.teacher or "fmnist-teacher"), **params}
     if args.channels:
         direct["width"] = None
     cfg = _build_cfg(DistillConfig, args, direct)
@@ -192,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="conditional models: one class per row, e.g. 0,1,2 or all")
     p.add_argument("--nrow", type=int, default=8, help="images per row")
     p.add_argument("--out", required=True, help="output PNG path")
+    p.add_argument("--data", help="image-to-image models: data whose test pairs to show (--seeds are pair "
+                   "indices; default: the model's data)")
+    _add_task_flags(p, training=False)
     _add_common(p)
     p.set_defaults(fn=cmd_sample)
 
@@ -205,10 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=ADV_LOSSES)
     p.add_argument("--lr-g", type=float)
     p.add_argument("--lr-d", type=float)
-    p.add_argument("--diffaug", help="DiffAugment policy, e.g. translation,cutout")
+    p.add_argument("--diffaug", help="DiffAugment policy, e.g. translation,cutout (noise-to-image; "
+                   "color,translation,cutout helps small data sets)")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
-    _select_flags(p, ("perceptual-fid", "last"))
+    _add_task_flags(p)
+    p.add_argument("--g-family", choices=("dcgan", "unet", "resnet"),
+                   help="generator family (default dcgan; unet with --task)")
+    p.add_argument("--l1", type=float, help="image-to-image: weight of L1 to the target (default 100)")
+    _select_flags(p, ("perceptual-fid", "val-l1", "last"))
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out exactly (with its saved train_config.json)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -267,10 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real", choices=REAL_SOURCES, help="what D sees as real")
     p.add_argument("--kd", type=float, help="weight of soft-label KD (perceptual net's class head)")
     p.add_argument("--kd-temperature", type=float, help="KD temperature T")
-    p.add_argument("--data", help="real images for D and selection: fashion-mnist, folder:PATH, or none "
-                   "(data-free); default: the data the teacher records, else none")
+    p.add_argument("--data", help="real images for D and selection: fashion-mnist, folder:PATH, "
+                   "paired:SRC_DIR,TGT_DIR (image-to-image), or none (data-free); default: the data the teacher "
+                   "records, else none")
     p.add_argument("--target-macs", type=float,
                    help="student MACs as a fraction of the teacher's, e.g. 0.1 (instead of --width)")
+    _add_task_flags(p, training=False)
+    p.add_argument("--gt", type=float, help="image-to-image: weight of L1 to the ground-truth target (default 0)")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
     _select_flags(p, SELECT_RULES)
@@ -332,6 +379,20 @@ def cmd_eval(args) -> int:
     common = dict(num_reference=args.num_reference, evaluator=args.evaluator,
                   inception_weights=args.inception_weights, device=args.device)  # fmt: skip
     command = _eval_command(args)
+    if args.model and _is_i2i(args.model):
+        from gankd.evaluate_i2i import evaluate_i2i, summary_lines_i2i
+
+        params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
+        metrics = args.metrics if args.metrics != _NOISE_METRICS else "psnr,ssim,lpips,fid,kid"
+        result = evaluate_i2i(args.model, args.teacher, args.data, args.task, params, metrics,
+                              args.num_samples if args.num_samples != 10000 else None, args.extractor,
+                              args.evaluator, args.inception_weights, args.lpips_weights, args.speed,
+                              tuple(_ints(args.sizes, "--sizes") or ()), device=args.device,
+                              command=command)  # fmt: skip
+        out = Path(args.out) if args.out else Path(args.model) / "eval.json"
+        print("\n".join(summary_lines_i2i(result)))
+        print(f"{'wrote':<26}{save_result(result, out)}")
+        return 0
     if args.model:
         result = evaluate(
             args.model, args.metrics, args.num_samples, args.extractor, args.reference, args.speed,
@@ -347,6 +408,15 @@ def cmd_eval(args) -> int:
     print("\n".join(summary_lines(result)))
     print(f"{'wrote':<26}{save_result(result, out)}")
     return 0
+
+
+def _is_i2i(model) -> bool:
+    from gankd.evaluate_i2i import is_i2i_model
+
+    return is_i2i_model(model)
+
+
+_NOISE_METRICS = "fid,isc,kid,prc"
 
 
 def add_eval(sub) -> None:
@@ -383,6 +453,11 @@ def add_eval(sub) -> None:
                         "vs test; a folder: its fit split vs its test split)")  # fmt: skip
     p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed..first-seed+N-1")
     p.add_argument("--role", choices=("teacher", "student", "model"), help="label for reports")
+    p.add_argument("--data", help="image-to-image models: the data whose test pairs score it (default: the "
+                   "model's own)")
+    _add_task_flags(p, training=False)
+    p.add_argument("--sizes", default="256,512",
+                   help="image-to-image models: input sizes in px for MACs and --speed besides the trained one")
     p.add_argument("--out", help="JSON path (default MODEL/eval.json, or real_floor.json)")
     _add_common(p)
     p.set_defaults(fn=cmd_eval)
@@ -433,7 +508,7 @@ def cmd_import(args) -> int:
     out = import_generator(args.class_path, parse_kwargs(args.kwargs), args.weights, args.out,
                            state_key=args.state_key, latent=parse_ints(args.latent, "--latent"),
                            num_classes=args.num_classes, output_range=args.output_range,
-                           feat_layers=feat)  # fmt: skip
+                           feat_layers=feat, input_image=parse_ints(args.input_image, "--input-image"))  # fmt: skip
     print(out)
     print(summary(out))
     return 0
@@ -449,6 +524,8 @@ def add_import(sub) -> None:
     p.add_argument("--state-key", help="key of the generator's state dict in the checkpoint (default: detected)")
     p.add_argument("--latent", help="per-sample latent shape, e.g. 100,1,1 or 128 (default: detected)")
     p.add_argument("--num-classes", type=int, default=0, help="class-conditional: labels are the 2nd input")
+    p.add_argument("--input-image", help="image-to-image: the source image's shape C,H,W at the trained size, "
+                   "e.g. 3,256,256 (instead of a latent)")
     p.add_argument("--output-range", default="-1,1", help="range of the raw output: -1,1 (default) or 0,1")
     p.add_argument("--feat-layers", help="module paths for feature taps, e.g. main.5,main.8 (default: auto)")
     p.add_argument("--out", required=True, help="model folder to write")

@@ -45,8 +45,8 @@ from gankd.loop import (
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
 from gankd.perceptual import PERCEPTUAL_NETS, perceptual_for_data
-from gankd.sampling import generate, grid, sample_grid, save_png
-from gankd.selection import DEFAULT_SELECT, Selector, build_selector, check_rule
+from gankd.sampling import generate, grid, pair_grid, sample_grid, save_png
+from gankd.selection import DEFAULT_SELECT, Selector, build_paired_selector, build_selector, check_rule
 from gankd.students import INITS, build_student, frozen_copy
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,10 @@ class DistillConfig:
     checkpoint_every: int = 250  # steps between atomic checkpoints
     max_minutes: float = 0.0  # wall budget; 0 = none
     device: str = "cpu"  # cpu or cuda
+    # image-to-image teachers (inputs are source images from --data)
+    task: str = "auto"  # degradation that makes the pairs (see gankd.paired); auto = the teacher's recorded task
+    task_params: dict | None = None  # degradation parameters; None = the teacher's recorded ones
+    gt: float = 0.0  # weight of L1 to the ground-truth target (image-to-image only; 0 = teacher only)
 
     def __post_init__(self):
         if self.channels is None and (self.width is None or self.width <= 0):
@@ -122,7 +126,9 @@ class DistillConfig:
             raise ValueError("--real-split test is reserved for reported numbers; use fit or train")
         if min(self.pixel, self.perceptual, self.feat, self.adv, self.kd) < 0:
             raise ValueError("loss weights must be >= 0")
-        if self.pixel + self.perceptual + self.feat + self.adv + self.kd == 0:
+        if self.gt < 0:
+            raise ValueError(f"--gt must be >= 0, got {self.gt}")
+        if self.pixel + self.perceptual + self.feat + self.adv + self.kd + self.gt == 0:
             raise ValueError("all loss weights are 0: turn at least one on (e.g. --pixel 1)")
         if self.kd_temperature <= 0:
             raise ValueError(f"--kd-temperature must be > 0, got {self.kd_temperature}")
@@ -164,6 +170,12 @@ def resolve_data(data: str, teacher_dir: Path) -> str:
     return "none"
 
 
+def teacher_task_params(teacher: str) -> dict:
+    """The degradation parameters an image-to-image teacher's folder records ({} if none)."""
+    meta = load_json(ckpt.resolve_model_path(teacher) / ckpt.CONFIG)
+    return dict(meta.get("task_params") or {}) if isinstance(meta, dict) else {}
+
+
 def _feature_taps(cfg: DistillConfig, teacher: nn.Module) -> IOSpec | None:
     """The teacher's IOSpec with the feature taps ``--feat-layers`` names (module paths,
     imported generators only); None keeps the spec the teacher came with."""
@@ -187,8 +199,9 @@ def _feat_indices(cfg: DistillConfig, teacher: GeneratorAdapter) -> list[int]:
     layers = list(cfg.feat_layers or ())
     if layers and all(isinstance(v, int) or str(v).lstrip("-").isdigit() for v in layers):
         return [int(v) for v in layers]
-    if teacher.spec.features == "native":
-        return [1, 2, 3]
+    if teacher.spec.features == "native":  # dcgan: the stages after the 4x4 one; other families: all taps
+        return [1, 2, 3] if getattr(teacher.model, "family", None) == "dcgan" else \
+            list(range(len(teacher.model.feature_channels)))  # fmt: skip
     return list(range(len(teacher.spec.features)))
 
 
@@ -196,7 +209,7 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
     """The student behind the seam: gankd's families by their own width scaling and top-L1
     channel inheritance (``gankd.students``); imported generators by torch-pruning
     (``gankd.pruning``), to ``--width`` or ``--target-macs``."""
-    if not isinstance(teacher, GeneratorAdapter):
+    if not isinstance(teacher, GeneratorAdapter) and getattr(teacher, "family", None) == "dcgan":
         width = cfg.width
         if cfg.target_macs is not None:
             width = width_for_macs(teacher, cfg.target_macs)
@@ -210,10 +223,18 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
 
     student = prune_generator(adapter_for(teacher, spec), width=None if cfg.target_macs else cfg.width,
                               target_macs=cfg.target_macs, init=cfg.init, seed=cfg.seed)  # fmt: skip
-    student.origin = getattr(teacher, "origin", None)  # the class and kwargs it is saved and rebuilt with
+    # the class and kwargs it is saved and rebuilt with (gankd's other families: their Config)
+    student.origin = getattr(teacher, "origin", None) or family_origin(teacher)
     for p in student.parameters():
         p.requires_grad_(True)
     return student.train()
+
+
+def family_origin(model: nn.Module) -> dict:
+    """``{"class": "module:Class", "kwargs": config}`` of a gankd family other than dcgan, so a
+    torch-pruned student of it is saved and rebuilt like an imported generator."""
+    m = model.model if isinstance(model, GeneratorAdapter) else model
+    return {"class": f"{type(m).__module__}:{type(m).__qualname__}", "kwargs": to_dict(m.cfg)}
 
 
 def width_for_macs(teacher: nn.Module, target: float) -> float:
@@ -234,11 +255,15 @@ def width_for_macs(teacher: nn.Module, target: float) -> float:
     return lo
 
 
-def fresh_discriminator(teacher_dir: Path, channels: int, height: int, width: int, num_classes: int) -> nn.Module:
+def fresh_discriminator(teacher_dir: Path, channels: int, height: int, width: int, num_classes: int,
+                        i2i: bool = False, in_channels: int = 0) -> nn.Module:  # fmt: skip
     """A new discriminator for the teacher's images: the family the teacher's folder names,
     else gankd's dcgan (any power-of-two resolution, 1 or 3 channels, projection for classes)."""
     from gankd.registry import DISCRIMINATORS
 
+    if i2i:  # a conditional PatchGAN on (source, image)
+        cls = DISCRIMINATORS.get("patch")
+        return cls(cls.Config(resolution=height, in_channels=in_channels, image_channels=channels))
     if height != width or height < 8 or height & (height - 1) or channels not in (1, 3):
         raise ValueError(f"a fresh discriminator needs square power-of-two images with 1 or 3 channels; the "
                          f"teacher makes {channels}x{height}x{width}: pass --adv 0")  # fmt: skip
@@ -283,6 +308,19 @@ class Distiller:
         self.nc = self.teacher.num_classes
         c_out, h_out, w_out = self.teacher.output_shape()
         self.image_channels, self.resolution = c_out, h_out
+        self.i2i = self.teacher.is_i2i
+        self.pairs = self.val_pairs = None
+        self.task_meta: dict = {}
+        if self.i2i:  # inputs are source images: pairs of the teacher's task on --data
+            self._load_pairs(teacher_dir)
+            if selector is None:
+                no_val = self.val_pairs is None
+                selector = build_paired_selector(
+                    "teacher-l1" if cfg.select == "perceptual-fid" and no_val else cfg.select, distill=True,
+                    pairs=self.pairs if no_val else self.val_pairs, eval_samples=cfg.eval_samples, device=dev,
+                    teacher=self.teacher)  # fmt: skip
+        elif cfg.gt > 0:
+            raise ValueError("--gt weighs L1 to a ground-truth target: image-to-image teachers only; drop it")
         if selector is None:
             net = cfg.select_net or (cfg.perceptual_path if cfg.perceptual_net == "fmnist" else None)
             select = cfg.select
@@ -329,7 +367,8 @@ class Distiller:
                     )
                 D = ckpt.load_discriminator(teacher_dir)
             else:
-                D = fresh_discriminator(teacher_dir, self.image_channels, self.resolution, w_out, self.nc)
+                D = fresh_discriminator(teacher_dir, self.image_channels, self.resolution, w_out, self.nc,
+                                        self.i2i, self.teacher.spec.image().shape[0] if self.i2i else 0)  # fmt: skip
             self.d_init = d_init
             self.D = D.to(dev).to(memory_format=self.cl).train()
             self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
@@ -343,7 +382,12 @@ class Distiller:
             self.perc = self.perc.to(dev) if self.perc is not None else None
         self.opt_g = torch.optim.Adam(params, lr=cfg.lr_g, betas=cfg.betas)
         self.data = None
-        if self.D is not None and self.real in ("data", "both"):
+        if self.i2i:
+            from gankd.paired import PairStream
+
+            self.data = self.pairs
+            self.stream = PairStream(self.pairs, cfg.batch_size, cfg.seed, self.rank, self.world)
+        elif self.D is not None and self.real in ("data", "both"):
             self.data = load_dataset(self.data_spec, cfg.real_split, self.resolution, self.image_channels)
             self.stream = BatchStream(self.data, cfg.batch_size, cfg.seed, self.rank, self.world)
         self.start, self.best, self.wall_s = 0, None, 0.0
@@ -370,13 +414,54 @@ class Distiller:
         self.d_ddp = _maybe_ddp(self.D, self.world, dev) if self.D is not None else None
         self.is_main = self.rank == 0
 
+    def _load_pairs(self, teacher_dir: Path) -> None:
+        """Training (``real_split``) and val pairs of an image-to-image teacher's task on the data."""
+        from gankd.paired import TaskParams, load_pairs
+
+        cfg = self.cfg
+        if self.data_spec == "none":
+            raise ValueError(f"{teacher_dir} maps source images to images: it needs data to take sources from; "
+                             "pass --data (e.g. folder:PATH or paired:SRC_DIR,TGT_DIR)")  # fmt: skip
+        meta = load_json(teacher_dir / ckpt.CONFIG)
+        meta = meta if isinstance(meta, dict) else {}
+        task = cfg.task if cfg.task != "auto" else meta.get("task") or ("paired" if self.data_spec.startswith(
+            "paired:") else None)  # fmt: skip
+        if not task:
+            raise ValueError(f"{teacher_dir} records no image-to-image task: pass --task (e.g. denoise+inpaint, "
+                             "or paired with --data paired:SRC_DIR,TGT_DIR)")  # fmt: skip
+        params = cfg.task_params if cfg.task_params is not None else meta.get("task_params") or {}
+        params = TaskParams(**params)
+        self.task_meta = {"task": task, "task_params": to_dict(params)}
+        c_in = self.teacher.spec.image().shape[0]
+        if c_in != self.image_channels:
+            raise ValueError(f"the teacher takes {c_in}-channel sources and makes {self.image_channels}-channel "
+                             "images; gankd's pairs keep one channel count: use a teacher that maps C to C")
+
+        def pairs(split):
+            return load_pairs(self.data_spec, split, self.resolution, self.image_channels, task, params, cfg.seed)
+
+        self.pairs = pairs(cfg.real_split)
+        try:
+            self.val_pairs = pairs("val")
+        except (RuntimeError, ValueError) as e:
+            log.warning("no val pairs (%s): selection falls back to teacher-l1 on training sources", e)
+            self.val_pairs = None
+
+    def _grid_pairs(self):
+        return self.val_pairs if self.val_pairs is not None else self.pairs
+
     # ------------------------------------------------------------------ one step
     def step(self, step: int) -> dict[str, float]:
         cfg, dev = self.cfg, self.cfg.device
         gen = step_generator(cfg.seed, step, self.rank)
-        inputs = {k: v.to(dev) for k, v in self.teacher.random_inputs(cfg.batch_size, gen).items()}
-        lab = self.teacher.spec.label()
-        y = inputs[lab.name] if lab is not None else None
+        self._target = None
+        if self.i2i:  # a batch of pairs: the source is the input and the D's condition
+            src, self._target = (t.to(dev) for t in self.stream.batch(step))
+            inputs, y = {self.teacher.spec.image().name: src}, src
+        else:
+            inputs = {k: v.to(dev) for k, v in self.teacher.random_inputs(cfg.batch_size, gen).items()}
+            lab = self.teacher.spec.label()
+            y = inputs[lab.name] if lab is not None else None
         feats = self.adapters is not None
         with torch.no_grad():
             t_img, t_feats = self.teacher(inputs, return_features=feats) if feats else (self.teacher(inputs), None)
@@ -387,6 +472,10 @@ class Distiller:
             loss = pixel_loss(s_img, t_img, cfg.pixel_kind)
             losses.append(cfg.pixel * loss)
             values["pixel"] = loss.item()
+        if self._target is not None and cfg.gt > 0:
+            loss = pixel_loss(s_img, self._target, "l1")
+            losses.append(cfg.gt * loss)
+            values["gt"] = loss.item()
         if self.perc is not None:
             s_pf, s_logits = self.perc.features(s_img) if hasattr(self.perc, "features") else (None, None)
             if cfg.perceptual > 0:
@@ -440,6 +529,12 @@ class Distiller:
         cfg = self.cfg
         if self.real == "teacher":
             return t_img, y
+        if self.i2i:  # the batch's targets, conditioned on the same sources
+            x, yr = self._target, y
+            if self.real == "both":
+                h = x.shape[0] // 2
+                x = torch.cat([x[:h], t_img[h:]])
+            return x, yr
         x, yr = self.stream.batch(step)
         x = x.to(cfg.device)
         yr = yr.to(cfg.device) if self.nc else None
@@ -482,7 +577,7 @@ class Distiller:
     def _extra(self, step: int) -> dict:
         """What a saved student records besides its weights: steps, teacher, data, how it was built."""
         out = {"trained_steps": step, "teacher": portable_path(self.teacher_dir), "data": self.data_spec,
-               "real": self.real}  # fmt: skip
+               "real": self.real, **self.task_meta}  # fmt: skip
         info = getattr(_unwrap(self.student), "prune_info", None)
         if info:
             out["prune"] = info
@@ -556,9 +651,9 @@ class Distiller:
         return self.run_dir / "student"
 
     def _resolved(self) -> dict:
-        """The choices ``auto`` settings made for this run (data, real side, D start, taps)."""
+        """The choices ``auto`` settings made for this run (data, real side, D start, taps, task)."""
         taps = self.teacher.spec.features
-        return {"data": self.data_spec, "real": self.real, "d_init": getattr(self, "d_init", None),
+        return {"data": self.data_spec, "real": self.real, "d_init": getattr(self, "d_init", None), **self.task_meta,
                 "feature_taps": taps, "io": self.teacher.spec.to_dict(),
                 "student_params": sum(p.numel() for p in self.student.parameters())}  # fmt: skip
 
@@ -575,7 +670,10 @@ class Distiller:
         if values and (step % cfg.log_every == 0 or end):
             logger.scalars(step, {**values, "wall_s": budget.elapsed()}, prefix="train/")
         if step % cfg.sample_every == 0 or end:
-            g = sample_grid(self.ema, list(range(64)), nrow=10 if self.nc == 10 else 8, device=cfg.device)
+            if self.i2i:
+                g = pair_grid(self.ema, self._grid_pairs(), 8, device=cfg.device, teacher=self.teacher)
+            else:
+                g = sample_grid(self.ema, list(range(64)), nrow=10 if self.nc == 10 else 8, device=cfg.device)
             save_png(g, self.run_dir / "samples" / f"step{step:07d}.png")
             logger.image("samples", g, step)
         if step % cfg.checkpoint_every == 0 or end:
@@ -586,7 +684,13 @@ class Distiller:
             self._select(step, val, last_good)
 
     def _comparison_grid(self) -> None:
-        """Teacher row above student row for the same seeds and classes."""
+        """Teacher row above student row for the same seeds and classes (image-to-image: one row
+        per val pair, source | teacher | student | target)."""
+        if self.i2i:
+            best = ckpt.load_generator(self.run_dir / "student", self.cfg.device)
+            g = pair_grid(best, self._grid_pairs(), 8, device=self.cfg.device, teacher=self.teacher)
+            save_png(g, self.run_dir / "teacher_vs_student.png")
+            return
         seeds = list(range(10))
         inputs = self.teacher.seeded_inputs(seeds)
         best = ckpt.load_generator(self.run_dir / "student", self.cfg.device)

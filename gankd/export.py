@@ -38,10 +38,9 @@ GeneratorForExport = PositionalGenerator  # the exported module: positional inpu
 
 
 def example_inputs(generator: nn.Module, batch: int, first_seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Fixed positional inputs from seeds first_seed.. (e.g. ``(z,)`` or ``(z, y)``, y balanced)."""
-    gen = adapter_for(generator)
-    d = gen.seeded_inputs(list(range(first_seed, first_seed + batch)))
-    return tuple(d[n] for n in gen.input_names)
+    """Fixed positional inputs from seeds first_seed.. (e.g. ``(z,)`` or ``(z, y)``, y balanced;
+    a stand-in source image for image-to-image generators)."""
+    return adapter_for(generator).example_inputs(batch, first_seed=first_seed)
 
 
 def _as_generator(folder_or_model) -> tuple[GeneratorAdapter, Path | None]:
@@ -60,7 +59,11 @@ def _export_onnx(wrapper: GeneratorForExport, path: Path, opset: int | None) -> 
     args = example_inputs(wrapper.gen, 2)
     batch = torch.export.Dim("batch", min=1)
     names = wrapper.gen.input_names
-    dyn = (tuple({0: batch} for _ in names),)  # forward(*args): one entry, the args tuple
+    # image inputs (fully convolutional image-to-image generators): height and width dynamic too,
+    # with whatever divisibility the model needs inferred by the exporter
+    auto = torch.export.Dim.AUTO
+    dyn = (tuple({0: batch, 2: auto, 3: auto} if s.kind == "image" else {0: batch}
+                 for s in wrapper.gen.spec.inputs),)  # forward(*args): one entry, the args tuple  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter (axis renames, deprecations)
         torch.onnx.export(

@@ -270,7 +270,10 @@ def parse_range(text: str | tuple | None) -> tuple[float, float]:
     return (float(vals[0]), float(vals[1]))
 
 
-def _spec(latent: tuple[int, ...], num_classes: int, output_range, features="none") -> IOSpec:
+def _spec(latent: tuple[int, ...], num_classes: int, output_range, features="none",
+          image: tuple[int, ...] | None = None) -> IOSpec:  # fmt: skip
+    if image is not None:  # image-to-image: one source-image input
+        return IOSpec([InputSpec("src", "image", image)], output_range, features)
     inputs = [InputSpec("z", "latent", latent)]
     if num_classes > 0:
         inputs.append(InputSpec("y", "label", (), num_classes))
@@ -360,8 +363,13 @@ def import_generator(
     num_classes: int = 0,
     output_range=(-1.0, 1.0),
     feat_layers: list[str] | None = None,
+    input_image: tuple[int, ...] | None = None,
 ) -> Path:
     """Import a user's generator class + checkpoint into the gankd folder ``out``; returns it.
+
+    ``input_image`` (C, H, W): an image-to-image generator taking one source image of that
+    shape (at its trained size; fully convolutional ones run at other sizes too) instead of
+    a latent.
 
     The latent shape is detected from the first layer when ``latent`` is None; the output
     must be (B, 1 or 3, H, H) in ``output_range``; feature taps are ``feat_layers`` (module
@@ -380,15 +388,25 @@ def import_generator(
     state, stripped = strip_prefixes(state, own_keys)
     load_state_strict(model, state, f"--weights do not match {class_path}(**kwargs)")
     model.eval()
-    if latent is None:
+    if input_image is not None:
+        if len(input_image) != 3 or min(input_image) < 1:
+            raise ValueError(f"--input-image must be C,H,W such as 3,256,256, got {','.join(map(str, input_image))}")
+        if latent is not None or num_classes:
+            raise ValueError("--input-image (image-to-image) takes no --latent or --num-classes")
+        latent = ()
+    elif latent is None:
         latent = detect_latent(model, num_classes, output_range)
-    spec = _spec(tuple(latent), num_classes, output_range)
+    spec = _spec(tuple(latent), num_classes, output_range, image=tuple(input_image) if input_image else None)
     try:
         img = dry_run(model, spec)
     except Exception as e:  # the user's forward rejected the inputs
         if isinstance(e, ValueError) and "gankd needs" in str(e):
             raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if input_image is not None:
+            shape = ",".join(map(str, input_image))
+            raise ValueError(f"{class_path} fails on a source image (B, {shape}): {first}; check --input-image") \
+                from None  # fmt: skip
         lat = ",".join(map(str, latent))
         labels = " and labels" if num_classes else ""
         raise ValueError(
@@ -418,7 +436,8 @@ def summary(folder: str | Path) -> str:
     lat = ",".join(map(str, adapter.latent_shape))
     labels = f", {adapter.num_classes} classes" if adapter.num_classes else ""
     taps = adapter.spec.features if isinstance(adapter.spec.features, str) else ",".join(adapter.spec.features)
-    return f"{params / 1e6:.3g}M params, latent ({lat}){labels}, output {c}x{h}x{w}, feature taps: {taps}"
+    inp = f"source image ({','.join(map(str, adapter.spec.image().shape))})" if adapter.is_i2i else f"latent ({lat})"
+    return f"{params / 1e6:.3g}M params, {inp}{labels}, output {c}x{h}x{w}, feature taps: {taps}"
 
 
 def save_module_generator(

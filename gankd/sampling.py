@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from gankd.adapter import adapter_for
-from gankd.data import to_uint8
+from gankd.data import to_float, to_uint8
 from gankd.fileio import atomic_write_bytes
 
 
@@ -155,3 +155,31 @@ def sample_grid(model: nn.Module, seeds: list[int], classes: list[int] | None = 
     else:
         inputs = gen.seeded_inputs(seeds)
     return grid(check_finite_images(generate(gen, inputs, device=device), name), nrow=nrow)
+
+
+def pair_grid(model: nn.Module, pairs, n: int = 8, device: str = "cpu", teacher: nn.Module | None = None,
+              name: str = "the generator", indices: list[int] | None = None) -> torch.Tensor:  # fmt: skip
+    """Grid of an image-to-image generator on the first ``n`` pairs of ``pairs`` (a
+    ``gankd.paired.PairedDataset``), or those at ``indices``: one row per pair, columns
+    source | teacher (if given) | model | target. Raises ``ValueError`` (naming the model)
+    when an output is not finite or an index is out of range."""
+    gen = adapter_for(model)
+    spec = gen.spec.image()
+    if spec is None:
+        raise ValueError(f"{name} is not an image-to-image generator: sample it with seeds")
+    if indices is None:
+        indices = list(range(min(n, len(pairs))))
+    bad = [i for i in indices if not 0 <= i < len(pairs)]
+    if bad:
+        raise ValueError(f"--seeds {bad[0]} is out of range: the split holds {len(pairs)} pairs (0..{len(pairs) - 1})")
+    idx = torch.tensor(indices, dtype=torch.long)
+    n = len(indices)
+    src = to_float(pairs.sources[idx])
+    cols = [src]
+    if teacher is not None:
+        cols.append(generate(teacher, {adapter_for(teacher).spec.image().name: src}, device=device))
+    cols.append(check_finite_images(generate(gen, {spec.name: src}, device=device), name))
+    cols.append(to_float(pairs.images[idx]))
+    c = max(x.shape[1] for x in cols)
+    cols = [x.expand(-1, c, -1, -1) if x.shape[1] != c else x for x in cols]
+    return grid(torch.stack(cols, dim=1).flatten(0, 1), nrow=len(cols))

@@ -10,6 +10,8 @@ distillation and GAN training, so every recipe in a comparison is selected alike
                     selecting on the scorer inflates its FID.
 ``teacher-l1``      mean pixel L1 distance to the teacher on the same latents
                     (distillation only).
+``val-l1``          image-to-image only (and their default): mean L1 of the outputs on the
+                    ``val`` split's source images to its targets (``val_psnr`` is logged too).
 ``last``            no selection: the latest checkpoint is the model.
 
 Lower scores are better. A model whose samples are not finite scores ``inf`` and is
@@ -24,6 +26,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +35,7 @@ from gankd.fileio import portable_path
 
 log = logging.getLogger(__name__)
 
-SELECT_RULES = ("perceptual-fid", "teacher-l1", "last")
+SELECT_RULES = ("perceptual-fid", "teacher-l1", "val-l1", "last")
 DEFAULT_SELECT = "perceptual-fid"
 DEFAULT_SELECT_NET = "fmnist-perceptual"
 VAL_FIRST_SEED = 1_000_000
@@ -162,6 +165,9 @@ def build_selector(select: str, *, distill: bool, data: str, resolution: int, im
     :data:`MIN_FID_IMAGES` images.
     """
     check_rule(select, distill)
+    if select == "val-l1":
+        raise ValueError("--select val-l1 scores image-to-image generators (--task); use perceptual-fid, "
+                         f"{'teacher-l1' if distill else 'last'} or last")  # fmt: skip
     sel = Selector(select, select, eval_samples, z_dim, num_classes, device,
                    teacher=teacher if distill else None)  # fmt: skip
     if select == "last":
@@ -214,4 +220,69 @@ def build_selector(select: str, *, distill: bool, data: str, resolution: int, im
         log.warning("the val split of %s holds only %d images: selection FID is noisy", data, n)
     sel.net, sel.net_sha256 = folder, file_sha256(folder / WEIGHTS)
     sel.reference, sel.reference_size = f"{data}:val", n
+    return sel
+
+
+@dataclass
+class PairedSelector(Selector):
+    """Selection for image-to-image generators, on the ``val`` split's pairs: ``val-l1`` (L1 of
+    the outputs to the targets; the default), ``teacher-l1`` (L1 to the teacher's outputs on
+    the same sources) or ``last``. Scores ``val_l1``, ``val_psnr`` and, with a teacher,
+    ``val_pixel_l1``."""
+
+    pairs: Any = field(default=None, repr=False)  # gankd.paired.PairedDataset of the val split
+
+    def info(self) -> dict:
+        out = {"rule": self.rule, "requested": self.requested}
+        if self.rule != "last":
+            out.update(eval_samples=self.eval_samples, reference=self.reference, reference_size=self.reference_size)
+        if self.fallback:
+            out["fallback"] = self.fallback
+        return out
+
+    def _inputs(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        from gankd.adapter import adapter_for
+        from gankd.data import to_float
+
+        name = adapter_for(self.teacher if self.teacher is not None else model).spec.image().name
+        return {name: to_float(self.pairs.sources[: self.eval_samples])}
+
+    @torch.no_grad()
+    def score(self, model: nn.Module) -> dict:
+        if self.rule == "last" and self.teacher is None:
+            return {}
+        from gankd.data import to_float
+        from gankd.metrics.fidelity import psnr
+        from gankd.sampling import generate
+
+        images = generate(model, self._inputs(model), device=self.device)
+        if not torch.isfinite(images).all():
+            log.warning("validation outputs are not finite: this checkpoint is never selected")
+            return {"val_finite": 0.0, "select": math.inf}
+        target = to_float(self.pairs.images[: self.eval_samples])
+        out = {"val_l1": (images - target).abs().mean().item(), "val_psnr": psnr(images, target).mean().item()}
+        if self.teacher is not None:
+            out["val_pixel_l1"] = (images - self.teacher_images()).abs().mean().item()
+        key = {"val-l1": "val_l1", "teacher-l1": "val_pixel_l1"}.get(self.rule)
+        if key is not None:
+            out["select"] = out[key] if math.isfinite(out[key]) else math.inf
+        return out
+
+
+def build_paired_selector(select: str, *, distill: bool, pairs, eval_samples: int, device: str = "cpu",
+                          teacher: nn.Module | None = None) -> PairedSelector:  # fmt: skip
+    """The selection rule of an image-to-image run. ``pairs``: the val split's PairedDataset.
+    ``perceptual-fid`` (the config default) means ``val-l1`` here, recorded as such."""
+    check_rule(select, distill)
+    rule = "val-l1" if select == "perceptual-fid" else select
+    sel = PairedSelector(rule, select, eval_samples, 0, 0, device, teacher=teacher if distill else None,
+                         pairs=pairs)  # fmt: skip
+    if rule != select:
+        sel.fallback = "image-to-image: selected on L1 to the val split's targets"
+    if rule == "last":
+        return sel
+    if eval_samples < 1 or len(pairs) < 1:
+        raise ValueError(f"--select {rule} needs val pairs: the val split holds {len(pairs)}; add images or "
+                         "pass --select last")  # fmt: skip
+    sel.reference, sel.reference_size = f"{pairs.name}:val", min(len(pairs), eval_samples)
     return sel

@@ -37,9 +37,10 @@ from gankd.loop import (
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, classifier_kd_loss, d_loss, g_loss
 from gankd.models import ClassifierConfig, DiscriminatorConfig, GeneratorConfig
+from gankd.paired import TaskParams
 from gankd.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS
-from gankd.sampling import sample_grid, save_png
-from gankd.selection import DEFAULT_SELECT, build_selector, check_rule
+from gankd.sampling import pair_grid, sample_grid, save_png
+from gankd.selection import DEFAULT_SELECT, build_paired_selector, build_selector, check_rule
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,27 @@ class GANTrainConfig:
     select: str = DEFAULT_SELECT  # checkpoint selection: perceptual-fid (val split) or last (teacher-l1: compress)
     select_net: str | None = None  # classifier folder for perceptual-fid (default: shipped fmnist-perceptual)
     device: str = "cpu"  # cpu or cuda
+    # image-to-image (pix2pix recipe): source -> target pairs instead of noise -> image
+    task: str = ""  # a degradation of --data (denoise, inpaint, sr4, deblur, colorize, edges2img; join with +),
+    # "paired" for --data paired:SRC,TGT; empty = a noise-to-image GAN
+    task_params: TaskParams = field(default_factory=TaskParams)  # degradation parameters (--noise-sigma, ...)
+    l1: float = 100.0  # image-to-image: weight of the L1 loss to the target (pix2pix's lambda)
+    g_options: dict = field(default_factory=dict)  # image-to-image G options, e.g. {"base_channels": 32, "depth": 4}
+    d_options: dict = field(default_factory=dict)  # image-to-image D options, e.g. {"n_layers": 3}
 
     def __post_init__(self):
         check_rule(self.select, distill=False)
+        if self.task:
+            from gankd.paired import check_task
+
+            check_task(self.task)
+            if self.diffaug:
+                raise ValueError("--diffaug augments noise-to-image GANs; drop it with --task")
+            if self.l1 < 0:
+                raise ValueError(f"--l1 must be >= 0, got {self.l1}")
+        elif self.select == "val-l1":
+            raise ValueError("--select val-l1 scores image-to-image generators: pass --task, or --select "
+                             "perceptual-fid or last")  # fmt: skip
         if self.eval_every < 0:
             raise ValueError(f"--eval-every must be >= 0 (0 = only at the end), got {self.eval_every}")
         if self.loss not in ADV_LOSSES:
@@ -117,7 +136,17 @@ def _requested(cfg, key: str, parts: tuple[str, ...]):
 def resolve_gan_shapes(cfg: GANTrainConfig) -> GANTrainConfig:
     """``cfg`` with image channels, resolution and class count taken from the data unless asked
     for (``--image-channels``, ``--resolution``, ``--num-classes``), set on G and D together.
-    A request the data cannot meet is refused in one line naming the flag."""
+    A request the data cannot meet is refused in one line naming the flag. Image-to-image
+    runs (``--task``) are unconditional and default to the ``unet`` G and ``patch`` D."""
+    if cfg.task:
+        from gankd.paired import pair_shape
+
+        if cfg.num_classes:
+            raise ValueError("--num-classes: image-to-image generators (--task) are unconditional; leave it out")
+        ch, res = pair_shape(cfg.data, cfg.image_channels, cfg.resolution)
+        return replace(cfg, image_channels=ch, resolution=res, num_classes=0,
+                       g_family="unet" if cfg.g_family == "dcgan" else cfg.g_family,
+                       d_family="patch" if cfg.d_family == "dcgan" else cfg.d_family)  # fmt: skip
     ch, res, nc = resolve_shape(cfg.data, *(_requested(cfg, k, ("generator", "discriminator")) for k in SHAPE_KEYS))
     shape = dict(image_channels=ch, resolution=res, num_classes=nc)
     return replace(cfg, **shape, generator=replace(cfg.generator, **shape),
@@ -161,6 +190,35 @@ def _check_resume_config(cfg: GANTrainConfig | ClassifierTrainConfig, path: Path
         )
 
 
+def build_gan(cfg: GANTrainConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Generator and discriminator of a (shape-resolved) config: the dcgan-style configs
+    ``generator``/``discriminator``, or for image-to-image the family's Config built from the
+    data's shape and ``g_options``/``d_options``."""
+    if not cfg.task:
+        return GENERATORS.get(cfg.g_family)(cfg.generator), DISCRIMINATORS.get(cfg.d_family)(cfg.discriminator)
+    shape = {"resolution": cfg.resolution, "in_channels": cfg.image_channels, "image_channels": cfg.image_channels}
+    out = []
+    for reg, family, opts, flag in ((GENERATORS, cfg.g_family, cfg.g_options, "g_options"),
+                                    (DISCRIMINATORS, cfg.d_family, cfg.d_options, "d_options")):  # fmt: skip
+        cls = reg.get(family)
+        if not hasattr(cls.Config, "__dataclass_fields__") or "in_channels" not in cls.Config.__dataclass_fields__:
+            raise ValueError(f"--task needs image-to-image families; '{family}' is not one (G: unet or resnet, "
+                             "D: patch)")  # fmt: skip
+        bad = sorted(set(opts) - set(cls.Config.__dataclass_fields__) | set(opts) & set(shape))
+        if bad:
+            raise ValueError(f"--set {flag}: unknown or shape key(s) {bad} for {family}; valid: "
+                             f"{sorted(set(cls.Config.__dataclass_fields__) - set(shape))}")  # fmt: skip
+        out.append(cls(cls.Config(**shape, **opts)))
+    return out[0], out[1]
+
+
+def task_meta(cfg) -> dict:
+    """What an image-to-image model folder records about its task (empty for noise-to-image)."""
+    if not getattr(cfg, "task", ""):
+        return {}
+    return {"task": cfg.task, "task_params": to_dict(cfg.task_params)}
+
+
 def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = False) -> Path:
     """Train a GAN; returns the folder of the selected (EMA) generator with its discriminator.
 
@@ -174,15 +232,26 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
     state_path = run_dir / "state.pt"
     cfg = resolve_gan_shapes(cfg)  # shapes from the data unless asked for
     g_cfg = cfg.generator
-    data = load_dataset(cfg.data, cfg.split, g_cfg.resolution, g_cfg.image_channels)
-    selector = build_selector(
-        cfg.select, distill=False, data=cfg.data, resolution=g_cfg.resolution, image_channels=g_cfg.image_channels,
-        z_dim=g_cfg.z_dim, num_classes=g_cfg.num_classes, eval_samples=cfg.eval_samples, device=cfg.device,
-        net=cfg.select_net,
-    )  # fmt: skip
+    i2i = bool(cfg.task)
+    val_pairs = None
+    if i2i:
+        from gankd.paired import load_pairs
+
+        def pairs(split):
+            return load_pairs(cfg.data, split, cfg.resolution, cfg.image_channels, cfg.task, cfg.task_params, cfg.seed)
+
+        data, val_pairs = pairs(cfg.split), pairs("val")
+        selector = build_paired_selector(cfg.select, distill=False, pairs=val_pairs, eval_samples=cfg.eval_samples,
+                                         device=cfg.device)  # fmt: skip
+    else:
+        data = load_dataset(cfg.data, cfg.split, g_cfg.resolution, g_cfg.image_channels)
+        selector = build_selector(
+            cfg.select, distill=False, data=cfg.data, resolution=g_cfg.resolution,
+            image_channels=g_cfg.image_channels, z_dim=g_cfg.z_dim, num_classes=g_cfg.num_classes,
+            eval_samples=cfg.eval_samples, device=cfg.device, net=cfg.select_net,
+        )  # fmt: skip
     torch.manual_seed(cfg.seed)
-    G = GENERATORS.get(cfg.g_family)(g_cfg)
-    D = DISCRIMINATORS.get(cfg.d_family)(cfg.discriminator)
+    G, D = build_gan(cfg)
     G_ema = copy.deepcopy(G).eval()
     G, D, G_ema = (_fmt(m, cfg.channels_last, cfg.device) for m in (G, D, G_ema))
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
@@ -204,12 +273,17 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
     save_json(to_dict(cfg), run_dir / "train_config.json")
     save_json(selector.info(), run_dir / "selection.json")
     logger = RunLogger(run_dir, resume_step=start if resume else None)
-    stream = BatchStream(data, cfg.batch_size, cfg.seed)
+    if i2i:
+        from gankd.paired import PairStream
+
+        stream = PairStream(data, cfg.batch_size, cfg.seed)
+    else:
+        stream = BatchStream(data, cfg.batch_size, cfg.seed)
     budget = Budget(cfg.max_minutes, wall_s)
     last_good = state_path if resume else None
     nc = g_cfg.num_classes
     cl = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    extra = {"data": cfg.data}
+    extra = {"data": cfg.data, **task_meta(cfg)}
 
     def save(step: int) -> None:
         """state.pt and last/ (generator/ too under ``--select last``), never with NaN/inf weights."""
@@ -241,7 +315,10 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
 
     def after_step(step: int, end: bool) -> None:
         if step % cfg.sample_every == 0 or end:
-            g = sample_grid(G_ema, list(range(64)), nrow=10 if nc == 10 else 8, device=cfg.device)
+            if i2i:
+                g = pair_grid(G_ema, val_pairs, 8, device=cfg.device)
+            else:
+                g = sample_grid(G_ema, list(range(64)), nrow=10 if nc == 10 else 8, device=cfg.device)
             save_png(g, run_dir / "samples" / f"step{step:07d}.png")
             logger.image("samples", g, step)
         if step % cfg.checkpoint_every == 0 or end:
@@ -263,31 +340,44 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
                     cfg.max_minutes, budget.elapsed(), step)  # fmt: skip
     while step < cfg.steps and not stop:
         gen = step_generator(cfg.seed, step)
-        real, y_real = stream.batch(step)
-        real = real.to(cfg.device).contiguous(memory_format=cl)
-        y_real = y_real.to(cfg.device) if nc else None
-        z = torch.randn(cfg.batch_size, g_cfg.z_dim, generator=gen).to(cfg.device)
-        y_fake = sample_labels(cfg.batch_size, nc, gen)
-        y_fake = y_fake.to(cfg.device) if y_fake is not None else None
+        if i2i:  # pix2pix: D sees (source, image) pairs; G: adversarial + l1 * L1 to the target
+            src, real = (t.to(cfg.device).contiguous(memory_format=cl) for t in stream.batch(step))
+            y_real = y_fake = src  # the discriminator's condition
 
-        def aug(x):
-            return diff_augment(x, cfg.diffaug, gen) if cfg.diffaug else x
+            def aug(x):
+                return x
+        else:
+            real, y_real = stream.batch(step)
+            real = real.to(cfg.device).contiguous(memory_format=cl)
+            y_real = y_real.to(cfg.device) if nc else None
+            z = torch.randn(cfg.batch_size, g_cfg.z_dim, generator=gen).to(cfg.device)
+            y_fake = sample_labels(cfg.batch_size, nc, gen)
+            y_fake = y_fake.to(cfg.device) if y_fake is not None else None
+
+            def aug(x):
+                return diff_augment(x, cfg.diffaug, gen) if cfg.diffaug else x
 
         # one generator forward serves both steps: G does not change during the D step
-        fake = G(z, y_fake)
+        fake = G(src) if i2i else G(z, y_fake)
         loss_d = d_loss(D(aug(real), y_real), D(aug(fake.detach()), y_fake), cfg.loss)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
         loss_g = g_loss(D(aug(fake), y_fake), cfg.loss)
+        total_g = loss_g
+        if i2i and cfg.l1 > 0:
+            loss_l1 = (fake - real).abs().mean()
+            total_g = loss_g + cfg.l1 * loss_l1
         opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        total_g.backward()
         opt_g.step()
         if cfg.ema_decay > 0:
             ema_update(G_ema, G, min(cfg.ema_decay, (1 + step) / (10 + step)))
         else:
             G_ema.load_state_dict(G.state_dict())
         values = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+        if i2i and cfg.l1 > 0:
+            values["l1"] = loss_l1.item()
         check_finite(values, step, last_good)
         step += 1
         stop = budget.exhausted()

@@ -99,12 +99,12 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def generator_inputs(model: nn.Module, batch: int, device: str = "cpu", first_seed: int = 0) -> tuple:
-    """Positional inputs in the generator's IOSpec order from fixed seeds (e.g. ``(z,)`` or
-    ``(z, y)`` with balanced int64 labels), through its adapter (:mod:`gankd.adapter`)."""
-    gen = adapter_for(model)
-    d = gen.seeded_inputs(list(range(first_seed, first_seed + batch)))
-    return tuple(d[n].to(device) for n in gen.input_names)
+def generator_inputs(model: nn.Module, batch: int, device: str = "cpu", first_seed: int = 0,
+                     size: int | None = None) -> tuple:  # fmt: skip
+    """Positional inputs in the generator's IOSpec order from fixed seeds (e.g. ``(z,)``, ``(z, y)``
+    with balanced int64 labels, or a stand-in source image ``size`` px square), through its
+    adapter (:mod:`gankd.adapter`)."""
+    return adapter_for(model).example_inputs(batch, device, first_seed, size)
 
 
 def count_params(model: nn.Module) -> int:
@@ -282,11 +282,11 @@ def _measure(run_for_batch: Callable[[int], Callable[[], object]], batch: int, b
     return {"latency": summarize(lat, 1), "throughput": summarize(thr, big_batch), "measured_utc": stamp}
 
 
-def _eager_runner(model: nn.Module, device: str):
+def _eager_runner(model: nn.Module, device: str, size: int | None = None):
     model = positional(model)
 
     def for_batch(b: int):
-        inputs = generator_inputs(model, b, device)
+        inputs = generator_inputs(model, b, device, size=size)
 
         def run():
             with torch.inference_mode():
@@ -367,7 +367,7 @@ def measure_onnx(path: str | Path, model: nn.Module, big_batch: int = 256, repea
     return out
 
 
-def _onnx_runner(path: str | Path, model: nn.Module, device: str = "cpu"):
+def _onnx_runner(path: str | Path, model: nn.Module, device: str = "cpu", size: int | None = None):
     """-> (session, for_batch): an ONNX Runtime session (CPU EP with torch's thread count; CUDA
     EP first when ``device`` is cuda and available) and batch -> callable running it."""
     import onnxruntime as ort
@@ -383,7 +383,7 @@ def _onnx_runner(path: str | Path, model: nn.Module, device: str = "cpu"):
     names = [i.name for i in sess.get_inputs()]
 
     def for_batch(b: int):
-        feed = {n: x.numpy() for n, x in zip(names, generator_inputs(model, b, "cpu"))}
+        feed = {n: x.numpy() for n, x in zip(names, generator_inputs(model, b, "cpu", size=size))}
         return lambda: sess.run(None, feed)
 
     return sess, for_batch
@@ -412,8 +412,12 @@ def interleaved_speed(
     warmup: int = 3,
     channels_last: str = "auto",
     device: str = "cpu",
+    size: int | None = None,
 ) -> dict:
     """Time several generators in one process, interleaved, and give speed-ups with their spread.
+
+    ``size``: for image-to-image generators, the side in px of the (stand-in) source image,
+    e.g. 256 or 512 (default: the trained resolution); ignored by noise-to-image ones.
 
     ``models``: name -> generator (batch-1 latency and ``big_batch`` throughput are timed
     for each). ``reference`` (default: the first name, e.g. the teacher) is what every
@@ -463,7 +467,7 @@ def interleaved_speed(
                     m = copy.deepcopy(models[n]).to(device).eval()
                     copies[fmt] = m.to(memory_format=torch.channels_last) if fmt == "channels_last" else m
                 for which, (b, _) in batches.items():
-                    fns = {fmt: _eager_runner(m, device)(b) for fmt, m in copies.items()}
+                    fns = {fmt: _eager_runner(m, device, size)(b) for fmt, m in copies.items()}
                     warm = {fmt: statistics.median(time_callable(fn, warmup=1, repeats=max(1, warmup),
                                                                  device=device))
                             for fmt, fn in fns.items()}  # fmt: skip
@@ -478,7 +482,7 @@ def interleaved_speed(
                 # Exporter and ORT may write progress to stdout; library code stays silent.
                 with contextlib.redirect_stdout(io.StringIO()):
                     exp = export_generator(models[n], tmp / f"m{i}" / "generator.onnx", "onnx")
-                sess, for_batch = _onnx_runner(exp["path"], models[n], device)
+                sess, for_batch = _onnx_runner(exp["path"], models[n], device, size)
                 extra[n]["onnx"]["info"] = {
                     "providers": sess.get_providers(),
                     "parity_max_abs_diff": exp["max_abs_diff"],
@@ -534,6 +538,7 @@ def interleaved_speed(
             "runtimes": list(runtimes),
             "rounds": rounds,
             "latency_batch": 1,
+            "input_size": size,
             "latency_calls": latency_calls,
             "big_batch": big_batch,
             "throughput_calls": throughput_calls,
