@@ -91,6 +91,7 @@ def cmd_train_teacher(args) -> int:
         "lr_g": args.lr_g, "lr_d": args.lr_d, "diffaug": args.diffaug, "seed": args.seed,
         "max_minutes": args.max_minutes, "device": args.device, "select": args.select,
         "eval_every": args.eval_every, "task": args.task, "l1": args.l1, "g_family": args.g_family,
+        "snapshot_minutes": _floats(args.snapshot_minutes, "--snapshot-minutes"),
         **_shape_flags(args), **_task_params(args),
     })  # fmt: skip
     out = train_gan(cfg, args.out, resume=args.resume, progress=not args.no_progress)
@@ -166,6 +167,7 @@ def cmd_compress(args) -> int:
         "device": args.device, "data": args.data, "select": args.select, "eval_every": args.eval_every,
         "channels": _ints(args.channels, "--channels"), "feat_layers": _taps(args.feat_layers),
         "target_macs": args.target_macs, "task": args.task, "gt": args.gt,
+        "snapshot_minutes": _floats(args.snapshot_minutes, "--snapshot-minutes"),
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
     params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
@@ -188,6 +190,18 @@ def _taps(text: str | None) -> list | None:
         return None
     parts = [v.strip() for v in text.split(",") if v.strip()]
     return [int(v) if v.lstrip("-").isdigit() else v for v in parts]
+
+
+def _floats(text: str | None, flag: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} must be numbers separated by commas, e.g. 5,10,20, got '{text}'") from None
+    if any(v <= 0 for v in vals):
+        raise ValueError(f"{flag} values must be > 0 minutes, got '{text}'")
+    return vals
 
 
 def _ints(text: str | None, flag: str) -> list[int] | None:
@@ -248,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "color,translation,cutout helps small data sets)")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
+    p.add_argument("--snapshot-minutes", help="save the (EMA) model as it is at these training wall minutes, "
+                   "e.g. 5,10,20, under RUN/snapshots/ (quality-vs-time curves)")
     _add_task_flags(p)
     p.add_argument("--g-family", choices=("dcgan", "unet", "resnet"),
                    help="generator family (default dcgan; unet with --task)")
@@ -320,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", type=float, help="image-to-image: weight of L1 to the ground-truth target (default 0)")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
+    p.add_argument("--snapshot-minutes", help="save the (EMA) model as it is at these training wall minutes, "
+                   "e.g. 5,10,20, under RUN/snapshots/ (quality-vs-time curves)")
     _select_flags(p, SELECT_RULES)
     p.add_argument("--no-select-on-val", dest="select", action="store_const", const="teacher-l1",
                    help=argparse.SUPPRESS)  # old spelling of --select teacher-l1

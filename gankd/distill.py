@@ -36,11 +36,13 @@ from gankd.loop import (
     TrainingDiverged,
     check_finite,
     check_finite_modules,
+    due_snapshots,
     ema_update,
     follow_budget,
     selected_on,
     set_lr,
     set_threads,
+    snapshot_dir,
     step_generator,
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
@@ -101,6 +103,7 @@ class DistillConfig:
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 250  # steps between atomic checkpoints
     max_minutes: float = 0.0  # wall budget; 0 = none
+    snapshot_minutes: tuple[float, ...] = ()  # save the EMA student as it is at these wall minutes (snapshots/)
     device: str = "cpu"  # cpu or cuda
     # image-to-image teachers (inputs are source images from --data)
     task: str = "auto"  # degradation that makes the pairs (see gankd.paired); auto = the teacher's recorded task
@@ -676,6 +679,10 @@ class Distiller:
                 g = sample_grid(self.ema, list(range(64)), nrow=10 if self.nc == 10 else 8, device=cfg.device)
             save_png(g, self.run_dir / "samples" / f"step{step:07d}.png")
             logger.image("samples", g, step)
+        for m in due_snapshots(cfg.snapshot_minutes, budget.elapsed(), self.run_dir):
+            check_finite_modules({"ema": self.ema}, step, last_good[0])
+            ckpt.save_generator(snapshot_dir(self.run_dir, m), self.ema, extra={
+                **self._extra(step), "snapshot": {"minutes": m, "wall_s": round(budget.elapsed(), 2)}})  # fmt: skip
         if step % cfg.checkpoint_every == 0 or end:
             self.save(step, last_good, budget.elapsed())  # before validation: its failure loses nothing
         if (cfg.eval_every and step % cfg.eval_every == 0) or end:

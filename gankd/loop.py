@@ -198,6 +198,19 @@ class Budget:
         return self.limit is not None and self.elapsed() >= self.limit
 
 
+def snapshot_dir(run_dir: str | Path, minutes: float) -> Path:
+    """``RUN/snapshots/t{minutes}min``: the model as it was after that much training wall time."""
+    return Path(run_dir) / "snapshots" / f"t{minutes:g}min"
+
+
+def due_snapshots(minutes, elapsed_s: float, run_dir: str | Path) -> list[float]:
+    """Wall-clock points (in minutes) that ``elapsed_s`` has passed and whose snapshot is not yet
+    written (``snapshot_minutes`` of a run: quality-vs-time curves without checkpoint selection)."""
+    from gankd.checkpoint import WEIGHTS
+
+    return [m for m in minutes or () if elapsed_s >= m * 60 and not (snapshot_dir(run_dir, m) / WEIGHTS).exists()]
+
+
 def follow_budget(bar, budget: Budget, step: int, session_steps: int, steps: int) -> None:
     """Make a tqdm bar's total (and so its ETA) the step the wall budget will reach, when it binds."""
     left = budget.eta_steps(session_steps)

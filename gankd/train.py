@@ -28,11 +28,13 @@ from gankd.loop import (
     TrainingDiverged,
     check_finite,
     check_finite_modules,
+    due_snapshots,
     ema_update,
     follow_budget,
     sample_labels,
     selected_on,
     set_threads,
+    snapshot_dir,
     step_generator,
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, classifier_kd_loss, d_loss, g_loss
@@ -71,6 +73,7 @@ class GANTrainConfig:
     sample_every: int = 1000  # steps between sample grids
     checkpoint_every: int = 500  # steps between atomic checkpoints
     max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time, resumed sessions included; 0 = none
+    snapshot_minutes: tuple[float, ...] = ()  # save the EMA generator as it is at these wall minutes (snapshots/)
     eval_every: int = 500  # steps between held-out validations for checkpoint selection (0 = only at the end)
     eval_samples: int = 2000  # samples per held-out validation
     select: str = DEFAULT_SELECT  # checkpoint selection: perceptual-fid (val split) or last (teacher-l1: compress)
@@ -160,8 +163,8 @@ def _fmt(model: torch.nn.Module, channels_last: bool, device: str) -> torch.nn.M
 
 # fields a resumed run may change: they do not alter what is trained (threads and memory
 # format change float rounding, so keep them too for a bitwise-exact resume)
-RESUME_MAY_CHANGE = ("steps", "max_minutes", "log_every", "sample_every", "checkpoint_every", "device",
-                     "threads", "channels_last", "eval_every")  # fmt: skip
+RESUME_MAY_CHANGE = ("steps", "max_minutes", "snapshot_minutes", "log_every", "sample_every", "checkpoint_every",
+                     "device", "threads", "channels_last", "eval_every")  # fmt: skip
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -321,6 +324,10 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
                 g = sample_grid(G_ema, list(range(64)), nrow=10 if nc == 10 else 8, device=cfg.device)
             save_png(g, run_dir / "samples" / f"step{step:07d}.png")
             logger.image("samples", g, step)
+        for m in due_snapshots(cfg.snapshot_minutes, budget.elapsed(), run_dir):
+            check_finite_modules({"G_ema": G_ema}, step, last_good)
+            ckpt.save_model(snapshot_dir(run_dir, m), G_ema, "generator", extra={
+                **extra, "trained_steps": step, "snapshot": {"minutes": m, "wall_s": round(budget.elapsed(), 2)}})
         if step % cfg.checkpoint_every == 0 or end:
             save(step)  # before validation: its failure loses no trained weights
         if selector.rule != "last" and ((cfg.eval_every and step % cfg.eval_every == 0) or end):

@@ -281,6 +281,24 @@ def test_resume_counts_the_wall_time_already_used(setup, caplog):
     assert any("already used" in r.getMessage() for r in caplog.records)
 
 
+def test_snapshots_keep_the_model_as_it_was_at_each_wall_time(setup):
+    root, teacher, _, perc = setup
+    run = root / "snap"
+    # a point of ~0 minutes is passed at once (after step 1); one of 10^4 minutes never is
+    compress(_cfg(teacher, perc, steps=3, snapshot_minutes=(1e-9, 1e4)), run)
+    snaps = sorted((run / "snapshots").iterdir())
+    assert [p.name for p in snaps] == ["t1e-09min"]
+    meta = json.loads((snaps[0] / "config.json").read_text())
+    assert meta["trained_steps"] == 1 and meta["snapshot"]["minutes"] == 1e-9 and meta["snapshot"]["wall_s"] > 0
+    first = load_state(run / "state.pt")["ema"]
+    snap = load_generator(snaps[0])
+    assert any(not torch.equal(v, first[k]) for k, v in snap.state_dict().items() if v.is_floating_point())
+    # resumed: an existing snapshot is not rewritten
+    before = (snaps[0] / WEIGHTS).stat().st_mtime_ns
+    compress(_cfg(teacher, perc, steps=4, snapshot_minutes=(1e-9, 1e4)), run, resume=True)
+    assert (snaps[0] / WEIGHTS).stat().st_mtime_ns == before
+
+
 DDP_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys, torch

@@ -445,3 +445,11 @@ def test_classifier_refuses_a_teacher_of_another_input_shape(image_folder, tmp_p
     cfg = ClassifierTrainConfig(data=f"folder:{image_folder}", model=model, epochs=1, teacher=str(teacher))
     with pytest.raises(ValueError, match="--resolution 16"):
         train_classifier(cfg, tmp_path / "s")
+
+
+def test_gan_snapshots_at_wall_minutes(forty_images, tmp_path):
+    run = tmp_path / "snap"
+    train_gan(tiny_gan_cfg(forty_images, steps=3, eval_every=0, select="last", snapshot_minutes=(1e-9, 1e4)), run)
+    assert [p.name for p in (run / "snapshots").iterdir()] == ["t1e-09min"]
+    meta = json.loads((run / "snapshots" / "t1e-09min" / "config.json").read_text())
+    assert meta["trained_steps"] == 1 and meta["snapshot"]["wall_s"] > 0
