@@ -72,9 +72,9 @@ SELECTION = dict(select="perceptual-fid", eval_every=250, eval_samples=2000)
 
 
 def recipe_config(recipe: str, teacher: str, width: float, seed: int, minutes: float,
-                  device: str = "cpu") -> DistillConfig:
+                  device: str = "cpu", **overrides) -> DistillConfig:  # fmt: skip
     common = dict(teacher=teacher, width=width, seed=seed, steps=10**6, max_minutes=minutes,
-                  threads=1, device=device, **SELECTION)  # fmt: skip
+                  threads=1, device=device, **{**SELECTION, **overrides})  # fmt: skip
     if recipe == "pixel":
         return DistillConfig(init="random", pixel=1.0, perceptual=0.0, feat=0.0, adv=0.0, kd=0.0, **common)
     if recipe == "full":
@@ -82,14 +82,15 @@ def recipe_config(recipe: str, teacher: str, width: float, seed: int, minutes: f
     raise ValueError(recipe)
 
 
-def train_scratch(teacher_dir: Path, width: float, seed: int, minutes: float, run: Path, device: str = "cpu") -> Path:
+def train_scratch(teacher_dir: Path, width: float, seed: int, minutes: float, run: Path, device: str = "cpu",
+                  **overrides) -> Path:  # fmt: skip
     """The student architecture trained as a GAN from data alone, same budget and selection."""
     teacher = load_generator(teacher_dir)
     student = build_student(teacher, width, init="random")
     d_cfg = dataclasses.replace(load_discriminator(teacher_dir).cfg)  # same D architecture, fresh weights
     cfg = GANTrainConfig(generator=student.cfg, discriminator=d_cfg, split="fit", steps=10**6, seed=seed,
                          max_minutes=minutes, sample_every=10**6, checkpoint_every=250, threads=1,
-                         device=device, **SELECTION)  # fmt: skip
+                         device=device, **{**SELECTION, **overrides})  # fmt: skip
     return train_gan(cfg, run, resume=(run / "state.pt").exists())
 
 

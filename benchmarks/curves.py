@@ -1,0 +1,234 @@
+"""Quality-vs-time curves on Fashion-MNIST: does the student-teacher gap close with time, and
+which recipe closes it first?
+
+For each recipe (full, pixel, scratch; see benchmarks/matrix.py) and width, ONE long run per
+seed saves its EMA student as it is at fixed wall-clock points (``--snapshot-minutes``: no
+checkpoint selection, so the curves do not depend on the selection rule), and every
+snapshot is scored on the test split (evaluator FID, 10k samples from seeds 0..). The
+teacher's FID and the real-data floor are drawn as lines; time-to-teacher-quality is the
+first point within 10 % of the teacher's FID, given in minutes and in student steps as a
+fraction of the teacher's training steps.
+
+    python benchmarks/curves.py                                  # 2.5,5,10,20 min; w1/4, 1/8; 1 seed
+    python benchmarks/curves.py --points 5,10,20,40,80 --seeds 0,1,2 --widths 0.25
+
+Each run trains on ONE CPU thread (run one curve at a time on a 2-core machine, or two with
+``--shard``); resumable: a killed run resumes from its checkpoint (snapshots already written
+are kept), scored snapshots (cells/*.json) are not scored again.
+
+Writes --out/results.json (every point, the commands, the machine), RESULTS.md and curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/matrix.py: the recipes
+
+from matrix import RECIPES, parse_shard, recipe_config, teacher_sha, train_scratch  # noqa: E402
+
+from gankd.checkpoint import WEIGHTS, atomic_write_bytes, resolve_model_path  # noqa: E402
+from gankd.distill import compress  # noqa: E402
+from gankd.evaluate import evaluate, save_result  # noqa: E402
+from gankd.fileio import portable_path  # noqa: E402
+from gankd.loop import snapshot_dir  # noqa: E402
+from gankd.metrics.efficiency import fingerprint  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+WITHIN = 1.10  # "teacher quality": FID within 10 % of the teacher's
+# no selection (the snapshot is the model as it is), no validation inside the budget
+CURVE_RUN = dict(select="last", eval_every=0)
+
+
+def run_name(recipe: str, width: float, seed: int) -> str:
+    return f"w{width:g}_{recipe}_s{seed}"
+
+
+def train_curve(args, teacher_dir: Path, recipe: str, width: float, seed: int) -> Path:
+    """One long run with snapshots at ``args.points`` minutes (skipped when DONE exists)."""
+    run = Path(args.runs) / run_name(recipe, width, seed)
+    if (run / "DONE").exists():
+        done = json.loads((run / "DONE").read_text())
+        if done.get("teacher_sha256") != teacher_sha(teacher_dir):
+            raise SystemExit(f"{run} was trained from another teacher: move --runs away or pick a new one")
+        return run
+    minutes, points = max(args.points), tuple(args.points)
+    t0 = time.monotonic()
+    if recipe == "scratch":
+        train_scratch(teacher_dir, width, seed, minutes, run, args.device, snapshot_minutes=points, **CURVE_RUN)
+    else:
+        cfg = recipe_config(recipe, str(teacher_dir), width, seed, minutes, args.device, snapshot_minutes=points,
+                            checkpoint_every=250, sample_every=10**6, **CURVE_RUN)  # fmt: skip
+        compress(cfg, run, resume=(run / "state.pt").exists())
+    missing = [m for m in points if not (snapshot_dir(run, m) / WEIGHTS).exists()]
+    if missing:
+        raise SystemExit(f"{run}: no snapshot at {missing} min although the budget was spent (killed?): rerun")
+    done = {"train_wall_s": round(time.monotonic() - t0, 1), "teacher_sha256": teacher_sha(teacher_dir)}
+    atomic_write_bytes(run / "DONE", json.dumps(done).encode())
+    return run
+
+
+def score_point(args, teacher_dir: Path, recipe: str, width: float, seed: int, minutes: float) -> dict:
+    name = f"{run_name(recipe, width, seed)}_t{minutes:g}"
+    path = Path(args.out) / "cells" / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    snap = snapshot_dir(Path(args.runs) / run_name(recipe, width, seed), minutes)
+    r = evaluate(snap, metrics=("fid",), num_samples=args.num_samples, speed=False, role=recipe, device=args.device,
+                 command=" ".join(map(shlex.quote, sys.argv)))  # fmt: skip
+    meta = json.loads((snap / "config.json").read_text())
+    r["curve"] = {"recipe": recipe, "width": width, "seed": seed, "minutes": minutes,
+                  "wall_s": meta["snapshot"]["wall_s"], "steps": meta["trained_steps"],
+                  "snapshot": portable_path(snap)}  # fmt: skip
+    save_result(r, path)
+    return r
+
+
+def teacher_reference(teacher_dir: Path) -> dict:
+    """The teacher's test FID, the floor and its training steps, from its committed metrics.json
+    (written by benchmarks/pretrained_cards.py under the same protocol)."""
+    m = json.loads((teacher_dir / "metrics.json").read_text())
+    return {"fid": m["quality"]["fid"], "floor_fid": m["real_floor"]["quality"]["fid"],
+            "train_steps": m["training"]["steps"], "train_wall_minutes": m["training"]["wall_minutes"],
+            "train_device": m.get("fingerprint", {}).get("device", "see the model card"),
+            "source": portable_path(teacher_dir / "metrics.json")}  # fmt: skip
+
+
+def summarise(points: list[dict], teacher: dict) -> dict:
+    """Per recipe and width: FID mean/std over seeds at each minute, and time-to-teacher-quality."""
+    groups: dict = {}
+    for r in points:
+        c = r["curve"]
+        groups.setdefault((c["recipe"], c["width"]), {}).setdefault(c["minutes"], []).append(r)
+    out = {}
+    for (recipe, width), by_min in sorted(groups.items()):
+        rows = []
+        for m in sorted(by_min):
+            fids = [x["quality"]["fid"] for x in by_min[m]]
+            steps = [x["curve"]["steps"] for x in by_min[m]]
+            fid = statistics.mean(fids)
+            rows.append({"minutes": m, "fid_mean": fid, "fid_std": statistics.stdev(fids) if len(fids) > 1 else 0.0,
+                         "seeds": len(fids), "steps_mean": statistics.mean(steps),
+                         "fid_over_teacher": fid / teacher["fid"],
+                         "steps_over_teacher": statistics.mean(steps) / teacher["train_steps"]})  # fmt: skip
+        reached = next((x for x in rows if x["fid_mean"] <= WITHIN * teacher["fid"]), None)
+        out[f"w{width:g} {recipe}"] = {
+            "recipe": recipe, "width": width, "points": rows,
+            "time_to_teacher_quality": None if reached is None else {
+                "minutes": reached["minutes"], "steps": reached["steps_mean"],
+                "fraction_of_teacher_steps": reached["steps_over_teacher"]},
+            "trend_last_two": None if len(rows) < 2 else rows[-1]["fid_mean"] - rows[-2]["fid_mean"],
+        }  # fmt: skip
+    return out
+
+
+def render(summary: dict, teacher: dict, note: str) -> str:
+    lines = ["# Quality-vs-time curves (Fashion-MNIST, evaluator FID on the test split)", ""]
+    if note:
+        lines += [note, ""]
+    lines += [f"Teacher FID {teacher['fid']:.2f} (10 % band: {WITHIN * teacher['fid']:.2f}), real floor "
+              f"{teacher['floor_fid']:.3f}; the teacher trained {teacher['train_steps']} steps "
+              f"({teacher['train_wall_minutes']:g} min on {teacher['train_device']}).", "",
+              "| curve | minutes | steps | steps / teacher's | FID (mean ± std) | x teacher |",
+              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, g in summary.items():
+        for p in g["points"]:
+            lines.append(f"| {name} | {p['minutes']:g} | {p['steps_mean']:.0f} | {p['steps_over_teacher']:.3f} | "
+                         f"{p['fid_mean']:.2f} ± {p['fid_std']:.2f} ({p['seeds']}) | {p['fid_over_teacher']:.2f} |")
+    lines += ["", "## Time to teacher quality (first point within 10 % of the teacher's FID)", ""]
+    for name, g in summary.items():
+        t = g["time_to_teacher_quality"]
+        trend = g["trend_last_two"]
+        slope = "" if trend is None else f"; last interval changed FID by {trend:+.2f}"
+        lines.append(f"- {name}: " + ("not reached within the measured time" if t is None else
+                     f"{t['minutes']:g} min, {t['steps']:.0f} steps = {t['fraction_of_teacher_steps']:.2f} of the "
+                     "teacher's steps") + slope)  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, teacher: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, g in summary.items():
+        xs = [p["minutes"] for p in g["points"]]
+        ax.errorbar(xs, [p["fid_mean"] for p in g["points"]], yerr=[p["fid_std"] for p in g["points"]],
+                    marker="o", capsize=3, label=name)  # fmt: skip
+    ax.axhline(teacher["fid"], color="k", ls="--", lw=1, label=f"teacher {teacher['fid']:.2f}")
+    ax.axhline(WITHIN * teacher["fid"], color="k", ls=":", lw=1, label="teacher + 10 %")
+    ax.axhline(teacher["floor_fid"], color="gray", ls="-.", lw=1, label=f"real floor {teacher['floor_fid']:.2f}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("student training wall time, minutes (1 CPU thread)")
+    ax.set_ylabel("FID (evaluator, test split, 10k)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    atomic_write_bytes(path, buf.getvalue())
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", default="2.5,5,10,20", help="wall-clock minutes of the snapshots")
+    ap.add_argument("--widths", default="0.25,0.125")
+    ap.add_argument("--recipes", default=",".join(RECIPES))
+    ap.add_argument("--seeds", default="0", help="seeds of the first width (the headline); others use the first")
+    ap.add_argument("--shard", default="0/1", help="K/N: train only every N-th run from K")
+    ap.add_argument("--train-only", action="store_true")
+    ap.add_argument("--num-samples", type=int, default=10000)
+    ap.add_argument("--teacher", default="fmnist-teacher")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--note", default="")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "curves"))
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "curves"))
+    args = ap.parse_args(argv)
+    args.points = sorted(float(v) for v in args.points.split(","))
+    widths = [float(w) for w in args.widths.split(",")]
+    recipes = args.recipes.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    bad = [r for r in recipes if r not in RECIPES]
+    if bad:
+        raise SystemExit(f"--recipes: unknown {bad}; choose from {', '.join(RECIPES)}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    teacher_dir = resolve_model_path(args.teacher)
+    runs = [(r, w, s) for w in widths for r in recipes for s in (seeds if w == widths[0] else seeds[:1])]
+    k, n = parse_shard(args.shard)
+    for i, (r, w, s) in enumerate(runs):
+        if i % n == k:
+            train_curve(args, teacher_dir, r, w, s)
+    if args.train_only or n > 1:
+        return 0
+    (Path(args.out) / "cells").mkdir(parents=True, exist_ok=True)
+    points = [score_point(args, teacher_dir, r, w, s, m) for r, w, s in runs for m in args.points]
+    teacher = teacher_reference(teacher_dir)
+    summary = summarise(points, teacher)
+    out = Path(args.out)
+    result = {"schema": "gankd.curves/1", "teacher": teacher, "points_minutes": args.points,
+              "runs": [{"recipe": r, "width": w, "seed": s, "run": portable_path(Path(args.runs) / run_name(r, w, s)),
+                        **json.loads((Path(args.runs) / run_name(r, w, s) / "DONE").read_text())} for r, w, s in runs],
+              "curves": summary, "command": " ".join(map(shlex.quote, sys.argv)),
+              "fingerprint": fingerprint(args.device), "threads_per_run": 1}  # fmt: skip
+    save_result(result, out / "results.json")
+    atomic_write_bytes(out / "RESULTS.md", render(summary, teacher, args.note).encode())
+    plot(summary, teacher, out / "curves.png")
+    print(render(summary, teacher, args.note))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
