@@ -14,6 +14,9 @@ DEMO_OUT ?= runs/demo
 .PHONY: setup data demo test lint clean
 
 setup: $(VENV)/.installed data
+	@# the shared venv's editable install must point at THIS checkout (another clone may have re-pointed it)
+	@cd / && $(PY) -c 'import os, sys, gankd; sys.exit(os.path.realpath(gankd.__file__) != sys.argv[1])' \
+	  "$$(realpath $(CURDIR)/gankd/__init__.py)" 2>/dev/null || $(PY) -m pip install -q --no-deps -e '$(CURDIR)'
 
 $(VENV)/.installed: pyproject.toml
 	@command -v python3 >/dev/null || { echo "gankd: python3 >= 3.10 is required: install it (apt-get install python3 python3-venv)"; exit 1; }
