@@ -97,7 +97,7 @@ def teacher_reference(teacher_dir: Path) -> dict:
     m = json.loads((teacher_dir / "metrics.json").read_text())
     return {"fid": m["quality"]["fid"], "floor_fid": m["real_floor"]["quality"]["fid"],
             "train_steps": m["training"]["steps"], "train_wall_minutes": m["training"]["wall_minutes"],
-            "train_device": m.get("fingerprint", {}).get("device", "see the model card"),
+            "train_device": "the device its MODEL_CARD.md names",
             "source": portable_path(teacher_dir / "metrics.json")}  # fmt: skip
 
 
@@ -135,7 +135,7 @@ def render(summary: dict, teacher: dict, note: str) -> str:
         lines += [note, ""]
     lines += [f"Teacher FID {teacher['fid']:.2f} (10 % band: {WITHIN * teacher['fid']:.2f}), real floor "
               f"{teacher['floor_fid']:.3f}; the teacher trained {teacher['train_steps']} steps "
-              f"({teacher['train_wall_minutes']:g} min on {teacher['train_device']}).", "",
+              f"({teacher['train_wall_minutes']:g} min; device: see its MODEL_CARD.md).", "",
               "| curve | minutes | steps | steps / teacher's | FID (mean ± std) | x teacher |",
               "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name, g in summary.items():
