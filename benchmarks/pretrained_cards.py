@@ -44,6 +44,12 @@ TRAINING = {
         "--set model.base_channels=16 --set threads=1",
         "cp runs/fmnist-perceptual/{config.json,model.safetensors} pretrained/fmnist-perceptual/",
     ],
+    "wesnoth-restore64": [
+        "gankd train-teacher --data wesnoth-units --resolution 64 --task denoise+inpaint --batch-size 16 "
+        "--max-minutes 40 --out runs/restore/teacher",
+        "cp runs/restore/teacher/generator/{config.json,model.safetensors,discriminator.safetensors} "
+        "pretrained/wesnoth-restore64/",
+    ],
 }
 # Where each network was trained (the GPU runs: benchmarks/gpu_pretrained.sh, logs in benchmarks/results/gpu/).
 HARDWARE = {
@@ -57,6 +63,8 @@ HARDWARE = {
     "test accuracy, else the wider [2,2,2] one (benchmarks/results/gpu/: 0.9395 vs 0.9400). Its CPU time was "
     "not measured",
     "fmnist-perceptual": "a 2-core CPU",
+    "wesnoth-restore64": "one CPU thread (OMP_NUM_THREADS=1) of a 2-core machine, with another 1-thread training "
+    "beside it the whole time",
 }
 ROLE = {
     "fmnist-teacher": "The large class-conditional generator that gankd compresses by default.",
@@ -64,6 +72,8 @@ ROLE = {
     "evaluation, never in a training loss.",
     "fmnist-perceptual": "Trunk of the LPIPS-style perceptual loss and class head for soft-label KD. "
     "Used ONLY in training losses, never for scoring.",
+    "wesnoth-restore64": "An image-to-image teacher (pix2pix recipe, U-Net): restores 64x64 RGB sprites with "
+    "Gaussian noise and a missing square (denoise+inpaint).",
 }
 
 
@@ -155,6 +165,47 @@ def classifier_card(name: str, folder: Path, m: dict) -> str:
     ])  # fmt: skip
 
 
+def restore_card(folder: Path, m: dict) -> str:
+    """MODEL_CARD.md of an image-to-image teacher from its evaluate_i2i record."""
+    name = folder.name
+    meta = load_json(folder / "config.json")
+    tr = m["training"]
+    eff = m["efficiency"]["model"]
+    trio = m["vs_target"]
+    src = m["source_vs_target"]
+    speed = m.get("speed", {})
+    lines = [f"# {name}", "", ROLE[name], "",
+             f"- Family: `{meta['family']}` ({', '.join(f'{k}={v}' for k, v in meta['config'].items())}); "
+             f"discriminator `{load_json(folder / 'config.json').get('discriminator', {}).get('family', 'patch')}` "
+             "(conditional PatchGAN, shipped: compress starts its D from it).",
+             f"- Data: `{m['data']}` (Battle for Wesnoth unit sprites, `apt-get install -y wesnoth-1.16-data`; "
+             "transparency on white, 64x64), task `" + m["task"] + "` with "
+             + ", ".join(f"{k}={v}" for k, v in m["task_params"].items()) + " (degradations seeded per image).",
+             f"- Training: pix2pix recipe (hinge adversarial + 100 x L1 to the target, Adam 2e-4, batch 16, EMA "
+             f"0.999), {tr['steps']} steps ({tr['epochs']} epochs) in {tr['wall_minutes']} min on "
+             f"{HARDWARE[name]}; checkpoint selected on L1 to the val split's targets "
+             f"(step {meta.get('selected_on', {}).get('step')}).",
+             "  Commands: " + "; ".join(f"`{c}`" for c in TRAINING[name]),
+             f"- Size: {eff['params']:,} parameters; "
+             + ", ".join(f"{v / 1e6:,.1f} M MACs at {k} px" for k, v in eff["macs"].items()) + ".",
+             f"- Quality on the {m['num_pairs']} test pairs (degradation seed 0): PSNR "
+             f"{trio['psnr_db']['mean']:.2f} dB (the degraded input: {src['psnr_db']['mean']:.2f} dB), "
+             f"SSIM {trio['ssim']['mean']:.3f} (input {src['ssim']['mean']:.3f})"
+             + (f", LPIPS {trio['lpips']['mean']:.3f}" if "lpips" in trio else
+                "; LPIPS not measured (no ImageNet trunk on this machine)")
+             + (f"; FID of outputs vs targets {m['distribution']['fid']:.3g} "
+                f"({m['protocol'].get('extractor')}, sha256 {m['protocol'].get('extractor_sha256_16')})"
+                if m.get("distribution") else "") + "."]  # fmt: skip
+    for size, rec in speed.items():
+        mm = rec["models"]["model"]
+        parts = [f"{rt} {mm[rt]['latency']['median_ms']:.2f} ms" for rt in rec["protocol"]["runtimes"]]
+        lines.append(f"- Batch-1 latency at {size} px: {', '.join(parts)} ({rec['fingerprint'].get('cpu', '')}, "
+                     f"{rec['created_utc']}).")
+    lines += ["- Weights: " + ", ".join(f"`{k}` sha256 {v}" for k, v in m["sha256"].items()) + ".", "",
+              f"Numbers: `{folder.name}/metrics.json` (rerun: `{m['command']}`).", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
 def write_card(path: Path, text: str) -> None:
     """MODEL_CARD.md, written atomically (a reader never sees half a card)."""
     atomic_write_bytes(path, text.encode())
@@ -165,6 +216,8 @@ def main() -> int:
     ap.add_argument("--num-samples", type=int, default=10000)
     ap.add_argument("--teacher-run", default=str(ROOT / "benchmarks" / "results" / "gpu"),
                     help="folder with the teacher run's metrics.jsonl (for steps/time)")
+    ap.add_argument("--restore-run", default=str(ROOT / "runs" / "restore" / "teacher"),
+                    help="the wesnoth-restore64 training run (for steps/time; --only wesnoth-restore64)")
     ap.add_argument("--only", help="comma list of model names to redo")
     ap.add_argument("--render-only", action="store_true", help="re-render MODEL_CARD.md from metrics.json")
     args = ap.parse_args()
@@ -188,6 +241,18 @@ def main() -> int:
              "sha256": hashes(folder), "command": cmd}  # fmt: skip
         save_result(m, folder / "metrics.json")
         write_card(folder / "MODEL_CARD.md", classifier_card(name, folder, m))
+    if only and "wesnoth-restore64" in only:
+        from gankd.evaluate_i2i import evaluate_i2i
+
+        folder = root / "wesnoth-restore64"
+        if args.render_only:
+            write_card(folder / "MODEL_CARD.md", restore_card(folder, load_json(folder / "metrics.json")))
+        else:
+            m = evaluate_i2i(folder, speed=True, sizes=(256, 512), command=cmd)
+            m["training"] = training_facts(Path(args.restore_run))
+            m["sha256"] = hashes(folder)
+            save_result(m, folder / "metrics.json")
+            write_card(folder / "MODEL_CARD.md", restore_card(folder, m))
     if not only or "fmnist-teacher" in only:
         folder = root / "fmnist-teacher"
         if args.render_only:
