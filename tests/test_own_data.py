@@ -12,26 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from evalkit import private_cache_fixture  # noqa: F401  (fixture)
-from testkit import write_images
+from testkit import one_line_error, write_images
+from testkit import run_cli as run
 
-from gankd import cli
 from gankd.checkpoint import load_generator
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 FAST = ["--batch-size", "4", "--no-progress", "--select", "last"]
-
-
-def run(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(capsys, *argv) -> str:
-    code, _, err = run(capsys, *argv)
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def write_rgba(root: Path, classes: dict[str, int], size: int = 36, seed: int = 0) -> Path:

@@ -50,3 +50,20 @@ def write_images(root: Path, classes: dict[str, int], size=(20, 24), mode: str =
             arr = rng.integers(0, 256, shape, dtype=np.uint8)
             Image.fromarray(arr).save(d / f"{i:03d}.png")
     return root
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``gankd ARGV`` in this process -> (exit code, stdout, stderr)."""
+    from gankd import cli
+
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(capsys, *argv) -> str:
+    """Run ``gankd ARGV``, assert it fails with exit code 2 and ONE stderr line (no traceback); return it."""
+    code, _, err = run_cli(capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]

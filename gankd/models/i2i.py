@@ -50,6 +50,16 @@ def _make_cfg(cls: type[T], cfg: T | dict | None, kwargs: dict[str, Any]) -> T:
     raise TypeError(f"expected a {cls.__name__}, a dict or keyword arguments, got {type(cfg).__name__}")
 
 
+def _init_i2i(model: nn.Module, cls, cfg, kwargs):
+    """Config from ``cfg``/kwargs, and the attributes gankd's seam reads from an image-to-image
+    generator (source channels, output channels, no classes, no latent)."""
+    cfg = _make_cfg(cls, cfg, kwargs)
+    model.cfg = cfg
+    model.in_channels, model.image_channels = cfg.in_channels, cfg.image_channels
+    model.num_classes, model.z_dim = 0, 0
+    return cfg
+
+
 def _check_norm(norm: str) -> None:
     if norm not in NORMS:
         raise ValueError(f"--norm must be one of {', '.join(NORMS)}, got {norm!r}")
@@ -145,12 +155,7 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, cfg: UNetConfig | dict | None = None, **kwargs):
         super().__init__()
-        cfg = _make_cfg(UNetConfig, cfg, kwargs)
-        self.cfg = cfg
-        self.in_channels = cfg.in_channels
-        self.image_channels = cfg.image_channels
-        self.num_classes = 0
-        self.z_dim = 0
+        cfg = _init_i2i(self, UNetConfig, cfg, kwargs)
         self.depth = cfg.depth
         ch = cfg.level_channels()
         d = cfg.depth
@@ -269,12 +274,7 @@ class ResnetGenerator(nn.Module):
 
     def __init__(self, cfg: ResnetConfig | dict | None = None, **kwargs):
         super().__init__()
-        cfg = _make_cfg(ResnetConfig, cfg, kwargs)
-        self.cfg = cfg
-        self.in_channels = cfg.in_channels
-        self.image_channels = cfg.image_channels
-        self.num_classes = 0
-        self.z_dim = 0
+        cfg = _init_i2i(self, ResnetConfig, cfg, kwargs)
         self.n_down = cfg.n_down
         ch = cfg.level_channels()
         bias = cfg.norm != "batch"
