@@ -243,19 +243,16 @@ def family_origin(model: nn.Module) -> dict:
 def width_for_macs(teacher: nn.Module, target: float) -> float:
     """The largest width whose student has at most ``target`` x the teacher's MACs (bisection)."""
     from gankd.metrics.efficiency import count_macs
+    from gankd.pruning import largest_width
 
     t = adapter_for(teacher)
     ex = t.example_inputs(1)
     full = count_macs(t.model, ex)["macs"]
-    lo, hi = 1e-3, 1.0
-    for _ in range(20):
-        mid = (lo + hi) / 2
-        s = build_student(teacher, mid, None, "random", 0)
-        if count_macs(s, ex)["macs"] <= target * full:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    best = largest_width(lambda w: (count_macs(build_student(teacher, w, None, "random", 0), ex)["macs"]
+                                    <= target * full, None), steps=20)  # fmt: skip
+    if best is None:
+        raise ValueError(f"--target-macs {target} is below what the narrowest student reaches")
+    return best[0]
 
 
 def fresh_discriminator(teacher_dir: Path, channels: int, height: int, width: int, num_classes: int,

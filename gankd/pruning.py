@@ -200,6 +200,21 @@ def macs_of(adapter_or_model: GeneratorAdapter | nn.Module, inputs: tuple | None
 
 
 @torch.no_grad()
+def largest_width(fits, steps: int = 12):
+    """Bisection on (0, 1): the largest width ``w`` found whose ``fits(w)`` returns ``(True, result)``;
+    returns ``(w, result)``, or None when no width tried fits (``--target-macs`` for gankd's own
+    families and for torch-pruned students)."""
+    lo, hi, best = 0.0, 1.0, None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        ok, result = fits(mid)
+        if ok:
+            best, lo = (mid, result), mid
+        else:
+            hi = mid
+    return best
+
+
 def _reinit(model: nn.Module, seed: int) -> None:
     """Fresh weights, pruned shapes kept: every layer's own ``reset_parameters`` under ``seed``."""
     torch.manual_seed(seed)
@@ -251,15 +266,7 @@ def prune_generator(
     if width is not None:
         model, info, macs = at(width)
     else:
-        lo, hi = 0.0, 1.0
-        best = None
-        for _ in range(12):
-            mid = (lo + hi) / 2
-            cand = at(mid)
-            if cand[2] <= target_macs * teacher_macs:
-                best, lo = (mid, cand), mid
-            else:
-                hi = mid
+        best = largest_width(lambda w: (lambda c: (c[2] <= target_macs * teacher_macs, c))(at(w)), steps=12)
         if best is None:
             raise ValueError(f"--target-macs {target_macs} is below what pruning every channel group to 1 reaches")
         width, (model, info, macs) = best
@@ -286,4 +293,4 @@ def prune_generator(
     return student
 
 
-__all__ = ["prune_generator", "macs_of", "output_layers", "INITS", "IMPORTANCE"]
+__all__ = ["prune_generator", "largest_width", "macs_of", "output_layers", "INITS", "IMPORTANCE"]
