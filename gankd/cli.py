@@ -91,6 +91,7 @@ def cmd_train_teacher(args) -> int:
         "lr_g": args.lr_g, "lr_d": args.lr_d, "diffaug": args.diffaug, "seed": args.seed,
         "max_minutes": args.max_minutes, "device": args.device, "select": args.select,
         "eval_every": args.eval_every, "task": args.task, "l1": args.l1, "g_family": args.g_family,
+        "perceptual": args.perc,
         "snapshot_minutes": _floats(args.snapshot_minutes, "--snapshot-minutes"),
         **_shape_flags(args), **_task_params(args),
     })  # fmt: skip
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--g-family", choices=("dcgan", "unet", "resnet"),
                    help="generator family (default dcgan; unet with --task)")
     p.add_argument("--l1", type=float, help="image-to-image: weight of L1 to the target (default 100)")
+    p.add_argument("--perc", type=float, help="image-to-image: weight of a perceptual loss to the target "
+                   "(default 0; LPIPS, needs its ImageNet trunk, else off with a warning)")
     _select_flags(p, ("perceptual-fid", "val-l1", "last"))
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out exactly (with its saved train_config.json)")  # fmt: skip

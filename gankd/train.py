@@ -84,6 +84,9 @@ class GANTrainConfig:
     # "paired" for --data paired:SRC,TGT; empty = a noise-to-image GAN
     task_params: TaskParams = field(default_factory=TaskParams)  # degradation parameters (--noise-sigma, ...)
     l1: float = 100.0  # image-to-image: weight of the L1 loss to the target (pix2pix's lambda)
+    perceptual: float = 0.0  # image-to-image: weight of a perceptual loss to the target (LPIPS when its trunk
+    # is present, the shipped net on Fashion-MNIST; else off with one warning)
+    perceptual_off: str | None = None  # set by the run: why the perceptual term is off
     g_options: dict = field(default_factory=dict)  # image-to-image G options, e.g. {"base_channels": 32, "depth": 4}
     d_options: dict = field(default_factory=dict)  # image-to-image D options, e.g. {"n_layers": 3}
 
@@ -95,8 +98,8 @@ class GANTrainConfig:
             check_task(self.task)
             if self.diffaug:
                 raise ValueError("--diffaug augments noise-to-image GANs; drop it with --task")
-            if self.l1 < 0:
-                raise ValueError(f"--l1 must be >= 0, got {self.l1}")
+            if self.l1 < 0 or self.perceptual < 0:
+                raise ValueError(f"--l1 and --perc must be >= 0, got {self.l1}, {self.perceptual}")
         elif self.select == "val-l1":
             raise ValueError("--select val-l1 scores image-to-image generators: pass --task, or --select "
                              "perceptual-fid or last")  # fmt: skip
@@ -255,6 +258,14 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
         )  # fmt: skip
     torch.manual_seed(cfg.seed)
     G, D = build_gan(cfg)
+    perc = None
+    if i2i and cfg.perceptual > 0:  # a net that fits the data, else off with one warning (recorded)
+        from gankd.perceptual import perceptual_for_data
+
+        perc, changes = perceptual_for_data("fmnist", None, data=cfg.data, image_channels=cfg.image_channels,
+                                            perceptual=cfg.perceptual, kd=0.0)  # fmt: skip
+        cfg = replace(cfg, **{k: v for k, v in changes.items() if k in ("perceptual", "perceptual_off")})
+        perc = perc.to(cfg.device) if perc is not None else None
     G_ema = copy.deepcopy(G).eval()
     G, D, G_ema = (_fmt(m, cfg.channels_last, cfg.device) for m in (G, D, G_ema))
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
@@ -374,7 +385,10 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
         total_g = loss_g
         if i2i and cfg.l1 > 0:
             loss_l1 = (fake - real).abs().mean()
-            total_g = loss_g + cfg.l1 * loss_l1
+            total_g = total_g + cfg.l1 * loss_l1
+        if perc is not None:
+            loss_perc = perc(fake, real).mean()
+            total_g = total_g + cfg.perceptual * loss_perc
         opt_g.zero_grad(set_to_none=True)
         total_g.backward()
         opt_g.step()
@@ -385,6 +399,8 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
         values = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
         if i2i and cfg.l1 > 0:
             values["l1"] = loss_l1.item()
+        if perc is not None:
+            values["perceptual"] = loss_perc.item()
         check_finite(values, step, last_good)
         step += 1
         stop = budget.exhausted()

@@ -140,3 +140,13 @@ def test_refusals(capsys, tmp_path, rgb_folder):
     teacher = _teacher(capsys, tmp_path, data, "--task", "denoise")
     assert "--data" in one_line_error(capsys, "compress", "--teacher", teacher, "--data", "none", "--out",
                                       tmp_path / "w", "--steps", 1)  # fmt: skip
+
+
+def test_optional_perceptual_loss_fits_the_data_or_says_why(capsys, tmp_path, rgb_folder):
+    _teacher(capsys, tmp_path, f"folder:{rgb_folder}", "--task", "deblur", "--perc", "1", tag="p")
+    cfg = json.loads((tmp_path / "p" / "train_config.json").read_text())
+    lines = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
+    if cfg["perceptual"] == 0:  # no LPIPS trunk on this machine: off, and the run says why
+        assert "perceptual" in cfg["perceptual_off"] and not any("perceptual" in x for x in lines)
+    else:
+        assert any("perceptual" in x for x in lines)
