@@ -169,6 +169,7 @@ def cmd_compress(args) -> int:
         "channels": _ints(args.channels, "--channels"), "feat_layers": _taps(args.feat_layers),
         "target_macs": args.target_macs, "task": args.task, "gt": args.gt,
         "snapshot_minutes": _floats(args.snapshot_minutes, "--snapshot-minutes"),
+        "d_feat": args.d_feat, "lr_schedule": args.lr_schedule,
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
     params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
@@ -330,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real", choices=REAL_SOURCES, help="what D sees as real")
     p.add_argument("--kd", type=float, help="weight of soft-label KD (perceptual net's class head)")
     p.add_argument("--kd-temperature", type=float, help="KD temperature T")
+    p.add_argument("--d-feat", type=float, help="weight of feature matching through the discriminator (DCD-style; 0)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine", "linear"),
+                   help="decay of both learning rates over the run (steps or --max-minutes, whichever binds)")
     p.add_argument("--data", help="real images for D and selection: fashion-mnist, folder:PATH, "
                    "paired:SRC_DIR,TGT_DIR (image-to-image), or none (data-free); default: the data the teacher "
                    "records, else none")

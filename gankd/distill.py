@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gankd import checkpoint as ckpt
@@ -53,6 +55,17 @@ from gankd.students import INITS, build_student, frozen_copy
 
 log = logging.getLogger(__name__)
 REAL_SOURCES = ("auto", "data", "teacher", "both")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
+def lr_factor(schedule: str, progress: float) -> float:
+    """Multiplier on the base learning rates at ``progress`` in [0, 1] of the run."""
+    p = min(max(progress, 0.0), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * p))
+    if schedule == "linear":
+        return 1.0 - p
+    return 1.0
 D_INITS = ("auto", "teacher", "fresh")
 
 PRESETS = {
@@ -91,6 +104,10 @@ class DistillConfig:
     real: str = "auto"  # what D sees as real: data, teacher, both; auto = data if there is data, else teacher
     kd: float = 0.1  # weight of soft-label KD through the perceptual net's class head
     kd_temperature: float = 4.0  # KD temperature T
+    d_feat: float = 0.0  # weight of feature matching through the discriminator (DCD-style): MSE of D's
+    # intermediate features of student vs teacher images (0 = off; needs --adv > 0)
+    lr_schedule: str = "constant"  # constant, cosine or linear decay of both learning rates to 0 over the run
+    # (progress = the larger of step/steps and elapsed/max_minutes)
     ema_decay: float = 0.999  # EMA of student weights (0 = off)
     eval_every: int = 500  # steps between held-out validations for checkpoint selection (0 = only at the end)
     eval_samples: int = 2000  # samples per held-out validation
@@ -129,8 +146,12 @@ class DistillConfig:
             raise ValueError("--real-split test is reserved for reported numbers; use fit or train")
         if min(self.pixel, self.perceptual, self.feat, self.adv, self.kd) < 0:
             raise ValueError("loss weights must be >= 0")
-        if self.gt < 0:
-            raise ValueError(f"--gt must be >= 0, got {self.gt}")
+        if self.gt < 0 or self.d_feat < 0:
+            raise ValueError(f"--gt and --d-feat must be >= 0, got {self.gt}, {self.d_feat}")
+        if self.d_feat > 0 and self.adv <= 0:
+            raise ValueError("--d-feat matches features of the discriminator: it needs --adv > 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'")
         if self.pixel + self.perceptual + self.feat + self.adv + self.kd + self.gt == 0:
             raise ValueError("all loss weights are 0: turn at least one on (e.g. --pixel 1)")
         if self.kd_temperature <= 0:
@@ -509,7 +530,16 @@ class Distiller:
             loss_d.backward()
             self.opt_d.step()
             values["d"] = loss_d.item()
-            loss = g_loss(self.D(s_img.contiguous(memory_format=self.cl), y), cfg.adv_loss)
+            if cfg.d_feat > 0:  # one D pass gives the adversarial logits and the features to match
+                logits_s, f_s = self.D(s_img.contiguous(memory_format=self.cl), y, return_features=True)
+                with torch.no_grad():
+                    _, f_t = self.D(t_img.contiguous(memory_format=self.cl), y, return_features=True)
+                loss_f = torch.stack([F.mse_loss(a, b) for a, b in zip(f_s, f_t)]).mean()
+                losses.append(cfg.d_feat * loss_f)
+                values["d_feat"] = loss_f.item()
+            else:
+                logits_s = self.D(s_img.contiguous(memory_format=self.cl), y)
+            loss = g_loss(logits_s, cfg.adv_loss)
             losses.append(cfg.adv * loss)
             values["adv"] = loss.item()
         total = torch.stack(losses).sum()
@@ -617,6 +647,12 @@ class Distiller:
             log.warning("time budget of %g min already used (%.0f s) at step %d: nothing to train",
                         cfg.max_minutes, budget.elapsed(), step)  # fmt: skip
         while step < cfg.steps and not stop:
+            if cfg.lr_schedule != "constant":
+                limit = budget.limit
+                f = lr_factor(cfg.lr_schedule, max(step / cfg.steps, budget.elapsed() / limit if limit else 0.0))
+                for opt, base in ((self.opt_g, cfg.lr_g), (getattr(self, "opt_d", None), cfg.lr_d)):
+                    for g in opt.param_groups if opt is not None else ():
+                        g["lr"] = base * f
             values = self.step(step)
             check_finite(values, step, last_good[0])
             step += 1

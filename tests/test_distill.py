@@ -299,6 +299,27 @@ def test_snapshots_keep_the_model_as_it_was_at_each_wall_time(setup):
     assert (snaps[0] / WEIGHTS).stat().st_mtime_ns == before
 
 
+def test_lr_schedules_decay_to_zero():
+    from gankd.distill import lr_factor
+
+    assert lr_factor("constant", 0.7) == 1.0
+    assert lr_factor("cosine", 0.0) == 1.0 and lr_factor("cosine", 1.0) == pytest.approx(0.0)
+    assert lr_factor("cosine", 0.5) == pytest.approx(0.5) and lr_factor("linear", 0.25) == 0.75
+    with pytest.raises(ValueError, match="--lr-schedule"):
+        DistillConfig(lr_schedule="step")
+
+
+def test_lr_schedule_and_discriminator_feature_matching_in_a_run(setup):
+    root, teacher, _, perc = setup
+    d = Distiller(_cfg(teacher, perc, steps=4, adv=0.1, d_feat=1.0, lr_schedule="linear"), root / "levers")
+    d.run()
+    assert d.opt_g.param_groups[0]["lr"] == pytest.approx(2e-4 * (1 - 3 / 4))  # set before the last step
+    lines = [json.loads(x) for x in (root / "levers" / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/d_feat" in x and x["train/d_feat"] > 0 for x in lines), lines
+    with pytest.raises(ValueError, match="--adv"):
+        DistillConfig(d_feat=1.0, adv=0.0)
+
+
 DDP_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys, torch
