@@ -194,7 +194,10 @@ def evaluate_i2i(
         result["psnr_gap_db"] = result["vs_target"]["psnr_db"]["mean"] - result["teacher_vs_target"]["psnr_db"]["mean"]
     dist = [m for m in metrics if m in ("fid", "kid")]
     if dist:
-        q = fid.fidelity_metrics(to_uint8(out_img), to_uint8(tgt), dist, n, None, extractor, evaluator,
+        ref = to_uint8(tgt)
+        if not data.startswith("paired:"):  # named after its data, so the extractor is chosen for that domain
+            ref = fid.ImageSet(ref, None, f"{data}:{split}", fid.tensor_digest(ref), f"{n} {split} targets ({task})")
+        q = fid.fidelity_metrics(to_uint8(out_img), ref, dist, n, None, extractor, evaluator,
                                  inception_weights, device=device)  # fmt: skip
         result["distribution"] = {k: v for k, v in q.items() if k in ("fid", "kid_mean", "kid_std")}
         result["protocol"] = q.get("protocol", {})
