@@ -56,12 +56,16 @@ class IOSpec:
     features: str | list[str] = "native"  # "native", "none", or module paths for forward hooks
     image_channels: int = 0  # output channels (0 = unknown until a dry run)
     resolution: int = 0  # output height = width (0 = unknown until a dry run)
+    input_range: tuple[float, float] = (-1.0, 1.0)  # value range the model expects of source images
 
     def __post_init__(self):
         self.inputs = [i if isinstance(i, InputSpec) else InputSpec(**i) for i in self.inputs]
         self.output_range = tuple(float(v) for v in self.output_range)
+        self.input_range = tuple(float(v) for v in self.input_range)
         if len(self.output_range) != 2 or self.output_range[0] >= self.output_range[1]:
             raise ValueError(f"--output-range must be LOW,HIGH with LOW < HIGH, got {self.output_range}")
+        if len(self.input_range) != 2 or self.input_range[0] >= self.input_range[1]:
+            raise ValueError(f"--input-range must be LOW,HIGH with LOW < HIGH, got {self.input_range}")
         if not any(i.kind == "latent" for i in self.inputs) and not any(i.kind == "image" for i in self.inputs):
             raise ValueError("a generator needs a latent or an image input")
         names = [i.name for i in self.inputs]
@@ -71,6 +75,7 @@ class IOSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["output_range"] = list(self.output_range)
+        d["input_range"] = list(self.input_range)
         for i in d["inputs"]:
             i["shape"] = list(i["shape"])
         return d
@@ -214,6 +219,11 @@ class GeneratorAdapter(nn.Module):
         d = self.seeded_inputs(list(range(first_seed, first_seed + batch)), stand_in=True, size=size)
         return tuple(d[s.name].to(device) for s in self.spec.inputs)
 
+    def model_inputs(self, batch: int = 1, device: str | torch.device = "cpu") -> tuple:
+        """:meth:`example_inputs` as the wrapped module takes them (source images in its input range),
+        for calling or tracing ``self.model`` directly."""
+        return tuple(self._args(dict(zip(self.input_names, self.example_inputs(batch, device)))))
+
     @property
     def input_names(self) -> list[str]:
         return [s.name for s in self.spec.inputs]
@@ -236,9 +246,16 @@ class GeneratorAdapter(nn.Module):
             return x
         return (x - lo) * (2.0 / (hi - lo)) - 1.0
 
+    def from_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """A source image in [-1, 1] -> the model's input range."""
+        lo, hi = self.spec.input_range
+        if (lo, hi) == (-1.0, 1.0):
+            return x
+        return (x + 1.0) * ((hi - lo) / 2.0) + lo
+
     def _args(self, inputs: dict[str, torch.Tensor]) -> list:
         try:
-            return [inputs[s.name] for s in self.spec.inputs]
+            return [self.from_unit(inputs[s.name]) if s.kind == "image" else inputs[s.name] for s in self.spec.inputs]
         except KeyError as e:
             raise ValueError(f"missing generator input {e}; this generator takes {self.input_names}") from None
 
@@ -268,8 +285,9 @@ class GeneratorAdapter(nn.Module):
         return img, feats
 
     def call_positional(self, *args: torch.Tensor) -> torch.Tensor:
-        """Positional call in spec order -> images in [-1, 1] (for export and timing)."""
-        return self.to_unit(self.model(*args))
+        """Positional call in spec order (source images in [-1, 1]) -> images in [-1, 1] (for export
+        and timing)."""
+        return self.to_unit(self.model(*self._args(dict(zip(self.input_names, args)))))
 
     @torch.no_grad()
     def feature_channels(self) -> list[int]:
@@ -382,6 +400,7 @@ def spec_summary(spec: IOSpec) -> dict[str, Any]:
     return {
         "inputs": {i.name: [i.kind, list(i.shape), i.num_classes] for i in spec.inputs},
         "output_range": list(spec.output_range),
+        "input_range": list(spec.input_range),
         "features": spec.features,
     }
 

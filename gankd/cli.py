@@ -533,7 +533,8 @@ def cmd_import(args) -> int:
     out = import_generator(args.class_path, parse_kwargs(args.kwargs), args.weights, args.out,
                            state_key=args.state_key, latent=parse_ints(args.latent, "--latent"),
                            num_classes=args.num_classes, output_range=args.output_range,
-                           feat_layers=feat, input_image=parse_ints(args.input_image, "--input-image"))  # fmt: skip
+                           feat_layers=feat, input_image=parse_ints(args.input_image, "--input-image"),
+                           input_range=args.input_range)  # fmt: skip
     print(out)
     print(summary(out))
     return 0
@@ -551,6 +552,8 @@ def add_import(sub) -> None:
     p.add_argument("--num-classes", type=int, default=0, help="class-conditional: labels are the 2nd input")
     p.add_argument("--input-image", help="image-to-image: the source image's shape C,H,W at the trained size, "
                    "e.g. 3,256,256 (instead of a latent)")
+    p.add_argument("--input-range", default="-1,1", help="image-to-image: range the model expects of its source "
+                   "images: -1,1 (default) or 0,1")
     p.add_argument("--output-range", default="-1,1", help="range of the raw output: -1,1 (default) or 0,1")
     p.add_argument("--feat-layers", help="module paths for feature taps, e.g. main.5,main.8 (default: auto)")
     p.add_argument("--out", required=True, help="model folder to write")

@@ -253,7 +253,7 @@ def parse_ints(text: str | None, flag: str) -> tuple[int, ...] | None:
     return out
 
 
-def parse_range(text: str | tuple | None) -> tuple[float, float]:
+def parse_range(text: str | tuple | None, flag: str = "--output-range") -> tuple[float, float]:
     if text is None:
         return (-1.0, 1.0)
     if isinstance(text, (tuple, list)):
@@ -265,15 +265,15 @@ def parse_range(text: str | tuple | None) -> tuple[float, float]:
             vals = []
     if len(vals) != 2 or float(vals[0]) >= float(vals[1]):
         raise ValueError(
-            f"--output-range must be LOW,HIGH with LOW < HIGH (e.g. --output-range=-1,1 or 0,1), got '{text}'"
+            f"{flag} must be LOW,HIGH with LOW < HIGH (e.g. {flag}=-1,1 or 0,1), got '{text}'"
         )
     return (float(vals[0]), float(vals[1]))
 
 
 def _spec(latent: tuple[int, ...], num_classes: int, output_range, features="none",
-          image: tuple[int, ...] | None = None) -> IOSpec:  # fmt: skip
+          image: tuple[int, ...] | None = None, input_range=(-1.0, 1.0)) -> IOSpec:  # fmt: skip
     if image is not None:  # image-to-image: one source-image input
-        return IOSpec([InputSpec("src", "image", image)], output_range, features)
+        return IOSpec([InputSpec("src", "image", image)], output_range, features, input_range=input_range)
     inputs = [InputSpec("z", "latent", latent)]
     if num_classes > 0:
         inputs.append(InputSpec("y", "label", (), num_classes))
@@ -287,7 +287,7 @@ def dry_run(model: nn.Module, spec: IOSpec) -> torch.Tensor:
     was = model.training
     model.eval()
     try:
-        out = model(*adapter.example_inputs(2))
+        out = model(*adapter.model_inputs(2))
     finally:
         model.train(was)
     if not isinstance(out, torch.Tensor):
@@ -364,6 +364,7 @@ def import_generator(
     output_range=(-1.0, 1.0),
     feat_layers: list[str] | None = None,
     input_image: tuple[int, ...] | None = None,
+    input_range=(-1.0, 1.0),
 ) -> Path:
     """Import a user's generator class + checkpoint into the gankd folder ``out``; returns it.
 
@@ -396,7 +397,9 @@ def import_generator(
         latent = ()
     elif latent is None:
         latent = detect_latent(model, num_classes, output_range)
-    spec = _spec(tuple(latent), num_classes, output_range, image=tuple(input_image) if input_image else None)
+    input_range = parse_range(input_range, "--input-range")
+    spec = _spec(tuple(latent), num_classes, output_range, image=tuple(input_image) if input_image else None,
+                 input_range=input_range)  # fmt: skip
     try:
         img = dry_run(model, spec)
     except Exception as e:  # the user's forward rejected the inputs
@@ -412,13 +415,13 @@ def import_generator(
         raise ValueError(
             f"{class_path} fails on latent (B, {lat}){labels}: {first}; check --latent and --num-classes"
         ) from None
-    example = GeneratorAdapter(model, spec).example_inputs(2)
+    example = GeneratorAdapter(model, spec).model_inputs(2)
     if feat_layers:
         resolve_modules(model, list(feat_layers))
         taps: str | list[str] = list(feat_layers)
     else:
         taps = auto_feature_taps(model, example) or "none"
-    spec = IOSpec(spec.inputs, output_range, taps, int(img.shape[1]), int(img.shape[2]))
+    spec = IOSpec(spec.inputs, output_range, taps, int(img.shape[1]), int(img.shape[2]), input_range)
     lo, hi = float(img.min()), float(img.max())
     tol = 1e-3 * (output_range[1] - output_range[0])
     if lo < output_range[0] - tol or hi > output_range[1] + tol:

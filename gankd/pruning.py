@@ -51,7 +51,7 @@ def _tp():
 
 def _model_inputs(adapter: GeneratorAdapter, batch: int = 2) -> tuple[torch.Tensor, ...]:
     dev = next((p.device for p in adapter.model.parameters()), torch.device("cpu"))
-    return adapter.example_inputs(batch, device=dev)
+    return adapter.model_inputs(batch, device=dev)  # the module is traced and called directly
 
 
 def _forward(model: nn.Module, inputs: tuple) -> torch.Tensor:
@@ -193,7 +193,7 @@ def macs_of(adapter_or_model: GeneratorAdapter | nn.Module, inputs: tuple | None
     from gankd.metrics.efficiency import count_macs
 
     if isinstance(adapter_or_model, GeneratorAdapter):
-        model, inputs = adapter_or_model.model, adapter_or_model.example_inputs(1)
+        model, inputs = adapter_or_model.model, adapter_or_model.model_inputs(1)
     else:
         model = adapter_or_model
     return int(count_macs(model, inputs)["macs"])

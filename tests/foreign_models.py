@@ -6,6 +6,9 @@
   convs, 1x1 shortcut), tanh; latent (N, z); optional classes through an embedding added to z.
 - :class:`UNetGenerator`: latent (N, z) -> 4x4 -> up-blocks whose outputs are concatenated
   with an upsampled copy of an earlier stage (a concatenation skip), tanh.
+- :class:`UnitRangeRestorer`: an image-to-image net in the style of restoration code bases:
+  source and output images in [0, 1] (not [-1, 1]), an encoder-decoder with a residual
+  connection to the input, sigmoid output.
 - :class:`NotAModule`: a plain class, for the refusal test.
 
 Tests import them as ``foreign_models:Name`` with ``tests/`` on ``PYTHONPATH``.
@@ -121,3 +124,15 @@ class TokenLatentGenerator(nn.Module):
 
     def forward(self, z):
         return torch.tanh(self.proj(z).reshape(z.shape[0], 3, 8, 8))
+
+
+class UnitRangeRestorer(nn.Module):
+    """x in [0, 1] (B, 3, H, W), H and W even -> restored image in [0, 1]."""
+
+    def __init__(self, ch: int = 8):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(3, ch, 3, 1, 1), nn.ReLU(), nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.ReLU())
+        self.dec = nn.Sequential(nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1), nn.ReLU(), nn.Conv2d(ch, 3, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.dec(self.enc(x)) + (x * 6 - 3))

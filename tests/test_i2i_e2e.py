@@ -150,3 +150,27 @@ def test_optional_perceptual_loss_fits_the_data_or_says_why(capsys, tmp_path, rg
         assert "perceptual" in cfg["perceptual_off"] and not any("perceptual" in x for x in lines)
     else:
         assert any("perceptual" in x for x in lines)
+
+
+def test_foreign_restorer_with_unit_ranges(capsys, tmp_path, rgb_folder, monkeypatch):
+    """A model that takes and returns [0, 1] images: gankd maps its [-1, 1] sources in and the output back."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    from foreign_models import UnitRangeRestorer
+
+    torch.save(UnitRangeRestorer().state_dict(), tmp_path / "r.pt")
+    base = ["import", "--class", "foreign_models:UnitRangeRestorer", "--weights", tmp_path / "r.pt",
+            "--input-image", "3,32,32", "--output-range", "0,1"]  # fmt: skip
+    assert "--input-range" in one_line_error(capsys, *base, "--input-range", "1,0", "--out", tmp_path / "bad")
+    code, out, err = run(capsys, *base, "--input-range", "0,1", "--out", tmp_path / "imp")
+    assert code == 0, err
+    gen = adapter_for(load_generator(tmp_path / "imp"))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        want = UnitRangeRestorer()
+        want.load_state_dict(torch.load(tmp_path / "r.pt", weights_only=True))
+        assert torch.allclose(gen({"src": x}), want((x + 1) / 2) * 2 - 1, atol=1e-5)
+    code, out, err = run(capsys, "compress", "--teacher", tmp_path / "imp", "--data", f"folder:{rgb_folder}",
+                         "--task", "denoise", "--out", tmp_path / "c", "--steps", 2, "--width", 0.5, *FAST)  # fmt: skip
+    assert code == 0, err
+    code, out, err = run(capsys, "export", "--model", Path(out.strip().splitlines()[-1]), "--format", "onnx")
+    assert code == 0, err
