@@ -113,7 +113,8 @@ def plan_cells(widths: list[float], headline: float, seeds: int) -> list[tuple[f
 def cell_config(args, teacher: Path, width: float, recipe: str, seed: int) -> dict:
     """The DistillConfig fields of a cell (everything else: gankd compress's defaults)."""
     kw = {"teacher": str(teacher), "width": width, "steps": 10**6, "max_minutes": args.minutes, "eval_every": 250,
-          "eval_samples": 500, "threads": 1, "seed": seed, "select": "val-l1", "device": args.device}  # fmt: skip
+          "eval_samples": 500, "threads": 1, "seed": seed, "select": "val-l1", "device": args.device,
+          "batch_size": args.batch_size}  # fmt: skip
     if args.smoke:
         kw.update(steps=SMOKE["steps"], eval_every=SMOKE["eval_every"], eval_samples=SMOKE["eval_samples"],
                   batch_size=SMOKE["batch_size"])  # fmt: skip
@@ -479,6 +480,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--teacher", required=True, help="image-to-image teacher: generator folder or train-teacher run")
     ap.add_argument("--minutes", type=float, help="wall-clock training budget per cell (--smoke: 0.05)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for the headline width (others: seed 0)")
+    ap.add_argument("--batch-size", type=int, default=16, help="pairs per step, every cell (the teacher's: 16)")
     ap.add_argument("--widths", default="0.5,0.25,0.125")
     ap.add_argument("--headline", type=float, default=0.25, help="the width trained with every seed")
     ap.add_argument("--runs", default=str(ROOT / "runs" / "i2i_matrix"))
