@@ -170,7 +170,7 @@ def test_interleaved_onnx_runtime_and_bad_arguments():
 
 def test_efficiency_with_a_reference_reports_interleaved_speedups():
     r = ef.efficiency(RepeatedConv(1), speed=True, big_batch=8, runtimes=("eager",), repeats=3,
-                      reference=RepeatedConv(4), rounds=3, memory=False)  # fmt: skip
+                      reference=RepeatedConv(12), rounds=3, memory=False)  # fmt: skip
     vt = r["speed_vs_teacher"]
     assert vt["protocol"]["rounds"] == 3 and vt["created_utc"] and vt["fingerprint"]["cpu"]
     assert vt["ratio"]["eager"]["latency"]["median"] > 1.5
