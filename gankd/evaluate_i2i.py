@@ -39,10 +39,21 @@ SMALL_REFERENCE = 2000
 
 
 def is_i2i_model(model_or_dir) -> bool:
-    """Whether a generator (module or folder) maps a source image to an image."""
-    model = ckpt.load_generator(ckpt.resolve_model_path(model_or_dir)) if isinstance(model_or_dir, (str, Path)) \
-        else model_or_dir  # fmt: skip
-    return adapter_for(model).is_i2i
+    """Whether a generator (module, or folder: read from its config.json alone, nothing loaded)
+    maps a source image to an image. A folder that cannot be read is not (the caller's own
+    checks then say what is wrong with it)."""
+    if not isinstance(model_or_dir, (str, Path)):
+        return adapter_for(model_or_dir).is_i2i
+    try:
+        meta = load_json(ckpt.resolve_model_path(model_or_dir) / ckpt.CONFIG)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict):
+        return False
+    inputs = ((meta.get("io") or {}).get("inputs")) or []  # imported and torch-pruned generators
+    if any(isinstance(i, dict) and i.get("kind") == "image" for i in inputs):
+        return True
+    return int((meta.get("config") or {}).get("in_channels", 0) or 0) > 0  # gankd's image-to-image families
 
 
 def _folder_meta(folder: Path | None) -> dict:
