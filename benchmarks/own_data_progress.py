@@ -1,0 +1,112 @@
+"""How fast does a teacher on your own images become recognisable? Score the checkpoints a
+train-teacher run left along the way, under one protocol, and tabulate them against the
+training wall time.
+
+    python benchmarks/own_data_progress.py --run runs/wesnoth_da/teacher --snapshots runs/wesnoth_da/snaps
+
+Inputs: model folders (``--snapshots``: every sub-folder, e.g. ``step2000/`` copies of the
+run's ``last/``, or a run's ``snapshots/tNmin/`` from ``--snapshot-minutes``) plus the run's
+final ``generator/``; the run's ``metrics.jsonl`` gives the wall time at each step. Each
+model is scored against the data's held-out test split (the extractor gankd picks for the
+domain, named in the JSON; FID, KID, precision, recall from ``--num-samples`` samples) and
+the real-data floor (fit vs test) is scored once under the same protocol. A grid of each
+checkpoint (same seeds, one class per row) goes next to the JSON.
+
+Writes ``--out``: ``<name>.json`` per checkpoint, ``floor.json``, ``progress.json`` (the
+table, the commands) and ``PROGRESS.md``, ``grid_<name>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from gankd.adapter import adapter_for
+from gankd.checkpoint import atomic_write_bytes, load_generator
+from gankd.config import load_json
+from gankd.evaluate import evaluate, real_floor, save_result
+from gankd.fileio import portable_path
+from gankd.sampling import sample_grid, save_png
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wall_at(run: Path) -> dict[int, float]:
+    """step -> wall seconds, from the run's metrics.jsonl (training lines)."""
+    out = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "wall_s" in r and "loss_d" in r:
+            out[int(r["step"])] = float(r["wall_s"])
+    return out
+
+
+def nearest_wall(walls: dict[int, float], step: int) -> float | None:
+    if not walls:
+        return None
+    s = min(walls, key=lambda k: abs(k - step))
+    return walls[s]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="the train-teacher run folder")
+    ap.add_argument("--snapshots", help="folder of checkpoint folders (default: RUN/snapshots)")
+    ap.add_argument("--num-samples", type=int, default=2000)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "own_data" / "progress"))
+    args = ap.parse_args(argv)
+    run, out = Path(args.run), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    snaps = Path(args.snapshots) if args.snapshots else run / "snapshots"
+    models = {p.name: p for p in sorted(snaps.iterdir()) if (p / "config.json").exists()} if snaps.is_dir() else {}
+    models["final"] = run / "generator"
+    cmd = " ".join(map(shlex.quote, ["python", *sys.argv]))
+    walls = wall_at(run)
+    rows = []
+    data = load_json(run / "generator" / "config.json").get("data")
+    for name, folder in models.items():
+        path = out / f"{name}.json"
+        if not path.exists():
+            r = evaluate(folder, ("fid", "kid", "prc"), args.num_samples, class_consistency=False, command=cmd)
+            save_result(r, path)
+        r = json.loads(path.read_text())
+        step = int(load_json(folder / "config.json")["trained_steps"])
+        gen = load_generator(folder)
+        nc = getattr(gen, "num_classes", 0)
+        g = sample_grid(gen, list(range(8)), list(range(min(nc, 8))) if nc else None, nrow=8)
+        save_png(g, out / f"grid_{name}.png")
+        q = r["quality"]
+        rows.append({"name": name, "step": step, "wall_minutes": round((nearest_wall(walls, step) or 0) / 60, 1),
+                     "fid": q.get("fid"), "kid": q.get("kid_mean"), "precision": q.get("precision"),
+                     "recall": q.get("recall"), "model": portable_path(folder)})  # fmt: skip
+    rows.sort(key=lambda x: x["step"])
+    floor_path = out / "floor.json"
+    if not floor_path.exists():
+        c, h, _ = adapter_for(load_generator(run / "generator")).output_shape()
+        save_result(real_floor(f"{data}:test", num_samples=args.num_samples, metrics=("fid", "kid", "prc"),
+                               resolution=h, channels=c, command=cmd), floor_path)  # fmt: skip
+    floor = json.loads(floor_path.read_text())["quality"]
+    proto = json.loads((out / f"{rows[-1]['name']}.json").read_text())["protocol"]
+    res = {"run": portable_path(run), "data": data, "rows": rows, "floor": {k: floor.get(k) for k in
+           ("fid", "kid_mean", "precision", "recall")}, "extractor": proto.get("extractor"),
+           "extractor_sha256_16": proto.get("extractor_sha256_16"), "reference": proto.get("reference"),
+           "num_samples": args.num_samples, "command": cmd}  # fmt: skip
+    save_result(res, out / "progress.json")
+    md = [f"# Teacher progress: {portable_path(run)} on {data}", "",
+          f"Scored against `{proto.get('reference')}` with `{proto.get('extractor')}` "
+          f"(sha256 {proto.get('extractor_sha256_16')}), {args.num_samples} samples; real floor (fit vs test): "
+          f"FID {floor.get('fid'):.3g}, precision {floor.get('precision'):.2f}, recall {floor.get('recall'):.2f}.", "",
+          "| checkpoint | step | wall min | FID | KID | precision | recall |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for x in rows:
+        md.append(f"| {x['name']} | {x['step']} | {x['wall_minutes']} | {x['fid']:.3g} | {x['kid']:.3g} | "
+                  f"{x['precision']:.2f} | {x['recall']:.3f} |")  # fmt: skip
+    atomic_write_bytes(out / "PROGRESS.md", ("\n".join(md) + "\n").encode())
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
