@@ -31,6 +31,8 @@ def load_results(items: Iterable[str | Path | dict]) -> list[dict]:
                 add(o, origin)
         elif isinstance(obj, dict) and "results" in obj and isinstance(obj["results"], list):
             add(obj["results"], origin)
+        elif isinstance(obj, dict) and obj.get("kind") == "eval-i2i":
+            out.append({**obj, "_origin": origin})
         elif isinstance(obj, dict) and obj.get("kind") in ("eval", "real-floor"):
             obj = dict(obj)
             floor = obj.pop("real_floor", None)
@@ -447,12 +449,85 @@ def summary_lines(result: dict) -> list[str]:
     return lines
 
 
+def render_i2i_table(results: list[dict]) -> str:
+    """Markdown table of image-to-image evaluations (``gankd eval`` on such models)."""
+    sizes = sorted({int(k) for r in results for k in r["efficiency"]["model"]["macs"]})
+    speed_sizes = sorted({int(k) for r in results for k in r.get("speed", {})})
+    head = ["model", "test pairs", "params", *[f"MMACs@{s}" for s in sizes], "PSNR dB", "SSIM", "LPIPS",
+            "PSNR→T dB", "gap to T dB", "FID", *[f"ONNX b1 ms@{s}" for s in speed_sizes]]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base = results[0]
+    src = base["source_vs_target"]
+    lines.append("| source (do nothing) | " + f"{base['num_pairs']} | – | " + "– | " * len(sizes)
+                 + f"{src['psnr_db']['mean']:.2f} | {src['ssim']['mean']:.3f} | "
+                 + (f"{src['lpips']['mean']:.3f}" if "lpips" in src else "–") + " | – | – | – |"
+                 + " – |" * len(speed_sizes))  # fmt: skip
+    for r in results:
+        eff, vt = r["efficiency"]["model"], r["vs_target"]
+        vteach = r.get("vs_teacher")
+        cells = [r["model"], str(r["num_pairs"]), f"{eff['params']:,}",
+                 *[f"{eff['macs'].get(str(s), float('nan')) / 1e6:,.1f}" for s in sizes],
+                 f"{vt['psnr_db']['mean']:.2f} ± {vt['psnr_db']['std']:.2f}", f"{vt['ssim']['mean']:.3f}",
+                 f"{vt['lpips']['mean']:.3f}" if "lpips" in vt else "–",
+                 f"{vteach['psnr_db']['mean']:.2f}" if vteach else "–",
+                 f"{r['psnr_gap_db']:+.2f}" if "psnr_gap_db" in r else "–",
+                 f"{r['distribution']['fid']:.3g}" if r.get("distribution") else "–"]  # fmt: skip
+        for sz in speed_sizes:
+            sp = r.get("speed", {}).get(str(sz))
+            cells.append(f"{sp['models']['model']['onnx']['latency']['median_ms']:.2f}"
+                         if sp and "onnx" in sp["models"]["model"] else "–")  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    ex = base.get("protocol", {})
+    notes = [f"Test pairs of `{base['data']}` ({base['task']}); FID of outputs against targets with "
+             f"`{ex.get('extractor', 'n/a')}` (sha256 {ex.get('extractor_sha256_16', 'n/a')})."]  # fmt: skip
+    notes += [f"{k}: {v}" for k, v in base.get("skipped", {}).items()] + base.get("warnings", [])
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def plot_psnr_vs_macs(results: list[dict]) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        macs = r["efficiency"]["model"]["macs"]
+        m = macs[min(macs, key=int)]
+        ax.scatter([m / 1e6], [r["vs_target"]["psnr_db"]["mean"]], s=30)
+        ax.annotate(Path(r["model"]).parent.name or r["model"], (m / 1e6, r["vs_target"]["psnr_db"]["mean"]),
+                    fontsize=7)  # fmt: skip
+    ax.axhline(results[0]["source_vs_target"]["psnr_db"]["mean"], color="gray", ls="--", lw=1, label="source")
+    ax.set_xscale("log")
+    ax.set_xlabel("MMACs per image (trained size)")
+    ax.set_ylabel("PSNR to target, dB (test pairs)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def write_report(items: Iterable[str | Path | dict], out_dir: str | Path) -> dict:
-    """Write ``report.md`` and ``quality_vs_speed.png`` into ``out_dir``; returns their paths."""
+    """Write ``report.md`` and ``quality_vs_speed.png`` into ``out_dir``; returns their paths.
+    Image-to-image evaluations get their own table (PSNR/SSIM/LPIPS vs target and teacher)."""
     items = list(items)
     sources = [str(i) for i in items if not isinstance(i, dict)]
     results = load_results(items)
     out = Path(out_dir)
+    kinds = {r.get("kind") == "eval-i2i" for r in results}
+    if len(kinds) > 1:
+        raise ValueError("report image-to-image and noise-to-image evaluations separately (one gankd report each)")
+    if kinds == {True}:
+        md = "# gankd evaluation report (image-to-image)\n\n" + render_i2i_table(results)
+        md += "\n![PSNR against MACs](quality_vs_speed.png)\n"
+        md_path, png_path = out / "report.md", out / "quality_vs_speed.png"
+        atomic_write_bytes(md_path, md.encode())
+        atomic_write_bytes(png_path, plot_psnr_vs_macs(results))
+        return {"markdown": str(md_path), "plot": str(png_path), "rows": len(results)}
     md = "# gankd evaluation report\n\n" + render_table(results)
     md += "\n![FID against MACs and latency](quality_vs_speed.png)\n"
     if sources:

@@ -73,6 +73,12 @@ def test_denoise_inpaint_chain(capsys, tmp_path, rgb_folder):
     assert set(r["efficiency"]["model"]["macs"]) == {"32", "64"}
     assert r["efficiency"]["model"]["macs"]["64"] == pytest.approx(4 * r["efficiency"]["model"]["macs"]["32"], 0.01)
     assert r["efficiency"]["mac_ratio"]["32"] > 1
+    code, out, err = run(capsys, "report", out_json, "--out", tmp_path / "rep")
+    assert code == 0, err
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "source (do nothing)" in md and "PSNR→T" in md and (tmp_path / "rep" / "quality_vs_speed.png").exists()
+    assert "separately" in one_line_error(capsys, "report", out_json, "pretrained/fmnist-teacher/metrics.json",
+                                          "--out", tmp_path / "rep2")  # fmt: skip
 
     code, out, err = run(capsys, "export", "--model", student, "--format", "onnx")
     assert code == 0, err
