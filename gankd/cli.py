@@ -169,7 +169,7 @@ def cmd_compress(args) -> int:
         "channels": _ints(args.channels, "--channels"), "feat_layers": _taps(args.feat_layers),
         "target_macs": args.target_macs, "task": args.task, "gt": args.gt,
         "snapshot_minutes": _floats(args.snapshot_minutes, "--snapshot-minutes"),
-        "d_feat": args.d_feat, "lr_schedule": args.lr_schedule,
+        "d_feat": args.d_feat, "lr_schedule": args.lr_schedule, "init_from": args.init_from,
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
     params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, help="student width relative to the teacher (e.g. 0.25)")
     p.add_argument("--channels", help="explicit per-stage student channels, e.g. 128,64,32,8")
     p.add_argument("--init", choices=INITS, help="prune: inherit the teacher's top channels; random")
+    p.add_argument("--init-from", help="prune the student from this wider student folder instead of the teacher "
+                   "(iterative prune-and-distill, e.g. 1/2 -> 1/4)")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr-g", type=float)

@@ -51,7 +51,7 @@ from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, p
 from gankd.perceptual import PERCEPTUAL_NETS, perceptual_for_data
 from gankd.sampling import generate, grid, pair_grid, sample_grid, save_png
 from gankd.selection import DEFAULT_SELECT, Selector, build_paired_selector, build_selector, check_rule
-from gankd.students import INITS, build_student, frozen_copy
+from gankd.students import INITS, build_student, frozen_copy, student_channels
 
 log = logging.getLogger(__name__)
 REAL_SOURCES = ("auto", "data", "teacher", "both")
@@ -84,6 +84,8 @@ class DistillConfig:
     channels: tuple[int, ...] | None = None  # explicit per-stage student channels (overrides width; gankd families)
     target_macs: float | None = None  # student MACs as a fraction of the teacher's (overrides width)
     init: str = "prune"  # prune (inherit top-L1 teacher channels) or random
+    init_from: str | None = None  # prune the student from this wider student (a generator folder of the
+    # teacher's family) instead of the teacher: iterative prune-and-distill (1/2 -> 1/4 -> 1/8)
     steps: int = 4000  # student updates
     batch_size: int = 64  # latents per step (per process under DDP)
     lr_g: float = 2e-4  # student learning rate
@@ -239,10 +241,23 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
             width = width_for_macs(teacher, cfg.target_macs)
             log.info("--target-macs %g: width %.4g", cfg.target_macs, width)
         channels = list(cfg.channels) if cfg.channels else None
+        if cfg.init_from:  # the teacher's channel plan, the weights of a wider student
+            src = ckpt.load_generator(ckpt.resolve_model_path(cfg.init_from))
+            if getattr(src, "family", None) != teacher.family:
+                raise ValueError(f"--init-from {cfg.init_from} is not a {teacher.family} generator like the teacher")
+            want = student_channels(teacher, None if channels else width, channels)
+            have = list(src.feature_channels)
+            if len(want) != len(have) or any(w > h for w, h in zip(want, have)):
+                raise ValueError(f"--init-from {cfg.init_from} has channels {have}: the student needs {want}, "
+                                 "so start from a wider student (or drop --init-from)")  # fmt: skip
+            log.info("student pruned from %s (%s -> %s channels)", cfg.init_from, have, want)
+            return adapter_for(build_student(src, None, want, "prune", cfg.seed))
         return adapter_for(build_student(teacher, None if channels else width, channels, cfg.init, cfg.seed))
     if cfg.channels:
         raise ValueError("--channels sets per-stage channels of gankd's own generators; for an imported "
                          "generator use --width or --target-macs")  # fmt: skip
+    if cfg.init_from:
+        raise ValueError("--init-from (iterative pruning) works for gankd's dcgan family so far; drop it")
     from gankd.pruning import prune_generator
 
     student = prune_generator(adapter_for(teacher, spec), width=None if cfg.target_macs else cfg.width,

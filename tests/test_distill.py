@@ -320,6 +320,20 @@ def test_lr_schedule_and_discriminator_feature_matching_in_a_run(setup):
         DistillConfig(d_feat=1.0, adv=0.0)
 
 
+def test_iterative_pruning_starts_from_a_wider_student(setup):
+    root, teacher, _, perc = setup
+    wide = compress(_cfg(teacher, perc, steps=2, width=0.5), root / "w05")
+    d = Distiller(_cfg(teacher, perc, steps=1, width=0.25, init_from=str(wide)), root / "w025")
+    t = load_generator(teacher)
+    assert d.student.model.feature_channels == [max(1, round(c * 0.25)) for c in t.feature_channels]
+    from gankd.students import build_student
+
+    direct = build_student(t, 0.25).state_dict()  # pruned from the teacher: other weights
+    assert any(not torch.equal(v, direct[k]) for k, v in d.student.state_dict().items() if v.is_floating_point())
+    with pytest.raises(ValueError, match="wider student"):
+        Distiller(_cfg(teacher, perc, steps=1, width=0.75, init_from=str(wide)), root / "w075")
+
+
 DDP_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys, torch
