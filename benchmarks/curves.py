@@ -43,6 +43,14 @@ from gankd.metrics.efficiency import fingerprint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WITHIN = 1.10  # "teacher quality": FID within 10 % of the teacher's
+# recipe levers, each one change against the full recipe on the same curve: --recipes full+cosine,...
+LEVERS = {
+    "cosine": {"lr_schedule": "cosine"},  # both learning rates decay to 0 over the run
+    "dfeat": {"d_feat": 1.0},  # feature matching through the discriminator (DCD-style)
+    "fresh-d": {"d_init": "fresh"},  # a new discriminator instead of the teacher's
+    "batch128": {"batch_size": 128},  # twice the batch
+    "perc0": {"perceptual": 0.0, "kd": 0.0},  # no perceptual and KD terms
+}
 # no selection (the snapshot is the model as it is), no validation inside the budget
 CURVE_RUN = dict(select="last", eval_every=0)
 
@@ -64,8 +72,9 @@ def train_curve(args, teacher_dir: Path, recipe: str, width: float, seed: int) -
     if recipe == "scratch":
         train_scratch(teacher_dir, width, seed, minutes, run, args.device, snapshot_minutes=points, **CURVE_RUN)
     else:
-        cfg = recipe_config(recipe, str(teacher_dir), width, seed, minutes, args.device, snapshot_minutes=points,
-                            checkpoint_every=250, sample_every=10**6, **CURVE_RUN)  # fmt: skip
+        base, _, lever = recipe.partition("+")
+        cfg = recipe_config(base, str(teacher_dir), width, seed, minutes, args.device, snapshot_minutes=points,
+                            checkpoint_every=250, sample_every=10**6, **CURVE_RUN, **LEVERS.get(lever, {}))  # fmt: skip
         compress(cfg, run, resume=(run / "state.pt").exists())
     missing = [m for m in points if not (snapshot_dir(run, m) / WEIGHTS).exists()]
     if missing:
@@ -186,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", default="2.5,5,10,20", help="wall-clock minutes of the snapshots")
     ap.add_argument("--widths", default="0.25,0.125")
-    ap.add_argument("--recipes", default=",".join(RECIPES))
+    ap.add_argument("--recipes", default=",".join(RECIPES), help="scratch, pixel, full, and full+LEVER: "
+                    + ", ".join(f"{k} ({', '.join(f'{a}={b}' for a, b in v.items())})" for k, v in LEVERS.items()))
     ap.add_argument("--seeds", default="0", help="seeds of the first width (the headline); others use the first")
     ap.add_argument("--shard", default="0/1", help="K/N: train only every N-th run from K")
     ap.add_argument("--train-only", action="store_true")
@@ -201,9 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     widths = [float(w) for w in args.widths.split(",")]
     recipes = args.recipes.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
-    bad = [r for r in recipes if r not in RECIPES]
+    bad = [r for r in recipes if r.partition("+")[0] not in RECIPES or (r.partition("+")[2] or "cosine") not in LEVERS
+           or (r.partition("+")[2] and r.partition("+")[0] != "full")]  # fmt: skip
     if bad:
-        raise SystemExit(f"--recipes: unknown {bad}; choose from {', '.join(RECIPES)}")
+        raise SystemExit(f"--recipes: unknown {bad}; choose from {', '.join(RECIPES)} or full+LEVER with LEVER one "
+                         f"of {', '.join(LEVERS)}")  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     teacher_dir = resolve_model_path(args.teacher)
     runs = [(r, w, s) for w in widths for r in recipes for s in (seeds if w == widths[0] else seeds[:1])]
