@@ -84,6 +84,7 @@ def hashes(folder: Path) -> dict:
 def training_facts(run: Path) -> dict:
     """Steps and wall time summed over resumed segments (wall_s restarts on resume)."""
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    recs = [r for r in recs if "loss_d" in r]  # training lines (validation lines have no losses)
     wall, prev = 0.0, 0.0
     for r in recs:
         w = r.get("wall_s", 0.0)
@@ -219,6 +220,7 @@ def main() -> int:
     ap.add_argument("--restore-run", default=str(ROOT / "runs" / "restore" / "teacher"),
                     help="the wesnoth-restore64 training run (for steps/time; --only wesnoth-restore64)")
     ap.add_argument("--only", help="comma list of model names to redo")
+    ap.add_argument("--no-speed", action="store_true", help="wesnoth-restore64: skip the latency runs")
     ap.add_argument("--render-only", action="store_true", help="re-render MODEL_CARD.md from metrics.json")
     args = ap.parse_args()
     cmd = " ".join(map(shlex.quote, ["python", *sys.argv]))
@@ -248,7 +250,7 @@ def main() -> int:
         if args.render_only:
             write_card(folder / "MODEL_CARD.md", restore_card(folder, load_json(folder / "metrics.json")))
         else:
-            m = evaluate_i2i(folder, speed=True, sizes=(256, 512), command=cmd)
+            m = evaluate_i2i(folder, speed=not args.no_speed, sizes=(256, 512), command=cmd)
             m["training"] = training_facts(Path(args.restore_run))
             m["sha256"] = hashes(folder)
             save_result(m, folder / "metrics.json")
