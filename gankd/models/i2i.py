@@ -50,6 +50,15 @@ def _make_cfg(cls: type[T], cfg: T | dict | None, kwargs: dict[str, Any]) -> T:
     raise TypeError(f"expected a {cls.__name__}, a dict or keyword arguments, got {type(cfg).__name__}")
 
 
+def _check_sizes(cfg, width_flag: str = "--width") -> None:
+    """The channel and width fields every image-to-image config shares, each refusal naming its flag."""
+    for name in ("in_channels", "image_channels", "base_channels"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.width <= 0:
+        raise ValueError(f"{width_flag} must be > 0, got {cfg.width}")
+
+
 def _init_i2i(model: nn.Module, cls, cfg, kwargs):
     """Config from ``cfg``/kwargs, and the attributes gankd's seam reads from an image-to-image
     generator (source channels, output channels, no classes, no latent)."""
@@ -118,14 +127,7 @@ class UNetConfig:
             raise ValueError(f"--depth must be >= 3 (features are tapped at 1/4 and 1/2), got {self.depth}")
         if self.resolution < 2**self.depth or self.resolution % 2**self.depth:
             raise ValueError(f"--resolution must be a multiple of 2**depth = {2**self.depth}, got {self.resolution}")
-        if self.in_channels < 1:
-            raise ValueError(f"--in-channels must be >= 1, got {self.in_channels}")
-        if self.image_channels < 1:
-            raise ValueError(f"--image-channels must be >= 1, got {self.image_channels}")
-        if self.base_channels < 1:
-            raise ValueError(f"--base-channels must be >= 1, got {self.base_channels}")
-        if self.width <= 0:
-            raise ValueError(f"--width must be > 0, got {self.width}")
+        _check_sizes(self)
         if self.max_mult < 1:
             raise ValueError(f"--max-mult must be >= 1, got {self.max_mult}")
         _check_norm(self.norm)
@@ -225,14 +227,7 @@ class ResnetConfig:
                 f"--resolution must be a multiple of 2**n_down = {2**self.n_down} and at least "
                 f"{2 ** (self.n_down + 1)}, got {self.resolution}"
             )
-        if self.in_channels < 1:
-            raise ValueError(f"--in-channels must be >= 1, got {self.in_channels}")
-        if self.image_channels < 1:
-            raise ValueError(f"--image-channels must be >= 1, got {self.image_channels}")
-        if self.base_channels < 1:
-            raise ValueError(f"--base-channels must be >= 1, got {self.base_channels}")
-        if self.width <= 0:
-            raise ValueError(f"--width must be > 0, got {self.width}")
+        _check_sizes(self)
         _check_norm(self.norm)
 
     def level_channels(self) -> list[int]:
@@ -343,14 +338,7 @@ class PatchConfig:
             raise ValueError(
                 f"--resolution must be >= {3 * 2**self.n_layers} for n_layers={self.n_layers}, got {self.resolution}"
             )
-        if self.in_channels < 1:
-            raise ValueError(f"--in-channels must be >= 1, got {self.in_channels}")
-        if self.image_channels < 1:
-            raise ValueError(f"--image-channels must be >= 1, got {self.image_channels}")
-        if self.base_channels < 1:
-            raise ValueError(f"--base-channels must be >= 1, got {self.base_channels}")
-        if self.width <= 0:
-            raise ValueError(f"--d-width must be > 0, got {self.width}")
+        _check_sizes(self, "--d-width")
         if self.num_classes != 0:
             raise ValueError(
                 f"--num-classes must be 0 for the patch discriminator (it is conditioned on the source "
