@@ -88,21 +88,14 @@ class DataError(RuntimeError):
     """A dataset cannot be found or read; the message says how to fix it."""
 
 
-@dataclass
-class ImageDataset(Dataset):
-    """uint8 images (N, C, R, R) and int64 labels (N,), served as ([-1, 1] float, label)."""
+class ImageShape(Dataset):
+    """Length, resolution and channels of a dataset whose ``images`` are uint8 (N, C, R, R)
+    (:class:`ImageDataset`, and ``gankd.paired.PairedDataset`` whose images are its targets)."""
 
     images: torch.Tensor
-    labels: torch.Tensor
-    num_classes: int
-    name: str
-    class_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return self.images.shape[0]
-
-    def __getitem__(self, i: int):
-        return to_float(self.images[i]), self.labels[i]
 
     @property
     def resolution(self) -> int:
@@ -111,6 +104,20 @@ class ImageDataset(Dataset):
     @property
     def channels(self) -> int:
         return self.images.shape[1]
+
+
+@dataclass
+class ImageDataset(ImageShape):
+    """uint8 images (N, C, R, R) and int64 labels (N,), served as ([-1, 1] float, label)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    name: str
+    class_names: tuple[str, ...] = ()
+
+    def __getitem__(self, i: int):
+        return to_float(self.images[i]), self.labels[i]
 
     def content_hash(self) -> str:
         """Short sha256 of images and labels: a cache key that changes with the data."""

@@ -44,12 +44,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from gankd.data import (
     SPLITS,
     DataError,
     DataInfo,
+    ImageShape,
     _load_image,
     _say_once,
     _scan,
@@ -220,7 +220,7 @@ def degrade(target: torch.Tensor, task: str, index: int, seed: int = 0,
 
 
 @dataclass
-class PairedDataset(Dataset):
+class PairedDataset(ImageShape):
     """uint8 targets ``images`` and ``sources`` (N, C, R, R), served as (source, target) float
     in [-1, 1]. ``labels`` are zeros and ``num_classes`` is 0 (the duck type of ImageDataset)."""
 
@@ -238,19 +238,8 @@ class PairedDataset(Dataset):
         if self.sources.shape != self.images.shape:
             raise ValueError(f"sources {tuple(self.sources.shape)} and targets {tuple(self.images.shape)} differ")
 
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
     def __getitem__(self, i: int):
         return to_float(self.sources[i]), to_float(self.images[i])
-
-    @property
-    def resolution(self) -> int:
-        return self.images.shape[-1]
-
-    @property
-    def channels(self) -> int:
-        return self.images.shape[1]
 
     def content_hash(self) -> str:
         """Short sha256 of targets, sources, labels, task and its parameters."""
