@@ -60,14 +60,20 @@ def run_name(recipe: str, width: float, seed: int) -> str:
 
 
 def train_curve(args, teacher_dir: Path, recipe: str, width: float, seed: int) -> Path:
-    """One long run with snapshots at ``args.points`` minutes (skipped when DONE exists)."""
+    """One long run with snapshots at ``args.points`` minutes. A run that has every requested
+    snapshot is skipped; a finished run asked for later points resumes from its checkpoint and
+    trains on to them (earlier snapshots are kept as they are: the curve is one run)."""
     run = Path(args.runs) / run_name(recipe, width, seed)
-    if (run / "DONE").exists():
-        done = json.loads((run / "DONE").read_text())
-        if done.get("teacher_sha256") != teacher_sha(teacher_dir):
-            raise SystemExit(f"{run} was trained from another teacher: move --runs away or pick a new one")
-        return run
     minutes, points = max(args.points), tuple(args.points)
+    missing = [m for m in points if not (snapshot_dir(run, m) / WEIGHTS).exists()]
+    done = json.loads((run / "DONE").read_text()) if (run / "DONE").exists() else {}
+    if done and done.get("teacher_sha256") != teacher_sha(teacher_dir):
+        raise SystemExit(f"{run} was trained from another teacher: move --runs away or pick a new one")
+    if done and not missing:
+        return run
+    if done and recipe.partition("+")[2] == "cosine":
+        raise SystemExit(f"{run}: a decaying schedule cannot be extended to later points (its decay spans the "
+                         "first budget): pick another --runs for the longer curve")  # fmt: skip
     t0 = time.monotonic()
     if recipe == "scratch":
         train_scratch(teacher_dir, width, seed, minutes, run, args.device, snapshot_minutes=points, **CURVE_RUN)
@@ -79,7 +85,8 @@ def train_curve(args, teacher_dir: Path, recipe: str, width: float, seed: int) -
     missing = [m for m in points if not (snapshot_dir(run, m) / WEIGHTS).exists()]
     if missing:
         raise SystemExit(f"{run}: no snapshot at {missing} min although the budget was spent (killed?): rerun")
-    done = {"train_wall_s": round(time.monotonic() - t0, 1), "teacher_sha256": teacher_sha(teacher_dir)}
+    done = {"train_wall_s": round(done.get("train_wall_s", 0.0) + time.monotonic() - t0, 1),
+            "teacher_sha256": teacher_sha(teacher_dir), "points_minutes": list(points)}  # fmt: skip
     atomic_write_bytes(run / "DONE", json.dumps(done).encode())
     return run
 
@@ -200,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0", help="seeds of the first width (the headline); others use the first")
     ap.add_argument("--shard", default="0/1", help="K/N: train only every N-th run from K")
     ap.add_argument("--train-only", action="store_true")
+    ap.add_argument("--score-only", action="store_true", help="train nothing: score (and tabulate) the snapshots "
+                    "that the listed runs already have at --points (runs trained to different lengths in one table)")
     ap.add_argument("--num-samples", type=int, default=10000)
     ap.add_argument("--teacher", default="fmnist-teacher")
     ap.add_argument("--device", default="cpu")
@@ -220,13 +229,19 @@ def main(argv: list[str] | None = None) -> int:
     teacher_dir = resolve_model_path(args.teacher)
     runs = [(r, w, s) for w in widths for r in recipes for s in (seeds if w == widths[0] else seeds[:1])]
     k, n = parse_shard(args.shard)
-    for i, (r, w, s) in enumerate(runs):
-        if i % n == k:
-            train_curve(args, teacher_dir, r, w, s)
+    if args.score_only:
+        runs = [x for x in runs if (Path(args.runs) / run_name(*x) / "DONE").exists()]
+        if not runs:
+            raise SystemExit(f"--score-only: no finished run of these recipes and widths in {args.runs}")
+    else:
+        for i, (r, w, s) in enumerate(runs):
+            if i % n == k:
+                train_curve(args, teacher_dir, r, w, s)
     if args.train_only or n > 1:
         return 0
     (Path(args.out) / "cells").mkdir(parents=True, exist_ok=True)
-    points = [score_point(args, teacher_dir, r, w, s, m) for r, w, s in runs for m in args.points]
+    points = [score_point(args, teacher_dir, r, w, s, m) for r, w, s in runs for m in args.points
+              if (snapshot_dir(Path(args.runs) / run_name(r, w, s), m) / WEIGHTS).exists()]
     teacher = teacher_reference(teacher_dir)
     summary = summarise(points, teacher)
     out = Path(args.out)

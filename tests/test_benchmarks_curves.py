@@ -1,6 +1,7 @@
 """benchmarks/curves.py: time-to-teacher-quality and the table follow the measured points."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -44,3 +45,33 @@ def test_seeds_are_averaged_per_point(curves):
     assert row["fid_mean"] == pytest.approx(2.5) and row["seeds"] == 2 and row["fid_std"] > 0
     # the mean (2.5) is above 1.1 x 2.0: not reached even though one seed was
     assert curves.summarise(pts, TEACHER)["w0.25 full"]["time_to_teacher_quality"] is None
+
+
+def test_a_finished_run_is_extended_to_later_points_and_never_retrained(curves, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_compress(cfg, run, resume=False):
+        calls.append((cfg.max_minutes, resume))
+        for m in cfg.snapshot_minutes:
+            d = curves.snapshot_dir(run, m)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / curves.WEIGHTS).write_bytes(b"x")
+        (Path(run) / "state.pt").write_bytes(b"x")
+
+    monkeypatch.setattr(curves, "compress", fake_compress)
+    monkeypatch.setattr(curves, "teacher_sha", lambda t: "sha")
+    teacher = tmp_path / "teacher"
+    args = type("A", (), {"runs": str(tmp_path / "runs"), "points": [5.0, 10.0], "device": "cpu"})()
+    run = curves.train_curve(args, teacher, "full", 0.25, 0)
+    assert calls == [(10.0, False)]
+    curves.train_curve(args, teacher, "full", 0.25, 0)  # every point there: skipped
+    assert len(calls) == 1
+    args.points = [5.0, 10.0, 20.0]  # a later point: the run resumes and trains on
+    curves.train_curve(args, teacher, "full", 0.25, 0)
+    assert calls[-1] == (20.0, True)
+    assert json.loads((run / "DONE").read_text())["points_minutes"] == [5.0, 10.0, 20.0]
+    args.points = [5.0, 10.0]
+    curves.train_curve(args, teacher, "full+cosine", 0.25, 0)
+    args.points = [5.0, 10.0, 20.0]
+    with pytest.raises(SystemExit, match="cannot be extended"):
+        curves.train_curve(args, teacher, "full+cosine", 0.25, 0)

@@ -1,0 +1,157 @@
+"""Ship distilled students in pretrained/ with model cards, so that `gankd sample` and `gankd eval`
+work on them without retraining.
+
+    python benchmarks/ship_students.py --pick 0.5:20,0.25:80,0.125:40
+
+Each shipped student is a snapshot of a quality-vs-time run (benchmarks/curves.py, recipe
+``--recipe``, seed 0): ``--pick WIDTH:MINUTES`` names the run and the snapshot (the model as
+it was after that much training wall time: no checkpoint selection). The snapshot is copied
+to ``pretrained/fmnist-student-w<WIDTH>`` and measured with gankd's own code under the
+teacher's protocol (evaluator FID/IS/KID/precision/recall on 10k samples vs the test split,
+class consistency, PSNR/SSIM to the teacher, params/MACs, eager and ONNX Runtime speed timed
+interleaved with the teacher). The card also quotes the curve's FID mean ± std over seeds at
+that point when the curves results hold more than one seed. Writes metrics.json and
+MODEL_CARD.md per folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from gankd.checkpoint import CONFIG, WEIGHTS, atomic_write_bytes, pretrained_dir
+from gankd.config import load_json
+from gankd.evaluate import evaluate, save_result
+from gankd.fileio import file_sha256, portable_path
+from gankd.loop import snapshot_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shipped_name(width: float) -> str:
+    return f"fmnist-student-w{width:g}".replace(".", "")
+
+
+def parse_pick(text: str) -> list[tuple[float, float]]:
+    try:
+        out = [(float(w), float(m)) for w, m in (x.split(":") for x in text.split(","))]
+    except ValueError:
+        raise SystemExit(f"--pick: expected WIDTH:MINUTES[,...] such as 0.25:80, got '{text}'") from None
+    return out
+
+
+def copy_snapshot(snap: Path, dest: Path) -> None:
+    """config.json + model.safetensors of the snapshot into ``dest`` as a whole (temp sibling, rename)."""
+    if not (snap / WEIGHTS).exists():
+        raise SystemExit(f"{snap} holds no {WEIGHTS}: train it first (python benchmarks/curves.py ...)")
+    tmp = dest.parent / f".{dest.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    meta = load_json(snap / CONFIG)
+    meta["shipped_from"] = portable_path(snap)
+    (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.copy2(snap / WEIGHTS, tmp / WEIGHTS)
+    old = dest.parent / f".{dest.name}.old"
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def curve_point(curves: dict, recipe: str, width: float, minutes: float) -> dict | None:
+    g = curves.get("curves", {}).get(f"w{width:g} {recipe}")
+    return next((p for p in (g or {}).get("points", []) if p["minutes"] == minutes), None)
+
+
+def card(name: str, m: dict) -> str:
+    q, cc, e, tf, c = m["quality"], m.get("class_consistency", {}), m["efficiency"], m.get("teacher_fidelity", {}), \
+        m["curve"]
+    r = e.get("speed_vs_teacher", {}).get("ratio", {})
+    fp = e.get("speed_vs_teacher", {}).get("fingerprint", {})
+
+    def ratio(rt, kind):
+        x = r.get(rt, {}).get(kind)
+        return "n/a" if not x else f"{x['median']:.1f}x ({x['min']:.1f}-{x['max']:.1f})"
+
+    pt = c.get("curve_point")
+    seeds = "" if not pt or pt["seeds"] < 2 else (
+        f" Over {pt['seeds']} seeds of the same recipe at this point: FID {pt['fid_mean']:.2f} ± {pt['fid_std']:.2f}.")
+    lines = [
+        f"# {name}", "",
+        f"A width-{c['width']:g} student of `fmnist-teacher` distilled by gankd's `{c['recipe']}` recipe: the snapshot "
+        f"of a quality-vs-time run after {c['minutes']:g} min of training wall time (no checkpoint selection).", "",
+        f"- Family: `dcgan` generator, class-conditional (10 classes), 32x32 gray, stage channels "
+        f"{m['model_info'].get('feature_channels')}; pruned from the teacher by L1 channel norm, then distilled.",
+        f"- Size: {e['params']:,} parameters, {e['macs'] / 1e6:.2f} M MACs per image "
+        f"(teacher: {m['teacher_efficiency']['params']:,} and {m['teacher_efficiency']['macs'] / 1e6:.1f} M).",
+        f"- Training: {c['steps']} steps in {c['minutes']:g} min on one CPU thread of a 2-core machine (another "
+        f"training on the other core) = {c['steps'] / m['teacher_steps']:.2f} of the teacher's {m['teacher_steps']:,} steps. Command: "
+        f"`{c['train_command']}` (run `{c['run']}`).",
+        "", "## Measured (`python benchmarks/ship_students.py`)", "",
+        f"Protocol: {m['protocol'].get('extractor')} features, {m['protocol'].get('num_generated')} samples (seeds "
+        f"0..N-1, class-balanced) vs {m['protocol'].get('num_reference')} images of {m['protocol'].get('reference')}, "
+        "the same protocol as the teacher's card.", "",
+        "| | FID | IS | KID | precision | recall | class consistency |", "|---|---|---|---|---|---|---|",
+        f"| this student | {q.get('fid', float('nan')):.3f} | {q.get('isc_mean', float('nan')):.3f} | "
+        f"{q.get('kid_mean', float('nan')):.4f} | {q.get('precision', float('nan')):.3f} | "
+        f"{q.get('recall', float('nan')):.3f} | {cc.get('accuracy', float('nan')):.3f} |",
+        f"| fmnist-teacher (its card) | {m['teacher_quality']['fid']:.3f} | {m['teacher_quality']['isc_mean']:.3f} | "
+        f"{m['teacher_quality']['kid_mean']:.4f} | {m['teacher_quality']['precision']:.3f} | "
+        f"{m['teacher_quality']['recall']:.3f} | {m['teacher_cc']:.3f} |", "",
+        f"Single model, seed 0.{seeds}", "",
+        f"- Fidelity to the teacher (same seeds and labels): PSNR {tf.get('psnr_db', float('nan')):.1f} dB, "
+        f"SSIM {tf.get('ssim', float('nan')):.3f}.",
+        "- Speed: not measured (--no-speed)." if not r else
+        f"- Speed-up over the teacher, timed interleaved in one process (median over rounds, min-max) on "
+        f"{fp.get('cpu', '?')}, {fp.get('torch_threads', '?')} torch thread(s), "
+        f"{e.get('speed_vs_teacher', {}).get('created_utc', '')}: eager batch 1 {ratio('eager', 'latency')}, "
+        f"ONNX Runtime batch 1 {ratio('onnx', 'latency')}, ONNX batch 256 {ratio('onnx', 'throughput')}.",
+        "", "## sha256", "", *[f"- `{k}`: `{v}`" for k, v in m["sha256"].items()], "",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pick", default="0.5:20,0.25:80,0.125:40", help="WIDTH:MINUTES,... (curve run and snapshot)")
+    ap.add_argument("--recipe", default="full")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "curves"))
+    ap.add_argument("--curves", default=str(ROOT / "benchmarks" / "results" / "curves" / "results.json"))
+    ap.add_argument("--num-samples", type=int, default=10000)
+    ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--out", default=str(pretrained_dir()))
+    args = ap.parse_args(argv)
+    cmd = " ".join(map(shlex.quote, ["python", *sys.argv]))
+    curves = json.loads(Path(args.curves).read_text()) if Path(args.curves).exists() else {}
+    teacher_m = load_json(pretrained_dir() / "fmnist-teacher" / "metrics.json")
+    for width, minutes in parse_pick(args.pick):
+        run = Path(args.runs) / f"w{width:g}_{args.recipe}_s{args.seed}"
+        snap = snapshot_dir(run, minutes)
+        dest = Path(args.out) / shipped_name(width)
+        copy_snapshot(snap, dest)
+        meta = load_json(dest / CONFIG)
+        m = evaluate(dest, num_samples=args.num_samples, speed=not args.no_speed, teacher="fmnist-teacher",
+                     role="student", command=cmd)  # fmt: skip
+        m["curve"] = {"recipe": args.recipe, "width": width, "seed": args.seed, "minutes": minutes,
+                      "steps": meta.get("trained_steps"), "run": portable_path(run),
+                      "train_command": f"python benchmarks/curves.py --widths {width:g} --recipes {args.recipe} "
+                                       f"--seeds {args.seed} --points ...,{minutes:g}",
+                      "curve_point": curve_point(curves, args.recipe, width, minutes)}  # fmt: skip
+        m["teacher_quality"] = teacher_m["quality"]
+        m["teacher_steps"] = teacher_m["training"]["steps"]
+        m["teacher_cc"] = teacher_m["class_consistency"]["accuracy"]
+        m["teacher_efficiency"] = {k: teacher_m["efficiency"][k] for k in ("params", "macs")}
+        m["sha256"] = {WEIGHTS: file_sha256(dest / WEIGHTS)}
+        save_result(m, dest / "metrics.json")
+        atomic_write_bytes(dest / "MODEL_CARD.md", card(dest.name, m).encode())
+        print(f"{dest}: FID {m['quality']['fid']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

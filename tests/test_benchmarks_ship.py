@@ -1,0 +1,43 @@
+"""benchmarks/ship_students.py: names, picks and the whole-folder copy of a snapshot."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ship():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_ship", ROOT / "benchmarks" / "ship_students.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_names_and_picks(ship):
+    assert ship.shipped_name(0.25) == "fmnist-student-w025"
+    assert ship.shipped_name(0.125) == "fmnist-student-w0125"
+    assert ship.parse_pick("0.5:20,0.25:80") == [(0.5, 20.0), (0.25, 80.0)]
+    with pytest.raises(SystemExit, match="WIDTH:MINUTES"):
+        ship.parse_pick("0.25")
+
+
+def test_copy_snapshot_replaces_the_folder_whole_and_refuses_a_missing_snapshot(ship, tmp_path):
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    (snap / "config.json").write_text('{"kind": "generator", "trained_steps": 7}')
+    (snap / "model.safetensors").write_bytes(b"new")
+    dest = tmp_path / "out" / "fmnist-student-w025"
+    dest.mkdir(parents=True)
+    (dest / "model.safetensors").write_bytes(b"old")
+    (dest / "stale.txt").write_text("x")
+    ship.copy_snapshot(snap, dest)
+    assert (dest / "model.safetensors").read_bytes() == b"new" and not (dest / "stale.txt").exists()
+    assert '"shipped_from"' in (dest / "config.json").read_text()
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["fmnist-student-w025"]  # no temp left
+    with pytest.raises(SystemExit, match="train it first"):
+        ship.copy_snapshot(tmp_path / "nothing", dest)
