@@ -56,6 +56,8 @@ def main(argv=None) -> int:
     ap.add_argument("--run", required=True, help="the train-teacher run folder")
     ap.add_argument("--snapshots", help="folder of checkpoint folders (default: RUN/snapshots)")
     ap.add_argument("--num-samples", type=int, default=2000)
+    ap.add_argument("--evaluator", help="a classifier of this data (gankd train-classifier) as the feature "
+                    "extractor, adding IS; default: the extractor gankd picks for the domain")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "own_data" / "progress"))
     args = ap.parse_args(argv)
     run, out = Path(args.run), Path(args.out)
@@ -64,13 +66,15 @@ def main(argv=None) -> int:
     models = {p.name: p for p in sorted(snaps.iterdir()) if (p / "config.json").exists()} if snaps.is_dir() else {}
     models["final"] = run / "generator"
     cmd = " ".join(map(shlex.quote, ["python", *sys.argv]))
+    metrics = ("fid", "isc", "kid", "prc") if args.evaluator else ("fid", "kid", "prc")
     walls = wall_at(run)
     rows = []
     data = load_json(run / "generator" / "config.json").get("data")
     for name, folder in models.items():
         path = out / f"{name}.json"
         if not path.exists():
-            r = evaluate(folder, ("fid", "kid", "prc"), args.num_samples, class_consistency=False, command=cmd)
+            r = evaluate(folder, metrics, args.num_samples, class_consistency=False, evaluator=args.evaluator,
+                         command=cmd)  # fmt: skip
             save_result(r, path)
         r = json.loads(path.read_text())
         step = int(load_json(folder / "config.json")["trained_steps"])
@@ -80,28 +84,31 @@ def main(argv=None) -> int:
         save_png(g, out / f"grid_{name}.png")
         q = r["quality"]
         rows.append({"name": name, "step": step, "wall_minutes": round((nearest_wall(walls, step) or 0) / 60, 1),
-                     "fid": q.get("fid"), "kid": q.get("kid_mean"), "precision": q.get("precision"),
-                     "recall": q.get("recall"), "model": portable_path(folder)})  # fmt: skip
+                     "fid": q.get("fid"), "isc": q.get("isc_mean"), "kid": q.get("kid_mean"),
+                     "precision": q.get("precision"), "recall": q.get("recall"), "model": portable_path(folder)})  # fmt: skip
     rows.sort(key=lambda x: x["step"])
     floor_path = out / "floor.json"
     if not floor_path.exists():
         c, h, _ = adapter_for(load_generator(run / "generator")).output_shape()
-        save_result(real_floor(f"{data}:test", num_samples=args.num_samples, metrics=("fid", "kid", "prc"),
-                               resolution=h, channels=c, command=cmd), floor_path)  # fmt: skip
+        save_result(real_floor(f"{data}:test", num_samples=args.num_samples, metrics=metrics, resolution=h,
+                               channels=c, evaluator=args.evaluator, command=cmd), floor_path)  # fmt: skip
     floor = json.loads(floor_path.read_text())["quality"]
     proto = json.loads((out / f"{rows[-1]['name']}.json").read_text())["protocol"]
     res = {"run": portable_path(run), "data": data, "rows": rows, "floor": {k: floor.get(k) for k in
-           ("fid", "kid_mean", "precision", "recall")}, "extractor": proto.get("extractor"),
+           ("fid", "isc_mean", "kid_mean", "precision", "recall")}, "extractor": proto.get("extractor"),
            "extractor_sha256_16": proto.get("extractor_sha256_16"), "reference": proto.get("reference"),
            "num_samples": args.num_samples, "command": cmd}  # fmt: skip
     save_result(res, out / "progress.json")
     md = [f"# Teacher progress: {portable_path(run)} on {data}", "",
           f"Scored against `{proto.get('reference')}` with `{proto.get('extractor')}` "
           f"(sha256 {proto.get('extractor_sha256_16')}), {args.num_samples} samples; real floor (fit vs test): "
-          f"FID {floor.get('fid'):.3g}, precision {floor.get('precision'):.2f}, recall {floor.get('recall'):.2f}.", "",
-          "| checkpoint | step | wall min | FID | KID | precision | recall |", "|---|---:|---:|---:|---:|---:|---:|"]
+          f"FID {floor.get('fid'):.3g}, precision {floor.get('precision'):.2f}, recall {floor.get('recall'):.2f}"
+          + ("" if floor.get("isc_mean") is None else f", IS {floor['isc_mean']:.2f}") + ".", "",
+          "| checkpoint | step | wall min | FID | IS | KID | precision | recall |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for x in rows:
-        md.append(f"| {x['name']} | {x['step']} | {x['wall_minutes']} | {x['fid']:.3g} | {x['kid']:.3g} | "
+        isc = "–" if x.get("isc") is None else f"{x['isc']:.2f}"
+        md.append(f"| {x['name']} | {x['step']} | {x['wall_minutes']} | {x['fid']:.3g} | {isc} | {x['kid']:.3g} | "
                   f"{x['precision']:.2f} | {x['recall']:.3f} |")  # fmt: skip
     atomic_write_bytes(out / "PROGRESS.md", ("\n".join(md) + "\n").encode())
     print("\n".join(md))

@@ -89,7 +89,8 @@ def card(name: str, m: dict) -> str:
         f"- Size: {e['params']:,} parameters, {e['macs'] / 1e6:.2f} M MACs per image "
         f"(teacher: {m['teacher_efficiency']['params']:,} and {m['teacher_efficiency']['macs'] / 1e6:.1f} M).",
         f"- Training: {c['steps']} steps in {c['minutes']:g} min on one CPU thread of a 2-core machine (another "
-        f"training on the other core) = {c['steps'] / m['teacher_steps']:.2f} of the teacher's {m['teacher_steps']:,} steps. Command: "
+        f"training on the other core) = {c['steps'] / m['teacher_steps']:.2f} of the teacher's "
+        f"{m['teacher_steps']:,} steps. Command: "
         f"`{c['train_command']}` (run `{c['run']}`).",
         "", "## Measured (`python benchmarks/ship_students.py`)", "",
         f"Protocol: {m['protocol'].get('extractor')} features, {m['protocol'].get('num_generated')} samples (seeds "
