@@ -85,7 +85,8 @@ def main(argv=None) -> int:
         q = r["quality"]
         rows.append({"name": name, "step": step, "wall_minutes": round((nearest_wall(walls, step) or 0) / 60, 1),
                      "fid": q.get("fid"), "isc": q.get("isc_mean"), "kid": q.get("kid_mean"),
-                     "precision": q.get("precision"), "recall": q.get("recall"), "model": portable_path(folder)})  # fmt: skip
+                     "precision": q.get("precision"), "recall": q.get("recall"),
+                     "model": portable_path(folder)})  # fmt: skip
     rows.sort(key=lambda x: x["step"])
     floor_path = out / "floor.json"
     if not floor_path.exists():
