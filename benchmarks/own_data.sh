@@ -4,20 +4,28 @@
 # no --set overrides. Each step's wall time goes to benchmarks/results/own_data/timing.json.
 #
 #   apt-get install -y wesnoth-1.16-data
-#   bash benchmarks/own_data.sh            # TEACHER_MIN=80 COMPRESS_MIN=10 by default
+#   bash benchmarks/own_data.sh            # TEACHER_MIN=120 COMPRESS_MIN=10 NUM_CLASSES=0 by default
 #
 # The teacher uses DiffAugment (color,translation,cutout): with 5.2k training images and no
 # augmentation the discriminator wins early and the generator collapses to a few blobs (the
-# run of 35 min without it: recall 0.007). A teacher already in $RUNS/teacher is reused
-# (its training time, from its metrics.jsonl, still goes to timing.json).
+# run of 35 min without it: recall 0.007). It is unconditional (NUM_CLASSES=0): conditioned on
+# the 21 factions (NUM_CLASSES= empty: the data's class folders) the samples within a class
+# were nearly one figure. A teacher already in $RUNS/teacher is reused (its training time,
+# from its metrics.jsonl, still goes to timing.json); RETRAIN=1 resumes it up to TEACHER_MIN.
+# Snapshots at SNAPSHOTS minutes feed `python benchmarks/own_data_progress.py`.
 #
 # Runs on one CPU thread (OMP_NUM_THREADS=1) unless THREADS says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
-RUNS=${RUNS:-runs/wesnoth}
+RUNS=${RUNS:-runs/wesnoth_uncond}
 OUT=${OUT:-benchmarks/results/own_data}
-TEACHER_MIN=${TEACHER_MIN:-80}
+TEACHER_MIN=${TEACHER_MIN:-120}
+SNAPSHOTS=${SNAPSHOTS:-20,40,60,80,100,120}
+NUM_CLASSES=${NUM_CLASSES-0}
+CLASSES=$([ -n "$NUM_CLASSES" ] && echo "--num-classes $NUM_CLASSES")
+# one class per row for a conditional model, an 8x8 grid otherwise
+SAMPLE=$([ "$NUM_CLASSES" = 0 ] && echo "--seeds 0-63 --nrow 8" || echo "--seeds 0-9 --classes all --nrow 10")
 COMPRESS_MIN=${COMPRESS_MIN:-10}
 export OMP_NUM_THREADS=${THREADS:-1}
 mkdir -p "$OUT" "$RUNS"
@@ -32,17 +40,16 @@ step() {  # step NAME command...
 }
 G="$PY -m gankd"
 [ -f "$RUNS/teacher/generator/model.safetensors" ] && [ -z "${RETRAIN:-}" ] || \
-  step train_teacher $G train-teacher --data wesnoth-units --resolution 32 --diffaug color,translation,cutout \
-    --out "$RUNS/teacher" --max-minutes "$TEACHER_MIN" --no-progress $([ -f "$RUNS/teacher/state.pt" ] && echo --resume)
+  step train_teacher $G train-teacher --data wesnoth-units --resolution 32 $CLASSES \
+    --diffaug color,translation,cutout --out "$RUNS/teacher" --max-minutes "$TEACHER_MIN" --no-progress \
+    --snapshot-minutes "$SNAPSHOTS" $([ -f "$RUNS/teacher/state.pt" ] && echo --resume)
 $PY -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; print('  \"teacher_run\": {\"steps\": %d, \"train_wall_s\": %.1f, \"from\": \"%s\"},' % (r['step'], r['wall_s'], sys.argv[1]))" \
   "$RUNS/teacher/metrics.jsonl" >> "$TIMING"
-step sample_teacher $G sample --model "$RUNS/teacher/generator" --seeds 0-9 --classes all --nrow 10 \
-  --out "$OUT/teacher_samples.png"
+step sample_teacher $G sample --model "$RUNS/teacher/generator" $SAMPLE --out "$OUT/teacher_samples.png"
 [ -f "$RUNS/w025/student/model.safetensors" ] || \
   step compress $G compress --teacher "$RUNS/teacher/generator" --width 0.25 --out "$RUNS/w025" \
     --max-minutes "$COMPRESS_MIN" --no-progress $([ -f "$RUNS/w025/state.pt" ] && echo --resume)
-step sample_student $G sample --model "$RUNS/w025/student" --seeds 0-9 --classes all --nrow 10 \
-  --out "$OUT/student_samples.png"
+step sample_student $G sample --model "$RUNS/w025/student" $SAMPLE --out "$OUT/student_samples.png"
 step eval_teacher $G eval --model "$RUNS/teacher/generator" --num-samples 5000 --speed --out "$OUT/eval_teacher.json"
 step eval_student $G eval --model "$RUNS/w025/student" --teacher "$RUNS/teacher/generator" --num-samples 5000 \
   --speed --real-floor --out "$OUT/eval_student.json"
