@@ -1,20 +1,17 @@
 """benchmarks/matrix.py helpers: shard parsing, the targets check and the interleaved speed pass
 (tiny models, no training here)."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from testkit import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def matrix():
-    spec = importlib.util.spec_from_file_location("bench_matrix", ROOT / "benchmarks" / "matrix.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("matrix")
 
 
 def _result(role, fid, group=None, onnx_ms=None):
@@ -131,9 +128,7 @@ def test_speed_pass_measures_afresh_and_stamps_every_cell(matrix, tmp_path):
 def test_teacher_card_states_when_and_where_speed_was_timed(tmp_path):
     import json
 
-    spec = importlib.util.spec_from_file_location("bench_cards", ROOT / "benchmarks" / "pretrained_cards.py")
-    cards = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cards)
+    cards = load_benchmark("pretrained_cards")
     folder = ROOT / "pretrained" / "fmnist-teacher"
     m = json.loads((folder / "metrics.json").read_text())
     for s in m["efficiency"]["speed"].values():

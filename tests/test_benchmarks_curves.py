@@ -1,22 +1,15 @@
 """benchmarks/curves.py: time-to-teacher-quality and the table follow the measured points."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from testkit import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def curves():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_curves", ROOT / "benchmarks" / "curves.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("curves")
 
 
 TEACHER = {"fid": 2.0, "floor_fid": 0.06, "train_steps": 10000, "train_wall_minutes": 5.0, "train_device": "x"}

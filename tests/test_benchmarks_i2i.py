@@ -4,7 +4,6 @@ evaluate, speed, tables, plot, grid, resume), its per-cell commands, and the tar
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import shlex
@@ -12,20 +11,16 @@ from pathlib import Path
 
 import pytest
 from evalkit import private_cache_fixture  # noqa: F401  (fixture)
-from testkit import write_images
+from testkit import load_benchmark, write_images
 
 from gankd import cli
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY_UNET = ["--set", 'g_options={"base_channels": 4, "depth": 3}', "--set", 'd_options={"base_channels": 4}']
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_i2i_matrix", ROOT / "benchmarks" / "i2i_matrix.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("i2i_matrix")
 
 
 def _teacher(tmp_path: Path) -> Path:

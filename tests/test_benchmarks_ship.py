@@ -1,21 +1,12 @@
 """benchmarks/ship_students.py: names, picks and the whole-folder copy of a snapshot."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from testkit import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def ship():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_ship", ROOT / "benchmarks" / "ship_students.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("ship_students")
 
 
 def test_names_and_picks(ship):

@@ -7,6 +7,8 @@ whichever pytest loaded last.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,20 @@ import torch
 
 from gankd.data import SYSTEM_DIR
 from gankd.models.dcgan import DCGANDiscriminator, DCGANGenerator, DiscriminatorConfig, GeneratorConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark(script: str):
+    """Import ``benchmarks/<script>.py`` as a module (benchmarks/ is not a package; its
+    scripts import each other, so benchmarks/ goes on sys.path)."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"bench_{script}", ROOT / "benchmarks" / f"{script}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
 
 FMNIST_PRESENT = (SYSTEM_DIR / "t10k-labels-idx1-ubyte.gz").is_file()
 needs_fmnist = pytest.mark.skipif(not FMNIST_PRESENT, reason="dataset-fashion-mnist is not installed")
