@@ -141,6 +141,10 @@ def summarise(points: list[dict], teacher: dict) -> dict:
                 "minutes": reached["minutes"], "steps": reached["steps_mean"],
                 "fraction_of_teacher_steps": reached["steps_over_teacher"]},
             "trend_last_two": None if len(rows) < 2 else rows[-1]["fid_mean"] - rows[-2]["fid_mean"],
+            # how much FID falls per interval (x = earlier / later FID): a ratio sinking towards 1 while
+            # FID is still above the teacher's says more time alone will not close the gap
+            "fid_ratio_per_interval": [{"from": a["minutes"], "to": b["minutes"], "x": a["fid_mean"] / b["fid_mean"]}
+                                       for a, b in zip(rows, rows[1:])],
         }  # fmt: skip
     return out
 
@@ -163,6 +167,9 @@ def render(summary: dict, teacher: dict, note: str) -> str:
         t = g["time_to_teacher_quality"]
         trend = g["trend_last_two"]
         slope = "" if trend is None else f"; last interval changed FID by {trend:+.2f}"
+        if g.get("fid_ratio_per_interval"):
+            slope += "; FID fell " + ", ".join(f"{r['x']:.2f}x ({r['from']:g}->{r['to']:g} min)"
+                                             for r in g["fid_ratio_per_interval"])  # fmt: skip
         lines.append(f"- {name}: " + ("not reached within the measured time" if t is None else
                      f"{t['minutes']:g} min, {t['steps']:.0f} steps = {t['fraction_of_teacher_steps']:.2f} of the "
                      "teacher's steps") + slope)  # fmt: skip

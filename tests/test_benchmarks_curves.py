@@ -28,8 +28,10 @@ def test_time_to_teacher_quality_is_the_first_point_within_ten_percent(curves):
     assert t["minutes"] == 20 and t["fraction_of_teacher_steps"] == pytest.approx(2000 / 10000)
     assert s["w0.25 scratch"]["time_to_teacher_quality"] is None
     assert s["w0.25 scratch"]["trend_last_two"] == pytest.approx(-1.0)
+    ratios = [r["x"] for r in s["w0.25 full"]["fid_ratio_per_interval"]]
+    assert ratios == pytest.approx([4.0 / 2.3, 2.3 / 2.15, 2.15 / 2.0])
     md = curves.render(s, TEACHER, "")
-    assert "not reached" in md and "20 min" in md
+    assert "not reached" in md and "20 min" in md and "1.74x (5->10 min)" in md
 
 
 def test_seeds_are_averaged_per_point(curves):
