@@ -190,6 +190,16 @@ def plot(summary: dict, teacher: dict, path: Path) -> None:
     ax.axhline(teacher["fid"], color="k", ls="--", lw=1, label=f"teacher {teacher['fid']:.2f}")
     ax.axhline(WITHIN * teacher["fid"], color="k", ls=":", lw=1, label="teacher + 10 %")
     ax.axhline(teacher["floor_fid"], color="gray", ls="-.", lw=1, label=f"real floor {teacher['floor_fid']:.2f}")
+    # the teacher's own training, in student time: where the longest full-recipe curve reaches 25 % and
+    # 100 % of the teacher's training steps at its own pace (steps per minute of its last point)
+    full = max((g for g in summary.values() if g["recipe"] == "full"), key=lambda g: g["points"][-1]["minutes"],
+               default=None)  # fmt: skip
+    if full:
+        last = full["points"][-1]
+        pace = last["steps_mean"] / last["minutes"]
+        for frac, ls in ((0.25, ":"), (1.0, "--")):
+            label = f"{frac:.0%} of the teacher's {teacher['train_steps']:,} steps (w{full['width']:g} full pace)"
+            ax.axvline(frac * teacher["train_steps"] / pace, color="tab:red", ls=ls, lw=1, label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("student training wall time, minutes (1 CPU thread)")

@@ -70,3 +70,9 @@ def test_a_finished_run_is_extended_to_later_points_and_never_retrained(curves, 
     args.points = [5.0, 10.0, 20.0]
     with pytest.raises(SystemExit, match="cannot be extended"):
         curves.train_curve(args, teacher, "full+cosine", 0.25, 0)
+
+
+def test_plot_marks_the_teacher_and_its_training_steps(curves, tmp_path):
+    pts = [_point("full", 5, 4.0), _point("full", 10, 2.3), _point("scratch", 5, 9.0)]
+    curves.plot(curves.summarise(pts, TEACHER), TEACHER, tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
