@@ -1,7 +1,7 @@
 """Ship distilled students in pretrained/ with model cards, so that `gankd sample` and `gankd eval`
 work on them without retraining.
 
-    python benchmarks/ship_students.py --pick 0.5:20,0.25:80,0.125:40
+    python benchmarks/ship_students.py --pick 0.5:20,0.25:80,0.125:20
 
 Each shipped student is a snapshot of a quality-vs-time run (benchmarks/curves.py, recipe
 ``--recipe``, seed 0): ``--pick WIDTH:MINUTES`` names the run and the snapshot (the model as
@@ -118,7 +118,7 @@ def card(name: str, m: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pick", default="0.5:20,0.25:80,0.125:40", help="WIDTH:MINUTES,... (curve run and snapshot)")
+    ap.add_argument("--pick", default="0.5:20,0.25:80,0.125:20", help="WIDTH:MINUTES,... (curve run and snapshot)")
     ap.add_argument("--recipe", default="full")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", default=str(ROOT / "runs" / "curves"))
