@@ -50,7 +50,26 @@ LEVERS = {
     "fresh-d": {"d_init": "fresh"},  # a new discriminator instead of the teacher's
     "batch128": {"batch_size": 128},  # twice the batch
     "perc0": {"perceptual": 0.0, "kd": 0.0},  # no perceptual and KD terms
+    "lr2x": {"lr_g": 4e-4},  # twice the student's learning rate (D's unchanged)
+    "lr4x": {"lr_g": 8e-4},  # four times the student's learning rate
+    "lr8x": {"lr_g": 1.6e-3},  # eight times
 }
+# iterative prune-and-distill: the student is pruned from a wider full-recipe run's snapshot (same seed)
+# instead of the teacher; its points sit at the parent's time and steps plus its own
+PARENTS = {"from-w0.5": (0.5, 5.0)}  # lever: (parent width, parent snapshot minutes)
+
+
+def parent_snapshot(args, recipe: str, seed: int) -> tuple[Path, dict] | None:
+    """The parent snapshot of an iterative lever and its time and steps, or None."""
+    if recipe.partition("+")[2] not in PARENTS:
+        return None
+    width, minutes = PARENTS[recipe.partition("+")[2]]
+    snap = snapshot_dir(Path(args.runs) / run_name("full", width, seed), minutes)
+    if not (snap / WEIGHTS).exists():
+        raise SystemExit(f"{recipe} starts from {snap}, which does not exist: run the width-{width:g} full curve "
+                         f"to {minutes:g} min first (--widths {width:g} --recipes full --points {minutes:g})")
+    meta = json.loads((snap / "config.json").read_text())
+    return snap, {"minutes": minutes, "steps": meta["trained_steps"], "snapshot": portable_path(snap)}
 # no selection (the snapshot is the model as it is), no validation inside the budget
 CURVE_RUN = dict(select="last", eval_every=0)
 
@@ -79,8 +98,10 @@ def train_curve(args, teacher_dir: Path, recipe: str, width: float, seed: int) -
         train_scratch(teacher_dir, width, seed, minutes, run, args.device, snapshot_minutes=points, **CURVE_RUN)
     else:
         base, _, lever = recipe.partition("+")
+        parent = parent_snapshot(args, recipe, seed)
+        extra = {"init_from": str(parent[0])} if parent else LEVERS.get(lever, {})
         cfg = recipe_config(base, str(teacher_dir), width, seed, minutes, args.device, snapshot_minutes=points,
-                            checkpoint_every=250, sample_every=10**6, **CURVE_RUN, **LEVERS.get(lever, {}))  # fmt: skip
+                            checkpoint_every=250, sample_every=10**6, **CURVE_RUN, **extra)  # fmt: skip
         compress(cfg, run, resume=(run / "state.pt").exists())
     missing = [m for m in points if not (snapshot_dir(run, m) / WEIGHTS).exists()]
     if missing:
@@ -103,6 +124,10 @@ def score_point(args, teacher_dir: Path, recipe: str, width: float, seed: int, m
     r["curve"] = {"recipe": recipe, "width": width, "seed": seed, "minutes": minutes,
                   "wall_s": meta["snapshot"]["wall_s"], "steps": meta["trained_steps"],
                   "snapshot": portable_path(snap)}  # fmt: skip
+    parent = parent_snapshot(args, recipe, seed)
+    if parent:  # the curve counts the parent's training too
+        r["curve"].update(own_minutes=minutes, own_steps=r["curve"]["steps"], parent=parent[1],
+                          minutes=minutes + parent[1]["minutes"], steps=r["curve"]["steps"] + parent[1]["steps"])
     save_result(r, path)
     return r
 
@@ -220,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", default="2.5,5,10,20", help="wall-clock minutes of the snapshots")
     ap.add_argument("--widths", default="0.25,0.125")
     ap.add_argument("--recipes", default=",".join(RECIPES), help="scratch, pixel, full, and full+LEVER: "
-                    + ", ".join(f"{k} ({', '.join(f'{a}={b}' for a, b in v.items())})" for k, v in LEVERS.items()))
+                    + ", ".join(f"{k} ({', '.join(f'{a}={b}' for a, b in v.items())})" for k, v in LEVERS.items())
+                    + ", " + ", ".join(f"{k} (pruned from the width-{w:g} full run at {m:g} min)"
+                                       for k, (w, m) in PARENTS.items()))
     ap.add_argument("--seeds", default="0", help="seeds of the first width (the headline); others use the first")
     ap.add_argument("--shard", default="0/1", help="K/N: train only every N-th run from K")
     ap.add_argument("--train-only", action="store_true")
@@ -237,11 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     widths = [float(w) for w in args.widths.split(",")]
     recipes = args.recipes.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
-    bad = [r for r in recipes if r.partition("+")[0] not in RECIPES or (r.partition("+")[2] or "cosine") not in LEVERS
+    bad = [r for r in recipes if r.partition("+")[0] not in RECIPES
+           or (r.partition("+")[2] or "cosine") not in {**LEVERS, **PARENTS}
            or (r.partition("+")[2] and r.partition("+")[0] != "full")]  # fmt: skip
     if bad:
         raise SystemExit(f"--recipes: unknown {bad}; choose from {', '.join(RECIPES)} or full+LEVER with LEVER one "
-                         f"of {', '.join(LEVERS)}")  # fmt: skip
+                         f"of {', '.join({**LEVERS, **PARENTS})}")  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     teacher_dir = resolve_model_path(args.teacher)
     runs = [(r, w, s) for w in widths for r in recipes for s in (seeds if w == widths[0] else seeds[:1])]

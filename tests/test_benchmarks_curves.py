@@ -76,3 +76,32 @@ def test_plot_marks_the_teacher_and_its_training_steps(curves, tmp_path):
     pts = [_point("full", 5, 4.0), _point("full", 10, 2.3), _point("scratch", 5, 9.0)]
     curves.plot(curves.summarise(pts, TEACHER), TEACHER, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_iterative_lever_starts_from_the_parent_snapshot_and_counts_its_time(curves, tmp_path, monkeypatch):
+    seen = []
+
+    def fake_compress(cfg, run, resume=False):
+        seen.append(cfg.init_from)
+        for m in cfg.snapshot_minutes:
+            d = curves.snapshot_dir(run, m)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / curves.WEIGHTS).write_bytes(b"x")
+            (d / "config.json").write_text(json.dumps({"trained_steps": int(m * 70), "snapshot": {"wall_s": m * 60}}))
+
+    monkeypatch.setattr(curves, "compress", fake_compress)
+    monkeypatch.setattr(curves, "teacher_sha", lambda t: "sha")
+    monkeypatch.setattr(curves, "evaluate", lambda *a, **k: {"quality": {"fid": 3.0}})
+    monkeypatch.setattr(curves, "save_result", lambda r, p: None)
+    args = type("A", (), {"runs": str(tmp_path / "runs"), "points": [2.5], "device": "cpu", "out": str(tmp_path),
+                          "num_samples": 10})()  # fmt: skip
+    with pytest.raises(SystemExit, match="--widths 0.5 --recipes full --points 5"):  # no parent yet: names the fix
+        curves.train_curve(args, tmp_path, "full+from-w0.5", 0.25, 0)
+    parent = curves.snapshot_dir(Path(args.runs) / curves.run_name("full", 0.5, 0), 5.0)
+    parent.mkdir(parents=True)
+    (parent / curves.WEIGHTS).write_bytes(b"x")
+    (parent / "config.json").write_text(json.dumps({"trained_steps": 250}))
+    curves.train_curve(args, tmp_path, "full+from-w0.5", 0.25, 0)
+    assert seen == [str(parent)]
+    c = curves.score_point(args, tmp_path, "full+from-w0.5", 0.25, 0, 2.5)["curve"]
+    assert (c["minutes"], c["steps"], c["own_minutes"], c["own_steps"]) == (7.5, 250 + 175, 2.5, 175)
