@@ -53,6 +53,7 @@ LEVERS = {
     "lr2x": {"lr_g": 4e-4},  # twice the student's learning rate (D's unchanged)
     "lr4x": {"lr_g": 8e-4},  # four times the student's learning rate
     "lr8x": {"lr_g": 1.6e-3},  # eight times
+    "lr8x-cosine": {"lr_g": 1.6e-3, "lr_schedule": "cosine"},  # eight times, decayed to 0 over the run's budget
 }
 # iterative prune-and-distill: the student is pruned from a wider full-recipe run's snapshot (same seed)
 # instead of the teacher; its points sit at the parent's time and steps plus its own
@@ -90,7 +91,7 @@ def train_curve(args, teacher_dir: Path, recipe: str, width: float, seed: int) -
         raise SystemExit(f"{run} was trained from another teacher: move --runs away or pick a new one")
     if done and not missing:
         return run
-    if done and recipe.partition("+")[2] == "cosine":
+    if done and "cosine" in recipe.partition("+")[2]:
         raise SystemExit(f"{run}: a decaying schedule cannot be extended to later points (its decay spans the "
                          "first budget): pick another --runs for the longer curve")  # fmt: skip
     t0 = time.monotonic()

@@ -1,10 +1,10 @@
 """Ship distilled students in pretrained/ with model cards, so that `gankd sample` and `gankd eval`
 work on them without retraining.
 
-    python benchmarks/ship_students.py --pick 0.5:20,0.25:80,0.125:20
+    python benchmarks/ship_students.py   # --pick WIDTH:MINUTES[:RECIPE],... (default: what is shipped)
 
-Each shipped student is a snapshot of a quality-vs-time run (benchmarks/curves.py, recipe
-``--recipe``, seed 0): ``--pick WIDTH:MINUTES`` names the run and the snapshot (the model as
+Each shipped student is a snapshot of a quality-vs-time run (benchmarks/curves.py, seed 0):
+``--pick WIDTH:MINUTES[:RECIPE]`` names the run (recipe ``--recipe`` when the pick names none) and the snapshot (the model as
 it was after that much training wall time: no checkpoint selection). The snapshot is copied
 to ``pretrained/fmnist-student-w<WIDTH>`` and measured with gankd's own code under the
 teacher's protocol (evaluator FID/IS/KID/precision/recall on 10k samples vs the test split,
@@ -30,17 +30,24 @@ from gankd.fileio import file_sha256, portable_path
 from gankd.loop import snapshot_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+# what is shipped: width 1/2 from the full recipe's 20-minute snapshot, PICK_REST
+DEFAULT_PICK = "0.5:20,0.25:80,0.125:20"
 
 
 def shipped_name(width: float) -> str:
     return f"fmnist-student-w{width:g}".replace(".", "")
 
 
-def parse_pick(text: str) -> list[tuple[float, float]]:
+def parse_pick(text: str, recipe: str = "full") -> list[tuple[float, float, str]]:
+    """WIDTH:MINUTES[:RECIPE],... -> (width, minutes, recipe); RECIPE defaults to ``recipe``."""
     try:
-        out = [(float(w), float(m)) for w, m in (x.split(":") for x in text.split(","))]
+        parts = [x.split(":") for x in text.split(",")]
+        if any(len(p) not in (2, 3) or not all(p) for p in parts):
+            raise ValueError
+        out = [(float(p[0]), float(p[1]), p[2] if len(p) == 3 else recipe) for p in parts]
     except ValueError:
-        raise SystemExit(f"--pick: expected WIDTH:MINUTES[,...] such as 0.25:80, got '{text}'") from None
+        raise SystemExit(f"--pick: expected WIDTH:MINUTES[:RECIPE][,...] such as 0.25:40:full+lr8x, got '{text}'") \
+            from None
     return out
 
 
@@ -118,8 +125,8 @@ def card(name: str, m: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pick", default="0.5:20,0.25:80,0.125:20", help="WIDTH:MINUTES,... (curve run and snapshot)")
-    ap.add_argument("--recipe", default="full")
+    ap.add_argument("--pick", default=DEFAULT_PICK, help="WIDTH:MINUTES[:RECIPE],... (curve run and snapshot)")
+    ap.add_argument("--recipe", default="full", help="recipe of picks that name none")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", default=str(ROOT / "runs" / "curves"))
     ap.add_argument("--curves", default=str(ROOT / "benchmarks" / "results" / "curves" / "results.json"))
@@ -130,19 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     cmd = " ".join(map(shlex.quote, ["python", *sys.argv]))
     curves = json.loads(Path(args.curves).read_text()) if Path(args.curves).exists() else {}
     teacher_m = load_json(pretrained_dir() / "fmnist-teacher" / "metrics.json")
-    for width, minutes in parse_pick(args.pick):
-        run = Path(args.runs) / f"w{width:g}_{args.recipe}_s{args.seed}"
+    for width, minutes, recipe in parse_pick(args.pick, args.recipe):
+        run = Path(args.runs) / f"w{width:g}_{recipe}_s{args.seed}"
         snap = snapshot_dir(run, minutes)
         dest = Path(args.out) / shipped_name(width)
         copy_snapshot(snap, dest)
         meta = load_json(dest / CONFIG)
         m = evaluate(dest, num_samples=args.num_samples, speed=not args.no_speed, teacher="fmnist-teacher",
                      role="student", command=cmd)  # fmt: skip
-        m["curve"] = {"recipe": args.recipe, "width": width, "seed": args.seed, "minutes": minutes,
+        m["curve"] = {"recipe": recipe, "width": width, "seed": args.seed, "minutes": minutes,
                       "steps": meta.get("trained_steps"), "run": portable_path(run),
-                      "train_command": f"python benchmarks/curves.py --widths {width:g} --recipes {args.recipe} "
+                      "train_command": f"python benchmarks/curves.py --widths {width:g} --recipes {recipe} "
                                        f"--seeds {args.seed} --points ...,{minutes:g}",
-                      "curve_point": curve_point(curves, args.recipe, width, minutes)}  # fmt: skip
+                      "curve_point": curve_point(curves, recipe, width, minutes)}  # fmt: skip
         m["teacher_quality"] = teacher_m["quality"]
         m["teacher_steps"] = teacher_m["training"]["steps"]
         m["teacher_cc"] = teacher_m["class_consistency"]["accuracy"]

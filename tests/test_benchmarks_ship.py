@@ -12,9 +12,11 @@ def ship():
 def test_names_and_picks(ship):
     assert ship.shipped_name(0.25) == "fmnist-student-w025"
     assert ship.shipped_name(0.125) == "fmnist-student-w0125"
-    assert ship.parse_pick("0.5:20,0.25:80") == [(0.5, 20.0), (0.25, 80.0)]
-    with pytest.raises(SystemExit, match="WIDTH:MINUTES"):
-        ship.parse_pick("0.25")
+    assert ship.parse_pick("0.5:20,0.25:40:full+lr8x") == [(0.5, 20.0, "full"), (0.25, 40.0, "full+lr8x")]
+    assert ship.parse_pick("0.25:80", recipe="pixel") == [(0.25, 80.0, "pixel")]
+    for bad in ("0.25", "0.25:x", "0.25:40:", "0.25:40:full:1"):
+        with pytest.raises(SystemExit, match="WIDTH:MINUTES"):
+            ship.parse_pick(bad)
 
 
 def test_copy_snapshot_replaces_the_folder_whole_and_refuses_a_missing_snapshot(ship, tmp_path):

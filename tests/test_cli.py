@@ -197,3 +197,18 @@ def test_train_classifier_kd_user_errors_in_one_line(image_folder, gen_dir, tmp_
                            tmp_path / "s", *TINY_STUDENT, *args)  # fmt: skip
     assert code == 2
     assert_one_line_error(err, *needles)
+
+
+def test_compress_presets_carry_the_measured_learning_rate_and_flags_win(tmp_path, capsys, monkeypatch):
+    import gankd.distill
+
+    seen = []
+    monkeypatch.setattr(gankd.distill, "compress", lambda cfg, out, resume=False, progress=True: seen.append(cfg))
+    for extra in ([], ["--lr-g", "3e-4", "--steps", "7"]):
+        code, _, err = run_cli(capsys, "compress", "--out", tmp_path / "r", "--preset", "full", *extra)
+        assert code == 0, err
+    preset, flagged = seen
+    assert preset.lr_g == gankd.distill.PRESET_LR_G and preset.steps == gankd.distill.PRESETS["full"]["steps"]
+    assert flagged.lr_g == 3e-4 and flagged.steps == 7  # a flag overrides its preset value
+    run_cli(capsys, "compress", "--out", tmp_path / "r")
+    assert seen[-1].lr_g == 2e-4  # no preset: the default rate every committed matrix result used
