@@ -4,10 +4,10 @@ work on them without retraining.
     python benchmarks/ship_students.py   # --pick WIDTH:MINUTES[:RECIPE],... (default: what is shipped)
 
 Each shipped student is a snapshot of a quality-vs-time run (benchmarks/curves.py, seed 0):
-``--pick WIDTH:MINUTES[:RECIPE]`` names the run (recipe ``--recipe`` when the pick names none) and the snapshot (the model as
-it was after that much training wall time: no checkpoint selection). The snapshot is copied
-to ``pretrained/fmnist-student-w<WIDTH>`` and measured with gankd's own code under the
-teacher's protocol (evaluator FID/IS/KID/precision/recall on 10k samples vs the test split,
+``--pick WIDTH:MINUTES[:RECIPE]`` names the run (recipe ``--recipe`` when the pick names none)
+and the snapshot (the model as it was after that much training wall time: no checkpoint
+selection). The snapshot is copied to ``pretrained/fmnist-student-w<WIDTH>`` and measured with
+gankd's own code under the teacher's protocol (evaluator FID/IS/KID/precision/recall on 10k samples vs the test split,
 class consistency, PSNR/SSIM to the teacher, params/MACs, eager and ONNX Runtime speed timed
 interleaved with the teacher). The card also quotes the curve's FID mean ± std over seeds at
 that point when the curves results hold more than one seed. Writes metrics.json and
