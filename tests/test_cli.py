@@ -209,6 +209,7 @@ def test_compress_presets_carry_the_measured_learning_rate_and_flags_win(tmp_pat
         assert code == 0, err
     preset, flagged = seen
     assert preset.lr_g == gankd.distill.PRESET_LR_G and preset.steps == gankd.distill.PRESETS["full"]["steps"]
+    assert preset.lr_schedule == "cosine"
     assert flagged.lr_g == 3e-4 and flagged.steps == 7  # a flag overrides its preset value
     run_cli(capsys, "compress", "--out", tmp_path / "r")
     assert seen[-1].lr_g == 2e-4  # no preset: the default rate every committed matrix result used
