@@ -27,6 +27,8 @@ CLASSES=$([ -n "$NUM_CLASSES" ] && echo "--num-classes $NUM_CLASSES")
 # one class per row for a conditional model, an 8x8 grid otherwise
 SAMPLE=$([ "$NUM_CLASSES" = 0 ] && echo "--seeds 0-63 --nrow 8" || echo "--seeds 0-9 --classes all --nrow 10")
 COMPRESS_MIN=${COMPRESS_MIN:-10}
+DIFFAUG=${DIFFAUG:-translation,cutout}
+TEACHER_ARGS=${TEACHER_ARGS-}  # extra train-teacher flags, e.g. "--lr-d 4e-4"
 export OMP_NUM_THREADS=${THREADS:-1}
 mkdir -p "$OUT" "$RUNS"
 TIMING="$OUT/timing.json.tmp"
@@ -41,7 +43,7 @@ step() {  # step NAME command...
 G="$PY -m gankd"
 [ -f "$RUNS/teacher/generator/model.safetensors" ] && [ -z "${RETRAIN:-}" ] || \
   step train_teacher $G train-teacher --data wesnoth-units --resolution 32 $CLASSES \
-    --diffaug color,translation,cutout --out "$RUNS/teacher" --max-minutes "$TEACHER_MIN" --no-progress \
+    --diffaug "$DIFFAUG" $TEACHER_ARGS --out "$RUNS/teacher" --max-minutes "$TEACHER_MIN" --no-progress \
     --snapshot-minutes "$SNAPSHOTS" $([ -f "$RUNS/teacher/state.pt" ] && echo --resume)
 $PY -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; print('  \"teacher_run\": {\"steps\": %d, \"train_wall_s\": %.1f, \"from\": \"%s\"},' % (r['step'], r['wall_s'], sys.argv[1]))" \
   "$RUNS/teacher/metrics.jsonl" >> "$TIMING"

@@ -23,7 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from gankd.checkpoint import CONFIG, WEIGHTS, atomic_write_bytes, pretrained_dir
+from gankd.checkpoint import CONFIG, WEIGHTS, atomic_write_bytes, pretrained_dir, replace_folder
 from gankd.config import load_json
 from gankd.evaluate import evaluate, save_result
 from gankd.fileio import file_sha256, portable_path
@@ -52,21 +52,17 @@ def parse_pick(text: str, recipe: str = "full") -> list[tuple[float, float, str]
 
 
 def copy_snapshot(snap: Path, dest: Path) -> None:
-    """config.json + model.safetensors of the snapshot into ``dest`` as a whole (temp sibling, rename)."""
+    """config.json + model.safetensors of the snapshot into ``dest``, replacing it as a whole."""
     if not (snap / WEIGHTS).exists():
         raise SystemExit(f"{snap} holds no {WEIGHTS}: train it first (python benchmarks/curves.py ...)")
-    tmp = dest.parent / f".{dest.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     meta = load_json(snap / CONFIG)
     meta["shipped_from"] = portable_path(snap)
-    (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.copy2(snap / WEIGHTS, tmp / WEIGHTS)
-    old = dest.parent / f".{dest.name}.old"
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
+
+    def fill(tmp: Path) -> None:
+        (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+        shutil.copy2(snap / WEIGHTS, tmp / WEIGHTS)
+
+    replace_folder(dest, fill, carry_over=False)
 
 
 def curve_point(curves: dict, recipe: str, width: float, minutes: float) -> dict | None:

@@ -88,28 +88,23 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def write_model_folder(folder: str | Path, meta: dict, weights: nn.Module,
-                       discriminator: nn.Module | None = None) -> Path:  # fmt: skip
-    """Write ``folder`` (config.json = ``meta``, model.safetensors, optional discriminator) as a whole.
-
-    The folder is built as a hidden sibling (``.<name>.tmp-<pid>``) and swapped in by
-    renames (old folder aside, new one in, old one removed), so a reader or a crash sees
-    the old complete folder or the new complete one, never a new D beside an old G. Other
-    files in an existing folder (``export/``, ``state.pt``, a model card) are carried over;
-    a ``discriminator.safetensors`` is not when this save ships none.
-    """
+def replace_folder(folder: str | Path, fill, carry_over: bool = True, replaced: tuple[str, ...] = ()) -> Path:
+    """Build ``folder`` as a whole: ``fill(tmp)`` writes into a hidden sibling
+    (``.<name>.tmp-<pid>``), which is swapped in by renames (old folder aside, new one in, old
+    one removed), so a reader or a crash sees the old complete folder or the new complete one.
+    ``carry_over``: other files of an existing folder (not those named in ``replaced``) are
+    carried into the new one (hard links where possible)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp, old = _tmp_sibling(folder, "tmp"), _tmp_sibling(folder, "old")
     for leftover in (tmp, old):  # from an earlier crash of a process with our pid
         if leftover.exists():
             shutil.rmtree(leftover)
-    meta = dict(meta)
     try:
         tmp.mkdir()
-        if folder.is_dir():
+        if carry_over and folder.is_dir():
             for entry in folder.iterdir():
-                if entry.name in (WEIGHTS, D_WEIGHTS, CONFIG) or entry.name.endswith(TMP_SUFFIX):
+                if entry.name in replaced or entry.name.endswith(TMP_SUFFIX):
                     continue
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.copytree(entry, tmp / entry.name, symlinks=True, copy_function=_link_or_copy)
@@ -117,14 +112,7 @@ def write_model_folder(folder: str | Path, meta: dict, weights: nn.Module,
                     os.symlink(os.readlink(entry), tmp / entry.name)
                 else:
                     _link_or_copy(str(entry), str(tmp / entry.name))
-        if discriminator is not None:
-            meta["discriminator"] = {
-                "family": discriminator.family,
-                "config": to_dict(discriminator.cfg),
-            }
-            save_weights(discriminator, tmp / D_WEIGHTS)
-        save_weights(weights, tmp / WEIGHTS)
-        save_json(meta, tmp / CONFIG)
+        fill(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -135,6 +123,28 @@ def write_model_folder(folder: str | Path, meta: dict, weights: nn.Module,
     else:
         os.rename(tmp, folder)
     return folder
+
+
+def write_model_folder(folder: str | Path, meta: dict, weights: nn.Module,
+                       discriminator: nn.Module | None = None) -> Path:  # fmt: skip
+    """Write ``folder`` (config.json = ``meta``, model.safetensors, optional discriminator) as a whole
+    (:func:`replace_folder`): never a new D beside an old G. Other files in an existing folder
+    (``export/``, ``state.pt``, a model card) are carried over; a ``discriminator.safetensors``
+    is not when this save ships none.
+    """
+    meta = dict(meta)
+
+    def fill(tmp: Path) -> None:
+        if discriminator is not None:
+            meta["discriminator"] = {
+                "family": discriminator.family,
+                "config": to_dict(discriminator.cfg),
+            }
+            save_weights(discriminator, tmp / D_WEIGHTS)
+        save_weights(weights, tmp / WEIGHTS)
+        save_json(meta, tmp / CONFIG)
+
+    return replace_folder(folder, fill, replaced=(WEIGHTS, D_WEIGHTS, CONFIG))
 
 
 def save_model(
