@@ -65,9 +65,15 @@ def copy_snapshot(snap: Path, dest: Path) -> None:
     replace_folder(dest, fill, carry_over=False)
 
 
-def curve_point(curves: dict, recipe: str, width: float, minutes: float) -> dict | None:
-    g = curves.get("curves", {}).get(f"w{width:g} {recipe}")
-    return next((p for p in (g or {}).get("points", []) if p["minutes"] == minutes), None)
+def curve_point(curves: list[dict], recipe: str, width: float, minutes: float) -> dict | None:
+    """The point of the first curves results (``--curves``, in order) that holds this curve and time.
+    A curve is named by recipe and width only: list results of one budget, not a longer cosine run's."""
+    for c in curves:
+        g = c.get("curves", {}).get(f"w{width:g} {recipe}")
+        p = next((p for p in (g or {}).get("points", []) if p["minutes"] == minutes), None)
+        if p:
+            return {**p, "results": c.get("source")}
+    return None
 
 
 def card(name: str, m: dict) -> str:
@@ -125,13 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", default="full", help="recipe of picks that name none")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", default=str(ROOT / "runs" / "curves"))
-    ap.add_argument("--curves", default=str(ROOT / "benchmarks" / "results" / "curves" / "results.json"))
+    ap.add_argument("--curves", default=",".join(str(ROOT / "benchmarks" / "results" / d / "results.json")
+                                                 for d in ("curves_lr8x_cosine", "curves")),
+                    help="curves results.json files, comma-separated, searched in order for the seeds' FID ± std")
     ap.add_argument("--num-samples", type=int, default=10000)
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--out", default=str(pretrained_dir()))
     args = ap.parse_args(argv)
     cmd = " ".join(map(shlex.quote, ["python", *sys.argv]))
-    curves = json.loads(Path(args.curves).read_text()) if Path(args.curves).exists() else {}
+    curves = [{**json.loads(Path(f).read_text()), "source": portable_path(Path(f))}
+              for f in args.curves.split(",") if Path(f).exists()]  # fmt: skip
     teacher_m = load_json(pretrained_dir() / "fmnist-teacher" / "metrics.json")
     for width, minutes, recipe in parse_pick(args.pick, args.recipe):
         run = Path(args.runs) / f"w{width:g}_{recipe}_s{args.seed}"

@@ -34,3 +34,12 @@ def test_copy_snapshot_replaces_the_folder_whole_and_refuses_a_missing_snapshot(
     assert sorted(p.name for p in dest.parent.iterdir()) == ["fmnist-student-w025"]  # no temp left
     with pytest.raises(SystemExit, match="train it first"):
         ship.copy_snapshot(tmp_path / "nothing", dest)
+
+
+def test_curve_point_searches_the_results_in_order(ship):
+    pt = {"minutes": 40.0, "seeds": 3, "fid_mean": 2.4, "fid_std": 0.3}
+    a = {"source": "a.json", "curves": {"w0.25 full": {"points": [{**pt, "fid_mean": 3.0}]}}}
+    b = {"source": "b.json", "curves": {"w0.25 full+lr8x-cosine": {"points": [pt]}}}
+    assert ship.curve_point([a, b], "full+lr8x-cosine", 0.25, 40.0) == {**pt, "results": "b.json"}
+    assert ship.curve_point([a, b], "full", 0.25, 40.0)["results"] == "a.json"
+    assert ship.curve_point([a, b], "full", 0.25, 20.0) is None and ship.curve_point([], "full", 0.25, 40.0) is None
