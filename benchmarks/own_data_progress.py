@@ -64,12 +64,16 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     snaps = Path(args.snapshots) if args.snapshots else run / "snapshots"
     models = {p.name: p for p in sorted(snaps.iterdir()) if (p / "config.json").exists()} if snaps.is_dir() else {}
-    models["final"] = run / "generator"
+    if (run / "generator" / "config.json").exists():
+        models["final"] = run / "generator"
+    if not models:
+        raise SystemExit(f"{run} holds no snapshots and no generator/: train it with --snapshot-minutes first")
+    ref_model = next(iter(models.values()))  # any of them: they share the data and the image shape
     cmd = " ".join(map(shlex.quote, ["python", *sys.argv]))
     metrics = ("fid", "isc", "kid", "prc") if args.evaluator else ("fid", "kid", "prc")
     walls = wall_at(run)
     rows = []
-    data = load_json(run / "generator" / "config.json").get("data")
+    data = load_json(ref_model / "config.json").get("data")
     for name, folder in models.items():
         path = out / f"{name}.json"
         if not path.exists():
@@ -90,7 +94,7 @@ def main(argv=None) -> int:
     rows.sort(key=lambda x: x["step"])
     floor_path = out / "floor.json"
     if not floor_path.exists():
-        c, h, _ = adapter_for(load_generator(run / "generator")).output_shape()
+        c, h, _ = adapter_for(load_generator(ref_model)).output_shape()
         save_result(real_floor(f"{data}:test", num_samples=args.num_samples, metrics=metrics, resolution=h,
                                channels=c, evaluator=args.evaluator, command=cmd), floor_path)  # fmt: skip
     floor = json.loads(floor_path.read_text())["quality"]
