@@ -27,7 +27,7 @@ CLASSES=$([ -n "$NUM_CLASSES" ] && echo "--num-classes $NUM_CLASSES")
 # one class per row for a conditional model, an 8x8 grid otherwise
 SAMPLE=$([ "$NUM_CLASSES" = 0 ] && echo "--seeds 0-63 --nrow 8" || echo "--seeds 0-9 --classes all --nrow 10")
 COMPRESS_MIN=${COMPRESS_MIN:-10}
-DIFFAUG=${DIFFAUG:-translation,cutout}
+DIFFAUG=${DIFFAUG:-color,translation,cutout}
 TEACHER_ARGS=${TEACHER_ARGS-}  # extra train-teacher flags, e.g. "--lr-d 4e-4"
 export OMP_NUM_THREADS=${THREADS:-1}
 mkdir -p "$OUT" "$RUNS"
