@@ -31,7 +31,7 @@ from gankd.loop import snapshot_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 # what is shipped: width 1/2 from the full recipe at 20 min, 1/4 from full+lr8x-cosine at 40, 1/8 from full+lr8x at 40
-DEFAULT_PICK = "0.5:20,0.25:40:full+lr8x-cosine,0.125:40:full+lr8x"
+DEFAULT_PICK = "0.5:20,0.25:40:full+lr8x-cosine,0.125:40:full+lr8x-cosine"
 
 
 def shipped_name(width: float) -> str:
