@@ -10,10 +10,10 @@
 # augmentation the discriminator wins early and the generator collapses to a few blobs (the
 # run of 35 min without it: recall 0.007), and without its colour jitter (DIFFAUG=translation,cutout)
 # the in-domain FID was worse (596 vs 292 at 60 min). TEACHER_ARGS adds train-teacher flags.
-# It is unconditional (NUM_CLASSES=0): conditioned on the 21 factions (NUM_CLASSES= empty: the data's class folders) the samples within a class
-# were nearly one figure. A teacher already in $RUNS/teacher is reused (its training time,
-# from its metrics.jsonl, still goes to timing.json); RETRAIN=1 resumes it up to TEACHER_MIN.
-# Snapshots at SNAPSHOTS minutes feed `python benchmarks/own_data_progress.py`.
+# It is unconditional (NUM_CLASSES=0): conditioned on the 21 factions (NUM_CLASSES= empty: the
+# data's class folders) the samples within a class were nearly one figure. A teacher already in
+# $RUNS/teacher is reused (its training time, from its metrics.jsonl, still goes to timing.json);
+# RETRAIN=1 resumes it up to TEACHER_MIN. Snapshots at SNAPSHOTS minutes feed `python benchmarks/own_data_progress.py`.
 #
 # Runs on one CPU thread (OMP_NUM_THREADS=1) unless THREADS says otherwise.
 set -euo pipefail

@@ -30,7 +30,7 @@ from gankd.fileio import file_sha256, portable_path
 from gankd.loop import snapshot_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-# what is shipped: width 1/2 from the full recipe at 20 min, 1/4 from full+lr8x-cosine at 40, 1/8 from full+lr8x at 40
+# what is shipped: width 1/2 from the full recipe at 20 min, 1/4 and 1/8 from full+lr8x-cosine at 40
 DEFAULT_PICK = "0.5:20,0.25:40:full+lr8x-cosine,0.125:40:full+lr8x-cosine"
 
 

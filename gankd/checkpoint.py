@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,8 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def replace_folder(folder: str | Path, fill, carry_over: bool = True, replaced: tuple[str, ...] = ()) -> Path:
+def replace_folder(folder: str | Path, fill: Callable[[Path], None], carry_over: bool = True,
+                   replaced: tuple[str, ...] = ()) -> Path:
     """Build ``folder`` as a whole: ``fill(tmp)`` writes into a hidden sibling
     (``.<name>.tmp-<pid>``), which is swapped in by renames (old folder aside, new one in, old
     one removed), so a reader or a crash sees the old complete folder or the new complete one.
