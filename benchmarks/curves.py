@@ -55,6 +55,9 @@ LEVERS = {
     "lr8x": {"lr_g": 1.6e-3},  # eight times
     "lr8x-cosine": {"lr_g": 1.6e-3, "lr_schedule": "cosine"},  # eight times, decayed to 0 over the run's budget
 }
+# the levers that also apply to the pixel-only recipe (it has no discriminator, perceptual or KD term):
+# --recipes pixel+lr8x-cosine puts it on the same schedule as full+lr8x-cosine
+PIXEL_LEVERS = ("cosine", "batch128", "lr2x", "lr4x", "lr8x", "lr8x-cosine")
 # iterative prune-and-distill: the student is pruned from a wider full-recipe run's snapshot (same seed)
 # instead of the teacher; its points sit at the parent's time and steps plus its own
 PARENTS = {"from-w0.5": (0.5, 5.0)}  # lever: (parent width, parent snapshot minutes)
@@ -245,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", default="2.5,5,10,20", help="wall-clock minutes of the snapshots")
     ap.add_argument("--widths", default="0.25,0.125")
-    ap.add_argument("--recipes", default=",".join(RECIPES), help="scratch, pixel, full, and full+LEVER: "
+    ap.add_argument("--recipes", default=",".join(RECIPES), help="scratch, pixel, full, full+LEVER and pixel+LEVER "
+                    f"({', '.join(PIXEL_LEVERS)}); LEVER: "
                     + ", ".join(f"{k} ({', '.join(f'{a}={b}' for a, b in v.items())})" for k, v in LEVERS.items())
                     + ", " + ", ".join(f"{k} (pruned from the width-{w:g} full run at {m:g} min)"
                                        for k, (w, m) in PARENTS.items()))
@@ -265,12 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     widths = [float(w) for w in args.widths.split(",")]
     recipes = args.recipes.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
-    bad = [r for r in recipes if r.partition("+")[0] not in RECIPES
-           or (r.partition("+")[2] or "cosine") not in {**LEVERS, **PARENTS}
-           or (r.partition("+")[2] and r.partition("+")[0] != "full")]  # fmt: skip
+    def known(r: str) -> bool:
+        base, _, lever = r.partition("+")
+        return base in RECIPES and (not lever or (base == "full" and lever in {**LEVERS, **PARENTS})
+                                    or (base == "pixel" and lever in PIXEL_LEVERS))  # fmt: skip
+
+    bad = [r for r in recipes if not known(r)]
     if bad:
-        raise SystemExit(f"--recipes: unknown {bad}; choose from {', '.join(RECIPES)} or full+LEVER with LEVER one "
-                         f"of {', '.join({**LEVERS, **PARENTS})}")  # fmt: skip
+        raise SystemExit(f"--recipes: unknown {bad}; choose from {', '.join(RECIPES)}, full+LEVER with LEVER one "
+                         f"of {', '.join({**LEVERS, **PARENTS})}, or pixel+LEVER with LEVER one of "
+                         f"{', '.join(PIXEL_LEVERS)}")  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     teacher_dir = resolve_model_path(args.teacher)
     runs = [(r, w, s) for w in widths for r in recipes for s in (seeds if w == widths[0] else seeds[:1])]

@@ -444,13 +444,16 @@ class Distiller:
             self.student.load_state_dict(st["student"])
             self.ema.load_state_dict(st["ema"])
             self.opt_g.load_state_dict(st["opt_g"])
-            set_lr(self.opt_g, cfg.lr_g, "--lr-g")  # the optimizer state carries the old one
+            # the optimizer state carries the old rate; a schedule sets it again before every step
+            if cfg.lr_schedule == "constant":
+                set_lr(self.opt_g, cfg.lr_g, "--lr-g")
             if self.adapters is not None:
                 self.adapters.load_state_dict(st["adapters"])
             if self.D is not None:
                 self.D.load_state_dict(st["D"])
                 self.opt_d.load_state_dict(st["opt_d"])
-                set_lr(self.opt_d, cfg.lr_d, "--lr-d")
+                if cfg.lr_schedule == "constant":
+                    set_lr(self.opt_d, cfg.lr_d, "--lr-d")
             self.start, self.wall_s = int(st["step"]), float(st.get("wall_s", 0.0))
             # the selected model on disk is the truth (state.pt may predate its last validation)
             self.best = selected_on(self.run_dir / "student")

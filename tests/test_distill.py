@@ -269,6 +269,31 @@ def test_resume_applies_new_learning_rates(setup, caplog):
     assert any("--lr-g" in r.getMessage() for r in caplog.records)
 
 
+def test_resume_under_a_schedule_is_exact_and_quiet(setup, caplog, monkeypatch):
+    root, teacher, _, perc = setup
+    cfg = _cfg(teacher, perc, steps=4, adv=0.1, lr_g=1.6e-3, lr_schedule="cosine")
+    compress(cfg, root / "straight")
+    real_step = Distiller.step
+
+    def killed_after_the_step_2_checkpoint(self, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_step(self, step)
+
+    monkeypatch.setattr(Distiller, "step", killed_after_the_step_2_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        compress(cfg, root / "split")
+    monkeypatch.setattr(Distiller, "step", real_step)
+    caplog.set_level("INFO", logger="gankd.loop")
+    compress(cfg, root / "split", resume=True)
+    a, b = load_state(root / "straight" / "state.pt"), load_state(root / "split" / "state.pt")
+    for part in ("student", "D"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    # the schedule sets the rate before every step: no "replaced" message about the checkpoint's rate
+    assert not any("replaced by" in r.getMessage() for r in caplog.records)
+
+
 def test_resume_counts_the_wall_time_already_used(setup, caplog):
     root, teacher, _, perc = setup
     run = root / "budget"
