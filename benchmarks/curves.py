@@ -43,7 +43,8 @@ from gankd.metrics.efficiency import fingerprint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WITHIN = 1.10  # "teacher quality": FID within 10 % of the teacher's
-# recipe levers, each one change against the full recipe on the same curve: --recipes full+cosine,...
+# recipe levers, each one change against the full recipe on the same curve: --recipes full+cosine,...;
+# levers stack left to right (full+lr8x-cosine+fresh-d: one change against full+lr8x-cosine)
 LEVERS = {
     "cosine": {"lr_schedule": "cosine"},  # both learning rates decay to 0 over the run
     "dfeat": {"d_feat": 1.0},  # feature matching through the discriminator (DCD-style)
@@ -54,6 +55,8 @@ LEVERS = {
     "lr4x": {"lr_g": 8e-4},  # four times the student's learning rate
     "lr8x": {"lr_g": 1.6e-3},  # eight times
     "lr8x-cosine": {"lr_g": 1.6e-3, "lr_schedule": "cosine"},  # eight times, decayed to 0 over the run's budget
+    "adv-late": {"adv_warmup": 0.5},  # loss-weight schedule: the adversarial weight ramps up over the first half
+    "freeze-d": {"d_freeze": 2},  # the teacher D's first two blocks frozen (FreezeD)
 }
 # the levers that also apply to the pixel-only recipe (it has no discriminator, perceptual or KD term):
 # --recipes pixel+lr8x-cosine puts it on the same schedule as full+lr8x-cosine
@@ -63,11 +66,32 @@ PIXEL_LEVERS = ("cosine", "batch128", "lr2x", "lr4x", "lr8x", "lr8x-cosine")
 PARENTS = {"from-w0.5": (0.5, 5.0)}  # lever: (parent width, parent snapshot minutes)
 
 
+def levers_of(recipe: str) -> list[str]:
+    """The levers of a recipe name, in order: full+lr8x-cosine+fresh-d -> [lr8x-cosine, fresh-d]."""
+    return recipe.split("+")[1:]
+
+
+def lever_overrides(recipe: str) -> dict:
+    """The config changes of a recipe's levers, later levers winning."""
+    out: dict = {}
+    for lever in levers_of(recipe):
+        out.update(LEVERS.get(lever, {}))
+    return out
+
+
+def known_recipe(recipe: str) -> bool:
+    """A base recipe with levers it takes (at most one iterative parent)."""
+    base, levers = recipe.split("+")[0], levers_of(recipe)
+    allowed = {"full": {**LEVERS, **PARENTS}, "pixel": PIXEL_LEVERS}.get(base, ())
+    return base in RECIPES and all(lv in allowed for lv in levers) and sum(lv in PARENTS for lv in levers) <= 1
+
+
 def parent_snapshot(args, recipe: str, seed: int) -> tuple[Path, dict] | None:
     """The parent snapshot of an iterative lever and its time and steps, or None."""
-    if recipe.partition("+")[2] not in PARENTS:
+    parents = [lv for lv in levers_of(recipe) if lv in PARENTS]
+    if not parents:
         return None
-    width, minutes = PARENTS[recipe.partition("+")[2]]
+    width, minutes = PARENTS[parents[0]]
     snap = snapshot_dir(Path(args.runs) / run_name("full", width, seed), minutes)
     if not (snap / WEIGHTS).exists():
         raise SystemExit(f"{recipe} starts from {snap}, which does not exist: run the width-{width:g} full curve "
@@ -94,16 +118,16 @@ def train_curve(args, teacher_dir: Path, recipe: str, width: float, seed: int) -
         raise SystemExit(f"{run} was trained from another teacher: move --runs away or pick a new one")
     if done and not missing:
         return run
-    if done and "cosine" in recipe.partition("+")[2]:
+    if done and any("cosine" in lv for lv in levers_of(recipe)):
         raise SystemExit(f"{run}: a decaying schedule cannot be extended to later points (its decay spans the "
                          "first budget): pick another --runs for the longer curve")  # fmt: skip
     t0 = time.monotonic()
     if recipe == "scratch":
         train_scratch(teacher_dir, width, seed, minutes, run, args.device, snapshot_minutes=points, **CURVE_RUN)
     else:
-        base, _, lever = recipe.partition("+")
+        base = recipe.split("+")[0]
         parent = parent_snapshot(args, recipe, seed)
-        extra = {"init_from": str(parent[0])} if parent else LEVERS.get(lever, {})
+        extra = {**lever_overrides(recipe), **({"init_from": str(parent[0])} if parent else {})}
         cfg = recipe_config(base, str(teacher_dir), width, seed, minutes, args.device, snapshot_minutes=points,
                             checkpoint_every=250, sample_every=10**6, **CURVE_RUN, **extra)  # fmt: skip
         compress(cfg, run, resume=(run / "state.pt").exists())
@@ -248,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", default="2.5,5,10,20", help="wall-clock minutes of the snapshots")
     ap.add_argument("--widths", default="0.25,0.125")
-    ap.add_argument("--recipes", default=",".join(RECIPES), help="scratch, pixel, full, full+LEVER and pixel+LEVER "
-                    f"({', '.join(PIXEL_LEVERS)}); LEVER: "
+    ap.add_argument("--recipes", default=",".join(RECIPES), help="scratch, pixel, full, full+LEVER "
+                    f"and pixel+LEVER ({', '.join(PIXEL_LEVERS)}); levers stack (full+lr8x-cosine+fresh-d); LEVER: "
                     + ", ".join(f"{k} ({', '.join(f'{a}={b}' for a, b in v.items())})" for k, v in LEVERS.items())
                     + ", " + ", ".join(f"{k} (pruned from the width-{w:g} full run at {m:g} min)"
                                        for k, (w, m) in PARENTS.items()))
@@ -269,16 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     widths = [float(w) for w in args.widths.split(",")]
     recipes = args.recipes.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
-    def known(r: str) -> bool:
-        base, _, lever = r.partition("+")
-        return base in RECIPES and (not lever or (base == "full" and lever in {**LEVERS, **PARENTS})
-                                    or (base == "pixel" and lever in PIXEL_LEVERS))  # fmt: skip
-
-    bad = [r for r in recipes if not known(r)]
+    bad = [r for r in recipes if not known_recipe(r)]
     if bad:
         raise SystemExit(f"--recipes: unknown {bad}; choose from {', '.join(RECIPES)}, full+LEVER with LEVER one "
                          f"of {', '.join({**LEVERS, **PARENTS})}, or pixel+LEVER with LEVER one of "
-                         f"{', '.join(PIXEL_LEVERS)}")  # fmt: skip
+                         f"{', '.join(PIXEL_LEVERS)} (levers stack: full+lr8x-cosine+fresh-d)")  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     teacher_dir = resolve_model_path(args.teacher)
     runs = [(r, w, s) for w in widths for r in recipes for s in (seeds if w == widths[0] else seeds[:1])]

@@ -170,6 +170,7 @@ def cmd_compress(args) -> int:
         "target_macs": args.target_macs, "task": args.task, "gt": args.gt,
         "snapshot_minutes": _floats(args.snapshot_minutes, "--snapshot-minutes"),
         "d_feat": args.d_feat, "lr_schedule": args.lr_schedule, "init_from": args.init_from,
+        "d_freeze": args.d_freeze, "adv_warmup": args.adv_warmup,
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
     params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
@@ -332,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adv-loss", choices=ADV_LOSSES)
     p.add_argument("--d-init", choices=D_INITS,
                    help="start D from the teacher's, fresh, or auto (the teacher's if it ships one)")
+    p.add_argument("--d-freeze", type=int, help="keep the first N blocks of the teacher's discriminator frozen "
+                   "(FreezeD; default 0)")
+    p.add_argument("--adv-warmup", type=float, help="fraction of the run over which the adversarial weight ramps "
+                   "from 0 to --adv (default 0)")
     p.add_argument("--real", choices=REAL_SOURCES, help="what D sees as real")
     p.add_argument("--kd", type=float, help="weight of soft-label KD (perceptual net's class head)")
     p.add_argument("--kd-temperature", type=float, help="KD temperature T")

@@ -112,6 +112,9 @@ class DistillConfig:
     adv: float = 0.05  # weight of the adversarial loss (0 = off, no discriminator)
     adv_loss: str = "hinge"  # hinge or ns
     d_init: str = "auto"  # teacher (start from the teacher's D), fresh, or auto (the teacher's if it ships one)
+    d_freeze: int = 0  # keep the first N blocks of the teacher's discriminator frozen (FreezeD; 0 = train all)
+    adv_warmup: float = 0.0  # fraction of the run over which the adversarial weight ramps from 0 to --adv
+    # (a loss-weight schedule: pixel, perceptual and feature terms lead early; 0 = full weight from the start)
     real: str = "auto"  # what D sees as real: data, teacher, both; auto = data if there is data, else teacher
     kd: float = 0.1  # weight of soft-label KD through the perceptual net's class head
     kd_temperature: float = 4.0  # KD temperature T
@@ -161,6 +164,11 @@ class DistillConfig:
             raise ValueError(f"--gt and --d-feat must be >= 0, got {self.gt}, {self.d_feat}")
         if self.d_feat > 0 and self.adv <= 0:
             raise ValueError("--d-feat matches features of the discriminator: it needs --adv > 0")
+        if self.d_freeze < 0 or not 0 <= self.adv_warmup <= 1:
+            raise ValueError(f"--d-freeze must be >= 0 and --adv-warmup in [0, 1], got {self.d_freeze}, "
+                             f"{self.adv_warmup}")  # fmt: skip
+        if (self.d_freeze or self.adv_warmup) and self.adv <= 0:
+            raise ValueError("--d-freeze and --adv-warmup act on the adversarial loss: they need --adv > 0")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'")
         if self.pixel + self.perceptual + self.feat + self.adv + self.kd + self.gt == 0:
@@ -300,6 +308,28 @@ def width_for_macs(teacher: nn.Module, target: float) -> float:
     return best[0]
 
 
+def freeze_first_blocks(D: nn.Module, n: int, d_init: str) -> None:
+    """FreezeD (Mo et al., 2020): the first ``n`` blocks of the teacher's discriminator keep their
+    weights; the later blocks and the head train. Needs a D started from the teacher's."""
+    if d_init != "teacher":
+        raise ValueError("--d-freeze keeps blocks of the teacher's discriminator, but this run starts a fresh one: "
+                         "pass --d-init teacher with a teacher that ships a discriminator, or --d-freeze 0")
+    blocks = D.blocks() if hasattr(D, "blocks") else None
+    if blocks is None:
+        raise ValueError(f"--d-freeze: the {type(D).__name__} discriminator does not list its blocks; use --d-freeze 0")
+    if n >= len(blocks):
+        raise ValueError(f"--d-freeze {n}: this discriminator has {len(blocks)} blocks and the last must train; "
+                         f"pass at most --d-freeze {len(blocks) - 1}")  # fmt: skip
+    for block in blocks[:n]:  # no gradient, and no spectral-norm or BatchNorm statistics update either
+        block.requires_grad_(False)
+        block.register_forward_pre_hook(_stay_in_eval)
+
+
+def _stay_in_eval(module: nn.Module, args) -> None:
+    if module.training:  # D.train() elsewhere must not wake a frozen block
+        module.eval()
+
+
 def fresh_discriminator(teacher_dir: Path, channels: int, height: int, width: int, num_classes: int,
                         i2i: bool = False, in_channels: int = 0) -> nn.Module:  # fmt: skip
     """A new discriminator for the teacher's images: the family the teacher's folder names,
@@ -399,6 +429,7 @@ class Distiller:
                 log.warning("the teacher has no feature taps: the feature loss is off (pass --feat-layers "
                             "with module paths, or --feat 0)")  # fmt: skip
         self.D = None
+        self.adv_scale = 1.0  # --adv-warmup ramps it from 0 (set by the loop before each step)
         if cfg.adv > 0:
             has_d = ckpt.has_discriminator(teacher_dir)
             d_init = cfg.d_init if cfg.d_init != "auto" else ("teacher" if has_d else "fresh")
@@ -415,8 +446,11 @@ class Distiller:
                 D = fresh_discriminator(teacher_dir, self.image_channels, self.resolution, w_out, self.nc,
                                         self.i2i, self.teacher.spec.image().shape[0] if self.i2i else 0)  # fmt: skip
             self.d_init = d_init
+            if cfg.d_freeze:
+                freeze_first_blocks(D, cfg.d_freeze, d_init)
             self.D = D.to(dev).to(memory_format=self.cl).train()
-            self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+            trainable = [p for p in self.D.parameters() if p.requires_grad]
+            self.opt_d = torch.optim.Adam(trainable, lr=cfg.lr_d, betas=cfg.betas)
         self.perc = None
         if cfg.perceptual > 0 or cfg.kd > 0:  # a net that does not fit the data: LPIPS or off, one warning
             self.perc, changes = perceptual_for_data(
@@ -567,7 +601,7 @@ class Distiller:
             else:
                 logits_s = self.D(s_img.contiguous(memory_format=self.cl), y)
             loss = g_loss(logits_s, cfg.adv_loss)
-            losses.append(cfg.adv * loss)
+            losses.append(cfg.adv * self.adv_scale * loss)
             values["adv"] = loss.item()
         total = torch.stack(losses).sum()
         self.opt_g.zero_grad(set_to_none=True)
@@ -674,9 +708,11 @@ class Distiller:
             log.warning("time budget of %g min already used (%.0f s) at step %d: nothing to train",
                         cfg.max_minutes, budget.elapsed(), step)  # fmt: skip
         while step < cfg.steps and not stop:
+            progress = max(step / cfg.steps, budget.elapsed() / budget.limit if budget.limit else 0.0)
+            if cfg.adv_warmup > 0:
+                self.adv_scale = min(1.0, progress / cfg.adv_warmup)
             if cfg.lr_schedule != "constant":
-                limit = budget.limit
-                f = lr_factor(cfg.lr_schedule, max(step / cfg.steps, budget.elapsed() / limit if limit else 0.0))
+                f = lr_factor(cfg.lr_schedule, progress)
                 for opt, base in ((self.opt_g, cfg.lr_g), (getattr(self, "opt_d", None), cfg.lr_d)):
                     for g in opt.param_groups if opt is not None else ():
                         g["lr"] = base * f

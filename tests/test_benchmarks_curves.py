@@ -128,3 +128,27 @@ def test_pixel_takes_the_rate_levers_and_refuses_the_others(curves, tmp_path, mo
         curves.main(["--recipes", "pixel+dfeat", "--runs", str(tmp_path / "runs")])
     with pytest.raises(SystemExit, match="unknown \\['scratch\\+lr8x'\\]"):
         curves.main(["--recipes", "scratch+lr8x", "--runs", str(tmp_path / "runs")])
+
+
+def test_levers_stack_left_to_right(curves, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_compress(cfg, run, resume=False):
+        seen[Path(run).name] = cfg
+        for m in cfg.snapshot_minutes:
+            d = curves.snapshot_dir(run, m)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / curves.WEIGHTS).write_bytes(b"x")
+
+    monkeypatch.setattr(curves, "compress", fake_compress)
+    monkeypatch.setattr(curves, "teacher_sha", lambda t: "sha")
+    monkeypatch.setattr(curves, "resolve_model_path", lambda name: tmp_path)
+    curves.main(["--recipes", "full+lr8x-cosine+fresh-d,full+lr8x-cosine+adv-late,full+lr8x-cosine+freeze-d",
+                 "--widths", "0.25", "--points", "5", "--runs", str(tmp_path / "runs"), "--train-only"])  # fmt: skip
+    a, b, c = (seen[f"w0.25_full+lr8x-cosine+{lv}_s0"] for lv in ("fresh-d", "adv-late", "freeze-d"))
+    for cfg in (a, b, c):
+        assert (cfg.lr_g, cfg.lr_schedule) == (1.6e-3, "cosine")
+    assert (a.d_init, b.adv_warmup, c.d_freeze) == ("fresh", 0.5, 2)
+    assert (a.adv_warmup, b.d_freeze, c.d_init) == (0.0, 0, "auto")  # each one change against its base
+    with pytest.raises(SystemExit, match="levers stack"):
+        curves.main(["--recipes", "full+lr8x+nope", "--runs", str(tmp_path / "runs")])

@@ -117,6 +117,10 @@ def test_compress_cli_end_to_end(setup, capsys):
         (["--width", "-0.5"], "--width must be > 0"),
         (["--teacher", "NOD", "--adv", "0.1", "--d-init", "teacher"], "ships none: pass --d-init fresh or --adv 0"),
         (["--teacher", "NOD", "--real", "data", "--data", "none"], "needs real images but there is no data"),
+        (["--d-freeze", "2", "--d-init", "fresh"], "pass --d-init teacher"),
+        (["--d-freeze", "9"], "has 4 blocks and the last must train; pass at most --d-freeze 3"),
+        (["--d-freeze", "1", "--adv", "0"], "they need --adv > 0"),
+        (["--adv-warmup", "2"], "--adv-warmup in [0, 1]"),
     ],
 )
 def test_compress_bad_input_one_line(setup, capsys, args, message):
@@ -292,6 +296,28 @@ def test_resume_under_a_schedule_is_exact_and_quiet(setup, caplog, monkeypatch):
             assert torch.equal(a[part][k], b[part][k]), (part, k)
     # the schedule sets the rate before every step: no "replaced" message about the checkpoint's rate
     assert not any("replaced by" in r.getMessage() for r in caplog.records)
+
+
+def test_freeze_d_keeps_the_teachers_first_blocks_and_adv_warmup_ramps(setup, monkeypatch):
+    root, teacher, _, perc = setup
+    scales = []
+    real_step = Distiller.step
+
+    def recording(self, step):
+        scales.append(self.adv_scale)
+        return real_step(self, step)
+
+    monkeypatch.setattr(Distiller, "step", recording)
+    compress(_cfg(teacher, perc, steps=4, adv=0.5, d_freeze=2, adv_warmup=0.5, lr_d=1e-2), root / "fd")
+    assert scales == [0.0, 0.5, 1.0, 1.0]  # progress 0, 1/4, 2/4, 3/4 over a warm-up of half the run
+    before = tiny_discriminator().state_dict()
+    after = load_state(root / "fd" / "state.pt")["D"]
+    frozen = [k for k in before if k.startswith(("stem.", "downs.0."))]
+    trained = [k for k in before if k.startswith("downs.2.") and k.endswith("original")]
+    assert frozen and trained
+    for k in frozen:
+        assert torch.equal(before[k], after[k]), k
+    assert not all(torch.equal(before[k], after[k]) for k in trained)
 
 
 def test_resume_counts_the_wall_time_already_used(setup, caplog):

@@ -158,6 +158,10 @@ class DCGANDiscriminator(nn.Module):
             spectral_norm(nn.Embedding(cfg.num_classes, ch[-1])) if cfg.num_classes > 0 else None
         )
 
+    def blocks(self) -> list[nn.Module]:
+        """The feature blocks from input to output (what ``--d-freeze`` counts); the head is not one."""
+        return [self.stem, *self.downs]
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, return_features: bool = False):
         h = self.act(self.stem(x))
         feats = [h]

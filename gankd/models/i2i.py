@@ -392,6 +392,10 @@ class PatchDiscriminator(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.head = conv(ch[-1], 1, 1)
 
+    def blocks(self) -> list[nn.Module]:
+        """The feature blocks from input to output (what ``--d-freeze`` counts); the head is not one."""
+        return list(self.layers)
+
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None, return_features: bool = False):
         if cond is None:
             raise ValueError("this discriminator is conditional: pass the source image")
