@@ -1,17 +1,19 @@
 """Ship distilled students in pretrained/ with model cards, so that `gankd sample` and `gankd eval`
 work on them without retraining.
 
-    python benchmarks/ship_students.py   # --pick WIDTH:MINUTES[:RECIPE],... (default: what is shipped)
+    python benchmarks/ship_students.py   # --pick WIDTH:MINUTES[:RECIPE[:RUNS]],... (default: what is shipped)
 
 Each shipped student is a snapshot of a quality-vs-time run (benchmarks/curves.py, seed 0):
-``--pick WIDTH:MINUTES[:RECIPE]`` names the run (recipe ``--recipe`` when the pick names none)
-and the snapshot (the model as it was after that much training wall time: no checkpoint
-selection). The snapshot is copied to ``pretrained/fmnist-student-w<WIDTH>`` and measured with
-gankd's own code under the teacher's protocol (evaluator FID/IS/KID/precision/recall on 10k samples vs the test split,
-class consistency, PSNR/SSIM to the teacher, params/MACs, eager and ONNX Runtime speed timed
+``--pick WIDTH:MINUTES[:RECIPE[:RUNS]]`` names the run (recipe ``--recipe`` when the pick names
+none; RUNS a folder under runs/ holding it, default ``--runs``: a decaying schedule's longer
+budget lives in its own folder under the same run name) and the snapshot (the model as it was
+after that much training wall time: no checkpoint selection). The snapshot is copied to
+``pretrained/fmnist-student-w<WIDTH>`` and measured with gankd's own code under the teacher's
+protocol (evaluator FID/IS/KID/precision/recall on 10k samples vs the test split, class
+consistency, PSNR/SSIM to the teacher, params/MACs, eager and ONNX Runtime speed timed
 interleaved with the teacher). The card also quotes the curve's FID mean ± std over seeds at
-that point when the curves results hold more than one seed. Writes metrics.json and
-MODEL_CARD.md per folder.
+that point, from the curves results that list this very run, when they hold more than one
+seed. Writes metrics.json and MODEL_CARD.md per folder.
 """
 
 from __future__ import annotations
@@ -30,24 +32,26 @@ from gankd.fileio import file_sha256, portable_path
 from gankd.loop import snapshot_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-# what is shipped: width 1/2 from the full recipe at 20 min, 1/4 and 1/8 from full+lr8x-cosine at 40
-DEFAULT_PICK = "0.5:20,0.25:40:full+lr8x-cosine,0.125:40:full+lr8x-cosine"
+# what is shipped: width 1/2 from the full recipe at 20 min, 1/4 from full+lr8x-cosine over a 60-min budget
+# (its runs in runs/curves_cos60), 1/8 from full+lr8x-cosine over 40 min
+DEFAULT_PICK = "0.5:20,0.25:60:full+lr8x-cosine:curves_cos60,0.125:40:full+lr8x-cosine"
 
 
 def shipped_name(width: float) -> str:
     return f"fmnist-student-w{width:g}".replace(".", "")
 
 
-def parse_pick(text: str, recipe: str = "full") -> list[tuple[float, float, str]]:
-    """WIDTH:MINUTES[:RECIPE],... -> (width, minutes, recipe); RECIPE defaults to ``recipe``."""
+def parse_pick(text: str, recipe: str = "full") -> list[tuple[float, float, str, str | None]]:
+    """WIDTH:MINUTES[:RECIPE[:RUNS]],... -> (width, minutes, recipe, runs folder or None)."""
     try:
         parts = [x.split(":") for x in text.split(",")]
-        if any(len(p) not in (2, 3) or not all(p) for p in parts):
+        if any(len(p) not in (2, 3, 4) or not all(p) for p in parts):
             raise ValueError
-        out = [(float(p[0]), float(p[1]), p[2] if len(p) == 3 else recipe) for p in parts]
+        out = [(float(p[0]), float(p[1]), p[2] if len(p) > 2 else recipe, p[3] if len(p) > 3 else None)
+               for p in parts]  # fmt: skip
     except ValueError:
-        raise SystemExit(f"--pick: expected WIDTH:MINUTES[:RECIPE][,...] such as 0.25:40:full+lr8x, got '{text}'") \
-            from None
+        raise SystemExit("--pick: expected WIDTH:MINUTES[:RECIPE[:RUNS]][,...] such as 0.25:40:full+lr8x or "
+                         f"0.25:60:full+lr8x-cosine:curves_cos60, got '{text}'") from None  # fmt: skip
     return out
 
 
@@ -65,10 +69,13 @@ def copy_snapshot(snap: Path, dest: Path) -> None:
     replace_folder(dest, fill, carry_over=False)
 
 
-def curve_point(curves: list[dict], recipe: str, width: float, minutes: float) -> dict | None:
-    """The point of the first curves results (``--curves``, in order) that holds this curve and time.
-    A curve is named by recipe and width only: list results of one budget, not a longer cosine run's."""
+def curve_point(curves: list[dict], run: str, recipe: str, width: float, minutes: float) -> dict | None:
+    """The point at ``minutes`` of the first curves results that list ``run`` (a portable path)
+    among their runs: a curve is named by recipe and width, so only the run tells a 40-minute
+    cosine from a 60-minute one."""
     for c in curves:
+        if run not in {r.get("run") for r in c.get("runs", [])}:
+            continue
         g = c.get("curves", {}).get(f"w{width:g} {recipe}")
         p = next((p for p in (g or {}).get("points", []) if p["minutes"] == minutes), None)
         if p:
@@ -127,13 +134,14 @@ def card(name: str, m: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pick", default=DEFAULT_PICK, help="WIDTH:MINUTES[:RECIPE],... (curve run and snapshot)")
+    ap.add_argument("--pick", default=DEFAULT_PICK, help="WIDTH:MINUTES[:RECIPE[:RUNS]],... (curve run and "
+                    "snapshot; RUNS: a folder under runs/, default --runs)")
     ap.add_argument("--recipe", default="full", help="recipe of picks that name none")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", default=str(ROOT / "runs" / "curves"))
-    ap.add_argument("--curves", default=",".join(str(ROOT / "benchmarks" / "results" / d / "results.json")
-                                                 for d in ("curves_lr8x_cosine", "curves")),
-                    help="curves results.json files, comma-separated, searched in order for the seeds' FID ± std")
+    ap.add_argument("--curves", default=",".join(str(p) for p in sorted((ROOT / "benchmarks" / "results").glob(
+                    "curves*/results.json"))), help="curves results.json files, comma-separated: the first that "
+                    "lists a shipped run gives its seeds' FID ± std")  # fmt: skip
     ap.add_argument("--num-samples", type=int, default=10000)
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--out", default=str(pretrained_dir()))
@@ -142,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     curves = [{**json.loads(Path(f).read_text()), "source": portable_path(Path(f))}
               for f in args.curves.split(",") if Path(f).exists()]  # fmt: skip
     teacher_m = load_json(pretrained_dir() / "fmnist-teacher" / "metrics.json")
-    for width, minutes, recipe in parse_pick(args.pick, args.recipe):
-        run = Path(args.runs) / f"w{width:g}_{recipe}_s{args.seed}"
+    for width, minutes, recipe, runs in parse_pick(args.pick, args.recipe):
+        runs_dir = ROOT / "runs" / runs if runs else Path(args.runs)
+        run = runs_dir / f"w{width:g}_{recipe}_s{args.seed}"
         snap = snapshot_dir(run, minutes)
         dest = Path(args.out) / shipped_name(width)
         copy_snapshot(snap, dest)
@@ -153,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         m["curve"] = {"recipe": recipe, "width": width, "seed": args.seed, "minutes": minutes,
                       "steps": meta.get("trained_steps"), "run": portable_path(run),
                       "train_command": f"python benchmarks/curves.py --widths {width:g} --recipes {recipe} "
-                                       f"--seeds {args.seed} --points ...,{minutes:g}",
-                      "curve_point": curve_point(curves, recipe, width, minutes)}  # fmt: skip
+                                       f"--seeds {args.seed} --points ...,{minutes:g} --runs {portable_path(runs_dir)}",
+                      "curve_point": curve_point(curves, portable_path(run), recipe, width, minutes)}  # fmt: skip
         m["teacher_quality"] = teacher_m["quality"]
         m["teacher_steps"] = teacher_m["training"]["steps"]
         m["teacher_cc"] = teacher_m["class_consistency"]["accuracy"]

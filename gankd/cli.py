@@ -312,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="teacher folder or shipped name (default: fmnist-teacher)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="quick (~10 min on 2 CPU cores) or full (2,900 steps, student lr 1.6e-3 with cosine decay: "
-                   "~40 min on a CPU thread)")
+                   help="quick (~10 min on 2 CPU cores) or full (4,200 steps, student lr 1.6e-3 with cosine decay: "
+                   "~60 min on a CPU thread)")
     p.add_argument("--width", type=float, help="student width relative to the teacher (e.g. 0.25)")
     p.add_argument("--channels", help="explicit per-stage student channels, e.g. 128,64,32,8")
     p.add_argument("--init", choices=INITS, help="prune: inherit the teacher's top channels; random")

@@ -12,9 +12,11 @@ def ship():
 def test_names_and_picks(ship):
     assert ship.shipped_name(0.25) == "fmnist-student-w025"
     assert ship.shipped_name(0.125) == "fmnist-student-w0125"
-    assert ship.parse_pick("0.5:20,0.25:40:full+lr8x") == [(0.5, 20.0, "full"), (0.25, 40.0, "full+lr8x")]
-    assert ship.parse_pick("0.25:80", recipe="pixel") == [(0.25, 80.0, "pixel")]
-    for bad in ("0.25", "0.25:x", "0.25:40:", "0.25:40:full:1"):
+    assert ship.parse_pick("0.5:20,0.25:40:full+lr8x") == [(0.5, 20.0, "full", None), (0.25, 40.0, "full+lr8x", None)]
+    assert ship.parse_pick("0.25:80", recipe="pixel") == [(0.25, 80.0, "pixel", None)]
+    pick = ship.parse_pick("0.25:60:full+lr8x-cosine:curves_cos60")
+    assert pick == [(0.25, 60.0, "full+lr8x-cosine", "curves_cos60")]
+    for bad in ("0.25", "0.25:x", "0.25:40:", "0.25:40:full:", "0.25:40:full:r:1"):
         with pytest.raises(SystemExit, match="WIDTH:MINUTES"):
             ship.parse_pick(bad)
 
@@ -36,10 +38,16 @@ def test_copy_snapshot_replaces_the_folder_whole_and_refuses_a_missing_snapshot(
         ship.copy_snapshot(tmp_path / "nothing", dest)
 
 
-def test_curve_point_searches_the_results_in_order(ship):
+def test_curve_point_comes_from_the_results_that_list_the_run(ship):
     pt = {"minutes": 40.0, "seeds": 3, "fid_mean": 2.4, "fid_std": 0.3}
-    a = {"source": "a.json", "curves": {"w0.25 full": {"points": [{**pt, "fid_mean": 3.0}]}}}
-    b = {"source": "b.json", "curves": {"w0.25 full+lr8x-cosine": {"points": [pt]}}}
-    assert ship.curve_point([a, b], "full+lr8x-cosine", 0.25, 40.0) == {**pt, "results": "b.json"}
-    assert ship.curve_point([a, b], "full", 0.25, 40.0)["results"] == "a.json"
-    assert ship.curve_point([a, b], "full", 0.25, 20.0) is None and ship.curve_point([], "full", 0.25, 40.0) is None
+    curve = "w0.25 full+lr8x-cosine"
+    a = {"source": "a.json", "runs": [{"run": "runs/curves/w0.25_full+lr8x-cosine_s0"}],
+         "curves": {curve: {"points": [{**pt, "fid_mean": 2.9}]}}}  # the same name over a 40-min budget
+    b = {"source": "b.json", "runs": [{"run": "runs/curves_cos60/w0.25_full+lr8x-cosine_s0"}],
+         "curves": {curve: {"points": [pt]}}}  # fmt: skip
+    assert ship.curve_point([a, b], "runs/curves_cos60/w0.25_full+lr8x-cosine_s0", "full+lr8x-cosine", 0.25,
+                            40.0) == {**pt, "results": "b.json"}  # fmt: skip
+    assert ship.curve_point([a, b], "runs/curves/w0.25_full+lr8x-cosine_s0", "full+lr8x-cosine", 0.25,
+                            40.0)["fid_mean"] == 2.9  # fmt: skip
+    assert ship.curve_point([a, b], "runs/curves/w0.25_full+lr8x-cosine_s0", "full+lr8x-cosine", 0.25, 20.0) is None
+    assert ship.curve_point([a, b], "runs/other/w0.25_full+lr8x-cosine_s0", "full+lr8x-cosine", 0.25, 40.0) is None
