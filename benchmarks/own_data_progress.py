@@ -64,8 +64,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     snaps = Path(args.snapshots) if args.snapshots else run / "snapshots"
     models = {p.name: p for p in sorted(snaps.iterdir()) if (p / "config.json").exists()} if snaps.is_dir() else {}
-    if (run / "generator" / "config.json").exists():
-        models["final"] = run / "generator"
+    if (run / "generator" / "config.json").exists():  # "final" only when it holds the run's last step
+        g_steps = int(load_json(run / "generator" / "config.json").get("trained_steps", 0))
+        models["final" if g_steps >= max(wall_at(run), default=0) else f"generator_step{g_steps}"] = run / "generator"
     if not models:
         raise SystemExit(f"{run} holds no snapshots and no generator/: train it with --snapshot-minutes first")
     ref_model = next(iter(models.values()))  # any of them: they share the data and the image shape
