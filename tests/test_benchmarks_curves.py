@@ -107,30 +107,9 @@ def test_an_iterative_lever_starts_from_the_parent_snapshot_and_counts_its_time(
     assert (c["minutes"], c["steps"], c["own_minutes"], c["own_steps"]) == (7.5, 250 + 175, 2.5, 175)
 
 
-def test_pixel_takes_the_rate_levers_and_refuses_the_others(curves, tmp_path, monkeypatch):
-    seen = []
-
-    def fake_compress(cfg, run, resume=False):
-        seen.append(cfg)
-        for m in cfg.snapshot_minutes:
-            d = curves.snapshot_dir(run, m)
-            d.mkdir(parents=True, exist_ok=True)
-            (d / curves.WEIGHTS).write_bytes(b"x")
-
-    monkeypatch.setattr(curves, "compress", fake_compress)
-    monkeypatch.setattr(curves, "teacher_sha", lambda t: "sha")
-    monkeypatch.setattr(curves, "resolve_model_path", lambda name: tmp_path)
-    curves.main(["--recipes", "pixel+lr8x-cosine", "--widths", "0.25", "--points", "2.5", "--runs",
-                 str(tmp_path / "runs"), "--train-only"])  # fmt: skip
-    (cfg,) = seen
-    assert (cfg.lr_g, cfg.lr_schedule, cfg.adv, cfg.perceptual, cfg.init) == (1.6e-3, "cosine", 0.0, 0.0, "random")
-    with pytest.raises(SystemExit, match="pixel\\+LEVER with LEVER one of cosine, batch128"):
-        curves.main(["--recipes", "pixel+dfeat", "--runs", str(tmp_path / "runs")])
-    with pytest.raises(SystemExit, match="unknown \\['scratch\\+lr8x'\\]"):
-        curves.main(["--recipes", "scratch+lr8x", "--runs", str(tmp_path / "runs")])
-
-
-def test_levers_stack_left_to_right(curves, tmp_path, monkeypatch):
+@pytest.fixture
+def trained(curves, tmp_path, monkeypatch):
+    """run name -> the config curves.main trained it with (a fake compress writes the snapshots)."""
     seen = {}
 
     def fake_compress(cfg, run, resume=False):
@@ -143,9 +122,24 @@ def test_levers_stack_left_to_right(curves, tmp_path, monkeypatch):
     monkeypatch.setattr(curves, "compress", fake_compress)
     monkeypatch.setattr(curves, "teacher_sha", lambda t: "sha")
     monkeypatch.setattr(curves, "resolve_model_path", lambda name: tmp_path)
+    return seen
+
+
+def test_pixel_takes_the_rate_levers_and_refuses_the_others(curves, tmp_path, trained):
+    curves.main(["--recipes", "pixel+lr8x-cosine", "--widths", "0.25", "--points", "2.5", "--runs",
+                 str(tmp_path / "runs"), "--train-only"])  # fmt: skip
+    (cfg,) = trained.values()
+    assert (cfg.lr_g, cfg.lr_schedule, cfg.adv, cfg.perceptual, cfg.init) == (1.6e-3, "cosine", 0.0, 0.0, "random")
+    with pytest.raises(SystemExit, match="pixel\\+LEVER with LEVER one of cosine, batch128"):
+        curves.main(["--recipes", "pixel+dfeat", "--runs", str(tmp_path / "runs")])
+    with pytest.raises(SystemExit, match="unknown \\['scratch\\+lr8x'\\]"):
+        curves.main(["--recipes", "scratch+lr8x", "--runs", str(tmp_path / "runs")])
+
+
+def test_levers_stack_left_to_right(curves, tmp_path, trained):
     curves.main(["--recipes", "full+lr8x-cosine+fresh-d,full+lr8x-cosine+adv-late,full+lr8x-cosine+freeze-d",
                  "--widths", "0.25", "--points", "5", "--runs", str(tmp_path / "runs"), "--train-only"])  # fmt: skip
-    a, b, c = (seen[f"w0.25_full+lr8x-cosine+{lv}_s0"] for lv in ("fresh-d", "adv-late", "freeze-d"))
+    a, b, c = (trained[f"w0.25_full+lr8x-cosine+{lv}_s0"] for lv in ("fresh-d", "adv-late", "freeze-d"))
     for cfg in (a, b, c):
         assert (cfg.lr_g, cfg.lr_schedule) == (1.6e-3, "cosine")
     assert (a.d_init, b.adv_warmup, c.d_freeze) == ("fresh", 0.5, 2)
