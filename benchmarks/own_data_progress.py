@@ -64,15 +64,15 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     snaps = Path(args.snapshots) if args.snapshots else run / "snapshots"
     models = {p.name: p for p in sorted(snaps.iterdir()) if (p / "config.json").exists()} if snaps.is_dir() else {}
+    walls = wall_at(run)
     if (run / "generator" / "config.json").exists():  # "final" only when it holds the run's last step
         g_steps = int(load_json(run / "generator" / "config.json").get("trained_steps", 0))
-        models["final" if g_steps >= max(wall_at(run), default=0) else f"generator_step{g_steps}"] = run / "generator"
+        models["final" if g_steps >= max(walls, default=0) else f"generator_step{g_steps}"] = run / "generator"
     if not models:
         raise SystemExit(f"{run} holds no snapshots and no generator/: train it with --snapshot-minutes first")
     ref_model = next(iter(models.values()))  # any of them: they share the data and the image shape
     cmd = " ".join(map(shlex.quote, ["python", *sys.argv]))
     metrics = ("fid", "isc", "kid", "prc") if args.evaluator else ("fid", "kid", "prc")
-    walls = wall_at(run)
     rows = []
     data = load_json(ref_model / "config.json").get("data")
     for name, folder in models.items():
