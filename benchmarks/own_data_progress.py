@@ -59,6 +59,7 @@ def main(argv=None) -> int:
     ap.add_argument("--evaluator", help="a classifier of this data (gankd train-classifier) as the feature "
                     "extractor, adding IS; default: the extractor gankd picks for the domain")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "own_data" / "progress"))
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: where the samples are drawn and scored")
     args = ap.parse_args(argv)
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
         path = out / f"{name}.json"
         if not path.exists():
             r = evaluate(folder, metrics, args.num_samples, class_consistency=False, evaluator=args.evaluator,
-                         command=cmd)  # fmt: skip
+                         device=args.device, command=cmd)  # fmt: skip
             save_result(r, path)
         r = json.loads(path.read_text())
         step = int(load_json(folder / "config.json")["trained_steps"])
@@ -96,8 +97,9 @@ def main(argv=None) -> int:
     floor_path = out / "floor.json"
     if not floor_path.exists():
         c, h, _ = adapter_for(load_generator(ref_model)).output_shape()
-        save_result(real_floor(f"{data}:test", num_samples=args.num_samples, metrics=metrics, resolution=h,
-                               channels=c, evaluator=args.evaluator, command=cmd), floor_path)  # fmt: skip
+        floor = real_floor(f"{data}:test", num_samples=args.num_samples, metrics=metrics, resolution=h, channels=c,
+                           evaluator=args.evaluator, device=args.device, command=cmd)  # fmt: skip
+        save_result(floor, floor_path)
     floor = json.loads(floor_path.read_text())["quality"]
     proto = json.loads((out / f"{rows[-1]['name']}.json").read_text())["protocol"]
     res = {"run": portable_path(run), "data": data, "rows": rows, "floor": {k: floor.get(k) for k in
