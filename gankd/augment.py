@@ -3,8 +3,10 @@ images before the discriminator, so D cannot overfit a small dataset.
 
 Policies (comma-separated): ``translation`` (shift by up to 1/8 of the size, zero
 fill), ``cutout`` (zero a random square of half the size), ``color`` (brightness,
-saturation, contrast jitter). Randomness comes from an explicit ``torch.Generator``
-so training resumes exactly.
+saturation, contrast jitter). Each op is applied to every image (``p`` = 1, as in
+DiffAugment) or to a random share ``p`` of the batch (ADA-style: the discriminator also sees
+un-jittered images, so e.g. colour is not hidden from it altogether). Randomness comes from an
+explicit ``torch.Generator`` so training resumes exactly.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ def parse_policy(policy: str) -> list[str]:
     return names
 
 
-def diff_augment(x: torch.Tensor, policy: str, gen: torch.Generator) -> torch.Tensor:
-    """Augment a batch (B, C, H, W) in [-1, 1]; gradients flow through."""
+def diff_augment(x: torch.Tensor, policy: str, gen: torch.Generator, p: float = 1.0) -> torch.Tensor:
+    """Augment a batch (B, C, H, W) in [-1, 1]; gradients flow through. With ``p`` < 1 each op
+    reaches each image with probability ``p`` (independently per op)."""
     for name in parse_policy(policy):
-        x = _OPS[name](x, gen)
+        out = _OPS[name](x, gen)
+        if p < 1:
+            out = torch.where(_rand((x.shape[0], 1, 1, 1), gen, x.device) < p, out, x)
+        x = out
     return x
 
 

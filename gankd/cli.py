@@ -88,8 +88,8 @@ def cmd_train_teacher(args) -> int:
         args.config = str(saved)  # resume the run as it was configured; flags still override
     cfg = _build_cfg(GANTrainConfig, args, {
         "data": args.data, "steps": args.steps, "batch_size": args.batch_size, "loss": args.loss,
-        "lr_g": args.lr_g, "lr_d": args.lr_d, "diffaug": args.diffaug, "seed": args.seed,
-        "max_minutes": args.max_minutes, "device": args.device, "select": args.select,
+        "lr_g": args.lr_g, "lr_d": args.lr_d, "diffaug": args.diffaug, "diffaug_p": args.diffaug_p,
+        "seed": args.seed, "max_minutes": args.max_minutes, "device": args.device, "select": args.select,
         "eval_every": args.eval_every, "task": args.task, "l1": args.l1, "g_family": args.g_family,
         "perceptual": args.perc,
         "snapshot_minutes": _floats(args.snapshot_minutes, "--snapshot-minutes"),
@@ -263,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-d", type=float)
     p.add_argument("--diffaug", help="DiffAugment policy, e.g. translation,cutout (noise-to-image; "
                    "color,translation,cutout helps small data sets)")
+    p.add_argument("--diffaug-p", type=float, help="share of images each --diffaug op reaches (default 1: all)")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
     p.add_argument("--snapshot-minutes", help="save the (EMA) model as it is at these training wall minutes, "
@@ -312,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="teacher folder or shipped name (default: fmnist-teacher)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="quick (~10 min on 2 CPU cores) or full (4,200 steps, student lr 1.6e-3 with cosine decay: "
-                   "~60 min on a CPU thread)")
+                   help="quick (~10 min on 2 CPU cores) or full (2,712 steps, student lr 1.6e-3 with cosine decay, "
+                   "no perceptual or KD term: ~30 min on a CPU thread)")
     p.add_argument("--width", type=float, help="student width relative to the teacher (e.g. 0.25)")
     p.add_argument("--channels", help="explicit per-stage student channels, e.g. 128,64,32,8")
     p.add_argument("--init", choices=INITS, help="prune: inherit the teacher's top channels; random")

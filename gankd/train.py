@@ -66,6 +66,7 @@ class GANTrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas for both
     ema_decay: float = 0.999  # EMA of generator weights (0 disables)
     diffaug: str = ""  # DiffAugment policy, e.g. "translation,cutout"; empty = off
+    diffaug_p: float = 1.0  # share of images each DiffAugment op reaches (1 = all, as in DiffAugment)
     seed: int = 0  # the one seed for init, data order, noise
     threads: int = 0  # torch CPU threads (0 = torch default)
     channels_last: bool = True  # NHWC memory format (faster convs on CPU)
@@ -114,6 +115,10 @@ class GANTrainConfig:
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         parse_policy(self.diffaug)
+        if not 0 < self.diffaug_p <= 1:
+            raise ValueError(f"--diffaug-p must be in (0, 1], got {self.diffaug_p}")
+        if self.diffaug_p < 1 and not self.diffaug:
+            raise ValueError("--diffaug-p sets how often --diffaug's ops apply: add --diffaug POLICY")
         g, d = self.generator, self.discriminator
         for key in ("resolution", "image_channels", "num_classes"):
             # a mismatched D still runs (convs take any size), on the wrong images or labels
@@ -373,7 +378,7 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
             y_fake = y_fake.to(cfg.device) if y_fake is not None else None
 
             def aug(x):
-                return diff_augment(x, cfg.diffaug, gen) if cfg.diffaug else x
+                return diff_augment(x, cfg.diffaug, gen, cfg.diffaug_p) if cfg.diffaug else x
 
         # one generator forward serves both steps: G does not change during the D step
         fake = G(src) if i2i else G(z, y_fake)

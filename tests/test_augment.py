@@ -66,3 +66,24 @@ def test_parse_policy():
         parse_policy("translation,flip")
     x = torch.rand(2, 1, 8, 8)
     assert diff_augment(x, "", gen()) is x
+
+
+def test_a_share_p_of_the_images_is_augmented_and_p_1_is_unchanged():
+    x = torch.rand(400, 3, 8, 8) * 2 - 1
+    assert torch.equal(diff_augment(x, "color", gen(3), p=1.0), diff_augment(x, "color", gen(3)))
+    out = diff_augment(x, "color", gen(3), p=0.5)
+    touched = (out != x).flatten(1).any(1)
+    assert 150 < int(touched.sum()) < 250  # about half of the 400 images
+    assert torch.equal(out, diff_augment(x, "color", gen(3), p=0.5))  # same generator, same images
+    x.requires_grad_(True)
+    diff_augment(x, "color,translation", gen(), p=0.3).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_diffaug_p_refusals_name_the_flags():
+    from gankd.train import GANTrainConfig
+
+    with pytest.raises(ValueError, match="--diffaug-p must be in \\(0, 1\\]"):
+        GANTrainConfig(diffaug="color", diffaug_p=0.0)
+    with pytest.raises(ValueError, match="add --diffaug POLICY"):
+        GANTrainConfig(diffaug_p=0.5)

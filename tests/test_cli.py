@@ -204,12 +204,12 @@ def test_compress_presets_carry_the_measured_learning_rate_and_flags_win(tmp_pat
 
     seen = []
     monkeypatch.setattr(gankd.distill, "compress", lambda cfg, out, resume=False, progress=True: seen.append(cfg))
-    for extra in ([], ["--lr-g", "3e-4", "--steps", "7", "--d-freeze", "1", "--adv-warmup", "0.25"]):
+    for extra in ([], ["--lr-g", "3e-4", "--steps", "7", "--d-freeze", "1", "--adv-warmup", "0.25", "--perc", "0.5"]):
         code, _, err = run_cli(capsys, "compress", "--out", tmp_path / "r", "--preset", "full", *extra)
         assert code == 0, err
     preset, flagged = seen
     assert preset.lr_g == gankd.distill.PRESET_LR_G and preset.steps == gankd.distill.PRESETS["full"]["steps"]
-    assert preset.lr_schedule == "cosine"
+    assert (preset.lr_schedule, preset.perceptual, preset.kd, flagged.perceptual) == ("cosine", 0.0, 0.0, 0.5)
     assert flagged.lr_g == 3e-4 and flagged.steps == 7  # a flag overrides its preset value
     assert (preset.d_freeze, preset.adv_warmup, flagged.d_freeze, flagged.adv_warmup) == (0, 0.0, 1, 0.25)
     run_cli(capsys, "compress", "--out", tmp_path / "r")

@@ -73,9 +73,10 @@ def test_train_teacher_end_to_end(two_class_folder, tmp_path, capsys):
     assert code == 2 and "--resume" in err and len(err.strip().splitlines()) == 1
 
 
-def test_resume_is_bitwise_exact(two_class_folder, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("extra", [[], ["--diffaug-p", "0.5"]])  # the share-p masks draw from the run's RNG too
+def test_resume_is_bitwise_exact(two_class_folder, tmp_path, capsys, monkeypatch, extra):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert teacher(capsys, two_class_folder, straight, "--steps", "6")[0] == 0
+    assert teacher(capsys, two_class_folder, straight, "--steps", "6", *extra)[0] == 0
 
     # the second run dies during step 4 (after the checkpoint at step 2, before the one at 4)
     calls = {"n": 0}
@@ -88,7 +89,7 @@ def test_resume_is_bitwise_exact(two_class_folder, tmp_path, capsys, monkeypatch
         return real_g_loss(*a, **k)
 
     monkeypatch.setattr(gankd.train, "g_loss", dying_g_loss)
-    assert teacher(capsys, two_class_folder, split, "--steps", "6")[0] == 130
+    assert teacher(capsys, two_class_folder, split, "--steps", "6", *extra)[0] == 130
     monkeypatch.undo()
     assert load_state(split / "state.pt")["step"] == 2
 
