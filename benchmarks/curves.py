@@ -268,6 +268,17 @@ def plot(summary: dict, teacher: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def add_study_args(ap: argparse.ArgumentParser, name: str) -> None:
+    """The flags a study of students of the shipped teacher shares: samples, teacher, device, a
+    note for its table, and where its results (benchmarks/results/NAME) and runs (runs/NAME) go."""
+    ap.add_argument("--num-samples", type=int, default=10000)
+    ap.add_argument("--teacher", default="fmnist-teacher")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--note", default="")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / name))
+    ap.add_argument("--runs", default=str(ROOT / "runs" / name))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", default="2.5,5,10,20", help="wall-clock minutes of the snapshots")
@@ -282,12 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--score-only", action="store_true", help="train nothing: score (and tabulate) the snapshots "
                     "that the listed runs already have at --points (runs trained to different lengths in one table)")
-    ap.add_argument("--num-samples", type=int, default=10000)
-    ap.add_argument("--teacher", default="fmnist-teacher")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--note", default="")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "curves"))
-    ap.add_argument("--runs", default=str(ROOT / "runs" / "curves"))
+    add_study_args(ap, "curves")
     args = ap.parse_args(argv)
     args.points = sorted(float(v) for v in args.points.split(","))
     widths = [float(w) for w in args.widths.split(",")]

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes of matrix.py and curves.py
 
-from curves import known_recipe, lever_overrides, teacher_reference  # noqa: E402
+from curves import add_study_args, known_recipe, lever_overrides, teacher_reference  # noqa: E402
 from matrix import RECIPES, recipe_config, teacher_sha  # noqa: E402
 
 from gankd.checkpoint import atomic_write_bytes, resolve_model_path  # noqa: E402
@@ -42,7 +42,6 @@ from gankd.evaluate import evaluate, save_result  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
 from gankd.metrics.efficiency import fingerprint  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {0.25: 1.10, 0.125: 1.50}  # width -> FID within this factor of the teacher's
 MAX_FRACTION = 0.25  # ... reached in at most this share of the teacher's training steps
 
@@ -137,12 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--table-only", action="store_true", help="train nothing: tabulate the cells scored in --out")
     ap.add_argument("--max-minutes", type=float, default=0.0, help="wall-time cap per cell (0 = none)")
-    ap.add_argument("--num-samples", type=int, default=10000)
-    ap.add_argument("--teacher", default="fmnist-teacher")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--note", default="")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step_budget"))
-    ap.add_argument("--runs", default=str(ROOT / "runs" / "step_budget"))
+    add_study_args(ap, "step_budget")
     args = ap.parse_args(argv)
     recipes = args.recipes.split(",")
     bad = [r for r in recipes if r == "scratch" or not known_recipe(r)]
