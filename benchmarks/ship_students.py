@@ -14,6 +14,10 @@ consistency, PSNR/SSIM to the teacher, params/MACs, eager and ONNX Runtime speed
 interleaved with the teacher). The card also quotes the curve's FID mean ± std over seeds at
 that point, from the curves results that list this very run, when they hold more than one
 seed. Writes metrics.json and MODEL_CARD.md per folder.
+
+``--budget-pick WIDTH:FRACTION:RECIPE`` ships instead the final student of a step-budget cell
+(benchmarks/step_budget.py: a run whose schedule spans FRACTION of the teacher's steps, no
+selection), quoting that cell's FID mean ± std over seeds from its results.json.
 """
 
 from __future__ import annotations
@@ -69,6 +73,27 @@ def copy_snapshot(snap: Path, dest: Path) -> None:
     replace_folder(dest, fill, carry_over=False)
 
 
+def parse_budget_pick(text: str) -> list[tuple[float, float, str]]:
+    """WIDTH:FRACTION:RECIPE,... -> (width, fraction, recipe)."""
+    try:
+        parts = [x.split(":") for x in text.split(",")]
+        if any(len(p) != 3 or not all(p) for p in parts):
+            raise ValueError
+        return [(float(p[0]), float(p[1]), p[2]) for p in parts]
+    except ValueError:
+        raise SystemExit("--budget-pick: expected WIDTH:FRACTION:RECIPE[,...] such as "
+                         f"0.125:0.75:full+lr8x-cosine+perc0, got '{text}'") from None  # fmt: skip
+
+
+def budget_point(results: dict, recipe: str, width: float, fraction: float) -> dict | None:
+    """The step-budget row of this recipe, width and fraction: FID mean ± std over its seeds."""
+    for r in results.get("rows", []):
+        if (r["recipe"], r["width"], r["fraction"]) == (recipe, width, fraction):
+            return {"seeds": len(r["fids"]), "fid_mean": r["fid_mean"], "fid_std": r["fid_std"],
+                    "results": results.get("source")}  # fmt: skip
+    return None
+
+
 def curve_point(curves: list[dict], run: str, recipe: str, width: float, minutes: float) -> dict | None:
     """The point at ``minutes`` of the first curves results that list ``run`` (a portable path)
     among their runs: a curve is named by recipe and width, so only the run tells a 40-minute
@@ -96,10 +121,13 @@ def card(name: str, m: dict) -> str:
     pt = c.get("curve_point")
     seeds = "" if not pt or pt["seeds"] < 2 else (
         f" Over {pt['seeds']} seeds of the same recipe at this point: FID {pt['fid_mean']:.2f} ± {pt['fid_std']:.2f}.")
+    where = (f"the final student of a step-budget run whose schedule spans {c['fraction']:.0%} of the teacher's "
+             f"steps" if c.get("fraction") else f"the snapshot of a quality-vs-time run after {c['minutes']:g} min of "
+             "training wall time")  # fmt: skip
     lines = [
         f"# {name}", "",
-        f"A width-{c['width']:g} student of `fmnist-teacher` distilled by gankd's `{c['recipe']}` recipe: the snapshot "
-        f"of a quality-vs-time run after {c['minutes']:g} min of training wall time (no checkpoint selection).", "",
+        f"A width-{c['width']:g} student of `fmnist-teacher` distilled by gankd's `{c['recipe']}` recipe: {where} "
+        "(no checkpoint selection).", "",
         f"- Family: `dcgan` generator, class-conditional (10 classes), 32x32 gray, stage channels "
         f"{m['model_info'].get('feature_channels')}; pruned from the teacher by L1 channel norm, then distilled.",
         f"- Size: {e['params']:,} parameters, {e['macs'] / 1e6:.2f} M MACs per image "
@@ -119,7 +147,7 @@ def card(name: str, m: dict) -> str:
         f"| fmnist-teacher (its card) | {m['teacher_quality']['fid']:.3f} | {m['teacher_quality']['isc_mean']:.3f} | "
         f"{m['teacher_quality']['kid_mean']:.4f} | {m['teacher_quality']['precision']:.3f} | "
         f"{m['teacher_quality']['recall']:.3f} | {m['teacher_cc']:.3f} |", "",
-        f"Single model, seed 0.{seeds}", "",
+        f"Single model, seed {c['seed']}.{seeds}", "",
         f"- Fidelity to the teacher (same seeds and labels): PSNR {tf.get('psnr_db', float('nan')):.1f} dB, "
         f"SSIM {tf.get('ssim', float('nan')):.3f}.",
         "- Speed: not measured (--no-speed)." if not r else
@@ -137,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pick", default=DEFAULT_PICK, help="WIDTH:MINUTES[:RECIPE[:RUNS]],... (curve run and "
                     "snapshot; RUNS: a folder under runs/, default --runs)")
     ap.add_argument("--recipe", default="full", help="recipe of picks that name none")
+    ap.add_argument("--budget-pick", default="", help="WIDTH:FRACTION:RECIPE,... (step-budget cells in "
+                    "runs/step_budget, benchmarks/step_budget.py); pass --pick '' to ship only these")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", default=str(ROOT / "runs" / "curves"))
     ap.add_argument("--curves", default=",".join(str(p) for p in sorted((ROOT / "benchmarks" / "results").glob(
@@ -150,10 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     curves = [{**json.loads(Path(f).read_text()), "source": portable_path(Path(f))}
               for f in args.curves.split(",") if Path(f).exists()]  # fmt: skip
     teacher_m = load_json(pretrained_dir() / "fmnist-teacher" / "metrics.json")
-    for width, minutes, recipe, runs in parse_pick(args.pick, args.recipe):
+    picks = [(w, m, r, runs, None) for w, m, r, runs in (parse_pick(args.pick, args.recipe) if args.pick else [])]
+    picks += [(w, None, r, "step_budget", f) for w, f, r in (parse_budget_pick(args.budget_pick)
+                                                             if args.budget_pick else [])]  # fmt: skip
+    for width, minutes, recipe, runs, fraction in picks:
         runs_dir = ROOT / "runs" / runs if runs else Path(args.runs)
-        run = runs_dir / f"w{width:g}_{recipe}_s{args.seed}"
-        snap = snapshot_dir(run, minutes)
+        if fraction is None:
+            run = runs_dir / f"w{width:g}_{recipe}_s{args.seed}"
+            snap = snapshot_dir(run, minutes)
+        else:
+            run = runs_dir / f"w{width:g}_{recipe}_s{args.seed}_f{fraction:g}"
+            snap = run / "student"
+            cell = json.loads((ROOT / "benchmarks" / "results" / "step_budget" / "cells" / f"{run.name}.json")
+                              .read_text())["budget"]  # fmt: skip
+            minutes = round(cell["wall_s"] / 60, 1)
         dest = Path(args.out) / shipped_name(width)
         copy_snapshot(snap, dest)
         meta = load_json(dest / CONFIG)
@@ -164,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
                       "train_command": f"python benchmarks/curves.py --widths {width:g} --recipes {recipe} "
                                        f"--seeds {args.seed} --points ...,{minutes:g} --runs {portable_path(runs_dir)}",
                       "curve_point": curve_point(curves, portable_path(run), recipe, width, minutes)}  # fmt: skip
+        if fraction is not None:
+            sb = ROOT / "benchmarks" / "results" / "step_budget" / "results.json"
+            results = {**json.loads(sb.read_text()), "source": portable_path(sb)} if sb.exists() else {}
+            m["curve"].update(fraction=fraction, curve_point=budget_point(results, recipe, width, fraction),
+                              train_command=f"python benchmarks/step_budget.py --widths {width:g} --recipes {recipe} "
+                                            f"--seeds {args.seed} --fractions {fraction:g}")  # fmt: skip
         m["teacher_quality"] = teacher_m["quality"]
         m["teacher_steps"] = teacher_m["training"]["steps"]
         m["teacher_cc"] = teacher_m["class_consistency"]["accuracy"]

@@ -51,3 +51,16 @@ def test_curve_point_comes_from_the_results_that_list_the_run(ship):
                             40.0)["fid_mean"] == 2.9  # fmt: skip
     assert ship.curve_point([a, b], "runs/curves/w0.25_full+lr8x-cosine_s0", "full+lr8x-cosine", 0.25, 20.0) is None
     assert ship.curve_point([a, b], "runs/other/w0.25_full+lr8x-cosine_s0", "full+lr8x-cosine", 0.25, 40.0) is None
+
+
+def test_budget_picks_and_their_seed_spread(ship):
+    assert ship.parse_budget_pick("0.125:0.75:full+lr8x-cosine+perc0,0.25:0.25:full") == [
+        (0.125, 0.75, "full+lr8x-cosine+perc0"), (0.25, 0.25, "full")]
+    for bad in ("0.125:0.75", "0.125:x:full", "0.125:0.75:", "0.125:0.75:full:r"):
+        with pytest.raises(SystemExit, match="WIDTH:FRACTION:RECIPE"):
+            ship.parse_budget_pick(bad)
+    row = {"recipe": "r", "width": 0.125, "fraction": 0.75, "fids": [2.2, 2.5, 2.4], "fid_mean": 2.37, "fid_std": 0.15}
+    res = {"source": "sb.json", "rows": [{**row, "fraction": 0.5, "fid_mean": 3.0}, row]}
+    assert ship.budget_point(res, "r", 0.125, 0.75) == {"seeds": 3, "fid_mean": 2.37, "fid_std": 0.15,
+                                                        "results": "sb.json"}
+    assert ship.budget_point(res, "r", 0.25, 0.75) is None and ship.budget_point({}, "r", 0.125, 0.75) is None
