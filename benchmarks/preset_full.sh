@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `gankd compress --preset full` end to end on the shipped teacher, as a user runs it (val-split checks
 # and checkpoint selection included), on ONE CPU thread, then its student on the test split (10k).
-# Writes benchmarks/results/preset_full/{timing.json,eval_student.json,compress.log}.
+# Writes benchmarks/results/preset_full/{timing.json,eval_student.json} (the run's own log: RUN/metrics.jsonl).
 #   bash benchmarks/preset_full.sh            # WIDTH=0.25 SEED=0 by default; about 40 minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ export OMP_NUM_THREADS=1
 mkdir -p "$OUT"
 t0=$(date +%s.%N)
 $PY -m gankd compress --preset full --width "$WIDTH" --seed "$SEED" --out "$RUN" --set threads=1 --no-progress \
-  $([ -f "$RUN/state.pt" ] && echo --resume) 2>&1 | tee "$OUT/compress.log"
+  $([ -f "$RUN/state.pt" ] && echo --resume)
 t1=$(date +%s.%N)
 $PY -m gankd eval --model "$RUN/student" --teacher fmnist-teacher --num-samples 10000 --out "$OUT/eval_student.json"
 $PY - "$RUN" "$t0" "$t1" "$OUT/timing.json" <<'PY'
