@@ -17,7 +17,8 @@ resumable (a killed run resumes from its checkpoint) and a scored cell is not sc
 ``--max-minutes`` caps a cell's wall time as a safety net: a cell stopped by it before its
 steps is reported with the steps it reached and flagged.
 
-Writes --out/cells/<cell>.json, --out/results.json (the table, the commands) and RESULTS.md.
+Writes --out/cells/<cell>.json, --out/results.json (the table, the commands), RESULTS.md and
+step_budget.png (FID against the share of the teacher's steps).
 """
 
 from __future__ import annotations
@@ -127,6 +128,37 @@ def render(rows: list[dict], teacher: dict, note: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(rows: list[dict], teacher: dict, path: Path) -> None:
+    """FID against the share of the teacher's steps, one line per width and recipe, with the
+    teacher's FID, the targets and the 25 % budget marked."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key in sorted({(r["width"], r["recipe"]) for r in rows}, key=lambda k: (-k[0], k[1])):
+        pts = sorted((r for r in rows if (r["width"], r["recipe"]) == key), key=lambda r: r["fraction"])
+        ax.errorbar([r["fraction"] for r in pts], [r["fid_mean"] for r in pts], yerr=[r["fid_std"] for r in pts],
+                    marker="o", capsize=3, label=f"w{key[0]:g} {key[1]}")  # fmt: skip
+    ax.axhline(teacher["fid"], color="k", ls="--", lw=1, label=f"teacher {teacher['fid']:.2f}")
+    for width, x in TARGETS.items():
+        ax.axhline(x * teacher["fid"], color="gray", ls=":", lw=1, label=f"w{width:g} target ({x:g}x)")
+    ax.axvline(MAX_FRACTION, color="tab:red", ls=":", lw=1, label=f"{MAX_FRACTION:.0%} of the teacher's steps")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"student steps / the teacher's {teacher['train_steps']:,} training steps")
+    ax.set_ylabel("FID (evaluator, test split, 10k)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    atomic_write_bytes(path, buf.getvalue())
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fractions", default="0.25", help="budgets as shares of the teacher's training steps")
@@ -164,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                  "command": " ".join(map(shlex.quote, sys.argv)), "tabulated_on": fingerprint(args.device),
                  "threads_per_run": 1}, out / "results.json")  # fmt: skip
     atomic_write_bytes(out / "RESULTS.md", render(rows, teacher, args.note).encode())
+    plot(rows, teacher, out / "step_budget.png")
     print(render(rows, teacher, args.note))
     return 0
 

@@ -68,6 +68,7 @@ def test_a_cell_cut_by_the_time_cap_is_flagged(sb, fake, tmp_path):
     (row,) = res["rows"]
     assert (row["steps"], row["stopped_early"]) == (900, True)
     assert "900 (time cap hit)" in (tmp_path / "out" / "RESULTS.md").read_text()
+    assert (tmp_path / "out" / "step_budget.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def _cell(width, seed, fraction, fid):
