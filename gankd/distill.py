@@ -77,9 +77,10 @@ PRESETS = {
     # 6 minutes of training (about 10 with the evaluation of `gankd demo`) on a 2-core CPU
     "quick": {"steps": 1200, "eval_every": 300, "eval_samples": 1000, "max_minutes": 6.0, "lr_g": PRESET_LR_G},
     # the 8x rate decayed to 0 by a cosine over 2,712 steps (25 % of the fmnist teacher's 10,850) with no
-    # perceptual or KD term (a third of a step's time on CPU, and no gain): FID 1.64 +- 0.23 at width 1/4
-    # over 3 seeds, 1.02x the teacher (benchmarks/results/step_budget, on a GPU; about 30 min on one CPU
-    # thread); with both terms, the same steps gave 2.12 (1 seed) and 4,061 steps (60 CPU min) 1.72 +- 0.23
+    # perceptual or KD term (they cost a third of a step on CPU and do worse at equal steps): FID 1.64 +- 0.23
+    # at width 1/4 over 3 seeds, 1.02x the teacher (benchmarks/results/step_budget, on a GPU); 33.5 min and
+    # FID 1.44 end to end on one CPU thread (benchmarks/results/preset_full, seed 0); with both terms the same
+    # steps gave 2.12 (seed 0), and 4,061 steps (60 CPU min) 1.72 +- 0.23
     "full": {"steps": 2712, "eval_every": 500, "eval_samples": 5000, "max_minutes": 0.0, "lr_g": PRESET_LR_G,
              "lr_schedule": "cosine", "perceptual": 0.0, "kd": 0.0},
 }
