@@ -54,9 +54,9 @@ def test_curve_point_comes_from_the_results_that_list_the_run(ship):
 
 
 def test_budget_picks_and_their_seed_spread(ship):
-    assert ship.parse_budget_pick("0.125:0.75:full+lr8x-cosine+perc0,0.25:0.25:full") == [
-        (0.125, 0.75, "full+lr8x-cosine+perc0"), (0.25, 0.25, "full")]
-    for bad in ("0.125:0.75", "0.125:x:full", "0.125:0.75:", "0.125:0.75:full:r"):
+    assert ship.parse_budget_pick("0.125:0.75:full+lr8x-cosine+perc0:2,0.25:0.25:full") == [
+        (0.125, 0.75, "full+lr8x-cosine+perc0", 2), (0.25, 0.25, "full", None)]
+    for bad in ("0.125:0.75", "0.125:x:full", "0.125:0.75:", "0.125:0.75:full:r", "0.125:0.75:full:1:2"):
         with pytest.raises(SystemExit, match="WIDTH:FRACTION:RECIPE"):
             ship.parse_budget_pick(bad)
     row = {"recipe": "r", "width": 0.125, "fraction": 0.75, "fids": [2.2, 2.5, 2.4], "fid_mean": 2.37, "fid_std": 0.15}
