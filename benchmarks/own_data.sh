@@ -9,7 +9,8 @@
 # The teacher uses DiffAugment (color,translation,cutout): with 5.2k training images and no
 # augmentation the discriminator wins early and the generator collapses to a few blobs (the
 # run of 35 min without it: recall 0.007), and without its colour jitter (DIFFAUG=translation,cutout)
-# the in-domain FID was worse (596 vs 292 at 60 min). TEACHER_ARGS adds train-teacher flags.
+# the in-domain FID was worse (596 vs 292 at 60 min), as it was with each op on half the images
+# (TEACHER_ARGS="--diffaug-p 0.5": 725 at 60 min). TEACHER_ARGS adds train-teacher flags.
 # It is unconditional (NUM_CLASSES=0): conditioned on the 21 factions (NUM_CLASSES= empty: the
 # data's class folders) the samples within a class were nearly one figure. A teacher already in
 # $RUNS/teacher is reused (its training time, from its metrics.jsonl, still goes to timing.json);
