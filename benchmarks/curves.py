@@ -229,13 +229,44 @@ def render(summary: dict, teacher: dict, note: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict, teacher: dict, path: Path) -> None:
+def fid_figure():
+    """A figure for FID against a budget (Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    return plt.subplots(figsize=(7, 4.5))
+
+
+def save_fid_figure(fig, ax, xlabel: str, path: Path) -> None:
+    """Log FID axis, labels, legend and grid; the PNG written atomically."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("FID (evaluator, test split, 10k)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    atomic_write_bytes(path, buf.getvalue())
+    plt.close(fig)
+
+
+def write_study(out: Path, result: dict, table: str, draw, png: str) -> None:
+    """A study's results.json, its RESULTS.md table (also printed) and its figure ``draw(out / png)``."""
+    save_result(result, out / "results.json")
+    atomic_write_bytes(out / "RESULTS.md", table.encode())
+    draw(out / png)
+    print(table)
+
+
+def plot(summary: dict, teacher: dict, path: Path) -> None:
+    fig, ax = fid_figure()
     for name, g in summary.items():
         xs = [p["minutes"] for p in g["points"]]
         ax.errorbar(xs, [p["fid_mean"] for p in g["points"]], yerr=[p["fid_std"] for p in g["points"]],
@@ -254,18 +285,7 @@ def plot(summary: dict, teacher: dict, path: Path) -> None:
             label = f"{frac:.0%} of the teacher's {teacher['train_steps']:,} steps (w{full['width']:g} full pace)"
             ax.axvline(frac * teacher["train_steps"] / pace, color="tab:red", ls=ls, lw=1, label=label)
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("student training wall time, minutes (1 CPU thread)")
-    ax.set_ylabel("FID (evaluator, test split, 10k)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    atomic_write_bytes(path, buf.getvalue())
-    plt.close(fig)
+    save_fid_figure(fig, ax, "student training wall time, minutes (1 CPU thread)", path)
 
 
 def add_study_args(ap: argparse.ArgumentParser, name: str) -> None:
@@ -329,10 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                         **json.loads((Path(args.runs) / run_name(r, w, s) / "DONE").read_text())} for r, w, s in runs],
               "curves": summary, "command": " ".join(map(shlex.quote, sys.argv)),
               "fingerprint": fingerprint(args.device), "threads_per_run": 1}  # fmt: skip
-    save_result(result, out / "results.json")
-    atomic_write_bytes(out / "RESULTS.md", render(summary, teacher, args.note).encode())
-    plot(summary, teacher, out / "curves.png")
-    print(render(summary, teacher, args.note))
+    write_study(out, result, render(summary, teacher, args.note), lambda png: plot(summary, teacher, png), "curves.png")
     return 0
 
 

@@ -34,7 +34,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes of matrix.py and curves.py
 
-from curves import add_study_args, known_recipe, lever_overrides, teacher_reference  # noqa: E402
+from curves import (  # noqa: E402
+    add_study_args,
+    fid_figure,
+    known_recipe,
+    lever_overrides,
+    save_fid_figure,
+    teacher_reference,
+    write_study,
+)
 from matrix import RECIPES, recipe_config, teacher_sha  # noqa: E402
 
 from gankd.checkpoint import atomic_write_bytes, resolve_model_path  # noqa: E402
@@ -131,14 +139,7 @@ def render(rows: list[dict], teacher: dict, note: str) -> str:
 def plot(rows: list[dict], teacher: dict, path: Path) -> None:
     """FID against the share of the teacher's steps, one line per width and recipe, with the
     teacher's FID, the targets and the 25 % budget marked."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = fid_figure()
     for key in sorted({(r["width"], r["recipe"]) for r in rows}, key=lambda k: (-k[0], k[1])):
         pts = sorted((r for r in rows if (r["width"], r["recipe"]) == key), key=lambda r: r["fraction"])
         ax.errorbar([r["fraction"] for r in pts], [r["fid_mean"] for r in pts], yerr=[r["fid_std"] for r in pts],
@@ -147,16 +148,7 @@ def plot(rows: list[dict], teacher: dict, path: Path) -> None:
     for width, x in TARGETS.items():
         ax.axhline(x * teacher["fid"], color="gray", ls=":", lw=1, label=f"w{width:g} target ({x:g}x)")
     ax.axvline(MAX_FRACTION, color="tab:red", ls=":", lw=1, label=f"{MAX_FRACTION:.0%} of the teacher's steps")
-    ax.set_yscale("log")
-    ax.set_xlabel(f"student steps / the teacher's {teacher['train_steps']:,} training steps")
-    ax.set_ylabel("FID (evaluator, test split, 10k)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    atomic_write_bytes(path, buf.getvalue())
-    plt.close(fig)
+    save_fid_figure(fig, ax, f"student steps / the teacher's {teacher['train_steps']:,} training steps", path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,13 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     if not cells:
         raise SystemExit(f"--table-only: no scored cell in {out / 'cells'}: run without --table-only first")
     rows = summarise(cells, teacher)
-    save_result({"schema": "gankd.step_budget/1", "teacher": teacher, "rows": rows,
+    write_study(out, {"schema": "gankd.step_budget/1", "teacher": teacher, "rows": rows,
                  "cells": [c["budget"] | {"fid": c["quality"]["fid"]} for c in cells],
                  "command": " ".join(map(shlex.quote, sys.argv)), "tabulated_on": fingerprint(args.device),
-                 "threads_per_run": 1}, out / "results.json")  # fmt: skip
-    atomic_write_bytes(out / "RESULTS.md", render(rows, teacher, args.note).encode())
-    plot(rows, teacher, out / "step_budget.png")
-    print(render(rows, teacher, args.note))
+                 "threads_per_run": 1}, render(rows, teacher, args.note), lambda png: plot(rows, teacher, png),
+                "step_budget.png")  # fmt: skip
     return 0
 
 
