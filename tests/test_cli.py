@@ -214,3 +214,6 @@ def test_compress_presets_carry_the_measured_learning_rate_and_flags_win(tmp_pat
     assert (preset.d_freeze, preset.adv_warmup, flagged.d_freeze, flagged.adv_warmup) == (0, 0.0, 1, 0.25)
     run_cli(capsys, "compress", "--out", tmp_path / "r")
     assert seen[-1].lr_g == 2e-4  # no preset: the default rate every committed matrix result used
+    assert (seen[-1].perceptual, seen[-1].kd) == (1.0, 0.1)  # ... and both terms
+    run_cli(capsys, "compress", "--out", tmp_path / "r", "--preset", "quick")
+    assert (seen[-1].max_minutes, seen[-1].perceptual, seen[-1].kd) == (6.0, 0.0, 0.0)
