@@ -189,31 +189,28 @@ def main(argv: list[str] | None = None) -> int:
               (parse_budget_pick(args.budget_pick) if args.budget_pick else [])]  # fmt: skip
     for width, minutes, recipe, runs, fraction, seed in picks:
         runs_dir = ROOT / "runs" / runs if runs else Path(args.runs)
-        if fraction is None:
+        if fraction is None:  # a curve snapshot: its seeds' spread from the curves results that list the run
             run = runs_dir / f"w{width:g}_{recipe}_s{seed}"
             snap = snapshot_dir(run, minutes)
-        else:
+            source = {"train_command": f"python benchmarks/curves.py --widths {width:g} --recipes {recipe} --seeds "
+                                       f"{seed} --points ...,{minutes:g} --runs {portable_path(runs_dir)}",
+                      "curve_point": curve_point(curves, portable_path(run), recipe, width, minutes)}  # fmt: skip
+        else:  # a step-budget cell's final student: its wall time and seeds' spread from the step-budget results
             run = runs_dir / f"w{width:g}_{recipe}_s{seed}_f{fraction:g}"
             snap = run / "student"
-            cell = json.loads((ROOT / "benchmarks" / "results" / "step_budget" / "cells" / f"{run.name}.json")
-                              .read_text())["budget"]  # fmt: skip
-            minutes = round(cell["wall_s"] / 60, 1)
+            sb = ROOT / "benchmarks" / "results" / "step_budget"
+            minutes = round(load_json(sb / "cells" / f"{run.name}.json")["budget"]["wall_s"] / 60, 1)
+            results = {**load_json(sb / "results.json"), "source": portable_path(sb / "results.json")}
+            source = {"fraction": fraction, "curve_point": budget_point(results, recipe, width, fraction),
+                      "train_command": f"python benchmarks/step_budget.py --widths {width:g} --recipes {recipe} "
+                                       f"--seeds {seed} --fractions {fraction:g}"}  # fmt: skip
         dest = Path(args.out) / shipped_name(width)
         copy_snapshot(snap, dest)
         meta = load_json(dest / CONFIG)
         m = evaluate(dest, num_samples=args.num_samples, speed=not args.no_speed, teacher="fmnist-teacher",
                      role="student", command=cmd)  # fmt: skip
         m["curve"] = {"recipe": recipe, "width": width, "seed": seed, "minutes": minutes,
-                      "steps": meta.get("trained_steps"), "run": portable_path(run),
-                      "train_command": f"python benchmarks/curves.py --widths {width:g} --recipes {recipe} "
-                                       f"--seeds {seed} --points ...,{minutes:g} --runs {portable_path(runs_dir)}",
-                      "curve_point": curve_point(curves, portable_path(run), recipe, width, minutes)}  # fmt: skip
-        if fraction is not None:
-            sb = ROOT / "benchmarks" / "results" / "step_budget" / "results.json"
-            results = {**json.loads(sb.read_text()), "source": portable_path(sb)} if sb.exists() else {}
-            m["curve"].update(fraction=fraction, curve_point=budget_point(results, recipe, width, fraction),
-                              train_command=f"python benchmarks/step_budget.py --widths {width:g} --recipes {recipe} "
-                                            f"--seeds {seed} --fractions {fraction:g}")  # fmt: skip
+                      "steps": meta.get("trained_steps"), "run": portable_path(run), **source}  # fmt: skip
         m["teacher_quality"] = teacher_m["quality"]
         m["teacher_steps"] = teacher_m["training"]["steps"]
         m["teacher_cc"] = teacher_m["class_consistency"]["accuracy"]
