@@ -67,6 +67,7 @@ class GANTrainConfig:
     ema_decay: float = 0.999  # EMA of generator weights (0 disables)
     diffaug: str = ""  # DiffAugment policy, e.g. "translation,cutout"; empty = off
     diffaug_p: float = 1.0  # share of images each DiffAugment op reaches (1 = all, as in DiffAugment)
+    d_steps: int = 1  # discriminator updates per generator update (n_dis; each on a fresh batch and noise)
     seed: int = 0  # the one seed for init, data order, noise
     threads: int = 0  # torch CPU threads (0 = torch default)
     channels_last: bool = True  # NHWC memory format (faster convs on CPU)
@@ -108,8 +109,8 @@ class GANTrainConfig:
             raise ValueError(f"--eval-every must be >= 0 (0 = only at the end), got {self.eval_every}")
         if self.loss not in ADV_LOSSES:
             raise ValueError(f"--loss must be one of {ADV_LOSSES}, got '{self.loss}'")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("--steps and --batch-size must be >= 1")
+        if self.steps < 1 or self.batch_size < 1 or self.d_steps < 1:
+            raise ValueError("--steps, --batch-size and --d-steps must be >= 1")
         if self.lr_g <= 0 or self.lr_d <= 0:
             raise ValueError("--lr-g and --lr-d must be > 0")
         if not 0 <= self.ema_decay < 1:
@@ -361,32 +362,41 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
     if stop:
         log.warning("time budget of %g min already used (%.0f s) at step %d: nothing to train",
                     cfg.max_minutes, budget.elapsed(), step)  # fmt: skip
+
+    def draw(index: int, g: torch.Generator):
+        """(real, its condition, G's input, the fake's condition) of stream batch ``index``."""
+        if i2i:  # pix2pix: D sees (source, image) pairs
+            src, real = (t.to(cfg.device).contiguous(memory_format=cl) for t in stream.batch(index))
+            return real, src, src, src
+        real, y_real = stream.batch(index)
+        real = real.to(cfg.device).contiguous(memory_format=cl)
+        y_real = y_real.to(cfg.device) if nc else None
+        z = torch.randn(cfg.batch_size, g_cfg.z_dim, generator=g).to(cfg.device)
+        y_fake = sample_labels(cfg.batch_size, nc, g)
+        return real, y_real, z, (y_fake.to(cfg.device) if y_fake is not None else None)
+
+    def aug(x, g):
+        return diff_augment(x, cfg.diffaug, g, cfg.diffaug_p) if cfg.diffaug and not i2i else x
+
+    def fake_of(g_in, y):
+        return G(g_in) if i2i else G(g_in, y)
+
     while step < cfg.steps and not stop:
         gen = step_generator(cfg.seed, step)
-        if i2i:  # pix2pix: D sees (source, image) pairs; G: adversarial + l1 * L1 to the target
-            src, real = (t.to(cfg.device).contiguous(memory_format=cl) for t in stream.batch(step))
-            y_real = y_fake = src  # the discriminator's condition
 
-            def aug(x):
-                return x
-        else:
-            real, y_real = stream.batch(step)
-            real = real.to(cfg.device).contiguous(memory_format=cl)
-            y_real = y_real.to(cfg.device) if nc else None
-            z = torch.randn(cfg.batch_size, g_cfg.z_dim, generator=gen).to(cfg.device)
-            y_fake = sample_labels(cfg.batch_size, nc, gen)
-            y_fake = y_fake.to(cfg.device) if y_fake is not None else None
-
-            def aug(x):
-                return diff_augment(x, cfg.diffaug, gen, cfg.diffaug_p) if cfg.diffaug else x
-
-        # one generator forward serves both steps: G does not change during the D step
-        fake = G(src) if i2i else G(z, y_fake)
-        loss_d = d_loss(D(aug(real), y_real), D(aug(fake.detach()), y_fake), cfg.loss)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        loss_g = g_loss(D(aug(fake), y_fake), cfg.loss)
+        # d_steps - 1 extra D updates first, each on its own batch and noise; the last one's fake
+        # also serves the G step (G does not change during D steps). d_steps = 1: one batch per step.
+        for k in range(cfg.d_steps):
+            last = k == cfg.d_steps - 1
+            g_k = gen if last else step_generator(cfg.seed, step, stream=k + 1)
+            real, y_real, g_in, y_fake = draw(step * cfg.d_steps + k, g_k)
+            with torch.set_grad_enabled(last):
+                fake = fake_of(g_in, y_fake)
+            loss_d = d_loss(D(aug(real, g_k), y_real), D(aug(fake.detach(), g_k), y_fake), cfg.loss)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        loss_g = g_loss(D(aug(fake, gen), y_fake), cfg.loss)
         total_g = loss_g
         if i2i and cfg.l1 > 0:
             loss_l1 = (fake - real).abs().mean()
@@ -415,7 +425,7 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
             bar.set_postfix(d=f"{values['loss_d']:.3f}", g=f"{values['loss_g']:.3f}")
             follow_budget(bar, budget, step, step - start, cfg.steps)
         if step % cfg.log_every == 0 or end:
-            logger.scalars(step, {**values, "epoch": stream.epoch_of(step), "wall_s": budget.elapsed()})
+            logger.scalars(step, {**values, "epoch": stream.epoch_of(step * cfg.d_steps), "wall_s": budget.elapsed()})
         after_step(step, end)
         if stop:
             log.warning("time budget of %g min reached at step %d of %d", cfg.max_minutes, step, cfg.steps)

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 from testkit import write_images
 
+import gankd.loop
 import gankd.train
 from gankd import cli
 from gankd.checkpoint import load_classifier, load_discriminator, load_generator, load_state
@@ -73,7 +74,8 @@ def test_train_teacher_end_to_end(two_class_folder, tmp_path, capsys):
     assert code == 2 and "--resume" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("extra", [[], ["--diffaug-p", "0.5"]])  # the share-p masks draw from the run's RNG too
+# the share-p masks and the extra discriminator steps' batches and noise come from the run's RNG too
+@pytest.mark.parametrize("extra", [[], ["--diffaug-p", "0.5"], ["--d-steps", "2"]])
 def test_resume_is_bitwise_exact(two_class_folder, tmp_path, capsys, monkeypatch, extra):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert teacher(capsys, two_class_folder, straight, "--steps", "6", *extra)[0] == 0
@@ -151,6 +153,29 @@ def test_divergence_guard_names_the_last_good_checkpoint(two_class_folder, tmp_p
     g = load_generator(run / "generator")
     assert torch.isfinite(g(torch.randn(2, g.z_dim), torch.tensor([0, 1]))).all()
     assert json.loads((run / "generator" / "config.json").read_text())["trained_steps"] == 2
+
+
+def test_d_steps_update_the_discriminator_n_times_per_generator_step(two_class_folder, tmp_path, capsys,
+                                                                     monkeypatch):
+    """--d-steps 3: three D losses (each on its own real batch) per G loss; the data stream
+    advances three batches per step, and the epoch in metrics.jsonl counts them."""
+    seen = {"d": [], "g": 0}
+    real_g_loss, real_batch = gankd.train.g_loss, gankd.loop.BatchStream.batch
+
+    def batch(self, index):
+        seen["d"].append(index)
+        return real_batch(self, index)
+
+    monkeypatch.setattr(gankd.loop.BatchStream, "batch", batch)
+    monkeypatch.setattr(gankd.train, "g_loss", lambda *a, **k: (seen.__setitem__("g", seen["g"] + 1),
+                                                               real_g_loss(*a, **k))[1])  # fmt: skip
+    assert teacher(capsys, two_class_folder, tmp_path / "run", "--steps", "2", "--d-steps", "3")[0] == 0
+    assert seen["d"] == [0, 1, 2, 3, 4, 5] and seen["g"] == 2
+    epochs = [json.loads(x)["epoch"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == pytest.approx([3 * 4 / 11, 6 * 4 / 11])  # 11 train images (one is val)
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["d_steps"] == 3
+    code, err = teacher(capsys, two_class_folder, tmp_path / "bad", "--steps", "2", "--d-steps", "0")
+    assert code == 2 and "--d-steps must be >= 1" in err
 
 
 def test_time_budget_stops_with_a_checkpoint(two_class_folder, tmp_path):

@@ -116,12 +116,16 @@ class DiscriminatorConfig:
     num_classes: int = 10  # 0 = unconditional (no projection head)
     base_channels: int = 32  # channels of the first (full-resolution) stage at width 1
     width: float = 1.0  # multiplier on every stage's channels
+    convs_per_stage: int = 1  # convs per halving: 1 = the 4x4 stride-2 conv; 2 adds a 3x3 conv before it
+    # (the depth of SNGAN's "standard CNN" discriminator: 7 convs at 32 px)
 
     def __post_init__(self):
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
             raise ValueError(f"--resolution must be a power of two >= 8, got {self.resolution}")
         if self.width <= 0:
             raise ValueError(f"--d-width must be > 0, got {self.width}")
+        if self.convs_per_stage < 1:
+            raise ValueError(f"discriminator.convs_per_stage must be >= 1, got {self.convs_per_stage}")
         if self.image_channels not in (1, 3):
             raise ValueError(f"image_channels must be 1 or 3, got {self.image_channels}")
         if self.num_classes < 0:
@@ -134,7 +138,8 @@ class DiscriminatorConfig:
 class DCGANDiscriminator(nn.Module):
     """image (B, C, R, R) in [-1, 1], y (B,) -> logits (B,).
 
-    Spectral-norm convs (stride-2 4x4 per halving down to 4x4), global sum pooling,
+    Spectral-norm convs (stride-2 4x4 per halving down to 4x4, after ``convs_per_stage - 1``
+    3x3 convs at that stage's width), global sum pooling,
     a linear head plus a class projection <embed(y), h> when conditional.
     """
 
@@ -149,14 +154,20 @@ class DCGANDiscriminator(nn.Module):
         ch = [scaled(cfg.base_channels * min(2**i, MAX_MULT), cfg.width) for i in range(n_down + 1)]
         self.feature_channels = ch
         self.stem = spectral_norm(nn.Conv2d(cfg.image_channels, ch[0], 3, 1, 1))
-        self.downs = nn.ModuleList(
-            [spectral_norm(nn.Conv2d(ch[i], ch[i + 1], 4, 2, 1)) for i in range(n_down)]
-        )
         self.act = nn.LeakyReLU(0.2)
+        self.downs = nn.ModuleList([self._stage(ch[i], ch[i + 1], cfg.convs_per_stage) for i in range(n_down)])
         self.head = spectral_norm(nn.Linear(ch[-1], 1))
         self.embed = (
             spectral_norm(nn.Embedding(cfg.num_classes, ch[-1])) if cfg.num_classes > 0 else None
         )
+
+    def _stage(self, c_in: int, c_out: int, n_convs: int) -> nn.Module:
+        down = spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1))
+        if n_convs == 1:  # the original layout (and state-dict keys) of every shipped discriminator
+            return down
+        mids = [m for _ in range(n_convs - 1)
+                for m in (spectral_norm(nn.Conv2d(c_in, c_in, 3, 1, 1)), nn.LeakyReLU(0.2))]  # fmt: skip
+        return nn.Sequential(*mids, down)
 
     def blocks(self) -> list[nn.Module]:
         """The feature blocks from input to output (what ``--d-freeze`` counts); the head is not one."""

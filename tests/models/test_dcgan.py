@@ -169,3 +169,19 @@ def test_channel_growth_is_capped_at_8x_base():
     d = make_d("dcgan", 256, 3, 0, base_channels=4)
     assert max(g.feature_channels) == 32 == g.feature_channels[0] and g.feature_channels[-1] == 4
     assert max(d.feature_channels) == 32 and d.feature_channels == [4, 8, 16, 32, 32, 32, 32]
+
+
+def test_discriminator_convs_per_stage():
+    """convs_per_stage=2 adds one 3x3 conv per halving (SNGAN's standard depth): same stages,
+    features and blocks (--d-freeze counts them), more layers; 1 keeps the shipped state-dict keys."""
+    one = make_d("dcgan", 32, 3, 0)
+    two = make_d("dcgan", 32, 3, 0, convs_per_stage=2)
+    assert two.feature_channels == one.feature_channels and len(two.blocks()) == len(one.blocks())
+    convs = [sum(isinstance(m, nn.Conv2d) for m in d.modules()) for d in (one, two)]
+    assert convs == [4, 7]
+    assert "downs.0.parametrizations.weight.original" in one.state_dict()
+    x = torch.rand(B, 3, 32, 32) * 2 - 1
+    out, feats = two(x, return_features=True)
+    assert out.shape == (B,) and [f.shape[1] for f in feats] == two.feature_channels
+    with pytest.raises(ValueError, match="convs_per_stage must be >= 1"):
+        make_d("dcgan", 32, 3, 0, convs_per_stage=0)
