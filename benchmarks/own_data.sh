@@ -6,6 +6,10 @@
 #   apt-get install -y wesnoth-1.16-data
 #   bash benchmarks/own_data.sh            # TEACHER_MIN=120 COMPRESS_MIN=10 NUM_CLASSES=0 by default
 #
+# DATA names any other data set, e.g. the 1,411 emoji folder (benchmarks/emoji_folder.py):
+#   DATA=folder:data/emoji RUNS=runs/emoji OUT=benchmarks/results/own_data_emoji TEACHER_MIN=60 \
+#     SNAPSHOTS=5,10,20,30,40,50,60 bash benchmarks/own_data.sh
+#
 # The teacher uses DiffAugment (color,translation,cutout): with 5.2k training images and no
 # augmentation the discriminator wins early and the generator collapses to a few blobs (the
 # run of 35 min without it: recall 0.007), and without its colour jitter (DIFFAUG=translation,cutout)
@@ -20,6 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
+DATA=${DATA:-wesnoth-units}
 RUNS=${RUNS:-runs/wesnoth_uncond}
 OUT=${OUT:-benchmarks/results/own_data}
 TEACHER_MIN=${TEACHER_MIN:-120}
@@ -44,7 +49,7 @@ step() {  # step NAME command...
 }
 G="$PY -m gankd"
 [ -f "$RUNS/teacher/generator/model.safetensors" ] && [ -z "${RETRAIN:-}" ] || \
-  step train_teacher $G train-teacher --data wesnoth-units --resolution 32 $CLASSES \
+  step train_teacher $G train-teacher --data "$DATA" --resolution 32 $CLASSES \
     --diffaug "$DIFFAUG" $TEACHER_ARGS --out "$RUNS/teacher" --max-minutes "$TEACHER_MIN" --no-progress \
     --snapshot-minutes "$SNAPSHOTS" $([ -f "$RUNS/teacher/state.pt" ] && echo --resume)
 $PY -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; print('  \"teacher_run\": {\"steps\": %d, \"train_wall_s\": %.1f, \"from\": \"%s\"},' % (r['step'], r['wall_s'], sys.argv[1]))" \

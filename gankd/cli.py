@@ -89,7 +89,7 @@ def cmd_train_teacher(args) -> int:
     cfg = _build_cfg(GANTrainConfig, args, {
         "data": args.data, "steps": args.steps, "batch_size": args.batch_size, "loss": args.loss,
         "lr_g": args.lr_g, "lr_d": args.lr_d, "diffaug": args.diffaug, "diffaug_p": args.diffaug_p,
-        "d_steps": args.d_steps,
+        "d_steps": args.d_steps, "r1": args.r1,
         "seed": args.seed, "max_minutes": args.max_minutes, "device": args.device, "select": args.select,
         "eval_every": args.eval_every, "task": args.task, "l1": args.l1, "g_family": args.g_family,
         "perceptual": args.perc,
@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diffaug-p", type=float, help="share of images each --diffaug op reaches (default 1: all)")
     p.add_argument("--d-steps", type=int, help="discriminator updates per generator update (default 1; "
                    "2-4 when the discriminator sits at chance, e.g. on small data with --diffaug)")
+    p.add_argument("--r1", type=float, help="R1 gradient penalty weight on real images (default 0 = off); pair it "
+                   "with --set discriminator.spectral_norm=false")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
     p.add_argument("--snapshot-minutes", help="save the (EMA) model as it is at these training wall minutes, "

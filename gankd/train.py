@@ -68,6 +68,8 @@ class GANTrainConfig:
     diffaug: str = ""  # DiffAugment policy, e.g. "translation,cutout"; empty = off
     diffaug_p: float = 1.0  # share of images each DiffAugment op reaches (1 = all, as in DiffAugment)
     d_steps: int = 1  # discriminator updates per generator update (n_dis; each on a fresh batch and noise)
+    r1: float = 0.0  # R1 penalty weight gamma (Mescheder et al., 2018): gamma/2 * E|grad D(real)|^2 on D's input
+    r1_every: int = 16  # apply R1 on every N-th D update, weighted x N (lazy regularisation, as in StyleGAN2)
     seed: int = 0  # the one seed for init, data order, noise
     threads: int = 0  # torch CPU threads (0 = torch default)
     channels_last: bool = True  # NHWC memory format (faster convs on CPU)
@@ -111,6 +113,8 @@ class GANTrainConfig:
             raise ValueError(f"--loss must be one of {ADV_LOSSES}, got '{self.loss}'")
         if self.steps < 1 or self.batch_size < 1 or self.d_steps < 1:
             raise ValueError("--steps, --batch-size and --d-steps must be >= 1")
+        if self.r1 < 0 or self.r1_every < 1:
+            raise ValueError(f"--r1 must be >= 0 (0 = off) and r1_every >= 1, got {self.r1}, {self.r1_every}")
         if self.lr_g <= 0 or self.lr_d <= 0:
             raise ValueError("--lr-g and --lr-d must be > 0")
         if not 0 <= self.ema_decay < 1:
@@ -381,6 +385,7 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
     def fake_of(g_in, y):
         return G(g_in) if i2i else G(g_in, y)
 
+    last_r1 = None
     while step < cfg.steps and not stop:
         gen = step_generator(cfg.seed, step)
 
@@ -392,9 +397,19 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
             real, y_real, g_in, y_fake = draw(step * cfg.d_steps + k, g_k)
             with torch.set_grad_enabled(last):
                 fake = fake_of(g_in, y_fake)
-            loss_d = d_loss(D(aug(real, g_k), y_real), D(aug(fake.detach(), g_k), y_fake), cfg.loss)
+            x_real = aug(real, g_k)
+            r1_now = cfg.r1 > 0 and (step * cfg.d_steps + k) % cfg.r1_every == 0
+            if r1_now:  # the penalty's gradient is taken at D's input (the augmented image)
+                x_real = x_real.detach().requires_grad_(True)
+            d_real = D(x_real, y_real)
+            loss_d = total_d = d_loss(d_real, D(aug(fake.detach(), g_k), y_fake), cfg.loss)
+            if r1_now:
+                (grad,) = torch.autograd.grad(d_real.sum(), x_real, create_graph=True)
+                loss_r1 = grad.pow(2).flatten(1).sum(1).mean()
+                total_d = loss_d + cfg.r1 / 2 * cfg.r1_every * loss_r1
+                last_r1 = loss_r1.item()
             opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
+            total_d.backward()
             opt_d.step()
         loss_g = g_loss(D(aug(fake, gen), y_fake), cfg.loss)
         total_g = loss_g
@@ -412,6 +427,8 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
         else:
             G_ema.load_state_dict(G.state_dict())
         values = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+        if last_r1 is not None:
+            values["r1"] = last_r1  # the latest penalty measured (every r1_every-th D update)
         if i2i and cfg.l1 > 0:
             values["l1"] = loss_l1.item()
         if perc is not None:

@@ -75,7 +75,8 @@ def test_train_teacher_end_to_end(two_class_folder, tmp_path, capsys):
 
 
 # the share-p masks and the extra discriminator steps' batches and noise come from the run's RNG too
-@pytest.mark.parametrize("extra", [[], ["--diffaug-p", "0.5"], ["--d-steps", "2"]])
+@pytest.mark.parametrize("extra", [[], ["--diffaug-p", "0.5"], ["--d-steps", "2"],
+                                   ["--r1", "1", "--set", "r1_every=3", "--set", "discriminator.spectral_norm=false"]])
 def test_resume_is_bitwise_exact(two_class_folder, tmp_path, capsys, monkeypatch, extra):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert teacher(capsys, two_class_folder, straight, "--steps", "6", *extra)[0] == 0
@@ -176,6 +177,20 @@ def test_d_steps_update_the_discriminator_n_times_per_generator_step(two_class_f
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["d_steps"] == 3
     code, err = teacher(capsys, two_class_folder, tmp_path / "bad", "--steps", "2", "--d-steps", "0")
     assert code == 2 and "--d-steps must be >= 1" in err
+
+
+def test_r1_penalises_the_discriminators_input_gradient_lazily(two_class_folder, tmp_path, capsys):
+    """--r1 with r1_every=2: the penalty is measured on D updates 0, 2, 4 and logged; a D without
+    spectral norm has plain weights (no parametrization) in its saved state."""
+    run = tmp_path / "run"
+    code, err = teacher(capsys, two_class_folder, run, "--steps", "5", "--r1", "10", "--set", "r1_every=2",
+                        "--set", "discriminator.spectral_norm=false")  # fmt: skip
+    assert code == 0, err
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(x["r1"] > 0 for x in lines) and lines[0]["r1"] == lines[1]["r1"] != lines[2]["r1"]
+    assert not any("parametrizations" in k for k in load_state(run / "state.pt")["D"])
+    code, err = teacher(capsys, two_class_folder, tmp_path / "bad", "--steps", "2", "--r1", "-1")
+    assert code == 2 and "--r1 must be >= 0" in err
 
 
 def test_time_budget_stops_with_a_checkpoint(two_class_folder, tmp_path):

@@ -118,6 +118,7 @@ class DiscriminatorConfig:
     width: float = 1.0  # multiplier on every stage's channels
     convs_per_stage: int = 1  # convs per halving: 1 = the 4x4 stride-2 conv; 2 adds a 3x3 conv before it
     # (the depth of SNGAN's "standard CNN" discriminator: 7 convs at 32 px)
+    spectral_norm: bool = True  # spectral normalisation on every layer (off: regularise with train-teacher --r1)
 
     def __post_init__(self):
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
@@ -153,20 +154,23 @@ class DCGANDiscriminator(nn.Module):
         # doubling per halving, capped at MAX_MULT x base (256 px would reach 64x otherwise)
         ch = [scaled(cfg.base_channels * min(2**i, MAX_MULT), cfg.width) for i in range(n_down + 1)]
         self.feature_channels = ch
-        self.stem = spectral_norm(nn.Conv2d(cfg.image_channels, ch[0], 3, 1, 1))
+        self.stem = self._sn(nn.Conv2d(cfg.image_channels, ch[0], 3, 1, 1))
         self.act = nn.LeakyReLU(0.2)
         self.downs = nn.ModuleList([self._stage(ch[i], ch[i + 1], cfg.convs_per_stage) for i in range(n_down)])
-        self.head = spectral_norm(nn.Linear(ch[-1], 1))
+        self.head = self._sn(nn.Linear(ch[-1], 1))
         self.embed = (
-            spectral_norm(nn.Embedding(cfg.num_classes, ch[-1])) if cfg.num_classes > 0 else None
+            self._sn(nn.Embedding(cfg.num_classes, ch[-1])) if cfg.num_classes > 0 else None
         )
 
+    def _sn(self, module: nn.Module) -> nn.Module:
+        return spectral_norm(module) if self.cfg.spectral_norm else module
+
     def _stage(self, c_in: int, c_out: int, n_convs: int) -> nn.Module:
-        down = spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1))
+        down = self._sn(nn.Conv2d(c_in, c_out, 4, 2, 1))
         if n_convs == 1:  # the original layout (and state-dict keys) of every shipped discriminator
             return down
         mids = [m for _ in range(n_convs - 1)
-                for m in (spectral_norm(nn.Conv2d(c_in, c_in, 3, 1, 1)), nn.LeakyReLU(0.2))]  # fmt: skip
+                for m in (self._sn(nn.Conv2d(c_in, c_in, 3, 1, 1)), nn.LeakyReLU(0.2))]  # fmt: skip
         return nn.Sequential(*mids, down)
 
     def blocks(self) -> list[nn.Module]:
