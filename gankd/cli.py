@@ -267,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diffaug-p", type=float, help="share of images each --diffaug op reaches (default 1: all)")
     p.add_argument("--d-steps", type=int, help="discriminator updates per generator update (default 1; "
                    "2-4 when the discriminator sits at chance, e.g. on small data with --diffaug)")
-    p.add_argument("--r1", type=float, help="R1 gradient penalty weight on real images (default 0 = off); pair it "
-                   "with --set discriminator.spectral_norm=false")
+    p.add_argument("--r1", type=float, help="R1 gradient penalty weight on real images (default 0 = off; usually "
+                   "with --set discriminator.norm=none)")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this wall time")
     p.add_argument("--snapshot-minutes", help="save the (EMA) model as it is at these training wall minutes, "

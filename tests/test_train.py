@@ -76,7 +76,7 @@ def test_train_teacher_end_to_end(two_class_folder, tmp_path, capsys):
 
 # the share-p masks and the extra discriminator steps' batches and noise come from the run's RNG too
 @pytest.mark.parametrize("extra", [[], ["--diffaug-p", "0.5"], ["--d-steps", "2"],
-                                   ["--r1", "1", "--set", "r1_every=3", "--set", "discriminator.spectral_norm=false"]])
+                                   ["--r1", "1", "--set", "r1_every=3", "--set", "discriminator.norm=none"]])
 def test_resume_is_bitwise_exact(two_class_folder, tmp_path, capsys, monkeypatch, extra):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert teacher(capsys, two_class_folder, straight, "--steps", "6", *extra)[0] == 0
@@ -184,7 +184,7 @@ def test_r1_penalises_the_discriminators_input_gradient_lazily(two_class_folder,
     spectral norm has plain weights (no parametrization) in its saved state."""
     run = tmp_path / "run"
     code, err = teacher(capsys, two_class_folder, run, "--steps", "5", "--r1", "10", "--set", "r1_every=2",
-                        "--set", "discriminator.spectral_norm=false")  # fmt: skip
+                        "--set", "discriminator.norm=none")  # fmt: skip
     assert code == 0, err
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(x["r1"] > 0 for x in lines) and lines[0]["r1"] == lines[1]["r1"] != lines[2]["r1"]

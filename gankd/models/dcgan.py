@@ -20,6 +20,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from gankd.models.layers import ConditionalBatchNorm2d, scaled
 from gankd.registry import DISCRIMINATORS, GENERATORS
 
+D_NORMS = ("spectral", "batch", "none")
 MAX_MULT = 8  # cap on the default channel multiplier of a stage (x base_channels)
 
 
@@ -118,13 +119,16 @@ class DiscriminatorConfig:
     width: float = 1.0  # multiplier on every stage's channels
     convs_per_stage: int = 1  # convs per halving: 1 = the 4x4 stride-2 conv; 2 adds a 3x3 conv before it
     # (the depth of SNGAN's "standard CNN" discriminator: 7 convs at 32 px)
-    spectral_norm: bool = True  # spectral normalisation on every layer (off: regularise with train-teacher --r1)
+    norm: str = "spectral"  # spectral: spectral norm on every layer (SNGAN); batch: BatchNorm after every conv
+    # but the first (the classic DCGAN discriminator); none: plain layers (regularise with train-teacher --r1)
 
     def __post_init__(self):
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
             raise ValueError(f"--resolution must be a power of two >= 8, got {self.resolution}")
         if self.width <= 0:
             raise ValueError(f"--d-width must be > 0, got {self.width}")
+        if self.norm not in D_NORMS:
+            raise ValueError(f"discriminator.norm must be one of {', '.join(D_NORMS)}, got '{self.norm}'")
         if self.convs_per_stage < 1:
             raise ValueError(f"discriminator.convs_per_stage must be >= 1, got {self.convs_per_stage}")
         if self.image_channels not in (1, 3):
@@ -163,14 +167,20 @@ class DCGANDiscriminator(nn.Module):
         )
 
     def _sn(self, module: nn.Module) -> nn.Module:
-        return spectral_norm(module) if self.cfg.spectral_norm else module
+        return spectral_norm(module) if self.cfg.norm == "spectral" else module
+
+    def _conv(self, c_in: int, c_out: int, k: int, s: int) -> nn.Module:
+        """A conv with the configured normalisation; with BatchNorm the conv has no bias."""
+        if self.cfg.norm == "batch":
+            return nn.Sequential(nn.Conv2d(c_in, c_out, k, s, 1, bias=False), nn.BatchNorm2d(c_out))
+        return self._sn(nn.Conv2d(c_in, c_out, k, s, 1))
 
     def _stage(self, c_in: int, c_out: int, n_convs: int) -> nn.Module:
-        down = self._sn(nn.Conv2d(c_in, c_out, 4, 2, 1))
+        down = self._conv(c_in, c_out, 4, 2)
         if n_convs == 1:  # the original layout (and state-dict keys) of every shipped discriminator
             return down
         mids = [m for _ in range(n_convs - 1)
-                for m in (self._sn(nn.Conv2d(c_in, c_in, 3, 1, 1)), nn.LeakyReLU(0.2))]  # fmt: skip
+                for m in (self._conv(c_in, c_in, 3, 1), nn.LeakyReLU(0.2))]  # fmt: skip
         return nn.Sequential(*mids, down)
 
     def blocks(self) -> list[nn.Module]:

@@ -185,3 +185,17 @@ def test_discriminator_convs_per_stage():
     assert out.shape == (B,) and [f.shape[1] for f in feats] == two.feature_channels
     with pytest.raises(ValueError, match="convs_per_stage must be >= 1"):
         make_d("dcgan", 32, 3, 0, convs_per_stage=0)
+
+
+@pytest.mark.parametrize("norm", ["spectral", "batch", "none"])
+def test_discriminator_norms(norm):
+    """spectral (default) parametrizes every layer; batch adds BatchNorm after every conv but the
+    stem (the classic DCGAN D); none leaves plain layers. An unknown name is refused."""
+    d = make_d("dcgan", 32, 3, 0, norm=norm)
+    keys = d.state_dict()
+    assert any("parametrizations" in k for k in keys) == (norm == "spectral")
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in d.modules()) == (3 if norm == "batch" else 0)
+    out, feats = d(torch.rand(B, 3, 32, 32) * 2 - 1, return_features=True)
+    assert out.shape == (B,) and [f.shape[1] for f in feats] == d.feature_channels and len(d.blocks()) == 4
+    with pytest.raises(ValueError, match="discriminator.norm must be one of spectral, batch, none"):
+        make_d("dcgan", 32, 3, 0, norm="layer")
