@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Your own images through every command, as the README shows them: an RGB data set that a fresh
-# machine installs from Debian (Battle for Wesnoth's unit sprites, 21 faction folders = classes),
-# no --set overrides. Each step's wall time goes to benchmarks/results/own_data/timing.json.
+# machine installs from Debian (Battle for Wesnoth's unit sprites, 21 faction folders = classes).
+# Each step's wall time goes to $OUT/timing.json.
 #
 #   apt-get install -y wesnoth-1.16-data
-#   bash benchmarks/own_data.sh            # TEACHER_MIN=120 COMPRESS_MIN=10 NUM_CLASSES=0 by default
+#   bash benchmarks/own_data.sh     # TEACHER_MIN=40 COMPRESS_MIN=10 NUM_CLASSES=0 by default
+#
+# The teacher's discriminator is the classic DCGAN one (BatchNorm, non-saturating loss:
+# TEACHER_ARGS="--loss ns --set discriminator.norm=batch", no DiffAugment). train-teacher's
+# default, a spectral-norm discriminator with DiffAugment, sat at chance on these sprites and gave
+# grey-brown blobs for 120 CPU minutes; that earlier chain is
+#   RUNS=runs/wesnoth_uncond OUT=benchmarks/results/own_data TEACHER_MIN=120 SNAPSHOTS=20,40,60,80,100,120 \
+#     DIFFAUG=color,translation,cutout TEACHER_ARGS= bash benchmarks/own_data.sh
+# (there: without the colour jitter, DIFFAUG=translation,cutout, in-domain FID 596 vs 292 at 60 min;
+# TEACHER_ARGS="--diffaug-p 0.5": 725). DIFFAUG sets --diffaug (empty: off); TEACHER_ARGS adds flags.
 #
 # DATA names any other data set, e.g. the 1,411 emoji folder (benchmarks/emoji_folder.py):
-#   DATA=folder:data/emoji RUNS=runs/emoji OUT=benchmarks/results/own_data_emoji TEACHER_MIN=60 \
-#     SNAPSHOTS=5,10,20,30,40,50,60 bash benchmarks/own_data.sh
+#   DATA=folder:data/emoji RUNS=runs/emoji_bn OUT=benchmarks/results/own_data_emoji DIFFAUG=translation \
+#     SNAPSHOTS=5,10,20,30,40 bash benchmarks/own_data.sh
 #
-# The teacher uses DiffAugment (color,translation,cutout): with 5.2k training images and no
-# augmentation the discriminator wins early and the generator collapses to a few blobs (the
-# run of 35 min without it: recall 0.007), and without its colour jitter (DIFFAUG=translation,cutout)
-# the in-domain FID was worse (596 vs 292 at 60 min), as it was with each op on half the images
-# (TEACHER_ARGS="--diffaug-p 0.5": 725 at 60 min). TEACHER_ARGS adds train-teacher flags.
 # It is unconditional (NUM_CLASSES=0): conditioned on the 21 factions (NUM_CLASSES= empty: the
 # data's class folders) the samples within a class were nearly one figure. A teacher already in
 # $RUNS/teacher is reused (its training time, from its metrics.jsonl, still goes to timing.json);
@@ -25,17 +29,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
 DATA=${DATA:-wesnoth-units}
-RUNS=${RUNS:-runs/wesnoth_uncond}
-OUT=${OUT:-benchmarks/results/own_data}
-TEACHER_MIN=${TEACHER_MIN:-120}
-SNAPSHOTS=${SNAPSHOTS:-20,40,60,80,100,120}
+RUNS=${RUNS:-runs/wesnoth_bn}
+OUT=${OUT:-benchmarks/results/own_data_bn}
+TEACHER_MIN=${TEACHER_MIN:-40}
+SNAPSHOTS=${SNAPSHOTS:-10,20,30,40}
 NUM_CLASSES=${NUM_CLASSES-0}
 CLASSES=$([ -n "$NUM_CLASSES" ] && echo "--num-classes $NUM_CLASSES")
 # one class per row for a conditional model, an 8x8 grid otherwise
 SAMPLE=$([ "$NUM_CLASSES" = 0 ] && echo "--seeds 0-63 --nrow 8" || echo "--seeds 0-9 --classes all --nrow 10")
 COMPRESS_MIN=${COMPRESS_MIN:-10}
-DIFFAUG=${DIFFAUG:-color,translation,cutout}
-TEACHER_ARGS=${TEACHER_ARGS-}  # extra train-teacher flags, e.g. "--lr-d 4e-4"
+DIFFAUG=${DIFFAUG-}
+TEACHER_ARGS=${TEACHER_ARGS---loss ns --set discriminator.norm=batch}  # extra train-teacher flags
 export OMP_NUM_THREADS=${THREADS:-1}
 mkdir -p "$OUT" "$RUNS"
 TIMING="$OUT/timing.json.tmp"
@@ -50,7 +54,7 @@ step() {  # step NAME command...
 G="$PY -m gankd"
 [ -f "$RUNS/teacher/generator/model.safetensors" ] && [ -z "${RETRAIN:-}" ] || \
   step train_teacher $G train-teacher --data "$DATA" --resolution 32 $CLASSES \
-    --diffaug "$DIFFAUG" $TEACHER_ARGS --out "$RUNS/teacher" --max-minutes "$TEACHER_MIN" --no-progress \
+    $([ -n "$DIFFAUG" ] && echo --diffaug "$DIFFAUG") $TEACHER_ARGS --out "$RUNS/teacher" --max-minutes "$TEACHER_MIN" --no-progress \
     --snapshot-minutes "$SNAPSHOTS" $([ -f "$RUNS/teacher/state.pt" ] && echo --resume)
 $PY -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; print('  \"teacher_run\": {\"steps\": %d, \"train_wall_s\": %.1f, \"from\": \"%s\"},' % (r['step'], r['wall_s'], sys.argv[1]))" \
   "$RUNS/teacher/metrics.jsonl" >> "$TIMING"

@@ -1,5 +1,6 @@
 """DCGAN family: transposed-conv generator with (conditional) BatchNorm, and a
-spectral-norm discriminator with a projection head for class-conditional models.
+discriminator (spectral norm by default, or BatchNorm) with a projection head for
+class-conditional models.
 
 Channel counts are ``base_channels * channel_mults[i] * width`` (or explicit
 ``channels``), so a student is the same family at a smaller ``width``. Both work at any
@@ -143,9 +144,10 @@ class DiscriminatorConfig:
 class DCGANDiscriminator(nn.Module):
     """image (B, C, R, R) in [-1, 1], y (B,) -> logits (B,).
 
-    Spectral-norm convs (stride-2 4x4 per halving down to 4x4, after ``convs_per_stage - 1``
-    3x3 convs at that stage's width), global sum pooling,
-    a linear head plus a class projection <embed(y), h> when conditional.
+    Convs (stride-2 4x4 per halving down to 4x4, after ``convs_per_stage - 1`` 3x3 convs at
+    that stage's width), global sum pooling, a linear head plus a class projection
+    <embed(y), h> when conditional. ``norm``: spectral norm on every layer (default), BatchNorm
+    after every conv but the stem (the classic DCGAN discriminator), or none.
     """
 
     family = "dcgan"
