@@ -497,6 +497,11 @@ class Distiller:
             self.best = selected_on(self.run_dir / "student")
         self.s_ddp = _maybe_ddp(self.student, self.world, dev)
         self.a_ddp = _maybe_ddp(self.adapters, self.world, dev) if self.adapters is not None else None
+        self.d_batch_norm = self.D is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                                       for m in self.D.modules())  # fmt: skip
+        if self.d_batch_norm and self.world > 1:
+            raise ValueError("this discriminator has BatchNorm layers, which DDP would see called twice per step: "
+                             "compress it in one process, or pass --adv 0 or --d-init fresh")  # fmt: skip
         self.d_ddp = _maybe_ddp(self.D, self.world, dev) if self.D is not None else None
         self.is_main = self.rank == 0
 
@@ -587,10 +592,15 @@ class Distiller:
         if self.D is not None:
             real, y_real = self._real(step, t_img, y)
             n = real.shape[0]
-            both = torch.cat([real, s_img.detach()]).contiguous(memory_format=self.cl)
-            y_both = torch.cat([y_real, y]) if y is not None else None
-            logits = self.d_ddp(both, y_both)  # one D forward: DDP sees one call per backward
-            loss_d = d_loss(logits[:n], logits[n:], cfg.adv_loss)
+            if self.d_batch_norm:  # real and fake batches apart, as the G step sees fakes alone: mixed
+                # batch statistics let a BatchNorm D separate them in its step and not in G's
+                loss_d = d_loss(self.d_ddp(real.contiguous(memory_format=self.cl), y_real),
+                                self.d_ddp(s_img.detach().contiguous(memory_format=self.cl), y), cfg.adv_loss)
+            else:
+                both = torch.cat([real, s_img.detach()]).contiguous(memory_format=self.cl)
+                y_both = torch.cat([y_real, y]) if y is not None else None
+                logits = self.d_ddp(both, y_both)  # one D forward: DDP sees one call per backward
+                loss_d = d_loss(logits[:n], logits[n:], cfg.adv_loss)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()

@@ -439,3 +439,19 @@ def test_ddp_two_gloo_ranks_identical(setup, imgs):
     vals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in vals if "val/val_fid" in r] == [1, 2, 3, 4, 5]
     assert _meta(out / "student")["selected_on"]["rule"] == "perceptual-fid"
+
+
+def test_a_batchnorm_discriminator_sees_real_and_fake_batches_apart(setup, tmp_path, monkeypatch):
+    """A teacher whose D has BatchNorm (train-teacher --set discriminator.norm=batch): compress's D
+    step passes the real and the fake batch separately, as its G step passes fakes alone (one
+    mixed batch let the D separate them by batch statistics and not in the G step: the student
+    then chased logits of +18 and lost its teacher). Spectral-norm Ds keep the one mixed call."""
+    root, _, _, perc = setup
+    t = tiny_generator(base_channels=8)
+    bn = save_model(tmp_path / "bn_teacher", t, "generator", discriminator=tiny_discriminator(norm="batch"))
+    sizes = {"bn": [], "sn": []}
+    for name, teacher in (("bn", bn), ("sn", setup[1])):
+        d = Distiller(_cfg(teacher, perc, adv=0.5, steps=2), root / f"run_{name}")
+        d.D.register_forward_pre_hook(lambda m, args, _n=name: sizes[_n].append(args[0].shape[0]))
+        d.step(0)
+    assert sizes["bn"] == [8, 8, 8] and sizes["sn"] == [16, 8]  # D step (real, fake apart | mixed), G step
