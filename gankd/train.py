@@ -114,7 +114,7 @@ class GANTrainConfig:
         if self.steps < 1 or self.batch_size < 1 or self.d_steps < 1:
             raise ValueError("--steps, --batch-size and --d-steps must be >= 1")
         if self.r1 < 0 or self.r1_every < 1:
-            raise ValueError(f"--r1 must be >= 0 (0 = off) and r1_every >= 1, got {self.r1}, {self.r1_every}")
+            raise ValueError(f"--r1 must be >= 0 (0 = off) and --set r1_every=N >= 1, got {self.r1}, {self.r1_every}")
         if self.lr_g <= 0 or self.lr_d <= 0:
             raise ValueError("--lr-g and --lr-d must be > 0")
         if not 0 <= self.ema_decay < 1:
