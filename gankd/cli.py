@@ -265,8 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diffaug", help="DiffAugment policy, e.g. translation,cutout (noise-to-image; "
                    "color,translation,cutout helps small data sets)")
     p.add_argument("--diffaug-p", type=float, help="share of images each --diffaug op reaches (default 1: all)")
-    p.add_argument("--d-steps", type=int, help="discriminator updates per generator update (default 1; "
-                   "2-4 when the discriminator sits at chance, e.g. on small data with --diffaug)")
+    p.add_argument("--d-steps", type=int, help="discriminator updates per generator update (default 1; each on "
+                   "its own batch and noise)")
     p.add_argument("--r1", type=float, help="R1 gradient penalty weight on real images (default 0 = off; usually "
                    "with --set discriminator.norm=none)")
     p.add_argument("--seed", type=int)
