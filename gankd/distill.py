@@ -33,18 +33,13 @@ from gankd.data import load_dataset
 from gankd.fileio import portable_path
 from gankd.loop import (
     BatchStream,
-    Budget,
-    RunLogger,
-    TrainingDiverged,
-    check_finite,
-    check_finite_modules,
-    due_snapshots,
+    Recipe,
+    RunSchedule,
+    RunSkeleton,
     ema_update,
-    follow_budget,
     selected_on,
     set_lr,
     set_threads,
-    snapshot_dir,
     step_generator,
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
@@ -352,8 +347,11 @@ def fresh_discriminator(teacher_dir: Path, channels: int, height: int, width: in
     return cls(cls.Config(resolution=height, image_channels=channels, num_classes=num_classes))
 
 
-class Distiller:
-    """Holds teacher, student, losses and optimisers; ``run()`` trains to ``steps``."""
+class Distiller(Recipe):
+    """The distillation recipe: teacher, student, losses and optimisers, and one step;
+    ``run()`` trains to ``steps`` in the run skeleton."""
+
+    name, out_name, log_prefix = "compress", "student", "train/"
 
     def __init__(self, cfg: DistillConfig, run_dir: str | Path, resume: bool = False,
                  progress: bool = False, selector: Selector | None = None):  # fmt: skip
@@ -650,18 +648,33 @@ class Distiller:
         return x, yr
 
     # ------------------------------------------------------------ evaluation
+    # ------------------------------------------------------------ the skeleton's hooks
     def validate(self) -> dict[str, float]:
         """Held-out validation of the EMA student under the run's selection rule
         (:mod:`gankd.selection`): ``val_pixel_l1`` to the teacher, ``val_fid`` under
         perceptual-fid, and ``select`` (lower is better, ``inf`` = never selected)."""
         return self.selector.score(self.ema)
 
-    def _modules(self) -> dict:
+    def train_mode(self) -> None:
+        self.student.train()
+
+    def before_step(self, step: int, progress: float) -> None:
+        cfg = self.cfg
+        if cfg.adv_warmup > 0:
+            self.adv_scale = min(1.0, progress / cfg.adv_warmup)
+        if cfg.lr_schedule != "constant":
+            f = lr_factor(cfg.lr_schedule, progress)
+            for opt, base in ((self.opt_g, cfg.lr_g), (getattr(self, "opt_d", None), cfg.lr_d)):
+                for g in opt.param_groups if opt is not None else ():
+                    g["lr"] = base * f
+
+    def postfix(self, values: dict) -> dict:
+        return {"total": f"{values['total']:.3f}"}
+
+    def modules(self) -> dict:
         return {"student": self.student, "ema": self.ema, "D": self.D, "adapters": self.adapters}
 
-    def save(self, step: int, last_good: list, wall_s: float) -> None:
-        """state.pt and last/ (and student/ under ``--select last``), after a finiteness check."""
-        check_finite_modules(self._modules(), step, last_good[0])
+    def state(self, step: int, wall_s: float) -> dict:
         st = {"student": self.student.state_dict(), "ema": self.ema.state_dict(),
               "opt_g": self.opt_g.state_dict(), "step": step, "best": self.best,
               "teacher_sha256": self.teacher_sha256, "wall_s": wall_s}  # fmt: skip
@@ -669,17 +682,9 @@ class Distiller:
             st["adapters"] = self.adapters.state_dict()
         if self.D is not None:
             st["D"], st["opt_d"] = self.D.state_dict(), self.opt_d.state_dict()
-        ckpt.save_state(st, self.state_path)
-        extra = self._extra(step)
-        ckpt.save_generator(self.run_dir / "last", self.ema, discriminator=self.D,
-                            extra={**extra, "selected_on": {"rule": "last", "step": step}})  # fmt: skip
-        last_good[0] = self.state_path
-        if self.selector.rule == "last":
-            self.best = {**self.selector.info(), "step": step}
-            ckpt.save_generator(self.run_dir / "student", self.ema, discriminator=self.D,
-                                extra={**extra, "selected_on": self.best})  # fmt: skip
+        return st
 
-    def _extra(self, step: int) -> dict:
+    def extra(self, step: int) -> dict:
         """What a saved student records besides its weights: steps, teacher, data, how it was built."""
         out = {"trained_steps": step, "teacher": portable_path(self.teacher_dir), "data": self.data_spec,
                "real": self.real, **self.task_meta}  # fmt: skip
@@ -688,89 +693,12 @@ class Distiller:
             out["prune"] = info
         return out
 
-    def _select(self, step: int, val: dict, last_good: list) -> None:
-        if self.selector.rule == "last" or not self.selector.better(val, self.best):
-            return
-        check_finite_modules({"ema": self.ema, "D": self.D}, step, last_good[0])
-        self.best = {**self.selector.info(), "step": step, **val}
-        ckpt.save_generator(self.run_dir / "student", self.ema, discriminator=self.D,
-                            extra={**self._extra(step), "selected_on": self.best})  # fmt: skip
+    def grid(self) -> torch.Tensor:
+        if self.i2i:
+            return pair_grid(self.ema, self._grid_pairs(), 8, device=self.cfg.device, teacher=self.teacher)
+        return sample_grid(self.ema, list(range(64)), nrow=10 if self.nc == 10 else 8, device=self.cfg.device)
 
-    def run(self) -> Path:
-        """Train to ``cfg.steps`` or the wall budget (all ranks stop at the same step); returns
-        the selected student folder. Each checkpoint is written before the validation at the
-        same step, so a failing validation never loses trained weights."""
-        cfg = self.cfg
-        if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_json({**to_dict(cfg), "world_size": self.world, "selection": self.selector.info(),
-                       "resolved": self._resolved()}, self.run_dir / "config.json")  # fmt: skip
-            logger = RunLogger(self.run_dir, resume_step=self.start if self.start else None)
-        budget = Budget(cfg.max_minutes, self.wall_s)
-        last_good = [self.state_path if self.start else None]
-        bar = None
-        if self.progress and self.is_main:
-            from tqdm import tqdm
-
-            bar = tqdm(total=cfg.steps, initial=self.start, desc="compress", unit="step", dynamic_ncols=True)
-        step = self.start
-        self.student.train()
-        # a resumed run whose budget is spent trains no further (a fresh run takes at least one step)
-        stop = self._agree(budget.used > 0 and budget.exhausted())
-        self.stopped_by = "budget" if stop else None
-        if stop:
-            log.warning("time budget of %g min already used (%.0f s) at step %d: nothing to train",
-                        cfg.max_minutes, budget.elapsed(), step)  # fmt: skip
-        while step < cfg.steps and not stop:
-            progress = max(step / cfg.steps, budget.elapsed() / budget.limit if budget.limit else 0.0)
-            if cfg.adv_warmup > 0:
-                self.adv_scale = min(1.0, progress / cfg.adv_warmup)
-            if cfg.lr_schedule != "constant":
-                f = lr_factor(cfg.lr_schedule, progress)
-                for opt, base in ((self.opt_g, cfg.lr_g), (getattr(self, "opt_d", None), cfg.lr_d)):
-                    for g in opt.param_groups if opt is not None else ():
-                        g["lr"] = base * f
-            values = self.step(step)
-            check_finite(values, step, last_good[0])
-            step += 1
-            stop = self._agree(budget.exhausted())
-            end = step == cfg.steps or stop
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(total=f"{values['total']:.3f}")
-                follow_budget(bar, budget, step, step - self.start, cfg.steps)
-            if self.is_main:  # rank 0 alone writes and validates; the others wait in the next collective
-                self._after_step(step, values, end, budget, logger, last_good)
-            if stop:
-                self.stopped_by = "budget"
-                log.warning("time budget of %g min reached at step %d of %d", cfg.max_minutes, step, cfg.steps)
-        self.steps_done = step
-        if bar is not None:
-            bar.close()
-        if self.is_main:
-            if step == self.start and not (self.run_dir / "student" / ckpt.WEIGHTS).exists():
-                self._after_step(step, {}, True, budget, logger, last_good)  # nothing trained: still a model
-            logger.close()
-            if not (self.run_dir / "student" / ckpt.WEIGHTS).exists():
-                raise TrainingDiverged(f"no validated checkpoint of {self.run_dir} had finite samples; the last "
-                                       f"weights are in {self.run_dir / 'last'}: lower the learning rates")  # fmt: skip
-            self._comparison_grid()
-        if self.world > 1:
-            # DDP keeps parameters in step; BatchNorm statistics are per-rank, so end on rank 0's
-            for m in (self.student, self.ema, self.D):
-                for b in m.buffers() if m is not None else ():
-                    torch.distributed.broadcast(b, src=0)
-            torch.distributed.barrier()
-        return self.run_dir / "student"
-
-    def _resolved(self) -> dict:
-        """The choices ``auto`` settings made for this run (data, real side, D start, taps, task)."""
-        taps = self.teacher.spec.features
-        return {"data": self.data_spec, "real": self.real, "d_init": getattr(self, "d_init", None), **self.task_meta,
-                "feature_taps": taps, "io": self.teacher.spec.to_dict(),
-                "student_params": sum(p.numel() for p in self.student.parameters())}  # fmt: skip
-
-    def _agree(self, stop: bool) -> bool:
+    def agree(self, stop: bool) -> bool:
         """Every rank stops at the same step: one rank out of budget stops them all."""
         if self.world > 1:
             flag = torch.tensor([float(stop)])
@@ -778,42 +706,48 @@ class Distiller:
             stop = bool(flag.item())
         return stop
 
-    def _after_step(self, step: int, values: dict, end: bool, budget: Budget, logger, last_good: list) -> None:
-        cfg = self.cfg
-        if values and (step % cfg.log_every == 0 or end):
-            logger.scalars(step, {**values, "wall_s": budget.elapsed()}, prefix="train/")
-        if step % cfg.sample_every == 0 or end:
-            if self.i2i:
-                g = pair_grid(self.ema, self._grid_pairs(), 8, device=cfg.device, teacher=self.teacher)
-            else:
-                g = sample_grid(self.ema, list(range(64)), nrow=10 if self.nc == 10 else 8, device=cfg.device)
-            save_png(g, self.run_dir / "samples" / f"step{step:07d}.png")
-            logger.image("samples", g, step)
-        for m in due_snapshots(cfg.snapshot_minutes, budget.elapsed(), self.run_dir):
-            check_finite_modules({"ema": self.ema}, step, last_good[0])
-            ckpt.save_generator(snapshot_dir(self.run_dir, m), self.ema, extra={
-                **self._extra(step), "snapshot": {"minutes": m, "wall_s": round(budget.elapsed(), 2)}})  # fmt: skip
-        if step % cfg.checkpoint_every == 0 or end:
-            self.save(step, last_good, budget.elapsed())  # before validation: its failure loses nothing
-        if (cfg.eval_every and step % cfg.eval_every == 0) or end:
-            val = self.validate()  # inside the wall budget, like every recipe's validation
-            logger.scalars(step, {**val, "wall_s": budget.elapsed()}, prefix="val/")
-            self._select(step, val, last_good)
-
-    def _comparison_grid(self) -> None:
+    def finish(self) -> None:
         """Teacher row above student row for the same seeds and classes (image-to-image: one row
         per val pair, source | teacher | student | target)."""
+        best = ckpt.load_generator(self.run_dir / "student", self.cfg.device)
         if self.i2i:
-            best = ckpt.load_generator(self.run_dir / "student", self.cfg.device)
             g = pair_grid(best, self._grid_pairs(), 8, device=self.cfg.device, teacher=self.teacher)
             save_png(g, self.run_dir / "teacher_vs_student.png")
             return
         seeds = list(range(10))
         inputs = self.teacher.seeded_inputs(seeds)
-        best = ckpt.load_generator(self.run_dir / "student", self.cfg.device)
         t = generate(self.teacher, inputs, device=self.cfg.device)
         s = generate(best, inputs, device=self.cfg.device)
         save_png(grid(torch.cat([t, s]), nrow=len(seeds)), self.run_dir / "teacher_vs_student.png")
+
+    # ------------------------------------------------------------ the run
+    def run(self) -> Path:
+        """Train to ``cfg.steps`` or the wall budget (all ranks stop at the same step) in the run
+        skeleton (:class:`gankd.loop.RunSkeleton`); returns the selected student folder."""
+        cfg = self.cfg
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_json({**to_dict(cfg), "world_size": self.world, "selection": self.selector.info(),
+                       "resolved": self._resolved()}, self.run_dir / "config.json")  # fmt: skip
+        schedule = RunSchedule(cfg.steps, cfg.max_minutes, cfg.log_every, cfg.sample_every, cfg.checkpoint_every,
+                               cfg.eval_every, cfg.snapshot_minutes)  # fmt: skip
+        skeleton = RunSkeleton(self, schedule, resumed=self.start > 0, progress=self.progress)
+        out = skeleton.run()
+        self.steps_done, self.stopped_by = skeleton.steps_done, skeleton.stopped_by
+        if self.world > 1:
+            # DDP keeps parameters in step; BatchNorm statistics are per-rank, so end on rank 0's
+            for m in (self.student, self.ema, self.D):
+                for b in m.buffers() if m is not None else ():
+                    torch.distributed.broadcast(b, src=0)
+            torch.distributed.barrier()
+        return out
+
+    def _resolved(self) -> dict:
+        """The choices ``auto`` settings made for this run (data, real side, D start, taps, task)."""
+        taps = self.teacher.spec.features
+        return {"data": self.data_spec, "real": self.real, "d_init": getattr(self, "d_init", None), **self.task_meta,
+                "feature_taps": taps, "io": self.teacher.spec.to_dict(),
+                "student_params": sum(p.numel() for p in self.student.parameters())}  # fmt: skip
 
 
 def compress(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progress: bool = False,

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -230,3 +231,190 @@ def sample_labels(n: int, num_classes: int, gen: torch.Generator) -> torch.Tenso
     if num_classes <= 0:
         return None
     return torch.randint(0, num_classes, (n,), generator=gen)
+
+
+class Recipe:
+    """What a training plugs into :class:`RunSkeleton`: its modules, its step and its state.
+
+    A recipe builds its models, optimisers, input source and selector in ``__init__`` (loading
+    ``state.pt`` itself when resumed) and sets ``start``, ``wall_s`` and ``best``. The skeleton
+    owns everything else: budget, schedules' progress, progress bar, logs, grids, snapshots,
+    checkpoints, validation and selection, the finiteness guard.
+    """
+
+    name = "train"  # progress-bar label
+    out_name = "student"  # folder of the selected model inside the run folder
+    log_prefix = ""  # prefix of the training scalars in metrics.jsonl
+    run_dir: Path
+    selector = None  # gankd.selection.Selector: validation and selection rule
+    ema: nn.Module  # the model that is validated, saved and selected
+    D: nn.Module | None = None  # saved beside the model when present
+    start: int = 0  # first step of this session (> 0 when resumed)
+    wall_s: float = 0.0  # budget seconds used by earlier sessions
+    best: dict | None = None  # ``selected_on`` record of the selected model, or None
+    is_main = True  # rank 0 writes; other ranks train only
+
+    def train_mode(self) -> None:
+        """Put the trained modules in training mode before the first step."""
+
+    def before_step(self, step: int, progress: float) -> None:
+        """Schedules: ``progress`` in [0, 1] is the larger of step/steps and elapsed/budget."""
+
+    def step(self, step: int) -> dict[str, float]:
+        """One update; returns the scalars to log (all must be finite)."""
+        raise NotImplementedError
+
+    def postfix(self, values: dict) -> dict:
+        """Progress-bar fields of a step's scalars."""
+        return {}
+
+    def log_values(self, step: int, values: dict) -> dict:
+        """The scalars written to metrics.jsonl after ``step`` steps."""
+        return values
+
+    def modules(self) -> dict:
+        """name -> module (or None), checked finite before anything is saved."""
+        return {}
+
+    def state(self, step: int, wall_s: float) -> dict:
+        """The plain dict saved as ``state.pt`` (weights, optimisers, step, wall time)."""
+        raise NotImplementedError
+
+    def extra(self, step: int) -> dict:
+        """What a saved model folder records besides its weights."""
+        return {"trained_steps": step}
+
+    def grid(self) -> torch.Tensor:
+        """(C, H, W) uint8 sample grid of the current model."""
+        raise NotImplementedError
+
+    def agree(self, stop: bool) -> bool:
+        """Every process stops at the same step (DDP recipes override)."""
+        return stop
+
+    def finish(self) -> None:
+        """After the last step, once the selected model is on disk (rank 0)."""
+
+
+@dataclass
+class RunSchedule:
+    """How long a run trains and how often the skeleton logs, draws, saves and validates."""
+
+    steps: int  # updates to take
+    max_minutes: float = 0.0  # wall budget, earlier sessions included; 0 = none
+    log_every: int = 50  # steps between metrics.jsonl lines
+    sample_every: int = 500  # steps between sample grids
+    checkpoint_every: int = 250  # steps between atomic checkpoints
+    eval_every: int = 500  # steps between validations (0 = only at the end)
+    snapshot_minutes: tuple[float, ...] = ()  # wall minutes at which the model is saved as it is
+
+
+class RunSkeleton:
+    """The one training loop: resume, budget, progress, logs, grids, snapshots, checkpoints,
+    validate-then-select and the finiteness guard, around a :class:`Recipe`'s step.
+
+    Each checkpoint is written before the validation at the same step, so a failing validation
+    never loses trained weights; ``run()`` returns the selected model folder.
+    """
+
+    def __init__(self, recipe: Recipe, schedule: RunSchedule, resumed: bool, progress: bool = False):
+        self.r, self.s, self.progress = recipe, schedule, progress
+        self.run_dir = Path(recipe.run_dir)
+        self.state_path = self.run_dir / "state.pt"
+        self.out_dir = self.run_dir / recipe.out_name
+        self.resumed = resumed
+        self.steps_done, self.stopped_by = recipe.start, None
+
+    def run(self) -> Path:
+        from gankd.checkpoint import WEIGHTS
+
+        r, s = self.r, self.s
+        self.logger = RunLogger(self.run_dir, resume_step=r.start if self.resumed else None) if r.is_main else None
+        self.budget = budget = Budget(s.max_minutes, r.wall_s)
+        self.last_good = self.state_path if self.resumed else None
+        bar = None
+        if self.progress and r.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=s.steps, initial=r.start, desc=r.name, unit="step", dynamic_ncols=True)
+        step = r.start
+        r.train_mode()
+        stop = r.agree(budget.used > 0 and budget.exhausted())  # a resumed run whose budget is spent stops
+        if stop:
+            self.stopped_by = "budget"
+            log.warning("time budget of %g min already used (%.0f s) at step %d: nothing to train",
+                        s.max_minutes, budget.elapsed(), step)  # fmt: skip
+        while step < s.steps and not stop:
+            r.before_step(step, max(step / s.steps, budget.elapsed() / budget.limit if budget.limit else 0.0))
+            values = r.step(step)
+            check_finite(values, step, self.last_good)
+            step += 1
+            stop = r.agree(budget.exhausted())
+            end = step == s.steps or stop
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(**r.postfix(values))
+                follow_budget(bar, budget, step, step - r.start, s.steps)
+            if r.is_main:  # rank 0 alone writes and validates; the others wait in the next collective
+                self.after_step(step, values, end)
+            if stop:
+                self.stopped_by = "budget"
+                log.warning("time budget of %g min reached at step %d of %d", s.max_minutes, step, s.steps)
+        self.steps_done = step
+        if bar is not None:
+            bar.close()
+        if r.is_main:
+            if step == r.start and not (self.out_dir / WEIGHTS).exists():
+                self.after_step(step, {}, True)  # nothing trained in this session: still leave a model
+            self.logger.close()
+            if not (self.out_dir / WEIGHTS).exists():
+                raise TrainingDiverged(f"no validated checkpoint of {self.run_dir} had finite samples; the last "
+                                       f"weights are in {self.run_dir / 'last'}: lower the learning rates")  # fmt: skip
+            r.finish()
+        return self.out_dir
+
+    def after_step(self, step: int, values: dict, end: bool) -> None:
+        """Log, draw, snapshot, checkpoint, then validate and select (rank 0)."""
+        r, s, elapsed = self.r, self.s, self.budget.elapsed
+        if values and (step % s.log_every == 0 or end):
+            self.logger.scalars(step, {**r.log_values(step, values), "wall_s": elapsed()}, prefix=r.log_prefix)
+        if step % s.sample_every == 0 or end:
+            from gankd.sampling import save_png
+
+            g = r.grid()
+            save_png(g, self.run_dir / "samples" / f"step{step:07d}.png")
+            self.logger.image("samples", g, step)
+        for m in due_snapshots(s.snapshot_minutes, elapsed(), self.run_dir):
+            self.save_model(snapshot_dir(self.run_dir, m), step, {"ema": r.ema},
+                            snapshot={"minutes": m, "wall_s": round(elapsed(), 2)}, with_d=False)  # fmt: skip
+        if step % s.checkpoint_every == 0 or end:
+            self.checkpoint(step)  # before validation: its failure loses no trained weights
+        if (s.eval_every and step % s.eval_every == 0) or end:
+            val = r.selector.score(r.ema)  # inside the wall budget, like every recipe's validation
+            if val:
+                self.logger.scalars(step, {**val, "wall_s": elapsed()}, prefix="val/")
+            if r.selector.rule != "last" and r.selector.better(val, r.best):
+                r.best = {**r.selector.info(), "step": step, **val}
+                self.save_model(self.out_dir, step, {"ema": r.ema, "D": r.D}, selected_on=r.best)
+
+    def checkpoint(self, step: int) -> None:
+        """state.pt and last/ (and the selected folder under ``last``), after a finiteness check."""
+        from gankd.checkpoint import save_state
+
+        r = self.r
+        check_finite_modules(r.modules(), step, self.last_good)
+        save_state(r.state(step, self.budget.elapsed()), self.state_path)
+        self.save_model(self.run_dir / "last", step, {}, selected_on={"rule": "last", "step": step})
+        self.last_good = self.state_path
+        if r.selector.rule == "last":
+            r.best = {**r.selector.info(), "step": step}
+            self.save_model(self.out_dir, step, {}, selected_on=r.best)
+
+    def save_model(self, folder: Path, step: int, check: dict, with_d: bool = True, **record) -> None:
+        """The model (and D) as a loadable folder, never with NaN/inf weights (``check``: modules
+        to verify first, when the checkpoint's own check has not just done so)."""
+        from gankd.checkpoint import save_generator
+
+        check_finite_modules(check, step, self.last_good)
+        save_generator(folder, self.r.ema, discriminator=self.r.D if with_d else None,
+                       extra={**self.r.extra(step), **record})  # fmt: skip

@@ -24,24 +24,22 @@ from gankd.data import DataError, load_dataset, resolve_shape
 from gankd.loop import (
     BatchStream,
     Budget,
+    Recipe,
     RunLogger,
-    TrainingDiverged,
+    RunSchedule,
+    RunSkeleton,
     check_finite,
-    check_finite_modules,
-    due_snapshots,
     ema_update,
-    follow_budget,
     sample_labels,
     selected_on,
     set_threads,
-    snapshot_dir,
     step_generator,
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, classifier_kd_loss, d_loss, g_loss
 from gankd.models import ClassifierConfig, DiscriminatorConfig, GeneratorConfig
 from gankd.paired import TaskParams
 from gankd.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS
-from gankd.sampling import pair_grid, sample_grid, save_png
+from gankd.sampling import pair_grid, sample_grid
 from gankd.selection import DEFAULT_SELECT, build_paired_selector, build_selector, check_rule
 
 log = logging.getLogger(__name__)
@@ -235,6 +233,180 @@ def task_meta(cfg) -> dict:
     return {"task": cfg.task, "task_params": to_dict(cfg.task_params)}
 
 
+class GANTrainer(Recipe):
+    """The teacher-training recipe: a GAN from data (noise -> image, or pix2pix on pairs), one
+    D and one G update per step (``d_steps`` D updates), EMA generator; run by the skeleton."""
+
+    name, out_name = "train-gan", "generator"
+
+    def __init__(self, cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False):
+        self.run_dir = run_dir = Path(run_dir)
+        set_threads(cfg.threads)
+        state_path = run_dir / "state.pt"
+        cfg = resolve_gan_shapes(cfg)  # shapes from the data unless asked for
+        g_cfg = cfg.generator
+        self.i2i = i2i = bool(cfg.task)
+        self.val_pairs = None
+        if i2i:
+            from gankd.paired import load_pairs
+
+            def pairs(split):
+                return load_pairs(cfg.data, split, cfg.resolution, cfg.image_channels, cfg.task, cfg.task_params,
+                                  cfg.seed)  # fmt: skip
+
+            data, self.val_pairs = pairs(cfg.split), pairs("val")
+            self.selector = build_paired_selector(cfg.select, distill=False, pairs=self.val_pairs,
+                                                  eval_samples=cfg.eval_samples, device=cfg.device)  # fmt: skip
+        else:
+            data = load_dataset(cfg.data, cfg.split, g_cfg.resolution, g_cfg.image_channels)
+            self.selector = build_selector(
+                cfg.select, distill=False, data=cfg.data, resolution=g_cfg.resolution,
+                image_channels=g_cfg.image_channels, z_dim=g_cfg.z_dim, num_classes=g_cfg.num_classes,
+                eval_samples=cfg.eval_samples, device=cfg.device, net=cfg.select_net,
+            )  # fmt: skip
+        torch.manual_seed(cfg.seed)
+        G, D = build_gan(cfg)
+        self.perc = None
+        if i2i and cfg.perceptual > 0:  # a net that fits the data, else off with one warning (recorded)
+            from gankd.perceptual import perceptual_for_data
+
+            perc, changes = perceptual_for_data("fmnist", None, data=cfg.data, image_channels=cfg.image_channels,
+                                                perceptual=cfg.perceptual, kd=0.0)  # fmt: skip
+            cfg = replace(cfg, **{k: v for k, v in changes.items() if k in ("perceptual", "perceptual_off")})
+            self.perc = perc.to(cfg.device) if perc is not None else None
+        G_ema = copy.deepcopy(G).eval()
+        self.G, self.D, self.ema = (_fmt(m, cfg.channels_last, cfg.device) for m in (G, D, G_ema))
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+        self.start, self.wall_s, self.best = 0, 0.0, None
+        if resume:
+            _check_resume_config(cfg, run_dir / "train_config.json")
+            st = ckpt.load_state(state_path)
+            self.G.load_state_dict(st["G"])
+            self.D.load_state_dict(st["D"])
+            self.ema.load_state_dict(st["G_ema"])
+            self.opt_g.load_state_dict(st["opt_g"])
+            self.opt_d.load_state_dict(st["opt_d"])
+            self.start, self.wall_s = int(st["step"]), float(st.get("wall_s", 0.0))
+            self.best = selected_on(run_dir / self.out_name)  # the selected model on disk is the truth
+            log.info("resumed from %s at step %d (%.0f s of the budget used)", state_path, self.start, self.wall_s)
+        ckpt.prepare_run_dir(run_dir, resume)  # refuses a foreign --out, or a run without --resume
+        save_json(to_dict(cfg), run_dir / "train_config.json")
+        save_json(self.selector.info(), run_dir / "selection.json")
+        if i2i:
+            from gankd.paired import PairStream
+
+            self.stream = PairStream(data, cfg.batch_size, cfg.seed)
+        else:
+            self.stream = BatchStream(data, cfg.batch_size, cfg.seed)
+        self.cfg, self.nc = cfg, g_cfg.num_classes
+        self.cl = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self._extra = {"data": cfg.data, **task_meta(cfg)}
+        self.last_r1 = None
+
+    def schedule(self) -> RunSchedule:
+        c = self.cfg
+        return RunSchedule(c.steps, c.max_minutes, c.log_every, c.sample_every, c.checkpoint_every, c.eval_every,
+                           c.snapshot_minutes)  # fmt: skip
+
+    # ------------------------------------------------------------ the skeleton's hooks
+    def train_mode(self) -> None:
+        self.G.train()
+        self.D.train()
+
+    def postfix(self, values: dict) -> dict:
+        return {"d": f"{values['loss_d']:.3f}", "g": f"{values['loss_g']:.3f}"}
+
+    def log_values(self, step: int, values: dict) -> dict:
+        return {**values, "epoch": self.stream.epoch_of(step * self.cfg.d_steps)}
+
+    def modules(self) -> dict:
+        return {"G": self.G, "G_ema": self.ema, "D": self.D}
+
+    def state(self, step: int, wall_s: float) -> dict:
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.ema.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "step": step,
+                "wall_s": wall_s}  # fmt: skip
+
+    def extra(self, step: int) -> dict:
+        return {**self._extra, "trained_steps": step}
+
+    def grid(self) -> torch.Tensor:
+        if self.i2i:
+            return pair_grid(self.ema, self.val_pairs, 8, device=self.cfg.device)
+        return sample_grid(self.ema, list(range(64)), nrow=10 if self.nc == 10 else 8, device=self.cfg.device)
+
+    # ------------------------------------------------------------ one step
+    def _draw(self, index: int, g: torch.Generator):
+        """(real, its condition, G's input, the fake's condition) of stream batch ``index``."""
+        cfg = self.cfg
+        if self.i2i:  # pix2pix: D sees (source, image) pairs
+            src, real = (t.to(cfg.device).contiguous(memory_format=self.cl) for t in self.stream.batch(index))
+            return real, src, src, src
+        real, y_real = self.stream.batch(index)
+        real = real.to(cfg.device).contiguous(memory_format=self.cl)
+        y_real = y_real.to(cfg.device) if self.nc else None
+        z = torch.randn(cfg.batch_size, cfg.generator.z_dim, generator=g).to(cfg.device)
+        y_fake = sample_labels(cfg.batch_size, self.nc, g)
+        return real, y_real, z, (y_fake.to(cfg.device) if y_fake is not None else None)
+
+    def _aug(self, x, g):
+        cfg = self.cfg
+        return diff_augment(x, cfg.diffaug, g, cfg.diffaug_p) if cfg.diffaug and not self.i2i else x
+
+    def _fake(self, g_in, y):
+        return self.G(g_in) if self.i2i else self.G(g_in, y)
+
+    def step(self, step: int) -> dict[str, float]:
+        cfg, D = self.cfg, self.D
+        gen = step_generator(cfg.seed, step)
+        # d_steps - 1 extra D updates first, each on its own batch and noise; the last one's fake
+        # also serves the G step (G does not change during D steps). d_steps = 1: one batch per step.
+        for k in range(cfg.d_steps):
+            last = k == cfg.d_steps - 1
+            g_k = gen if last else step_generator(cfg.seed, step, stream=k + 1)
+            real, y_real, g_in, y_fake = self._draw(step * cfg.d_steps + k, g_k)
+            with torch.set_grad_enabled(last):
+                fake = self._fake(g_in, y_fake)
+            x_real = self._aug(real, g_k)
+            r1_now = cfg.r1 > 0 and (step * cfg.d_steps + k) % cfg.r1_every == 0
+            if r1_now:  # the penalty's gradient is taken at D's input (the augmented image)
+                x_real = x_real.detach().requires_grad_(True)
+            d_real = D(x_real, y_real)
+            loss_d = total_d = d_loss(d_real, D(self._aug(fake.detach(), g_k), y_fake), cfg.loss)
+            if r1_now:
+                (grad,) = torch.autograd.grad(d_real.sum(), x_real, create_graph=True)
+                loss_r1 = grad.pow(2).flatten(1).sum(1).mean()
+                total_d = loss_d + cfg.r1 / 2 * cfg.r1_every * loss_r1
+                self.last_r1 = loss_r1.item()
+            self.opt_d.zero_grad(set_to_none=True)
+            total_d.backward()
+            self.opt_d.step()
+        loss_g = g_loss(D(self._aug(fake, gen), y_fake), cfg.loss)
+        total_g = loss_g
+        if self.i2i and cfg.l1 > 0:
+            loss_l1 = (fake - real).abs().mean()
+            total_g = total_g + cfg.l1 * loss_l1
+        if self.perc is not None:
+            loss_perc = self.perc(fake, real).mean()
+            total_g = total_g + cfg.perceptual * loss_perc
+        self.opt_g.zero_grad(set_to_none=True)
+        total_g.backward()
+        self.opt_g.step()
+        if cfg.ema_decay > 0:
+            ema_update(self.ema, self.G, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        else:
+            self.ema.load_state_dict(self.G.state_dict())
+        values = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+        if self.last_r1 is not None:
+            values["r1"] = self.last_r1  # the latest penalty measured (every r1_every-th D update)
+        if self.i2i and cfg.l1 > 0:
+            values["l1"] = loss_l1.item()
+        if self.perc is not None:
+            values["perceptual"] = loss_perc.item()
+        return values
+
+
 def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = False) -> Path:
     """Train a GAN; returns the folder of the selected (EMA) generator with its discriminator.
 
@@ -243,218 +415,8 @@ def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, pr
     one; ``selection.json`` records the rule in effect. The wall time used is stored in
     ``state.pt``, so a resumed run counts it against ``max_minutes``.
     """
-    run_dir = Path(run_dir)
-    set_threads(cfg.threads)
-    state_path = run_dir / "state.pt"
-    cfg = resolve_gan_shapes(cfg)  # shapes from the data unless asked for
-    g_cfg = cfg.generator
-    i2i = bool(cfg.task)
-    val_pairs = None
-    if i2i:
-        from gankd.paired import load_pairs
-
-        def pairs(split):
-            return load_pairs(cfg.data, split, cfg.resolution, cfg.image_channels, cfg.task, cfg.task_params, cfg.seed)
-
-        data, val_pairs = pairs(cfg.split), pairs("val")
-        selector = build_paired_selector(cfg.select, distill=False, pairs=val_pairs, eval_samples=cfg.eval_samples,
-                                         device=cfg.device)  # fmt: skip
-    else:
-        data = load_dataset(cfg.data, cfg.split, g_cfg.resolution, g_cfg.image_channels)
-        selector = build_selector(
-            cfg.select, distill=False, data=cfg.data, resolution=g_cfg.resolution,
-            image_channels=g_cfg.image_channels, z_dim=g_cfg.z_dim, num_classes=g_cfg.num_classes,
-            eval_samples=cfg.eval_samples, device=cfg.device, net=cfg.select_net,
-        )  # fmt: skip
-    torch.manual_seed(cfg.seed)
-    G, D = build_gan(cfg)
-    perc = None
-    if i2i and cfg.perceptual > 0:  # a net that fits the data, else off with one warning (recorded)
-        from gankd.perceptual import perceptual_for_data
-
-        perc, changes = perceptual_for_data("fmnist", None, data=cfg.data, image_channels=cfg.image_channels,
-                                            perceptual=cfg.perceptual, kd=0.0)  # fmt: skip
-        cfg = replace(cfg, **{k: v for k, v in changes.items() if k in ("perceptual", "perceptual_off")})
-        perc = perc.to(cfg.device) if perc is not None else None
-    G_ema = copy.deepcopy(G).eval()
-    G, D, G_ema = (_fmt(m, cfg.channels_last, cfg.device) for m in (G, D, G_ema))
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
-    out_dir, last_dir = run_dir / "generator", run_dir / "last"
-    start, wall_s, best = 0, 0.0, None
-    if resume:
-        _check_resume_config(cfg, run_dir / "train_config.json")
-        st = ckpt.load_state(state_path)
-        G.load_state_dict(st["G"])
-        D.load_state_dict(st["D"])
-        G_ema.load_state_dict(st["G_ema"])
-        opt_g.load_state_dict(st["opt_g"])
-        opt_d.load_state_dict(st["opt_d"])
-        start, wall_s = int(st["step"]), float(st.get("wall_s", 0.0))
-        best = selected_on(out_dir)  # the selected model on disk is the truth
-        log.info("resumed from %s at step %d (%.0f s of the budget used)", state_path, start, wall_s)
-    ckpt.prepare_run_dir(run_dir, resume)  # refuses a foreign --out, or a run without --resume
-    save_json(to_dict(cfg), run_dir / "train_config.json")
-    save_json(selector.info(), run_dir / "selection.json")
-    logger = RunLogger(run_dir, resume_step=start if resume else None)
-    if i2i:
-        from gankd.paired import PairStream
-
-        stream = PairStream(data, cfg.batch_size, cfg.seed)
-    else:
-        stream = BatchStream(data, cfg.batch_size, cfg.seed)
-    budget = Budget(cfg.max_minutes, wall_s)
-    last_good = state_path if resume else None
-    nc = g_cfg.num_classes
-    cl = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    extra = {"data": cfg.data, **task_meta(cfg)}
-
-    def save(step: int) -> None:
-        """state.pt and last/ (generator/ too under ``--select last``), never with NaN/inf weights."""
-        nonlocal last_good, best
-        check_finite_modules({"G": G, "G_ema": G_ema, "D": D}, step, last_good)
-        ckpt.save_state(
-            {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step, "wall_s": budget.elapsed()},
-            state_path,
-        )  # fmt: skip
-        last_on = {"rule": "last", "step": step}
-        ckpt.save_model(last_dir, G_ema, "generator", discriminator=D,
-                        extra={**extra, "trained_steps": step, "selected_on": last_on})  # fmt: skip
-        last_good = state_path
-        if selector.rule == "last":
-            best = {**selector.info(), "step": step}
-            ckpt.save_model(out_dir, G_ema, "generator", discriminator=D,
-                            extra={**extra, "trained_steps": step, "selected_on": best})  # fmt: skip
-
-    def validate(step: int) -> None:
-        nonlocal best
-        val = selector.score(G_ema)  # inside the wall budget, like every recipe's validation
-        logger.scalars(step, {**val, "wall_s": budget.elapsed()}, prefix="val/")
-        if selector.better(val, best):
-            check_finite_modules({"G_ema": G_ema, "D": D}, step, last_good)
-            best = {**selector.info(), "step": step, **val}
-            ckpt.save_model(out_dir, G_ema, "generator", discriminator=D,
-                            extra={**extra, "trained_steps": step, "selected_on": best})  # fmt: skip
-
-    def after_step(step: int, end: bool) -> None:
-        if step % cfg.sample_every == 0 or end:
-            if i2i:
-                g = pair_grid(G_ema, val_pairs, 8, device=cfg.device)
-            else:
-                g = sample_grid(G_ema, list(range(64)), nrow=10 if nc == 10 else 8, device=cfg.device)
-            save_png(g, run_dir / "samples" / f"step{step:07d}.png")
-            logger.image("samples", g, step)
-        for m in due_snapshots(cfg.snapshot_minutes, budget.elapsed(), run_dir):
-            check_finite_modules({"G_ema": G_ema}, step, last_good)
-            ckpt.save_model(snapshot_dir(run_dir, m), G_ema, "generator", extra={
-                **extra, "trained_steps": step, "snapshot": {"minutes": m, "wall_s": round(budget.elapsed(), 2)}})
-        if step % cfg.checkpoint_every == 0 or end:
-            save(step)  # before validation: its failure loses no trained weights
-        if selector.rule != "last" and ((cfg.eval_every and step % cfg.eval_every == 0) or end):
-            validate(step)
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=start, desc="train-gan", unit="step", dynamic_ncols=True)
-    step = start
-    G.train()
-    D.train()
-    stop = budget.used > 0 and budget.exhausted()  # a resumed run whose budget is spent trains no further
-    if stop:
-        log.warning("time budget of %g min already used (%.0f s) at step %d: nothing to train",
-                    cfg.max_minutes, budget.elapsed(), step)  # fmt: skip
-
-    def draw(index: int, g: torch.Generator):
-        """(real, its condition, G's input, the fake's condition) of stream batch ``index``."""
-        if i2i:  # pix2pix: D sees (source, image) pairs
-            src, real = (t.to(cfg.device).contiguous(memory_format=cl) for t in stream.batch(index))
-            return real, src, src, src
-        real, y_real = stream.batch(index)
-        real = real.to(cfg.device).contiguous(memory_format=cl)
-        y_real = y_real.to(cfg.device) if nc else None
-        z = torch.randn(cfg.batch_size, g_cfg.z_dim, generator=g).to(cfg.device)
-        y_fake = sample_labels(cfg.batch_size, nc, g)
-        return real, y_real, z, (y_fake.to(cfg.device) if y_fake is not None else None)
-
-    def aug(x, g):
-        return diff_augment(x, cfg.diffaug, g, cfg.diffaug_p) if cfg.diffaug and not i2i else x
-
-    def fake_of(g_in, y):
-        return G(g_in) if i2i else G(g_in, y)
-
-    last_r1 = None
-    while step < cfg.steps and not stop:
-        gen = step_generator(cfg.seed, step)
-
-        # d_steps - 1 extra D updates first, each on its own batch and noise; the last one's fake
-        # also serves the G step (G does not change during D steps). d_steps = 1: one batch per step.
-        for k in range(cfg.d_steps):
-            last = k == cfg.d_steps - 1
-            g_k = gen if last else step_generator(cfg.seed, step, stream=k + 1)
-            real, y_real, g_in, y_fake = draw(step * cfg.d_steps + k, g_k)
-            with torch.set_grad_enabled(last):
-                fake = fake_of(g_in, y_fake)
-            x_real = aug(real, g_k)
-            r1_now = cfg.r1 > 0 and (step * cfg.d_steps + k) % cfg.r1_every == 0
-            if r1_now:  # the penalty's gradient is taken at D's input (the augmented image)
-                x_real = x_real.detach().requires_grad_(True)
-            d_real = D(x_real, y_real)
-            loss_d = total_d = d_loss(d_real, D(aug(fake.detach(), g_k), y_fake), cfg.loss)
-            if r1_now:
-                (grad,) = torch.autograd.grad(d_real.sum(), x_real, create_graph=True)
-                loss_r1 = grad.pow(2).flatten(1).sum(1).mean()
-                total_d = loss_d + cfg.r1 / 2 * cfg.r1_every * loss_r1
-                last_r1 = loss_r1.item()
-            opt_d.zero_grad(set_to_none=True)
-            total_d.backward()
-            opt_d.step()
-        loss_g = g_loss(D(aug(fake, gen), y_fake), cfg.loss)
-        total_g = loss_g
-        if i2i and cfg.l1 > 0:
-            loss_l1 = (fake - real).abs().mean()
-            total_g = total_g + cfg.l1 * loss_l1
-        if perc is not None:
-            loss_perc = perc(fake, real).mean()
-            total_g = total_g + cfg.perceptual * loss_perc
-        opt_g.zero_grad(set_to_none=True)
-        total_g.backward()
-        opt_g.step()
-        if cfg.ema_decay > 0:
-            ema_update(G_ema, G, min(cfg.ema_decay, (1 + step) / (10 + step)))
-        else:
-            G_ema.load_state_dict(G.state_dict())
-        values = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
-        if last_r1 is not None:
-            values["r1"] = last_r1  # the latest penalty measured (every r1_every-th D update)
-        if i2i and cfg.l1 > 0:
-            values["l1"] = loss_l1.item()
-        if perc is not None:
-            values["perceptual"] = loss_perc.item()
-        check_finite(values, step, last_good)
-        step += 1
-        stop = budget.exhausted()
-        end = step == cfg.steps or stop
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(d=f"{values['loss_d']:.3f}", g=f"{values['loss_g']:.3f}")
-            follow_budget(bar, budget, step, step - start, cfg.steps)
-        if step % cfg.log_every == 0 or end:
-            logger.scalars(step, {**values, "epoch": stream.epoch_of(step * cfg.d_steps), "wall_s": budget.elapsed()})
-        after_step(step, end)
-        if stop:
-            log.warning("time budget of %g min reached at step %d of %d", cfg.max_minutes, step, cfg.steps)
-    if bar is not None:
-        bar.close()
-    if step == start and not (out_dir / ckpt.WEIGHTS).exists():
-        after_step(step, True)  # nothing trained in this session: still leave a model
-    logger.close()
-    if not (out_dir / ckpt.WEIGHTS).exists():
-        raise TrainingDiverged(f"no validated checkpoint of {run_dir} had finite samples; the last weights are "
-                               f"in {last_dir}: lower the learning rates")  # fmt: skip
-    return out_dir
+    recipe = GANTrainer(cfg, run_dir, resume)
+    return RunSkeleton(recipe, recipe.schedule(), resumed=resume, progress=progress).run()
 
 
 @dataclass
