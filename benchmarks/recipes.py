@@ -1,0 +1,537 @@
+"""Distillation recipes at equal wall time (or equal steps): which recipe should ``gankd compress`` default to?
+
+A recipe is a named set of DistillConfig overrides (:data:`RECIPES`, the one table of them); a
+teacher setting is a teacher, its training data and a student width (:data:`SETTINGS`). A cell
+= (setting, recipe, budget, seed) trains ONE student with ``gankd.distill.compress`` on one
+torch thread, then scores it twice, on sides that never share an image or a seed:
+
+- ``val`` (choose recipes here): FID/KID of 2,000 student samples (seeds 1,000,000.., gankd's
+  selection block) against teacher samples of a block of their own (seeds 3,000,000..) and
+  against the data's ``val`` split; PSNR/SSIM to the teacher on the val latents.
+- ``test`` (report these): the protocol of ``gankd eval`` and benchmarks/foreign_gan.py:
+  student seeds 0.. against teacher samples from seeds 2,000,000.. and against the data's
+  ``test`` split; PSNR/SSIM to the teacher on the test latents.
+
+Image-to-image teachers (``restore64``) are scored by ``gankd.evaluate_i2i`` on the val and test
+pairs (sources degraded with seed 0): PSNR/SSIM to the teacher's outputs and to the targets,
+FID/KID of the outputs against the targets and against the teacher's outputs.
+Features come from the extractor gankd chooses for the domain (recorded per cell). Each
+setting also gets a teacher record (the teacher under the same protocol, and the real-data
+floor): ``OUT/teachers/``.
+
+    python benchmarks/recipes.py --settings wesnoth64-free,fmnist --recipes plain,default --minutes 5 --seeds 0
+    python benchmarks/recipes.py --settings fmnist --recipes lean --steps 3000 --seeds 0,1,2 --device cuda
+    python benchmarks/recipes.py --table          # RESULTS.md and results.json from OUT/cells/*.json
+
+``--minutes M``: max_minutes=M with a step count that never binds, so the wall budget stops the
+run and a cosine schedule decays over exactly M minutes (gankd's schedule progress is the larger
+of step/steps and elapsed/max_minutes). ``--steps N``: N steps, no wall cap (device-independent).
+Validation that a recipe runs inside its training (``default`` selects a checkpoint every 500
+steps) counts against its own budget.
+
+Resumable: a cell whose JSON exists in OUT/cells is never redone; a trained run (RUNS/<cell>/DONE)
+is not trained again; a killed run resumes from its state.pt. Paths in the JSONs are relative to
+the repository root; every JSON holds the command that made it.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # i2i_matrix: the seed statistics
+sys.path.insert(0, str(ROOT / "benchmarks" / "thirdparty"))  # the tutorial generator of wesnoth-dcgan64
+
+import torch  # noqa: E402
+from i2i_matrix import stats  # noqa: E402
+
+from gankd.adapter import adapter_for  # noqa: E402
+from gankd.checkpoint import atomic_write_bytes, load_generator, load_state, resolve_model_path  # noqa: E402
+from gankd.config import to_dict  # noqa: E402
+from gankd.data import to_uint8  # noqa: E402
+from gankd.distill import DistillConfig, compress  # noqa: E402
+from gankd.evaluate import REFERENCE_FIRST_SEED, real_floor, save_result  # noqa: E402
+from gankd.evaluate_i2i import evaluate_i2i, model_pairs  # noqa: E402
+from gankd.fileio import portable_path  # noqa: E402
+from gankd.metrics import fidelity as fid  # noqa: E402
+from gankd.metrics.efficiency import efficiency, fingerprint  # noqa: E402
+from gankd.sampling import generate  # noqa: E402
+from gankd.selection import VAL_FIRST_SEED  # noqa: E402
+
+log = logging.getLogger("recipes")
+SCHEMA = "gankd.recipes/1"
+OUT = ROOT / "benchmarks" / "results" / "recipes"
+RUNS = ROOT / "runs" / "recipes"
+UNBOUNDED_STEPS = 10**9  # --minutes: the wall budget stops the run, never the step count
+
+# --------------------------------------------------------------------------- the recipes
+# One table: name -> DistillConfig overrides (everything else: DistillConfig's defaults). The harness adds
+# only what every cell shares: teacher, data, width, seed, threads=1, device and the budget (steps, max_minutes).
+_LEAN = {"pixel": 1.0, "feat": 1.0, "adv": 0.0, "perceptual": 0.0, "kd": 0.0, "batch_size": 32, "lr_g": 1e-3,
+         "lr_schedule": "cosine", "ema_decay": 0.999, "select": "last", "eval_every": 0}  # fmt: skip
+RECIPES: dict[str, dict] = {
+    # what a user writes in 40 lines: the pruned student, L1 to the teacher's output, Adam, nothing else
+    "plain": {"init": "prune", "pixel": 1.0, "pixel_kind": "l1", "gt": 0.0, "batch_size": 32, "lr_g": 2e-4,
+              "betas": (0.5, 0.999), "lr_schedule": "constant", "adv": 0.0, "feat": 0.0, "perceptual": 0.0,
+              "kd": 0.0, "d_feat": 0.0, "ema_decay": 0.0, "select": "last", "eval_every": 0},
+    # gankd compress with no flags
+    "default": {},
+    # candidates from existing flags
+    "lean": dict(_LEAN),
+    "lean-lr4e-4": {**_LEAN, "lr_g": 4e-4},
+    "lean-nofeat": {**_LEAN, "feat": 0.0},
+    "fast-adv": {"lr_g": 1.6e-3, "lr_schedule": "cosine", "perceptual": 0.0, "kd": 0.0},
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Setting:  # (no `from __future__ import annotations`: tests load this file outside sys.modules)
+    teacher: str  # shipped name or generator folder
+    data: str  # what compress trains with (--data); "none" = data-free
+    width: float
+    eval_data: str | None  # the data the scores compare with (val and test splits); None: teacher-only scores
+    i2i: bool = False
+
+
+SETTINGS: dict[str, Setting] = {
+    "fmnist": Setting("fmnist-teacher", "fashion-mnist", 0.25, "fashion-mnist"),
+    "fmnist-w8": Setting("fmnist-teacher", "fashion-mnist", 0.125, "fashion-mnist"),
+    # data-free training; the sprites still score it (foreign_gan.py does the same)
+    "wesnoth64-free": Setting("wesnoth-dcgan64", "none", 0.25, "wesnoth-units"),
+    "wesnoth64-data": Setting("wesnoth-dcgan64", "wesnoth-units", 0.25, "wesnoth-units"),
+    "restore64": Setting("wesnoth-restore64", "wesnoth-units", 0.25, "wesnoth-units", i2i=True),
+}
+
+# noise-to-image seed blocks: student samples / latents, and the teacher's samples FID compares with
+VAL_TEACHER_FIRST_SEED = 3_000_000
+SEEDS = {"val": {"student": VAL_FIRST_SEED, "teacher_reference": VAL_TEACHER_FIRST_SEED},
+         "test": {"student": 0, "teacher_reference": REFERENCE_FIRST_SEED}}  # fmt: skip
+
+
+def seed_blocks(n: int) -> dict[str, list[range]]:
+    """The seeds each side draws for ``n`` samples (student latents, teacher reference samples)."""
+    if not 1 <= n <= 10**6:
+        raise SystemExit(f"--num-samples {n}: pick 1..1,000,000 (the val and test seed blocks are 10^6 apart)")
+    return {side: [range(s["student"], s["student"] + n), range(s["teacher_reference"], s["teacher_reference"] + n)]
+            for side, s in SEEDS.items()}  # fmt: skip
+
+
+def _span(r: range) -> str:
+    return f"{r.start}..{r.stop - 1}"
+
+
+# --------------------------------------------------------------------------- cells
+def budget_tag(args) -> str:
+    return f"m{args.minutes:g}" if args.minutes else f"n{args.steps}"
+
+
+def cell_name(setting: str, recipe: str, tag: str, seed: int) -> str:
+    return f"{setting}__{recipe}__{tag}__s{seed}"
+
+
+def cell_config(setting: str, recipe: str, seed: int, args) -> DistillConfig:
+    s = SETTINGS[setting]
+    budget = ({"steps": UNBOUNDED_STEPS, "max_minutes": float(args.minutes)} if args.minutes
+              else {"steps": int(args.steps), "max_minutes": 0.0})  # fmt: skip
+    return DistillConfig(teacher=s.teacher, data=s.data, width=s.width, seed=seed, threads=1, device=args.device,
+                         **budget, **RECIPES[recipe])  # fmt: skip
+
+
+def cell_command(setting: str, recipe: str, seed: int, args) -> str:
+    """The command that (re)makes this one cell."""
+    argv = ["python", "benchmarks/recipes.py", "--settings", setting, "--recipes", recipe,
+            *(["--minutes", f"{args.minutes:g}"] if args.minutes else ["--steps", str(args.steps)]),
+            "--seeds", str(seed), "--num-samples", str(args.num_samples)]  # fmt: skip
+    if args.device != "cpu":
+        argv += ["--device", args.device]
+    for flag, value, default in (("--out", args.out, OUT), ("--runs", args.runs, RUNS)):
+        if Path(value).resolve() != default.resolve():
+            argv += [flag, portable_path(value)]
+    return shlex.join(argv)
+
+
+def train(cfg: DistillConfig, run: Path) -> dict:
+    """Train a cell's student (kept when DONE; a killed run resumes from state.pt)."""
+    done = run / "DONE"
+    if not done.exists():
+        resume = (run / "state.pt").exists()
+        if run.exists() and not resume:  # killed before its first checkpoint: nothing to keep
+            shutil.rmtree(run)
+        log.info("%s %s", "resuming" if resume else "training", run.name)
+        t0 = time.monotonic()
+        student = compress(cfg, run, resume=resume)
+        st = load_state(run / "state.pt")
+        steps, wall = int(st["step"]), float(st.get("wall_s", 0.0))
+        meta = json.loads((student / "config.json").read_text())
+        rec = {"steps": steps, "wall_s": round(wall, 2), "s_per_step": wall / max(steps, 1),
+               "stopped_by": "steps" if steps >= cfg.steps else "budget",
+               "model_step": meta.get("trained_steps"), "selected_on": meta.get("selected_on"),
+               "has_discriminator": "D" in st, "resolved": json.loads((run / "config.json").read_text())["resolved"],
+               "this_invocation_s": round(time.monotonic() - t0, 1), "run": portable_path(run),
+               "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],  # a shared machine slows s/step
+               "student": portable_path(student)}  # fmt: skip
+        atomic_write_bytes(done, (json.dumps(rec, indent=1, default=str) + "\n").encode())
+    return json.loads(done.read_text())
+
+
+def domain_extractor(setting: str, device: str = "cpu"):
+    """The extractor gankd chooses for the setting's images and data (as ``gankd eval`` does)."""
+    s = SETTINGS[setting]
+    c, r, _ = adapter_for(_teacher(setting, device)).output_shape()
+    return fid.choose_extractor(fid.AUTO, channels=c, resolution=r, data=s.eval_data)
+
+
+_CACHE: dict = {}
+
+
+def _teacher(setting: str, device: str):
+    key = ("teacher", SETTINGS[setting].teacher, device)
+    if key not in _CACHE:
+        _CACHE[key] = load_generator(resolve_model_path(SETTINGS[setting].teacher), device)
+    return _CACHE[key]
+
+
+def _teacher_samples(setting: str, first_seed: int, n: int, device: str, side: str):
+    """The teacher's samples a side compares with (the teacher is frozen: made once per process)."""
+    key = ("samples", SETTINGS[setting].teacher, first_seed, n, device)
+    if key not in _CACHE:
+        _CACHE[key] = fid.generated_set(_teacher(setting, device), n, first_seed, device=device,
+                                        name=f"teacher {side} samples")  # fmt: skip
+    return _CACHE[key]
+
+
+def _headline(q: dict, prefix: str) -> dict:
+    return {f"fid_{prefix}": q.get("fid"), f"kid_{prefix}": q.get("kid_mean")}
+
+
+def score_noise(model, setting: str, side: str, n: int, ex, device: str, self_teacher: bool = False) -> dict:
+    """One side of a noise-to-image model's scores (see the module doc); ``self_teacher``: the
+    model is the teacher (its FID to its own samples of the other block: the column's floor)."""
+    s, seeds = SETTINGS[setting], SEEDS[side]
+    blocks = dict(zip(("student", "teacher_reference"), seed_blocks(n)[side], strict=True))
+    teacher = _teacher(setting, device)
+    name = "teacher" if self_teacher else "student"
+    images = fid.generated_set(model, n, seeds["student"], device=device, name=f"{name} {side} samples")
+    ref = _teacher_samples(setting, seeds["teacher_reference"], n, device, side)
+    out: dict = {"seeds": {k: _span(v) for k, v in blocks.items()}}
+    q = fid.fidelity_metrics(images, ref, ("fid", "kid"), n, extractor=ex, device=device)
+    out.update(_headline(q, "vs_teacher"), detail={"vs_teacher": q})
+    if s.eval_data:
+        split = f"{s.eval_data}:{side}"
+        q = fid.fidelity_metrics(images, split, ("fid", "kid"), n, num_reference=n if ex.kind == "inception" else None,
+                                 extractor=ex, device=device)  # fmt: skip
+        out.update(_headline(q, "vs_data"), data_split=split)
+        out["detail"]["vs_data"] = q
+    if not self_teacher:
+        tf = fid.teacher_fidelity(model, teacher, n, first_seed=seeds["student"], device=device)
+        out.update(psnr_to_teacher=tf["psnr_db"], ssim_to_teacher=tf["ssim"])
+        out["detail"]["teacher_fidelity"] = tf
+    return out
+
+
+def score_i2i(folder: Path, setting: str, side: str, n: int, ex, device: str, self_teacher: bool = False) -> dict:
+    """One side (the val or test pairs) of an image-to-image model's scores; ``folder`` records the
+    data and task (a student's folder does)."""
+    teacher = _teacher(setting, device)
+    r = evaluate_i2i(folder, None if self_teacher else teacher, metrics=("psnr", "ssim", "fid", "kid"),
+                     num_samples=n, extractor=ex.name, device=device, split=side)  # fmt: skip
+    out = {"pairs": f"{r['data']}:{side} ({r['task']}, degradation seed 0), {r['num_pairs']} pairs",
+           "fid_vs_data": r["distribution"]["fid"], "kid_vs_data": r["distribution"]["kid_mean"],
+           "psnr_to_target": r["vs_target"]["psnr_db"]["mean"], "ssim_to_target": r["vs_target"]["ssim"]["mean"],
+           "source_psnr_to_target": r["source_vs_target"]["psnr_db"]["mean"],
+           "detail": {"evaluate_i2i": r}}  # fmt: skip
+    if not self_teacher:
+        out.update(psnr_to_teacher=r["vs_teacher"]["psnr_db"]["mean"], ssim_to_teacher=r["vs_teacher"]["ssim"]["mean"])
+        # FID of the outputs against the teacher's outputs on the same sources
+        gen = adapter_for(load_generator(folder, device))
+        src = model_pairs(gen, folder, side).sources[: r["num_pairs"]].float().div(127.5).sub(1)
+        outs = [to_uint8(generate(g, {g.spec.image().name: src}, batch_size=32, device=device))
+                for g in (gen, adapter_for(teacher))]  # fmt: skip
+        q = fid.fidelity_metrics(outs[0], outs[1], ("fid", "kid"), len(src), extractor=ex, device=device)
+        out.update(_headline(q, "vs_teacher"))
+        out["detail"]["vs_teacher"] = q
+    return out
+
+
+def efficiency_of(student: Path, device: str) -> dict:
+    e = efficiency(load_generator(student, device), student, device=device)
+    return {k: e[k] for k in ("params", "macs", "weights_bytes")}
+
+
+def teacher_key(setting: str, n: int) -> str:
+    s = SETTINGS[setting]
+    data = re.sub(r"[^A-Za-z0-9.-]+", "-", s.eval_data or "nodata").strip("-")[-60:]
+    return f"{Path(s.teacher).name}__{data}__n{n}"
+
+
+def teacher_record(setting: str, args, out: Path) -> dict:
+    """The teacher under the cells' protocol, the real-data floor and where its committed numbers are
+    (once per teacher, data and sample count: OUT/teachers/<key>.json)."""
+    s = SETTINGS[setting]
+    key = teacher_key(setting, args.num_samples)
+    path = out / "teachers" / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    log.info("teacher record %s", key)
+    folder = resolve_model_path(s.teacher)
+    ex = domain_extractor(setting, args.device)
+    rec: dict = {"schema": SCHEMA, "kind": "teacher", "key": key, "teacher": portable_path(folder),
+                 "eval_data": s.eval_data, "num_samples": args.num_samples, "extractor": ex.info(),
+                 "command": _command(args)}  # fmt: skip
+    for side in ("val", "test"):
+        if s.i2i:
+            rec[side] = score_i2i(folder, setting, side, args.num_samples, ex, args.device, self_teacher=True)
+            continue
+        rec[side] = score_noise(_teacher(setting, args.device), setting, side, args.num_samples, ex, args.device,
+                                self_teacher=True)  # fmt: skip
+        if s.eval_data:  # real images of the fit split against the side's split, same extractor
+            fl = real_floor(f"{s.eval_data}:{side}", real=f"{s.eval_data}:fit", num_samples=args.num_samples,
+                            metrics=("fid", "kid"), extractor=ex, device=args.device)  # fmt: skip
+            rec[side]["floor"] = {"fid_vs_data": fl["quality"]["fid"], "kid_vs_data": fl["quality"]["kid_mean"],
+                                  "detail": fl}  # fmt: skip
+    committed = folder / "metrics.json"
+    if committed.exists():
+        rec["committed_metrics"] = portable_path(committed)
+    rec["fingerprint"] = fingerprint(args.device)
+    save_result(rec, path)
+    return rec
+
+
+def run_cell(setting: str, recipe: str, seed: int, args, out: Path) -> dict:
+    """Train and score one cell unless its JSON exists (then it is returned as it is)."""
+    name = cell_name(setting, recipe, budget_tag(args), seed)
+    path = out / "cells" / f"{name}.json"
+    if path.exists():
+        log.info("kept %s", portable_path(path))
+        return json.loads(path.read_text())
+    s = SETTINGS[setting]
+    cfg = cell_config(setting, recipe, seed, args)
+    run = Path(args.runs) / name
+    teacher_record(setting, args, out)
+    config = to_dict(cfg)  # as built: compress may adapt fields to the data (recorded in the run's config.json)
+    tr = train(cfg, run)
+    ran = json.loads((run / "config.json").read_text())
+    changed = {k: ran[k] for k, v in config.items() if k in ran and ran[k] != v}
+    t0 = time.monotonic()
+    student = run / "student"
+    ex = domain_extractor(setting, args.device)
+    if s.i2i:
+        sides = {side: score_i2i(student, setting, side, args.num_samples, ex, args.device) for side in ("val", "test")}
+    else:
+        model = load_generator(student, args.device)
+        sides = {side: score_noise(model, setting, side, args.num_samples, ex, args.device) for side in ("val", "test")}
+    teacher_dir = resolve_model_path(s.teacher)
+    rec = {
+        "schema": SCHEMA, "kind": "cell", "name": name, "setting": setting, "recipe": recipe, "seed": seed,
+        "budget": {"minutes": args.minutes, "steps": None if args.minutes else args.steps, "tag": budget_tag(args)},
+        "teacher": portable_path(teacher_dir), "data": s.data, "eval_data": s.eval_data, "width": s.width,
+        "i2i": s.i2i, "overrides": RECIPES[recipe], "config": config, "changed_by_run": changed,
+        "train": tr,
+        "val": sides["val"], "test": sides["test"], "extractor": ex.info(), "num_samples": args.num_samples,
+        "efficiency": efficiency_of(student, args.device),
+        "teacher_record": teacher_key(setting, args.num_samples),
+        "score_s": round(time.monotonic() - t0, 1), "device": args.device, "threads": 1,
+        "fingerprint": fingerprint(args.device), "command": cell_command(setting, recipe, seed, args),
+        "invoked_as": _command(args), "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }  # fmt: skip
+    rec["config"]["teacher"] = portable_path(teacher_dir)
+    save_result(rec, path)
+    log.info("cell %s: %d steps, %.3f s/step, test FID vs teacher %.4g, PSNR %.2f dB (scored in %.0f s)", name,
+             tr["steps"], tr["s_per_step"], rec["test"]["fid_vs_teacher"], rec["test"]["psnr_to_teacher"],
+             rec["score_s"])  # fmt: skip
+    return rec
+
+
+def _command(args) -> str:
+    return shlex.join(["python", "benchmarks/recipes.py", *args.argv])
+
+
+# --------------------------------------------------------------------------- the table
+COLUMNS = [  # (header, side, key, digits)
+    ("val FID vs T", "val", "fid_vs_teacher", 3),
+    ("test FID vs T", "test", "fid_vs_teacher", 3),
+    ("test PSNR→T dB", "test", "psnr_to_teacher", 2),
+    ("test SSIM→T", "test", "ssim_to_teacher", 3),
+    ("test FID vs data", "test", "fid_vs_data", 3),
+]
+I2I_COLUMNS = [("test PSNR→target dB", "test", "psnr_to_target", 2)]
+
+
+def _recipe_order(recipe: str) -> tuple:
+    names = list(RECIPES)
+    return (names.index(recipe) if recipe in names else len(names), recipe)
+
+
+def summarise(cells: list[dict]) -> list[dict]:
+    """One row per (setting, budget, recipe): seeds, steps, s/step and every headline number over seeds."""
+    groups: dict = {}
+    for c in cells:
+        groups.setdefault((c["setting"], c["budget"]["tag"], c["recipe"]), []).append(c)
+    rows = []
+    order = sorted(groups, key=lambda k: (k[0], k[1], _recipe_order(k[2])))
+    for (setting, tag, recipe), cs in ((k, groups[k]) for k in order):
+        row = {"setting": setting, "budget": tag, "recipe": recipe, "seeds": sorted(c["seed"] for c in cs),
+               "num_samples": sorted({c["num_samples"] for c in cs}), "devices": sorted({c["device"] for c in cs}),
+               "steps": stats([c["train"]["steps"] for c in cs]),
+               "s_per_step": stats([c["train"]["s_per_step"] for c in cs]),
+               "cells": [c["name"] for c in cs]}  # fmt: skip
+        for side in ("val", "test"):
+            keys = sorted({k for c in cs for k, v in c[side].items() if isinstance(v, (int, float))})
+            row[side] = {k: stats([c[side].get(k) for c in cs]) for k in keys}
+        rows.append(row)
+    return rows
+
+
+def _pm(s: dict | None, digits: int) -> str:
+    if not s or s.get("mean") is None:
+        return "–"
+    text = f"{s['mean']:.{digits}f}"
+    return text + (f" ± {s['std']:.{digits}f}" if s.get("std") is not None else "")
+
+
+def _num(v, digits: int) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def render(rows: list[dict], cells: list[dict], teachers: dict[str, dict], command: str) -> str:
+    lines = ["# Distillation recipes at equal budget", "",
+             "Each table: one teacher setting and budget; a row is a recipe (benchmarks/recipes.py `RECIPES`), mean "
+             "± std over seeds. Choose on the val columns (seeds 1,000,000.. and 3,000,000.., the data's val split), "
+             "report the test ones (seeds 0.. and 2,000,000.., the data's test split). T = the teacher: FID against "
+             "its samples from other seeds, PSNR/SSIM to its images on the same latents (image-to-image: on the "
+             "same test sources). One torch thread per run; s/step includes any validation the recipe runs.",
+             ""]  # fmt: skip
+    by_group: dict = {}
+    for r in rows:
+        by_group.setdefault((r["setting"], r["budget"]), []).append(r)
+    for (setting, tag), rs in by_group.items():
+        cs = [c for c in cells if c["setting"] == setting and c["budget"]["tag"] == tag]
+        c0 = cs[0]
+        budget = f"{c0['budget']['minutes']:g} min" if c0["budget"]["minutes"] else f"{c0['budget']['steps']} steps"
+        cols = COLUMNS + (I2I_COLUMNS if c0["i2i"] else [])
+        lines += [f"## {setting}: {c0['teacher']} → width {c0['width']:g}, data {c0['data']}, {budget}", "",
+                  "| recipe | seeds | steps | s/step | " + " | ".join(h for h, *_ in cols) + " |",
+                  "|---|---|---:|---:|" + "---:|" * len(cols)]  # fmt: skip
+        for r in rs:
+            vals = [_pm(r[side].get(key), d) for _, side, key, d in cols]
+            lines.append(f"| {r['recipe']} | {','.join(map(str, r['seeds']))} | {_pm(r['steps'], 0)} | "
+                         f"{_pm(r['s_per_step'], 3)} | " + " | ".join(vals) + " |")  # fmt: skip
+        t = teachers.get(c0["teacher_record"])
+        if t:
+            tv = {("val", "fid_vs_teacher"): t["val"].get("fid_vs_teacher"),
+                  ("test", "fid_vs_teacher"): t["test"].get("fid_vs_teacher"),
+                  ("test", "fid_vs_data"): t["test"].get("fid_vs_data"),
+                  ("test", "psnr_to_target"): t["test"].get("psnr_to_target")}  # fmt: skip
+            lines.append("| *teacher* | | | | " + " | ".join(_num(tv.get((side, key)), d) for _, side, key, d in cols)
+                         + " |")  # fmt: skip
+            notes = []
+            if not c0["i2i"]:
+                notes.append("teacher row: its samples against its own samples from the other seed block (the floor "
+                             "of FID vs T) and against the data")  # fmt: skip
+                fl = t["test"].get("floor")
+                if fl:
+                    notes.append(f"real-data floor ({c0['eval_data']}:fit vs :test): FID {fl['fid_vs_data']:.3f}")
+            else:
+                notes.append(f"teacher row: its outputs against the targets; the degraded sources themselves score "
+                             f"PSNR {t['test']['source_psnr_to_target']:.2f} dB to the targets")  # fmt: skip
+            if t.get("committed_metrics"):
+                notes.append(f"the teacher's committed numbers: `{t['committed_metrics']}`")
+            lines += ["", "; ".join(notes) + "."]
+        ex = c0["extractor"]
+        lines += ["", f"Extractor: `{ex['extractor']}` ({ex['extractor_reason']}); {c0['num_samples']} samples per "
+                  f"side. A cell's command, e.g.: `{c0['command']}`.", ""]  # fmt: skip
+    lines += [f"Rendered by `{command}` from the cell JSONs beside this file (cells/*.json).", ""]
+    return "\n".join(lines)
+
+
+def write_table(out: Path, command: str) -> str:
+    cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    if not cells:
+        raise SystemExit(f"no cell in {portable_path(out / 'cells')}: run some cells first (see --help)")
+    teachers = {p.stem: json.loads(p.read_text()) for p in sorted((out / "teachers").glob("*.json"))}
+    rows = summarise(cells)
+    md = render(rows, cells, teachers, command)
+    res = {"schema": SCHEMA, "kind": "results", "command": command, "recipes": RECIPES,
+           "settings": {k: dataclasses.asdict(v) for k, v in SETTINGS.items()},
+           "seed_blocks": {side: {k: f"{v}.." for k, v in s.items()} for side, s in SEEDS.items()},
+           "rows": rows, "cells": {c["name"]: {k: c[k] for k in ("setting", "recipe", "seed", "budget", "train", "val",
+                                                                 "test", "command")} for c in cells},
+           "teachers": teachers, "tabulated_on": fingerprint()}  # fmt: skip
+    _strip_detail(res)
+    save_result(res, out / "results.json")
+    atomic_write_bytes(out / "RESULTS.md", md.encode())
+    return md
+
+
+def _strip_detail(obj) -> None:
+    """results.json keeps the headline numbers; the full protocols stay in the cell and teacher JSONs."""
+    if isinstance(obj, dict):
+        obj.pop("detail", None)
+        for v in obj.values():
+            _strip_detail(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            _strip_detail(v)
+
+
+# --------------------------------------------------------------------------- CLI
+def _names(text: str, known: dict, flag: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [x for x in names if x not in known]
+    if bad or not names:
+        raise SystemExit(f"{flag}: unknown {bad or names}; choose from {', '.join(known)}")
+    return names
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--settings", default="fmnist", help=f"teacher settings: {', '.join(SETTINGS)}")
+    ap.add_argument("--recipes", default=",".join(RECIPES), help=f"recipes: {', '.join(RECIPES)}")
+    budget = ap.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="wall budget per cell (max_minutes; the steps never bind)")
+    budget.add_argument("--steps", type=int, help="steps per cell (no wall cap): device-independent reruns")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--num-samples", type=int, default=2000, help="samples per side and score (default 2000)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--runs", default=str(RUNS), help="run folders (default runs/recipes)")
+    ap.add_argument("--out", default=str(OUT), help="cells, teacher records, RESULTS.md, results.json")
+    ap.add_argument("--table", action="store_true", help="train nothing: render RESULTS.md and results.json")
+    args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if not args.table and not (args.minutes or args.steps):
+        ap.error("give a budget: --minutes M or --steps N (or --table to render the cells there are)")
+    if (args.minutes is not None and args.minutes <= 0) or (args.steps is not None and args.steps < 1):
+        ap.error("--minutes must be > 0 and --steps >= 1")
+    seed_blocks(args.num_samples)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    if not args.table:
+        settings = _names(args.settings, SETTINGS, "--settings")
+        recipes = _names(args.recipes, RECIPES, "--recipes")
+        seeds = [int(s) for s in args.seeds.split(",")]
+        for setting in settings:
+            for seed in seeds:
+                for recipe in recipes:
+                    run_cell(setting, recipe, seed, args, out)
+                    write_table(out, _command(args))  # the table so far, after every cell
+    print(write_table(out, _command(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""benchmarks/recipes.py on a tiny teacher and a tiny image folder, a few steps per cell: the plain recipe is
+exactly what it says (no D), a finished cell is never redone, val and test draw disjoint seeds, and the
+table renders from the cell JSONs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from evalkit import private_cache_fixture  # noqa: F401  (fixture)
+from testkit import load_benchmark, tiny_discriminator, tiny_generator, write_images
+
+from gankd import cli
+from gankd.checkpoint import save_model
+from gankd.distill import DistillConfig
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return load_benchmark("recipes")
+
+
+@pytest.fixture
+def tiny(rec, tmp_path, monkeypatch, private_cache):
+    """A setting 'tiny': an unconditional 32px gray DCGAN teacher (ships a D) and 40 gray images
+    (fit 32, val 4, test 4); compress counted."""
+    teacher = save_model(tmp_path / "teacher", tiny_generator(num_classes=0), "generator",
+                         discriminator=tiny_discriminator(num_classes=0))  # fmt: skip
+    data = f"folder:{write_images(tmp_path / 'imgs', {'': 40}, size=(32, 32))}"
+    monkeypatch.setitem(rec.SETTINGS, "tiny", rec.Setting(str(teacher), data, 0.25, data))
+    calls = []
+    real = rec.compress
+    monkeypatch.setattr(rec, "compress", lambda cfg, run, **kw: calls.append(cfg) or real(cfg, run, **kw))
+    return {"teacher": teacher, "data": data, "calls": calls, "out": tmp_path / "out", "runs": tmp_path / "runs"}
+
+
+def _main(rec, tiny, *extra):
+    argv = ["--settings", "tiny", "--steps", "2", "--num-samples", "8", "--out", str(tiny["out"]),
+            "--runs", str(tiny["runs"]), *extra]  # fmt: skip
+    assert rec.main(argv) == 0
+
+
+PLAIN = {"init": "prune", "pixel": 1.0, "pixel_kind": "l1", "gt": 0.0, "batch_size": 32, "lr_g": 2e-4,
+         "betas": (0.5, 0.999), "lr_schedule": "constant", "adv": 0.0, "feat": 0.0, "perceptual": 0.0, "kd": 0.0,
+         "d_feat": 0.0, "ema_decay": 0.0, "select": "last", "eval_every": 0}  # fmt: skip
+
+
+def test_plain_is_exactly_as_specified_and_trains_without_a_discriminator(rec, tiny, capsys):
+    _main(rec, tiny, "--recipes", "plain")
+    (cfg,) = tiny["calls"]
+    want = DistillConfig(teacher=str(tiny["teacher"]), data=tiny["data"], width=0.25, seed=0, threads=1, steps=2,
+                         max_minutes=0.0, device="cpu", **PLAIN)  # fmt: skip
+    assert dataclasses.asdict(cfg) == dataclasses.asdict(want)
+    cell = json.loads((tiny["out"] / "cells" / "tiny__plain__n2__s0.json").read_text())
+    assert cell["train"]["has_discriminator"] is False and cell["train"]["resolved"]["d_init"] is None
+    assert cell["train"]["selected_on"]["rule"] == "last" and cell["train"]["model_step"] == 2
+    assert cell["changed_by_run"] == {} and cell["config"]["adv"] == 0.0
+    assert cell["train"]["steps"] == 2 and cell["train"]["s_per_step"] > 0 and cell["train"]["stopped_by"] == "steps"
+    for side in ("val", "test"):  # both sides, every headline number, kept apart
+        assert {"fid_vs_teacher", "kid_vs_teacher", "fid_vs_data", "kid_vs_data", "psnr_to_teacher",
+                "ssim_to_teacher"} <= set(cell[side])  # fmt: skip
+    assert (cell["val"]["data_split"], cell["test"]["data_split"]) == (f"{tiny['data']}:val", f"{tiny['data']}:test")
+    assert cell["extractor"]["extractor"] == "random-conv"
+    assert cell["command"].startswith("python benchmarks/recipes.py --settings tiny --recipes plain --steps 2 ")
+    assert not cell["train"]["run"].startswith("/") and not cell["teacher"].startswith("/")
+    capsys.readouterr()
+
+
+def test_default_is_distillconfigs_defaults_and_minutes_bind_not_steps(rec):
+    args = rec.parse_args(["--settings", "fmnist", "--recipes", "default", "--minutes", "5"])
+    cfg = rec.cell_config("fmnist", "default", 3, args)
+    harness = {"teacher": "fmnist-teacher", "data": "fashion-mnist", "width": 0.25, "seed": 3, "threads": 1,
+               "device": "cpu", "steps": rec.UNBOUNDED_STEPS, "max_minutes": 5.0}  # fmt: skip
+    assert dataclasses.asdict(cfg) == dataclasses.asdict(DistillConfig(**harness))
+    assert rec.cell_config("fmnist-w8", "lean", 0, args).width == 0.125
+    assert set(rec.RECIPES) >= {"plain", "default", "lean", "fast-adv"} and 5 <= len(rec.RECIPES) <= 7
+
+
+def test_a_done_cell_is_not_redone_and_a_trained_one_is_not_retrained(rec, tiny, capsys):
+    _main(rec, tiny, "--recipes", "plain")
+    cell = tiny["out"] / "cells" / "tiny__plain__n2__s0.json"
+    stamp = cell.stat().st_mtime_ns
+    _main(rec, tiny, "--recipes", "plain")
+    assert len(tiny["calls"]) == 1 and cell.stat().st_mtime_ns == stamp
+    cell.unlink()  # scored again from its DONE run, not trained again
+    _main(rec, tiny, "--recipes", "plain")
+    assert len(tiny["calls"]) == 1 and cell.exists()
+    capsys.readouterr()
+
+
+def test_val_and_test_seeds_are_disjoint(rec, tiny, capsys):
+    for n in (8, 2000, 10**6):
+        blocks = {side: set().union(*rs) for side, rs in rec.seed_blocks(n).items()}
+        assert not blocks["val"] & blocks["test"] and len(blocks["val"]) == len(blocks["test"]) == 2 * n
+    with pytest.raises(SystemExit, match="num-samples"):
+        rec.seed_blocks(10**6 + 1)
+    _main(rec, tiny, "--recipes", "plain")
+    cell = json.loads((tiny["out"] / "cells" / "tiny__plain__n2__s0.json").read_text())
+    assert cell["val"]["seeds"] == {"student": "1000000..1000007", "teacher_reference": "3000000..3000007"}
+    assert cell["test"]["seeds"] == {"student": "0..7", "teacher_reference": "2000000..2000007"}
+    assert cell["val"]["detail"]["teacher_fidelity"]["seeds"] == "1000000..1000007"
+    assert cell["test"]["detail"]["teacher_fidelity"]["seeds"] == "0..7"
+    capsys.readouterr()
+
+
+def test_the_table_renders_from_the_jsons(rec, tiny, capsys):
+    _main(rec, tiny, "--recipes", "lean-nofeat,plain", "--seeds", "0,1")
+    (tiny["out"] / "RESULTS.md").unlink()
+    assert rec.main(["--table", "--out", str(tiny["out"])]) == 0
+    md = (tiny["out"] / "RESULTS.md").read_text()
+    assert "## tiny:" in md and "2 steps" in md and "*teacher*" in md and "random-conv" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "| 0,1 |" in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| plain", "| lean-nofeat"]  # plain first, seeds pooled
+    assert "±" in rows[0] and "real-data floor" in md
+    res = json.loads((tiny["out"] / "results.json").read_text())
+    assert [r["recipe"] for r in res["rows"]] == ["plain", "lean-nofeat"] and res["rows"][0]["seeds"] == [0, 1]
+    assert res["rows"][0]["test"]["fid_vs_teacher"]["n"] == 2 and "detail" not in json.dumps(res)
+    assert res["command"] == f"python benchmarks/recipes.py --table --out {tiny['out']}"
+    capsys.readouterr()
+
+
+def test_an_image_to_image_cell_scores_on_the_val_and_test_pairs(rec, tiny, tmp_path, monkeypatch, capsys):
+    folder = write_images(tmp_path / "rgb", {"": 40}, size=(32, 32), mode="RGB")
+    assert cli.main(["train-teacher", "--data", f"folder:{folder}", "--task", "denoise", "--out", str(tmp_path / "t"),
+                     "--steps", "1", "--batch-size", "4", "--no-progress", "--select", "last",
+                     "--set", 'g_options={"base_channels": 4, "depth": 3}',
+                     "--set", 'd_options={"base_channels": 4}']) == 0  # fmt: skip
+    data = f"folder:{folder}"
+    monkeypatch.setitem(rec.SETTINGS, "tiny", rec.Setting(str(tmp_path / "t" / "generator"), data, 0.5, data, True))
+    _main(rec, tiny, "--recipes", "plain")
+    cell = json.loads((tiny["out"] / "cells" / "tiny__plain__n2__s0.json").read_text())
+    assert cell["train"]["has_discriminator"] is False and cell["i2i"] is True
+    for side in ("val", "test"):
+        assert f"{data}:{side}" in cell[side]["pairs"] and "4 pairs" in cell[side]["pairs"]
+        for k in ("psnr_to_teacher", "ssim_to_teacher", "psnr_to_target", "fid_vs_data", "fid_vs_teacher"):
+            assert isinstance(cell[side][k], float), (side, k)
+    md = (tiny["out"] / "RESULTS.md").read_text()
+    assert "test PSNR→target dB" in md and "| plain | 0 | 2 |" in md and "degraded sources" in md
+    capsys.readouterr()
