@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shape_flags(p, "generator and discriminator")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--loss", choices=ADV_LOSSES)
+    p.add_argument("--loss", choices=("auto", *ADV_LOSSES),
+                   help="adversarial loss (default auto: ns with a BatchNorm D on RGB data, else hinge)")
     p.add_argument("--lr-g", type=float)
     p.add_argument("--lr-d", type=float)
     p.add_argument("--diffaug", help="DiffAugment policy, e.g. translation,cutout (noise-to-image; "

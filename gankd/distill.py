@@ -113,6 +113,9 @@ class DistillConfig:
     d_init: str = "auto"  # teacher (start from the teacher's D), fresh, or auto (the teacher's if it ships one)
     d_freeze: int = 0  # keep the first N blocks of the teacher's discriminator frozen (FreezeD; 0 = train all)
     adv_warmup: float = 0.0  # fraction of the run over which the adversarial weight ramps from 0 to --adv
+    adv_start: float = 0.0  # fraction of the run before which there is no discriminator step or adversarial
+    # term: a cheap pixel/feature phase first, the adversarial phase after it (0 = adversarial from the start)
+    d_width: float = 1.0  # width multiplier of a fresh discriminator (a slimmer D makes a step cheaper)
     # (a loss-weight schedule: pixel, perceptual and feature terms lead early; 0 = full weight from the start)
     real: str = "auto"  # what D sees as real: data, teacher, both; auto = data if there is data, else teacher
     kd: float = 0.1  # weight of soft-label KD through the perceptual net's class head
@@ -168,6 +171,8 @@ class DistillConfig:
                              f"{self.adv_warmup}")  # fmt: skip
         if (self.d_freeze or self.adv_warmup) and self.adv <= 0:
             raise ValueError("--d-freeze and --adv-warmup act on the adversarial loss: they need --adv > 0")
+        if not 0 <= self.adv_start < 1 or self.d_width <= 0:
+            raise ValueError(f"--adv-start must be in [0, 1) and --d-width > 0, got {self.adv_start}, {self.d_width}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'")
         if self.pixel + self.perceptual + self.feat + self.adv + self.kd + self.gt == 0:
@@ -330,21 +335,21 @@ def _stay_in_eval(module: nn.Module, args) -> None:
 
 
 def fresh_discriminator(teacher_dir: Path, channels: int, height: int, width: int, num_classes: int,
-                        i2i: bool = False, in_channels: int = 0) -> nn.Module:  # fmt: skip
+                        i2i: bool = False, in_channels: int = 0, d_width: float = 1.0) -> nn.Module:  # fmt: skip
     """A new discriminator for the teacher's images: the family the teacher's folder names,
     else gankd's dcgan (any power-of-two resolution, 1 or 3 channels, projection for classes)."""
     from gankd.registry import DISCRIMINATORS
 
     if i2i:  # a conditional PatchGAN on (source, image)
         cls = DISCRIMINATORS.get("patch")
-        return cls(cls.Config(resolution=height, in_channels=in_channels, image_channels=channels))
+        return cls(cls.Config(resolution=height, in_channels=in_channels, image_channels=channels, width=d_width))
     if height != width or height < 8 or height & (height - 1) or channels not in (1, 3):
         raise ValueError(f"a fresh discriminator needs square power-of-two images with 1 or 3 channels; the "
                          f"teacher makes {channels}x{height}x{width}: pass --adv 0")  # fmt: skip
     meta = load_json(teacher_dir / ckpt.CONFIG)
     family = (meta.get("discriminator") or {}).get("family", "dcgan") if isinstance(meta, dict) else "dcgan"
     cls = DISCRIMINATORS.get(family)
-    return cls(cls.Config(resolution=height, image_channels=channels, num_classes=num_classes))
+    return cls(cls.Config(resolution=height, image_channels=channels, num_classes=num_classes, width=d_width))
 
 
 class Distiller(Recipe):
@@ -432,6 +437,7 @@ class Distiller(Recipe):
                             "with module paths, or --feat 0)")  # fmt: skip
         self.D = None
         self.adv_scale = 1.0  # --adv-warmup ramps it from 0 (set by the loop before each step)
+        self.adv_on = True  # False during the cheap phase before --adv-start
         if cfg.adv > 0:
             has_d = ckpt.has_discriminator(teacher_dir)
             d_init = cfg.d_init if cfg.d_init != "auto" else ("teacher" if has_d else "fresh")
@@ -446,7 +452,8 @@ class Distiller(Recipe):
                 D = ckpt.load_discriminator(teacher_dir)
             else:
                 D = fresh_discriminator(teacher_dir, self.image_channels, self.resolution, w_out, self.nc,
-                                        self.i2i, self.teacher.spec.image().shape[0] if self.i2i else 0)  # fmt: skip
+                                        self.i2i, self.teacher.spec.image().shape[0] if self.i2i else 0,
+                                        cfg.d_width)  # fmt: skip
             self.d_init = d_init
             if cfg.d_freeze:
                 freeze_first_blocks(D, cfg.d_freeze, d_init)
@@ -587,7 +594,7 @@ class Distiller(Recipe):
             loss = self.a_ddp(s_feats, t_feats)
             losses.append(cfg.feat * loss)
             values["feat"] = loss.item()
-        if self.D is not None:
+        if self.D is not None and self.adv_on:
             real, y_real = self._real(step, t_img, y)
             n = real.shape[0]
             if self.d_batch_norm:  # real and fake batches apart, as the G step sees fakes alone: mixed
@@ -619,7 +626,7 @@ class Distiller(Recipe):
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
-        if self.D is not None:
+        if self.D is not None and self.adv_on:
             self.D.zero_grad(set_to_none=True)  # grads from the student step are not D's
         if cfg.ema_decay > 0:
             ema_update(self.ema, self.student, min(cfg.ema_decay, (1 + step) / (10 + step)))
@@ -660,8 +667,9 @@ class Distiller(Recipe):
 
     def before_step(self, step: int, progress: float) -> None:
         cfg = self.cfg
+        self.adv_on = progress >= cfg.adv_start
         if cfg.adv_warmup > 0:
-            self.adv_scale = min(1.0, progress / cfg.adv_warmup)
+            self.adv_scale = min(1.0, (progress - cfg.adv_start) / cfg.adv_warmup)
         if cfg.lr_schedule != "constant":
             f = lr_factor(cfg.lr_schedule, progress)
             for opt, base in ((self.opt_g, cfg.lr_g), (getattr(self, "opt_d", None), cfg.lr_d)):

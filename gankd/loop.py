@@ -295,6 +295,14 @@ class Recipe:
     def finish(self) -> None:
         """After the last step, once the selected model is on disk (rank 0)."""
 
+    def pace_detail(self, steps: int) -> str:
+        """What ``steps`` steps mean for this recipe (e.g. epochs), for the pace note."""
+        return ""
+
+    def pace_hint(self, steps: int) -> str | None:
+        """A warning with the flags to change when ``steps`` are far too few for this recipe, else None."""
+        return None
+
 
 @dataclass
 class RunSchedule:
@@ -307,6 +315,9 @@ class RunSchedule:
     checkpoint_every: int = 250  # steps between atomic checkpoints
     eval_every: int = 500  # steps between validations (0 = only at the end)
     snapshot_minutes: tuple[float, ...] = ()  # wall minutes at which the model is saved as it is
+
+
+PACE_STEPS = 5  # steps of a session after which the skeleton says what the budget buys at the measured pace
 
 
 class RunSkeleton:
@@ -355,6 +366,8 @@ class RunSkeleton:
                 bar.update(1)
                 bar.set_postfix(**r.postfix(values))
                 follow_budget(bar, budget, step, step - r.start, s.steps)
+            if r.is_main and step - r.start == PACE_STEPS and not end:
+                self.pace_note(step)
             if r.is_main:  # rank 0 alone writes and validates; the others wait in the next collective
                 self.after_step(step, values, end)
             if stop:
@@ -372,6 +385,22 @@ class RunSkeleton:
                                        f"weights are in {self.run_dir / 'last'}: lower the learning rates")  # fmt: skip
             r.finish()
         return self.out_dir
+
+    def pace_note(self, step: int) -> None:
+        """Say, once, what the wall budget buys at the pace measured so far (seconds per step,
+        steps, the recipe's detail) and warn with the recipe's hint when that is far too few."""
+        r, s, b = self.r, self.s, self.budget
+        per = (time.monotonic() - b.start) / (step - r.start)
+        if b.limit is None:
+            log.info("pace: %.3g s per step: %d steps take about %.1f min", per, s.steps, per * (s.steps - step) / 60)
+            return
+        n = min(s.steps, step + max(0, int((b.limit - b.elapsed()) / per)))
+        msg = f"pace: {per:.3g} s per step: --max-minutes {s.max_minutes:g} buys about {n} steps{r.pace_detail(n)}"
+        hint = r.pace_hint(n)
+        if hint:
+            log.warning("%s; %s", msg, hint)
+        else:
+            log.info("%s", msg)
 
     def after_step(self, step: int, values: dict, end: bool) -> None:
         """Log, draw, snapshot, checkpoint, then validate and select (rank 0)."""

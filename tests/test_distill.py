@@ -455,3 +455,32 @@ def test_a_batchnorm_discriminator_sees_real_and_fake_batches_apart(setup, tmp_p
         d.D.register_forward_pre_hook(lambda m, args, _n=name: sizes[_n].append(args[0].shape[0]))
         d.step(0)
     assert sizes["bn"] == [8, 8, 8] and sizes["sn"] == [16, 8]  # D step (real, fake apart | mixed), G step
+
+
+def test_adv_start_leaves_the_discriminator_alone_in_the_cheap_phase(setup):
+    root, teacher, _, perc = setup
+    d = Distiller(_cfg(teacher, perc, steps=4, adv=0.1, adv_start=0.5, perceptual=0.0, kd=0.0), root / "late")
+    before = {k: v.clone() for k, v in d.D.state_dict().items()}
+    d.train_mode()
+    for step in range(2):  # progress 0 and 0.25: no D step, no adversarial term
+        d.before_step(step, step / 4)
+        values = d.step(step)
+        assert "adv" not in values and "d" not in values
+    assert all(torch.equal(before[k], v) for k, v in d.D.state_dict().items())
+    d.before_step(2, 0.5)
+    values = d.step(2)
+    assert "adv" in values and "d" in values
+    assert not all(torch.equal(before[k], v) for k, v in d.D.state_dict().items())
+    with pytest.raises(ValueError, match="--adv-start"):
+        DistillConfig(adv_start=1.0)
+
+
+def test_d_width_slims_a_fresh_discriminator(setup):
+    root, teacher, _, perc = setup
+    sizes = {}
+    for w in (1.0, 0.25):
+        d = Distiller(_cfg(teacher, perc, steps=1, adv=0.1, d_init="fresh", d_width=w), root / f"dw{w}")
+        sizes[w] = sum(p.numel() for p in d.D.parameters())
+    assert sizes[0.25] < sizes[1.0] / 4
+    with pytest.raises(ValueError, match="--d-width"):
+        DistillConfig(d_width=0)

@@ -164,3 +164,53 @@ def test_check_finite_modules_and_set_lr(tmp_path):
     assert selected_on(tmp_path) is None
     (tmp_path / "config.json").write_text('{"selected_on": {"rule": "last", "step": 4}}')
     assert selected_on(tmp_path) == {"rule": "last", "step": 4}
+
+
+def test_a_recipe_plugs_into_the_run_skeleton(tmp_path):
+    """The skeleton needs only a recipe's step, modules and state: a toy recipe gets checkpoints,
+    last/, the selected folder, logs, grids, and stops at its budget of steps."""
+    import torch
+    from testkit import tiny_generator
+
+    from gankd.checkpoint import load_generator, load_state
+    from gankd.loop import Recipe, RunSchedule, RunSkeleton
+    from gankd.sampling import sample_grid
+    from gankd.selection import Selector
+
+    class Toy(Recipe):
+        name, out_name = "toy", "model"
+
+        def __init__(self, run_dir):
+            self.run_dir = run_dir
+            torch.manual_seed(0)
+            self.ema = tiny_generator(base_channels=4)
+            self.opt = torch.optim.SGD(self.ema.parameters(), lr=0.1)
+            self.selector = Selector(rule="last", requested="last")
+
+        def step(self, step):
+            z = torch.randn(4, self.ema.z_dim, generator=torch.Generator().manual_seed(step))
+            loss = self.ema(z, torch.zeros(4, dtype=torch.long)).abs().mean()
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            return {"l1": loss.item()}
+
+        def modules(self):
+            return {"ema": self.ema}
+
+        def state(self, step, wall_s):
+            return {"ema": self.ema.state_dict(), "step": step, "wall_s": wall_s}
+
+        def grid(self):
+            return sample_grid(self.ema, list(range(4)))
+
+    run = tmp_path / "toy"
+    out = RunSkeleton(Toy(run), RunSchedule(steps=6, log_every=2, sample_every=3, checkpoint_every=4,
+                                            eval_every=0), resumed=False).run()  # fmt: skip
+    assert out == run / "model"
+    assert load_state(run / "state.pt")["step"] == 6
+    assert json.loads((out / "config.json").read_text())["selected_on"]["step"] == 6
+    assert load_generator(run / "last").z_dim == load_generator(out).z_dim
+    logged = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [2, 4, 6]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step0000003.png", "step0000006.png"]

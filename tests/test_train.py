@@ -494,3 +494,35 @@ def test_gan_snapshots_at_wall_minutes(forty_images, tmp_path):
     assert [p.name for p in (run / "snapshots").iterdir()] == ["t1e-09min"]
     meta = json.loads((run / "snapshots" / "t1e-09min" / "config.json").read_text())
     assert meta["trained_steps"] == 1 and meta["snapshot"]["wall_s"] > 0
+
+
+def test_train_teacher_auto_loss_is_the_recipe_measured_for_the_data(tmp_path):
+    from dataclasses import replace
+
+    from gankd.train import resolve_gan_shapes
+
+    rgb = write_images(tmp_path / "rgb", {"a": 6, "b": 6}, size=(32, 32), mode="RGB")
+    gray = write_images(tmp_path / "gray", {"a": 6, "b": 6}, size=(32, 32))
+    r = resolve_gan_shapes(GANTrainConfig(data=f"folder:{rgb}"))
+    assert (r.loss, r.discriminator.norm) == ("ns", "batch")
+    r = resolve_gan_shapes(GANTrainConfig(data=f"folder:{gray}"))
+    assert (r.loss, r.discriminator.norm) == ("hinge", "spectral")
+    r = resolve_gan_shapes(GANTrainConfig(data=f"folder:{rgb}", loss="hinge"))  # asked for: kept
+    assert (r.loss, r.discriminator.norm) == ("hinge", "spectral")
+    cfg = GANTrainConfig(data=f"folder:{rgb}")
+    cfg = replace(cfg, discriminator=replace(cfg.discriminator, norm="none"))
+    r = resolve_gan_shapes(cfg)  # a norm the user chose is kept; the loss follows the gray recipe
+    assert (r.loss, r.discriminator.norm) == ("hinge", "none")
+
+
+def test_train_teacher_says_what_the_budget_buys(two_class_folder, tmp_path, caplog):
+    import logging
+
+    cfg = tiny_gan_cfg(two_class_folder, steps=8, select="last", max_minutes=60.0)
+    with caplog.at_level(logging.INFO, logger="gankd.loop"):
+        train_gan(cfg, tmp_path / "run")
+    notes = [r for r in caplog.records if "pace:" in r.getMessage()]
+    assert len(notes) == 1, caplog.text
+    msg = notes[0].getMessage()
+    assert "--max-minutes 60 buys about 8 steps" in msg and "epochs of" in msg
+    assert notes[0].levelno == logging.WARNING and "--resolution" in msg and "generator.base_channels" in msg
