@@ -259,8 +259,11 @@ class GeneratorAdapter(nn.Module):
         except KeyError as e:
             raise ValueError(f"missing generator input {e}; this generator takes {self.input_names}") from None
 
-    def forward(self, inputs: dict[str, torch.Tensor], return_features: bool = False):
-        args = self._args(inputs)
+    def forward(self, *inputs, return_features: bool = False):
+        """``adapter({"z": z, ...})`` or, as the user calls their own module, ``adapter(z, ...)``
+        (tensors in spec order) -> images in [-1, 1] (and the feature taps' outputs)."""
+        named = inputs[0] if len(inputs) == 1 and isinstance(inputs[0], dict) else dict(zip(self.input_names, inputs))
+        args = self._args(named)
         if self.spec.features == "native":
             if return_features:
                 img, feats = self.model(*args, return_features=True)

@@ -104,7 +104,7 @@ def model_data(folder: Path | None) -> str | None:
         return None
     meta = load_json(folder / CONFIG)
     data = meta.get("data") if isinstance(meta, dict) else None
-    if not data and isinstance(meta, dict) and meta.get("teacher"):
+    if data in (None, "", "none") and isinstance(meta, dict) and meta.get("teacher"):  # data-free: the teacher's
         t = resolve_model_path(meta["teacher"])
         if (t / CONFIG).is_file():
             data = load_json(t / CONFIG).get("data")
@@ -112,6 +112,18 @@ def model_data(folder: Path | None) -> str | None:
 
 
 REFERENCE_FIRST_SEED = 2_000_000  # a generator as --reference samples seeds 2*10^6.. (disjoint from eval, val)
+
+
+def teacher_of(folder: Path | None) -> Path | None:
+    """The teacher folder a student's config.json records, when it exists, else None."""
+    meta = load_json(folder / CONFIG) if folder is not None and (folder / CONFIG).is_file() else None
+    if not isinstance(meta, dict) or not meta.get("teacher"):
+        return None
+    try:
+        t = resolve_model_path(meta["teacher"])
+    except (FileNotFoundError, ValueError):
+        return None
+    return t if (t / CONFIG).is_file() else None
 
 
 def plan_quality(model: nn.Module, folder: Path | None, reference: str | None, extractor: str,
@@ -142,6 +154,11 @@ def plan_quality(model: nn.Module, folder: Path | None, reference: str | None, e
         elif (ch, res) == (1, 32):
             log.warning("%s records no data set: scoring against %s (pass --reference)", name, fid.DEFAULT_REFERENCE)
             reference = fid.DEFAULT_REFERENCE
+        elif teacher_of(folder) is not None:  # a data-free student: its teacher's samples are the reference
+            reference = str(teacher_of(folder))
+            log.warning("%s was distilled data-free and no data is recorded: scoring against its teacher's samples "
+                        "(%s, seeds %d..); pass --reference for real images", name, portable_path(reference),
+                        REFERENCE_FIRST_SEED)  # fmt: skip
         else:
             raise ValueError(f"{name} records no data set: pass --reference (e.g. folder:PATH:test, the held-out "
                              "split of the model's data)")  # fmt: skip

@@ -173,3 +173,22 @@ def test_demo_pair_times_teacher_and_student_in_one_interleaved_run(setup, tmp_p
     assert vt["protocol"]["rounds"] == 5 and t["role"] == "teacher" and s["role"] == "student w0.5"
     md = Path(write_report(paths, tmp_path / "demo")["markdown"]).read_text()
     assert "×*" not in md and f"{vt['ratio']['eager']['latency']['median']:.2f}× (" in md
+
+
+def test_a_data_free_student_is_scored_against_its_teachers_samples(tmp_path, caplog):
+    import logging
+
+    from testkit import tiny_generator
+
+    from gankd.evaluate import REFERENCE_FIRST_SEED, plan_quality
+
+    g = tiny_generator(num_classes=0, image_channels=3)
+    teacher = save_model(tmp_path / "teacher", g, "generator")  # records no data
+    student = save_model(tmp_path / "student", g, "generator", extra={"data": "none", "teacher": str(teacher)})
+    with caplog.at_level(logging.WARNING, logger="gankd.evaluate"):
+        plan = plan_quality(g, student, None, "auto", num_samples=8, load_reference=False)
+    assert plan["reference"] == str(teacher)
+    assert "distilled data-free" in caplog.text and f"seeds {REFERENCE_FIRST_SEED}" in caplog.text
+    lone = save_model(tmp_path / "lone", g, "generator")  # neither data nor teacher: still a one-line refusal
+    with pytest.raises(ValueError, match="--reference"):
+        plan_quality(g, lone, None, "auto", num_samples=8, load_reference=False)

@@ -72,6 +72,8 @@ def test_import_round_trip(tmp_path, name, capsys):
     with torch.no_grad():
         ref = g(*[inputs[n] for n in a.input_names])
         img, feats = a(inputs, return_features=True)
+        positional = a(*[inputs[n] for n in a.input_names])  # as the user calls their own module: G(z)
+    assert torch.equal(positional, img)
     if name == "unet":
         assert a.spec.output_range == (0.0, 1.0)
         ref = ref * 2 - 1
