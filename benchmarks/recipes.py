@@ -58,7 +58,7 @@ from gankd.adapter import adapter_for  # noqa: E402
 from gankd.checkpoint import atomic_write_bytes, load_generator, load_state, resolve_model_path  # noqa: E402
 from gankd.config import to_dict  # noqa: E402
 from gankd.data import to_uint8  # noqa: E402
-from gankd.distill import DistillConfig, compress  # noqa: E402
+from gankd.distill import PRESETS, DistillConfig, compress  # noqa: E402
 from gankd.evaluate import REFERENCE_FIRST_SEED, real_floor, save_result  # noqa: E402
 from gankd.evaluate_i2i import evaluate_i2i, model_pairs  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
@@ -80,9 +80,7 @@ _LEAN = {"pixel": 1.0, "feat": 1.0, "adv": 0.0, "perceptual": 0.0, "kd": 0.0, "b
          "lr_schedule": "cosine", "ema_decay": 0.999, "select": "last", "eval_every": 0}  # fmt: skip
 RECIPES: dict[str, dict] = {
     # what a user writes in 40 lines: the pruned student, L1 to the teacher's output, Adam, nothing else
-    "plain": {"init": "prune", "pixel": 1.0, "pixel_kind": "l1", "gt": 0.0, "batch_size": 32, "lr_g": 2e-4,
-              "betas": (0.5, 0.999), "lr_schedule": "constant", "adv": 0.0, "feat": 0.0, "perceptual": 0.0,
-              "kd": 0.0, "d_feat": 0.0, "ema_decay": 0.0, "select": "last", "eval_every": 0},
+    "plain": dict(PRESETS["plain"]),
     # gankd compress with no flags
     "default": {},
     # candidates from existing flags

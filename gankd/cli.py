@@ -171,7 +171,8 @@ def cmd_compress(args) -> int:
         "target_macs": args.target_macs, "task": args.task, "gt": args.gt,
         "snapshot_minutes": _floats(args.snapshot_minutes, "--snapshot-minutes"),
         "d_feat": args.d_feat, "lr_schedule": args.lr_schedule, "init_from": args.init_from,
-        "d_freeze": args.d_freeze, "adv_warmup": args.adv_warmup,
+        "d_freeze": args.d_freeze, "adv_warmup": args.adv_warmup, "adv_start": args.adv_start,
+        "d_width": args.d_width,
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
     params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
@@ -319,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="teacher folder or shipped name (default: fmnist-teacher)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="quick (~10 min on 2 CPU cores) or full (2,712 steps, student lr 1.6e-3 with cosine decay, "
-                   "no perceptual or KD term: ~30 min on a CPU thread)")
+                   help="quick (~10 min on 2 CPU cores), full (2,712 steps, student lr 1.6e-3 with cosine decay, "
+                   "no perceptual or KD term: ~30 min on a CPU thread) or plain (the baseline a user writes: "
+                   "pixel L1 to the teacher, batch 32, Adam 2e-4, no D, no selection)")
     p.add_argument("--width", type=float, help="student width relative to the teacher (e.g. 0.25)")
     p.add_argument("--channels", help="explicit per-stage student channels, e.g. 128,64,32,8")
     p.add_argument("--init", choices=INITS, help="prune: inherit the teacher's top channels; random")
@@ -344,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(FreezeD; default 0)")
     p.add_argument("--adv-warmup", type=float, help="fraction of the run over which the adversarial weight ramps "
                    "from 0 to --adv (default 0)")
+    p.add_argument("--adv-start", type=float, help="fraction of the run before which there is no discriminator "
+                   "(a cheap pixel/feature phase first; default 0)")
+    p.add_argument("--d-width", type=float, help="width multiplier of a fresh discriminator (default 1)")
     p.add_argument("--real", choices=REAL_SOURCES, help="what D sees as real")
     p.add_argument("--kd", type=float, help="weight of soft-label KD (perceptual net's class head)")
     p.add_argument("--kd-temperature", type=float, help="KD temperature T")

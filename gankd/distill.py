@@ -78,6 +78,11 @@ PRESETS = {
     # at width 1/4 over 3 seeds, 1.02x the teacher (benchmarks/results/step_budget, on a GPU); 33.5 min and
     # FID 1.44 end to end on one CPU thread (benchmarks/results/preset_full, seed 0); with both terms the same
     # steps gave 2.12 (seed 0), and 4,061 steps (60 CPU min) 1.72 +- 0.23
+    # the plain baseline: what a user writes in forty lines instead of gankd (the pruned student, pixel L1 to the
+    # teacher's output, batch 32, Adam 2e-4, nothing else, last weights); every result stands beside it
+    "plain": {"init": "prune", "pixel": 1.0, "pixel_kind": "l1", "gt": 0.0, "batch_size": 32, "lr_g": 2e-4,
+              "betas": (0.5, 0.999), "lr_schedule": "constant", "adv": 0.0, "feat": 0.0, "perceptual": 0.0,
+              "kd": 0.0, "d_feat": 0.0, "ema_decay": 0.0, "select": "last", "eval_every": 0},
     "full": {"steps": 2712, "eval_every": 500, "eval_samples": 5000, "max_minutes": 0.0, "lr_g": PRESET_LR_G,
              "lr_schedule": "cosine", "perceptual": 0.0, "kd": 0.0},
 }
