@@ -198,8 +198,8 @@ def main() -> None:
     results = evaluate_all(args, teacher, models)
     for name in steps:
         results[name]["steps"] = steps[name]
-    # one thread for timing too: another 1-thread job may share this 2-core machine, and two
-    # processes with 2 threads each thrash (FACTS.md); ratios come from one interleaved run
+    # one thread for timing too: another 1-thread job may share this 2-core machine, and two torch
+    # processes with 2 threads each thrash on 2 cores; ratios come from one interleaved run
     loaded = {n: load_generator(p) for n, p in models.items()}
     speed = interleaved_speed(loaded, "teacher", ("eager", "onnx"), rounds=7)
     floor = real_floor("wesnoth-units:test", num_samples=args.num_samples, metrics=("fid",))

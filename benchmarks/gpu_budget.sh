@@ -4,7 +4,7 @@
 #     full+lr8x-cosine+perc0 at 25 % of the teacher's steps, 3 seeds each; width 1/8 at 50 % (seed 0);
 #     full+lr8x-cosine (perceptual and KD on) at 25 % for both widths (seed 0);
 #  2. the Wesnoth teacher of benchmarks/own_data.sh with many more steps than a CPU hour gives:
-#     the README's command (G64/D32) and the balanced one (G32/D64), 6 minutes each with snapshots
+#     the earlier-recipe command of docs/own-images.md (G64/D32) and the balanced one (G32/D64), 6 minutes each with snapshots
 #     every minute, scored in-domain by benchmarks/own_data_progress.py (pretrained/wesnoth-classifier).
 # Run from the repository root on a machine with torch and no network. Data and wheels travel in .gpu/:
 #   mkdir -p .gpu/whl && pip download --no-deps torch-fidelity lpips torch-pruning -d .gpu/whl

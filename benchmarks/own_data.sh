@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Your own images through every command, as the README shows them: an RGB data set that a fresh
+# Your own images through every command, as docs/own-images.md shows them: an RGB data set that a fresh
 # machine installs from Debian (Battle for Wesnoth's unit sprites, 21 faction folders = classes).
 # Each step's wall time goes to $OUT/timing.json.
 #

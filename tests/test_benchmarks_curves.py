@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from testkit import load_benchmark
+from testkit import assert_plot, load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_a_finished_run_is_extended_to_later_points_and_never_retrained(curves, 
 def test_plot_marks_the_teacher_and_its_training_steps(curves, tmp_path):
     pts = [_point("full", 5, 4.0), _point("full", 10, 2.3), _point("scratch", 5, 9.0)]
     curves.plot(curves.summarise(pts, TEACHER), TEACHER, tmp_path / "c.png")
-    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_plot(tmp_path / "c.png")
 
 
 def test_an_iterative_lever_starts_from_the_parent_snapshot_and_counts_its_time(curves, tmp_path, monkeypatch):

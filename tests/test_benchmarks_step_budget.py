@@ -4,7 +4,7 @@ target is met only by the numbers (enough seeds, within the factor, within the s
 import json
 
 import pytest
-from testkit import load_benchmark
+from testkit import assert_plot, load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_a_cell_cut_by_the_time_cap_is_flagged(sb, fake, tmp_path):
     (row,) = res["rows"]
     assert (row["steps"], row["stopped_early"]) == (900, True)
     assert "900 (time cap hit)" in (tmp_path / "out" / "RESULTS.md").read_text()
-    assert (tmp_path / "out" / "step_budget.png").read_bytes()[:4] == b"\x89PNG"
+    assert_plot(tmp_path / "out" / "step_budget.png")
 
 
 def _cell(width, seed, fraction, fid):

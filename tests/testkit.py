@@ -83,3 +83,21 @@ def one_line_error(capsys, *argv) -> str:
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+def assert_plot(path: Path, min_size: tuple[int, int] = (300, 200)) -> None:
+    """``path`` is a PNG of at least ``min_size`` (width, height) px with something drawn on it:
+    more than a few colours and more than 1 % of its pixels not background."""
+    from PIL import Image
+
+    assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    with Image.open(path) as im:
+        assert im.size[0] >= min_size[0] and im.size[1] >= min_size[1], (path, im.size)
+        rgb = np.asarray(im.convert("RGB"))
+    colours = np.unique(rgb.reshape(-1, 3), axis=0)
+    assert len(colours) > 8, (path, len(colours))
+    flat = rgb.reshape(-1, 3)
+    values, counts = np.unique(flat, axis=0, return_counts=True)
+    background = values[counts.argmax()]
+    drawn = (np.abs(flat.astype(int) - background).sum(axis=1) > 30).mean()
+    assert drawn > 0.01, (path, drawn)

@@ -9,7 +9,7 @@ init), and saves them the way the tutorial does::
     torch.save({"netG_state_dict": ..., "netD_state_dict": ..., "optimizerG_state_dict": ...,
                 "optimizerD_state_dict": ..., "step": ..., ...}, "checkpoint.tar")
 
-gankd then brings the generator in with ``gankd import`` (see the README).
+gankd then brings the generator in with ``gankd import`` (see docs/own-gan.md).
 
 Data: any folder of images (PNG/JPEG), transparent pixels composited onto white, resized
 to 64x64. The default is the unit sprites of Battle for Wesnoth

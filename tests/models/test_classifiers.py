@@ -35,10 +35,25 @@ def test_classifier_forward(family, res, ch, nc):
 @pytest.mark.parametrize("family", CLASSIFIERS.names())
 def test_classifier_trains(family):
     m = make(family).train()
-    x, y = torch.rand(4, 1, 32, 32) * 2 - 1, torch.tensor([0, 1, 2, 3])
-    nn.functional.cross_entropy(m(x), y).backward()
-    grads = [p.grad for p in m.parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    x, y = torch.rand(8, 1, 32, 32) * 2 - 1, torch.arange(8) % 4
+    before = {k: v.detach().clone() for k, v in m.state_dict().items()}
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(m(x), y)
+        loss.backward()
+        grads = [p.grad for p in m.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        opt.step()
+        losses.append(loss.item())
+    # every parameter moved, and eight steps on one batch fit it better than the first
+    after = dict(m.named_parameters())
+    assert all(not torch.equal(before[k], p.detach()) for k, p in after.items()), family
+    assert losses[-1] < 0.85 * losses[0], (family, losses)
+    m.eval()
+    with torch.no_grad():
+        assert nn.functional.cross_entropy(m(x), y).item() < losses[0], family
 
 
 @pytest.mark.parametrize("family", CLASSIFIERS.names())

@@ -1,0 +1,623 @@
+"""Render the results tables of README.md and docs/*.md from the committed JSON.
+
+A table lives in the Markdown between two markers:
+
+    <!-- table:NAME -->
+    | ... the rendered table ... |
+    <!-- /table:NAME -->
+
+This script rewrites only what lies between such markers, so the prose around each table stays
+hand-written while every number in a table comes from the JSON under benchmarks/results/ (and
+the shipped networks' pretrained/*/metrics.json). TABLES below says which file feeds which table.
+
+    python benchmarks/render_docs.py           # rewrite the tables in place
+    python benchmarks/render_docs.py --check   # exit 1 naming every table that differs
+
+Pure JSON in, Markdown out: no torch, no gankd import, so it runs anywhere in a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import re
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ("README.md", "docs")  # files, or folders whose *.md are scanned
+MARKER = re.compile(r"(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.S)
+DASH = "–"
+
+
+# ------------------------------------------------------------------ formatting
+def sig(v: float | None, n: int = 3) -> str:
+    """``v`` to ``n`` significant digits, trailing zeros kept, never in exponent form."""
+    if v is None:
+        return DASH
+    if v == 0:
+        return "0"
+    decimals = max(n - 1 - math.floor(math.log10(abs(v))), 0)
+    r = round(v, decimals)  # 9.997 rounds to 10.0: count the digits of the rounded value
+    decimals = max(n - 1 - math.floor(math.log10(abs(r))), 0) if r else decimals
+    return f"{r:,.{decimals}f}"
+
+
+def pm(mean: float, std: float | None, n: int = 3) -> str:
+    """mean ± std, the std to the mean's decimals (no ± for one value)."""
+    m = sig(mean, n)
+    if not std:
+        return m
+    decimals = len(m.split(".")[1]) if "." in m else 0
+    return f"{m} ± {std:.{decimals}f}"
+
+
+def si(v: float | None, n: int = 3) -> str:
+    """3.75 M, 435 k: ``n`` significant digits with a k/M/G unit."""
+    if v is None:
+        return DASH
+    for unit, f in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= f:
+            return f"{sig(v / f, n)} {unit}"
+    return sig(v, n)
+
+
+def frac(v: float) -> str:
+    """0.25 -> 1/4, 0.125 -> 1/8, 1 -> 1."""
+    return "1" if v == 1 else f"1/{round(1 / v)}"
+
+
+def small(v: float) -> str:
+    """A rate in [0, 1]: two decimals, three below 0.095 (recall near zero stays visible)."""
+    return f"{v:.2f}" if v >= 0.095 else f"{v:.3f}"
+
+
+def x_spread(r: dict | None, digits: int = 2, sign: str = "×", dash: str = DASH) -> str:
+    """A speed-up ``{"median", "min", "max"}`` as 7.46× (7.24–10.38)."""
+    if not r:
+        return dash
+    return f"{r['median']:.{digits}f}{sign} ({r['min']:.{digits}f}–{r['max']:.{digits}f})"
+
+
+def bold(s: str, on: bool = True) -> str:
+    return f"**{s}**" if on else s
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def load(root: Path, rel: str) -> dict:
+    return json.loads((root / rel).read_text())
+
+
+def get(d: dict, *keys, default=None):
+    for k in keys:
+        if not isinstance(d, dict) or d.get(k) is None:
+            return default
+        d = d[k]
+    return d
+
+
+def mean_std(vals: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
+
+
+# ------------------------------------------------------------------ make demo
+def t_demo(root: Path) -> str:
+    b = "benchmarks/results/demo/"
+    t, s = load(root, b + "eval_teacher.json"), load(root, b + "eval_student.json")
+    vt = s["efficiency"]["speed_vs_teacher"]
+    rows = []
+    for name, r, ms in (
+        ("teacher", t, vt["teacher"]["onnx"]["latency"]["median_ms"]),
+        ("width 1/4 student", s, s["efficiency"]["speed"]["onnx"]["latency"]["median_ms"]),
+    ):
+        steps = get(r, "model_info", "folder_meta", "trained_steps")
+        rows.append([name, f"{steps:,}" if r is s else DASH, si(r["efficiency"]["macs"]), sig(r["quality"]["fid"]),
+                     f"{r['class_consistency']['accuracy']:.3f}", f"{ms:.2f}",
+                     DASH if r is t else x_spread(vt["ratio"]["eager"]["latency"], 1, "x"),
+                     DASH if r is t else x_spread(vt["ratio"]["onnx"]["latency"], 1, "x")])  # fmt: skip
+    return table(["model", "distillation steps", "MACs/img", "FID", "class consistency", "ONNX b1 ms (interleaved)",
+                  "eager b1 × teacher", "ONNX b1 × teacher"], rows)  # fmt: skip
+
+
+# ------------------------------------------------------------------ own images (Wesnoth)
+def t_own_images_progress(root: Path) -> str:
+    bn = load(root, "benchmarks/results/own_data_bn/progress_indomain/progress.json")
+    old = load(root, "benchmarks/results/own_data/progress_indomain/progress.json")
+    old_rows = {r["name"]: r for r in old["rows"]}
+    snaps = [r for r in bn["rows"] if re.fullmatch(r"t\d+min", r["name"])]
+    best = {"fid": min(r["fid"] for r in snaps), "isc": max(r["isc"] for r in snaps),
+            "recall": max(r["recall"] for r in snaps)}  # fmt: skip
+    rows = []
+    for r in snaps:
+        o = old_rows.get(r["name"])
+        rows.append([f"{r['name'][1:-3]} min", f"{r['step']:,}", bold(sig(r["fid"]), r["fid"] == best["fid"]),
+                     bold(sig(r["isc"]), r["isc"] == best["isc"]), f"{r['precision']:.2f}",
+                     bold(f"{r['recall']:.3f}", r["recall"] == best["recall"]),
+                     f"{sig(o['fid'])} / {o['recall']:.3f}" if o else DASH])  # fmt: skip
+    f = bn["floor"]
+    rows.append(["real floor (fit vs test)", DASH, sig(f["fid"]), sig(f["isc_mean"]), f"{f['precision']:.2f}",
+                 f"{f['recall']:.2f}", ""])  # fmt: skip
+    return table(["snapshot", "step", "FID (in-domain)", "IS", "precision", "recall",
+                  "*earlier recipe, same minute: FID / recall*"], rows)  # fmt: skip
+
+
+def t_own_images_chain(root: Path) -> str:
+    b = "benchmarks/results/own_data_bn/"
+    te, st = load(root, b + "eval_teacher.json"), load(root, b + "eval_student.json")
+    ti, si_ = load(root, b + "eval_teacher_indomain.json"), load(root, b + "eval_student_indomain.json")
+    floor_in = load(root, b + "progress_indomain/progress.json")["floor"]
+    old_t = load(root, "benchmarks/results/own_data/eval_teacher.json")
+    old_in = {r["name"]: r for r in load(root, "benchmarks/results/own_data/progress_indomain/progress.json")["rows"]}
+    fl = st["real_floor"]["quality"]
+
+    def onnx_ms(r):
+        return sig(get(r, "efficiency", "speed", "onnx", "latency", "median_ms"))
+
+    def row(name, ev, indomain_fid, indomain_is, indomain_recall, x=DASH):
+        q, tf = ev["quality"], ev.get("teacher_fidelity") or {}
+        psnr = f"{tf['psnr_db']:.1f} dB" if tf.get("psnr_db") else DASH
+        return [name, si(ev["efficiency"]["params"]), si(ev["efficiency"]["macs"]), sig(q["fid"]),
+                f"{small(q['precision'])} / {small(q['recall'])}", indomain_fid, indomain_is, indomain_recall,
+                psnr, f"{tf['ssim']:.3f}" if tf.get("ssim") else DASH, onnx_ms(ev), x]  # fmt: skip
+
+    ratio = get(st, "efficiency", "speed_vs_teacher", "ratio", "onnx", "latency")
+    final = old_in["final"]
+    rows = [
+        ["real floor (fit vs test; in-domain: the progress protocol)", DASH, DASH, sig(fl["fid"]),
+         f"{fl['precision']:.2f} / {fl['recall']:.2f}", sig(floor_in["fid"]), sig(floor_in["isc_mean"]),
+         f"{floor_in['recall']:.2f}", DASH, DASH, DASH, DASH],
+        row(f"teacher (BatchNorm D, {load(root, b + 'timing.json')['teacher_run']['train_wall_s'] / 60:.0f} min)", te,
+            sig(ti["quality"]["fid"]), sig(ti["quality"]["isc_mean"]), small(ti["quality"]["recall"])),
+        row("width 1/4 student (10 min)", st, sig(si_["quality"]["fid"]), sig(si_["quality"]["isc_mean"]),
+            small(si_["quality"]["recall"]), x_spread(ratio)),
+        row(f"*earlier:* teacher (spectral-norm D, {final['wall_minutes']:.0f} min; in-domain from "
+            f"{load(root, 'benchmarks/results/own_data/progress_indomain/progress.json')['num_samples']:,} samples)",
+            old_t, sig(final["fid"]), sig(final["isc"]), small(final["recall"])),
+    ]  # fmt: skip
+    return table(["model", "params", "MACs/img", "FID random-conv", "precision / recall", "FID in-domain",
+                  "IS in-domain", "recall in-domain", "PSNR→T", "SSIM→T", "ONNX b1 ms", "ONNX b1 × teacher"],
+                 rows)  # fmt: skip
+
+
+# ------------------------------------------------------------------ your own GAN
+def t_own_gan(root: Path) -> str:
+    res = load(root, "benchmarks/results/foreign/results.json")
+    sp, rows = res["speed"], []
+    for name, r in res["models"].items():
+        e = r["vs_teacher_samples"]["efficiency"]
+        qt, qd = r["vs_teacher_samples"]["quality"], r["vs_data_test"]["quality"]
+        tf = r["vs_teacher_samples"].get("teacher_fidelity") or {}
+        m = sp["models"][name]
+        rows.append([name, f"{e['params'] / 1e6:.3g} M", f"{e['macs'] / 1e6:.3g} M", str(r.get("steps", DASH)),
+                     f"{qt['fid']:.3g}", f"{qd['fid']:.3g}", f"{qd['precision']:.2f} / {qd['recall']:.2f}",
+                     f"{tf['psnr_db']:.2f}" if tf else DASH, f"{tf['ssim']:.3f}" if tf else DASH,
+                     f"{m['eager']['latency']['median_ms']:.3g}", f"{m['onnx']['latency']['median_ms']:.3g}",
+                     x_spread(get(sp, "ratios", name, "onnx", "latency"))])  # fmt: skip
+    return table(["model", "params", "MACs/img", "steps", "FID vs teacher samples", "FID vs data (test)",
+                  "precision / recall (data)", "PSNR→T dB", "SSIM→T", "eager b1 ms", "ONNX b1 ms",
+                  "ONNX b1 × teacher"], rows)  # fmt: skip
+
+
+# ------------------------------------------------------------------ image-to-image
+def t_image_to_image(root: Path) -> str:
+    res = load(root, "benchmarks/results/i2i/results.json")
+    card = load(root, "pretrained/wesnoth-restore64/metrics.json")
+    sizes = [str(res["trained_size"]), *(str(s) for s in res["sizes"])]
+    te = res["teacher_eval"]["vs_target"]
+    t_ms = [next(iter(card["speed"][s]["models"].values()))["onnx"]["latency"]["median_ms"] for s in sizes]
+    t_threads = {card["speed"][s]["fingerprint"]["torch_threads"] for s in sizes}
+    rows = [
+        [
+            "teacher",
+            "1x",
+            f"{te['psnr_db']['mean']:.2f}",
+            DASH,
+            f"{te['ssim']['mean']:.3f}",
+            DASH,
+            " / ".join(sig(v) for v in t_ms) + f" ms (its card, {'/'.join(map(str, sorted(t_threads)))} threads)",
+        ]
+    ]
+    for w in res["widths"]:
+        full, scratch = res["summary"][f"w{w:g} full"], res["summary"].get(f"w{w:g} scratch") or {}
+        n = full["psnr"]["n"]
+
+        def cell(s, key, digits):
+            if not s or not s.get(key) or s[key]["mean"] is None:
+                return DASH
+            m, sd = s[key]["mean"], s[key]["std"]
+            return f"{m:.{digits}f}" + (f" ± {sd:.{digits}f}" if s[key]["n"] > 1 else "")
+
+        ups = [get(res, "speedups", s, f"w{w:g}", "onnx", "median") for s in sizes]
+        rows.append([frac(w) + (f" ({n} seeds)" if n > 1 else ""), f"{full['mac_ratio'][sizes[0]]:.1f}x",
+                     cell(full, "psnr", 2), cell(scratch, "psnr", 2), cell(full, "ssim", 3),
+                     cell(scratch, "ssim", 3), " / ".join(f"{u:.1f}x" if u else DASH for u in ups)])  # fmt: skip
+    return table(["width", "MACs ratio", "full: PSNR dB", "scratch: PSNR dB", "full: SSIM", "scratch: SSIM",
+                  "ONNX b1 × teacher @ " + " / ".join(sizes) + " px"], rows)  # fmt: skip
+
+
+# ------------------------------------------------------------------ Fashion-MNIST results
+def t_teacher(root: Path) -> str:
+    m = load(root, "pretrained/fmnist-teacher/metrics.json")
+    q, f = m["quality"], m["real_floor"]["quality"]
+    steps = m["model_info"]["folder_meta"]["trained_steps"]
+    return table(
+        ["params", "MACs/img", "steps (epochs)", "training", "FID (floor)", "IS (floor)", "precision / recall",
+         "class consistency", "evaluator test accuracy"],
+        [[si(m["efficiency"]["params"]), si(m["efficiency"]["macs"]),
+          f"{steps:,} ({m['training']['epochs']:.1f})", f"{m['training']['wall_minutes']:g} min on one NVIDIA H200",
+          f"{sig(q['fid'])} ({sig(f['fid'], 2)})", f"{q['isc_mean']:.2f} ({f['isc_mean']:.2f})",
+          f"{q['precision']:.2f} / {q['recall']:.2f}", f"{m['class_consistency']['accuracy']:.3f}",
+          f"{100 * m['evaluator_test_acc']:.2f} %"]],
+    )  # fmt: skip
+
+
+CURVE_COLUMNS = [  # (header, results folder, curve)
+    ("w1/4 full (lr 2e-4)", "curves", "w0.25 full"),
+    ("w1/4 pixel-only", "curves", "w0.25 pixel"),
+    ("w1/4 pixel-only, lr8x-cosine", "curves_lr8x_cosine", "w0.25 pixel+lr8x-cosine"),
+    ("w1/4 scratch", "curves", "w0.25 scratch"),
+    ("w1/8 full+lr8x", "curves", "w0.125 full+lr8x"),
+    ("w1/8 full+lr8x-cosine", "curves_lr8x_cosine", "w0.125 full+lr8x-cosine"),
+    ("w1/8 full", "curves", "w0.125 full"),
+]
+
+
+def t_curves(root: Path) -> str:
+    src = {d: load(root, f"benchmarks/results/{d}/results.json")["curves"] for d in ("curves", "curves_lr8x_cosine")}
+    head = {p["minutes"]: p for p in src["curves"]["w0.25 full+lr8x"]["points"]}
+    cols = [{p["minutes"]: p for p in src[d][c]["points"]} for _, d, c in CURVE_COLUMNS]
+    minutes = sorted({m for c in [head, *cols] for m in c})
+    best = {w: min(p["fid_mean"] for (_, _, c), col in zip(CURVE_COLUMNS, cols) if c.startswith(w)
+                   for p in col.values()) for w in ("w0.25", "w0.125")}  # fmt: skip
+    rows = []
+    for m in minutes:
+        h = head.get(m)
+        row = [f"{m:g}", f"{round(h['steps_mean']):,}" if h else DASH,
+               pm(h["fid_mean"], h["fid_std"]) if h else DASH]  # fmt: skip
+        for (_, _, c), col in zip(CURVE_COLUMNS, cols):
+            p = col.get(m)
+            if p is None:
+                row.append(DASH)
+                continue
+            s = bold(pm(p["fid_mean"], p["fid_std"]), p["fid_mean"] == best[c.split()[0]])
+            row.append(s + ("" if h else f" ({round(p['steps_mean']):,} steps)"))
+        rows.append(row)
+    n = src["curves"]["w0.25 full+lr8x"]["points"][0]["seeds"]
+    return table(["minutes", f"w1/4 full+lr8x, {n} seeds: steps", "FID", *(h for h, _, _ in CURVE_COLUMNS)], rows)
+
+
+def t_step_budget(root: Path) -> str:
+    res = load(root, "benchmarks/results/step_budget/results.json")
+    rows = sorted(res["rows"], key=lambda r: (-r["width"], r["fraction"], "perc0" not in r["recipe"]))
+    out = []
+    for r in rows:
+        many = len(r["seeds"]) > 1
+        fid = (f"{pm(r['fid_mean'], r['fid_std'])} ({', '.join(f'{f:.2f}' for f in r['fids'])})" if many
+               else f"{r['fid_mean']:.2f} (seed {r['seeds'][0]})")  # fmt: skip
+        target = DASH
+        if many and r["fraction"] <= 0.25:
+            target = f"≤ {r['target_x_teacher']:g}x: " + ("**met**" if r["target_met"] else "missed")
+        recipe = r["recipe"] if "perc0" in r["recipe"] else f"{r['recipe']} (perceptual and KD on)"
+        out.append([frac(r["width"]), recipe, f"{100 * r['fraction']:g} %", f"{r['steps']:,}",
+                    bold(fid, r["target_met"]), bold(f"{r['fid_over_teacher']:.2f}", r["target_met"]),
+                    target])  # fmt: skip
+    return table(["width", "recipe", "share of the teacher's steps", "steps", "FID, mean ± std (seeds)",
+                  "× teacher", "target"], out)  # fmt: skip
+
+
+STUDENTS = ("fmnist-student-w05", "fmnist-student-w025", "fmnist-student-w0125")
+
+
+def t_shipped_students(root: Path) -> str:
+    t = load(root, "pretrained/fmnist-teacher/metrics.json")
+    t_fid = t["quality"]["fid"]
+
+    def cells(m):
+        q = m["quality"]
+        return [si(m["efficiency"]["params"]), si(m["efficiency"]["macs"]), q["fid"], f"{q['isc_mean']:.2f}",
+                f"{q['precision']:.2f} / {q['recall']:.2f}", f"{m['class_consistency']['accuracy']:.3f}"]  # fmt: skip
+
+    p, mac, fid, *rest = cells(t)
+    rows = [
+        [
+            "fmnist-teacher",
+            "1",
+            f"{t['training']['wall_minutes']:g} min on a GPU, "
+            f"{t['model_info']['folder_meta']['trained_steps']:,} steps",
+            p,
+            mac,
+            sig(fid),
+            *rest,
+            DASH,
+        ]
+    ]
+    for name in STUDENTS:
+        m = load(root, f"pretrained/{name}/metrics.json")
+        c = m["curve"]
+        p, mac, fid, *rest = cells(m)
+        point = c.get("curve_point") or {}
+        fid_s = bold(sig(fid), fid < t_fid)
+        if point.get("seeds", 1) > 1:
+            fid_s += f" ({point['seeds']} seeds: {pm(point['fid_mean'], point['fid_std'])})"
+        ratio = get(m, "efficiency", "speed_vs_teacher", "ratio", "onnx", "latency")
+        rows.append([f"[{name}](../pretrained/{name}/MODEL_CARD.md)", f"{c['width']:g}",
+                     f"{c['minutes']:.0f} min ({c['recipe']}), {c['steps']:,} steps", p, mac, fid_s, *rest,
+                     x_spread(ratio, 1, "x")])  # fmt: skip
+    return table(["model", "width", "training (1 CPU thread)", "params", "MACs/img", "FID", "IS",
+                  "precision / recall", "class consistency", "ONNX b1 × teacher"], rows)  # fmt: skip
+
+
+RECIPE_NAMES = {"full": "gankd full recipe", "pixel": "pixel-only KD", "scratch": "GAN from scratch"}
+
+
+def _matrix_rows(results: list[dict]) -> dict[str, dict]:
+    """Results by row key ('floor', 'teacher', 'w0.25 full', ...): numbers as (mean, std)."""
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        key = r.get("group") or r["role"]
+        groups.setdefault(key, []).append(r)
+    out = {}
+    for key, rs in groups.items():
+
+        def ms(*path):
+            vals = [get(r, *path) for r in rs]
+            vals = [v for v in vals if v is not None]
+            return mean_std(vals) if vals else None
+
+        out[key] = {"n": len(rs), "macs": get(rs[0], "efficiency", "macs"), "fid": ms("quality", "fid"),
+                    "isc": ms("quality", "isc_mean"), "precision": ms("quality", "precision"),
+                    "recall": ms("quality", "recall"), "class_acc": ms("class_consistency", "accuracy"),
+                    "eval_dist": ms("teacher_fidelity", "evaluator_lpips_style"),
+                    "psnr": ms("teacher_fidelity", "psnr_db"),
+                    "x_onnx": get(rs[0], "efficiency", "speed_vs_teacher", "ratio", "onnx", "latency"),
+                    "params": get(rs[0], "efficiency", "params")}  # fmt: skip
+    return out
+
+
+def _two(v) -> str:
+    if v is None:
+        return DASH
+    m, s = v
+    return f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else "")
+
+
+def _fid(v) -> str:
+    m, s = v
+    return sig(m) + (f" ± {sig(s)}" if s is not None else "")
+
+
+def _matrix_table(rows: dict[str, dict], widths: list[float], recipes: list[str]) -> str:
+    out = []
+    for key, label in (("floor", "real data (floor)"), ("teacher", "teacher")):
+        r = rows[key]
+        out.append([label, si(r["macs"]) if key == "teacher" else DASH, sig(r["fid"][0]), f"{r['isc'][0]:.2f}",
+                    f"{r['precision'][0]:.2f}", f"{r['recall'][0]:.2f}", f"{r['class_acc'][0]:.2f}", DASH])  # fmt: skip
+    for w in sorted(widths, reverse=True):
+        cells = {rc: rows[f"w{w:g} {rc}"] for rc in recipes if f"w{w:g} {rc}" in rows}
+        best = min(c["fid"][0] for c in cells.values())
+        for rc in ("full", "pixel", "scratch"):
+            if rc not in cells:
+                continue
+            r = cells[rc]
+            out.append([f"w{frac(w)} {RECIPE_NAMES[rc]}", si(r["macs"]), bold(_fid(r["fid"]), r["fid"][0] == best),
+                        _two(r["isc"]), _two(r["precision"]), _two(r["recall"]), _two(r["class_acc"]),
+                        _two(r["eval_dist"])])  # fmt: skip
+    return table(["model", "MACs/img", "FID", "IS", "precision", "recall", "class acc", "eval-dist→T"], out)
+
+
+def t_cpu_matrix(root: Path) -> str:
+    res = load(root, "benchmarks/results/results.json")
+    return _matrix_table(_matrix_rows(res["results"]), res["args"]["widths"], res["args"]["recipes"])
+
+
+def t_gpu_matrix(root: Path) -> str:
+    res = load(root, "benchmarks/results/gpu_matrix/results.json")
+    return _matrix_table(_matrix_rows(res["results"]), res["args"]["widths"], res["args"]["recipes"])
+
+
+def t_quick(root: Path) -> str:
+    res = load(root, "benchmarks/results/quick/results.json")
+    rows = _matrix_rows(res["results"])
+    out = []
+    t = rows["teacher"]
+    out.append(["teacher", si(t["macs"]), sig(t["fid"][0]), f"{t['isc'][0]:.2f}", f"{t['precision'][0]:.2f}",
+                f"{t['recall'][0]:.2f}", f"{t['class_acc'][0]:.2f}", DASH, DASH])  # fmt: skip
+    for w in res["args"]["widths"]:
+        cells = {rc: rows[f"w{w:g} {rc}"] for rc in ("full", "pixel", "scratch") if f"w{w:g} {rc}" in rows}
+        best = min(c["fid"][0] for c in cells.values())
+        shown = False
+        for rc, r in cells.items():
+            x = "same architecture" if shown else x_spread(r["x_onnx"])
+            shown = shown or r["x_onnx"] is not None
+            label = RECIPE_NAMES[rc].replace("gankd ", "")
+            out.append([f"w{frac(w)} {label}", si(r["macs"]), bold(sig(r["fid"][0]), r["fid"][0] == best),
+                        f"{r['isc'][0]:.2f}", f"{r['precision'][0]:.2f}", f"{r['recall'][0]:.2f}",
+                        f"{r['class_acc'][0]:.2f}", f"{r['psnr'][0]:.1f} dB", x])  # fmt: skip
+    return table(["model", "MACs/img", "FID", "IS", "precision", "recall", "class acc", "PSNR→T", "ONNX b1 × teacher"],
+                 out)  # fmt: skip
+
+
+def t_speed(root: Path) -> str:
+    sp = load(root, "benchmarks/results/speed.json")
+    rows = _matrix_rows(load(root, "benchmarks/results/results.json")["results"])
+    t_onnx = sp["teacher"]["speed"]["onnx"]["latency"]["median_ms"]
+    out = []
+    for name, rec in sp.items():
+        s = rec["speed"]
+        r = rows["teacher"] if name == "teacher" else rows[f"{name} full"]
+        onnx = s["onnx"]["latency"]["median_ms"]
+        out.append([name if name == "teacher" else f"w{frac(float(name[1:]))}", si(r["params"]),
+                    f"{r['macs'] / 1e6:.2f} M", f"{s['eager']['latency']['median_ms']:.2f}", f"{onnx:.3f}",
+                    DASH if name == "teacher" else f"{t_onnx / onnx:.1f}x",
+                    f"{s['eager']['throughput']['images_per_s']:.0f}",
+                    f"{s['onnx']['throughput']['images_per_s']:.0f}"])  # fmt: skip
+    return table(["model", "params", "MACs/img", "eager b1 ms", "ONNX b1 ms", "ONNX b1 speed-up",
+                  "eager img/s (b256)", "ONNX img/s (b256)"], out)  # fmt: skip
+
+
+def _targets(res: dict) -> list[str]:
+    """The matrix's targets as four cells: w1/4 gap, w1/8 gap, full vs scratch per width, w1/4 speed."""
+    ts = res["targets"]
+
+    def yn(t):
+        return "yes" if t["met"] else "no"
+
+    gaps = [next(t for t in ts if t["target"].startswith(f"w{w} full recipe FID within")) for w in ("0.25", "0.125")]
+    scratch = sorted(
+        (t for t in ts if "below scratch" in t["target"]), key=lambda t: -float(t["target"][1:].split(":")[0])
+    )
+    speed = next(t for t in ts if "speed-up" in t["target"])
+    pct = " / ".join(t["value"].split("%")[0] for t in scratch)
+    widths = ", ".join(frac(float(t["target"][1:].split(":")[0])) for t in scratch)
+    return [*(f"{yn(t)}: {t['value']}" for t in gaps),
+            f"{'yes' if all(t['met'] for t in scratch) else 'no'}: {pct} % (w{widths})",
+            f"{yn(speed)}: {speed['value']}"]  # fmt: skip
+
+
+def t_targets(root: Path) -> str:
+    cpu = load(root, "benchmarks/results/results.json")
+    gpu = load(root, "benchmarks/results/gpu_matrix/results.json")
+    names = [
+        "w1/4 full recipe within 10 % of the teacher's FID",
+        "w1/8 full recipe within 50 % of the teacher's FID",
+        "full recipe >= 30 % below scratch at equal time, every width",
+        "w1/4 ONNX Runtime batch-1 speed-up >= 8x",
+    ]
+    a, b = _targets(cpu), _targets(gpu)
+    b[3] += " (the CPU speeds)"
+    head = [
+        f"CPU matrix ({cpu['args']['minutes']:g} min, {len(cpu['args']['seeds'])} seeds)",
+        f"GPU cells ({gpu['args']['minutes']:g} min, {len(gpu['args']['seeds'])} seed)",
+    ]
+    return table(["target", *head], [[n, x, y] for n, x, y in zip(names, a, b)])
+
+
+# ------------------------------------------------------------------ classifier distillation
+def t_classifier_kd(root: Path) -> str:
+    res = load(root, "benchmarks/results/classifier_kd/results.json")
+    t, lat = res["teacher"], res["latency"]
+
+    def acc(s):
+        return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}" if s else "—"
+
+    rows = [
+        [
+            f"teacher ({Path(t['path']).name})",
+            f"{t['params']:,}",
+            f"{t['macs'] / 1e6:.2f} M",
+            f"{lat['teacher']['median_ms']:.3f}",
+            "1×",
+            f"{100 * t['test_acc']:.2f}",
+            "—",
+            "—",
+        ]
+    ]
+    for w in res["config"]["widths"]:
+        row = res["students"][f"{w:g}"]
+        ce, kd = row.get("ce"), row.get("kd_T4")
+        d = [100 * (b - a) for a, b in zip(ce["values"], kd["values"])]
+        delta = f"{statistics.fmean(d):+.2f} ± {statistics.stdev(d) if len(d) > 1 else 0:.2f}".replace("-", "−")
+        lw = lat[f"w{w:g}"]
+        rows.append([f"student ×{w:g}", f"{row['params']:,}", f"{row['macs'] / 1e6:.2f} M", f"{lw['median_ms']:.3f}",
+                     x_spread(lw["speedup_vs_teacher"]), acc(ce), acc(kd), delta])  # fmt: skip
+    return table(["model", "params", "MACs/img", "latency b=1 (ms)", "speed-up", "test acc CE (%)",
+                  "test acc KD, T = 4 (%)", "KD − CE (pts)"], rows)  # fmt: skip
+
+
+# ------------------------------------------------------------------ the registry
+# name -> (renderer, the files it reads): --check names these when a table differs
+TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
+    "demo": (t_demo, ("benchmarks/results/demo/eval_teacher.json", "benchmarks/results/demo/eval_student.json")),
+    "own-images-progress": (t_own_images_progress, (
+        "benchmarks/results/own_data_bn/progress_indomain/progress.json",
+        "benchmarks/results/own_data/progress_indomain/progress.json")),
+    "own-images-chain": (t_own_images_chain, (
+        "benchmarks/results/own_data_bn/eval_teacher.json", "benchmarks/results/own_data_bn/eval_student.json",
+        "benchmarks/results/own_data_bn/eval_teacher_indomain.json",
+        "benchmarks/results/own_data_bn/eval_student_indomain.json", "benchmarks/results/own_data_bn/timing.json",
+        "benchmarks/results/own_data_bn/progress_indomain/progress.json",
+        "benchmarks/results/own_data/eval_teacher.json",
+        "benchmarks/results/own_data/progress_indomain/progress.json")),
+    "own-gan": (t_own_gan, ("benchmarks/results/foreign/results.json",)),
+    "image-to-image": (t_image_to_image, ("benchmarks/results/i2i/results.json",
+                                          "pretrained/wesnoth-restore64/metrics.json")),
+    "teacher": (t_teacher, ("pretrained/fmnist-teacher/metrics.json",)),
+    "curves": (t_curves, ("benchmarks/results/curves/results.json",
+                          "benchmarks/results/curves_lr8x_cosine/results.json")),
+    "step-budget": (t_step_budget, ("benchmarks/results/step_budget/results.json",)),
+    "shipped-students": (t_shipped_students, ("pretrained/fmnist-teacher/metrics.json",
+                                              *(f"pretrained/{n}/metrics.json" for n in STUDENTS))),
+    "cpu-matrix": (t_cpu_matrix, ("benchmarks/results/results.json",)),
+    "quick": (t_quick, ("benchmarks/results/quick/results.json",)),
+    "gpu-matrix": (t_gpu_matrix, ("benchmarks/results/gpu_matrix/results.json",)),
+    "speed": (t_speed, ("benchmarks/results/speed.json", "benchmarks/results/results.json")),
+    "targets": (t_targets, ("benchmarks/results/results.json", "benchmarks/results/gpu_matrix/results.json")),
+    "classifier-kd": (t_classifier_kd, ("benchmarks/results/classifier_kd/results.json",)),
+}  # fmt: skip
+
+
+def doc_files(root: Path = ROOT) -> list[Path]:
+    out = []
+    for d in DOCS:
+        p = root / d
+        out += sorted(p.glob("*.md")) if p.is_dir() else ([p] if p.is_file() else [])
+    return out
+
+
+def render_text(text: str, root: Path = ROOT, where: str = "") -> tuple[str, list[str]]:
+    """``text`` with every marked table rendered, and the names of the tables that changed."""
+    changed: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        name = m.group(2)
+        if name not in TABLES:
+            raise SystemExit(f"render_docs: {where}: unknown table {name!r} (known: {', '.join(TABLES)})")
+        body = TABLES[name][0](root) + "\n"
+        if body != m.group(3):
+            changed.append(name)
+        return m.group(1) + body + m.group(4)
+
+    return MARKER.sub(sub, text), changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 naming every table that differs")
+    ap.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
+    args = ap.parse_args(argv)
+    stale, seen = [], set()
+    for path in doc_files(args.root):
+        rel = path.relative_to(args.root)
+        old = path.read_text()
+        new, changed = render_text(old, args.root, str(rel))
+        seen.update(m.group(2) for m in MARKER.finditer(old))
+        for name in changed:
+            stale.append(name)
+            if args.check:
+                print(f"{rel}: table {name!r} differs from {', '.join(TABLES[name][1])} "
+                      "(run python benchmarks/render_docs.py)")  # fmt: skip
+                a = re.search(rf"<!-- table:{re.escape(name)} -->\n(.*?)<!-- /table:", old, re.S).group(1)
+                b = re.search(rf"<!-- table:{re.escape(name)} -->\n(.*?)<!-- /table:", new, re.S).group(1)
+                sys.stdout.writelines(f"    {x}\n" for x in difflib.unified_diff(
+                    a.splitlines(), b.splitlines(), "committed", "rendered", lineterm="", n=0))  # fmt: skip
+        if changed and not args.check:
+            path.write_text(new)
+            print(f"rendered {rel}: {', '.join(changed)}")
+    missing = sorted(set(TABLES) - seen)
+    if missing:
+        print(f"render_docs: no marker for table(s) {', '.join(missing)} in {', '.join(DOCS)}")
+        return 1
+    return 1 if (args.check and stale) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
