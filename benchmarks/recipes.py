@@ -92,6 +92,7 @@ RECIPES: dict[str, dict] = {
     # one only in the last quarter of the budget (--adv-start) after a pixel/feature phase
     "lean-slimd": {**_LEAN, "adv": 0.05, "d_init": "fresh", "d_width": 0.25},
     "lean-advlate": {**_LEAN, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.75},
+    "nofeat-advlate": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.75},
 }  # fmt: skip
 
 
@@ -133,7 +134,78 @@ def _span(r: range) -> str:
 
 # --------------------------------------------------------------------------- cells
 def budget_tag(args) -> str:
+    if getattr(args, "cost_minutes", None):
+        return f"c{args.cost_minutes:g}"
     return f"m{args.minutes:g}" if args.minutes else f"n{args.steps}"
+
+
+# --------------------------------------------------------------------------- calibrated budgets
+# On a shared 2-core machine the wall time a cell gets depends on what else runs, so "equal wall time" is
+# measured once, interleaved (recipe A, B, C, A, B, C, ... in one process, one thread), as seconds per step of
+# each recipe on each setting; a calibrated budget of M minutes is then M*60 / (s per step) steps, which any
+# machine (or a GPU) reruns exactly. The cells' own wall times are recorded beside it.
+COST_FILE = "step_cost.json"
+
+
+def calibrate(settings: list[str], recipes: list[str], args, out: Path, rounds: int = 7, per_round: int = 5) -> dict:
+    """Seconds per training step of each recipe on each setting, timed interleaved (``rounds`` x
+    ``per_round`` steps each, the first round dropped as warm-up), at the run's start (progress 0)
+    and end (progress ~1) in alternate rounds: a recipe whose discriminator starts at ``adv_start``
+    costs ``adv_start`` x the first phase's median + the rest x the second's. Merged into
+    OUT/step_cost.json."""
+    import statistics
+    import tempfile
+
+    from gankd.distill import Distiller
+
+    path = out / COST_FILE
+    res = json.loads(path.read_text()) if path.exists() else {"schema": SCHEMA, "settings": {}}
+    ends = (0.0, 0.999)
+    for setting in settings:
+        tmp = Path(tempfile.mkdtemp(prefix="gankd-cost-"))
+        try:
+            ds = {}
+            for r in recipes:
+                budget = argparse.Namespace(**{**vars(args), "cost_minutes": None, "minutes": None, "steps": 10**6})
+                d = Distiller(cell_config(setting, r, 0, budget), tmp / r)
+                d.train_mode()
+                ds[r] = d
+            times: dict[str, dict[float, list[float]]] = {r: {p: [] for p in ends} for r in recipes}
+            step = 0
+            for k in range(rounds):
+                progress = ends[k % 2]
+                for r, d in ds.items():
+                    t0 = time.perf_counter()
+                    for j in range(per_round):
+                        d.before_step(step + j, progress)
+                        d.step(step + j)
+                    if k:  # round 0 warms up
+                        times[r][progress].append((time.perf_counter() - t0) / per_round)
+                step += per_round
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        rec = res["settings"].setdefault(setting, {})
+        for r, t in times.items():
+            start, end = (statistics.median(t[p]) for p in ends)
+            a = RECIPES[r].get("adv_start", 0.0)
+            rec[r] = {"s_per_step": a * start + (1 - a) * end if a else statistics.median(t[0.0] + t[0.999]),
+                      "s_per_step_start": start, "s_per_step_end": end, "adv_start": a,
+                      "rounds": rounds - 1, "steps_per_round": per_round}  # fmt: skip
+        log.info("step cost %s: %s", setting, {r: round(v["s_per_step"], 4) for r, v in rec.items()})
+    res.update(threads=1, fingerprint=fingerprint(args.device), loadavg_1_5_15=[round(x, 2) for x in os.getloadavg()],
+               command=_command(args))  # fmt: skip
+    atomic_write_bytes(path, (json.dumps(res, indent=1) + "\n").encode())
+    return res
+
+
+def calibrated_steps(setting: str, recipe: str, minutes: float, out: Path) -> tuple[int, float]:
+    """(steps, seconds per step) of a calibrated budget of ``minutes`` (see :func:`calibrate`)."""
+    path = out / COST_FILE
+    cost = json.loads(path.read_text())["settings"].get(setting, {}).get(recipe) if path.exists() else None
+    if cost is None:
+        raise SystemExit(f"no step cost for {setting}/{recipe} in {portable_path(path)}: run "
+                         f"python benchmarks/recipes.py --calibrate --settings {setting} --recipes {recipe}")
+    return max(1, round(minutes * 60 / cost["s_per_step"])), cost["s_per_step"]
 
 
 def cell_name(setting: str, recipe: str, tag: str, seed: int) -> str:
@@ -142,8 +214,11 @@ def cell_name(setting: str, recipe: str, tag: str, seed: int) -> str:
 
 def cell_config(setting: str, recipe: str, seed: int, args) -> DistillConfig:
     s = SETTINGS[setting]
-    budget = ({"steps": UNBOUNDED_STEPS, "max_minutes": float(args.minutes)} if args.minutes
-              else {"steps": int(args.steps), "max_minutes": 0.0})  # fmt: skip
+    if getattr(args, "cost_minutes", None):
+        budget = {"steps": calibrated_steps(setting, recipe, args.cost_minutes, Path(args.out))[0], "max_minutes": 0.0}
+    else:
+        budget = ({"steps": UNBOUNDED_STEPS, "max_minutes": float(args.minutes)} if args.minutes
+                  else {"steps": int(args.steps), "max_minutes": 0.0})  # fmt: skip
     return DistillConfig(teacher=s.teacher, data=s.data, width=s.width, seed=seed, threads=1, device=args.device,
                          **budget, **RECIPES[recipe])  # fmt: skip
 
@@ -151,7 +226,8 @@ def cell_config(setting: str, recipe: str, seed: int, args) -> DistillConfig:
 def cell_command(setting: str, recipe: str, seed: int, args) -> str:
     """The command that (re)makes this one cell."""
     argv = ["python", "benchmarks/recipes.py", "--settings", setting, "--recipes", recipe,
-            *(["--minutes", f"{args.minutes:g}"] if args.minutes else ["--steps", str(args.steps)]),
+            *(["--cost-minutes", f"{args.cost_minutes:g}"] if getattr(args, "cost_minutes", None) else
+              ["--minutes", f"{args.minutes:g}"] if args.minutes else ["--steps", str(args.steps)]),
             "--seeds", str(seed), "--num-samples", str(args.num_samples)]  # fmt: skip
     if args.device != "cpu":
         argv += ["--device", args.device]
@@ -334,7 +410,10 @@ def run_cell(setting: str, recipe: str, seed: int, args, out: Path) -> dict:
     teacher_dir = resolve_model_path(s.teacher)
     rec = {
         "schema": SCHEMA, "kind": "cell", "name": name, "setting": setting, "recipe": recipe, "seed": seed,
-        "budget": {"minutes": args.minutes, "steps": None if args.minutes else args.steps, "tag": budget_tag(args)},
+        "budget": {"minutes": args.minutes, "steps": cfg.steps if cfg.max_minutes == 0 else None,
+                   "cost_minutes": getattr(args, "cost_minutes", None), "tag": budget_tag(args),
+                   **({"calibrated_s_per_step": calibrated_steps(setting, recipe, args.cost_minutes, out)[1]}
+                      if getattr(args, "cost_minutes", None) else {})},
         "teacher": portable_path(teacher_dir), "data": s.data, "eval_data": s.eval_data, "width": s.width,
         "i2i": s.i2i, "overrides": RECIPES[recipe], "config": config, "changed_by_run": changed,
         "train": tr,
@@ -501,6 +580,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget = ap.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="wall budget per cell (max_minutes; the steps never bind)")
     budget.add_argument("--steps", type=int, help="steps per cell (no wall cap): device-independent reruns")
+    budget.add_argument("--cost-minutes", type=float, help="calibrated wall budget: M minutes at the recipe's "
+                        "measured seconds per step (--calibrate), run as steps")
+    ap.add_argument("--calibrate", action="store_true", help="time each recipe's step interleaved on each setting "
+                    "(one thread) into OUT/step_cost.json, then stop")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--num-samples", type=int, default=2000, help="samples per side and score (default 2000)")
     ap.add_argument("--device", default="cpu")
@@ -509,10 +592,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--table", action="store_true", help="train nothing: render RESULTS.md and results.json")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    if not args.table and not (args.minutes or args.steps):
-        ap.error("give a budget: --minutes M or --steps N (or --table to render the cells there are)")
-    if (args.minutes is not None and args.minutes <= 0) or (args.steps is not None and args.steps < 1):
-        ap.error("--minutes must be > 0 and --steps >= 1")
+    if not (args.table or args.calibrate) and not (args.minutes or args.steps or args.cost_minutes):
+        ap.error("give a budget: --minutes M, --cost-minutes M or --steps N (or --table, or --calibrate)")
+    if any(v is not None and v <= 0 for v in (args.minutes, args.cost_minutes)) or (args.steps is not None
+                                                                                     and args.steps < 1):
+        ap.error("--minutes and --cost-minutes must be > 0 and --steps >= 1")
     seed_blocks(args.num_samples)
     return args
 
@@ -522,6 +606,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)
     out = Path(args.out)
+    if args.calibrate:
+        calibrate(_names(args.settings, SETTINGS, "--settings"), _names(args.recipes, RECIPES, "--recipes"), args, out)
+        return 0
     if not args.table:
         settings = _names(args.settings, SETTINGS, "--settings")
         recipes = _names(args.recipes, RECIPES, "--recipes")
