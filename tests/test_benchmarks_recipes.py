@@ -138,3 +138,20 @@ def test_an_image_to_image_cell_scores_on_the_val_and_test_pairs(rec, tiny, tmp_
     md = (tiny["out"] / "RESULTS.md").read_text()
     assert "test PSNR→target dB" in md and "| plain | 0 | 2 |" in md and "degraded sources" in md
     capsys.readouterr()
+
+
+def test_calibrated_budgets_turn_minutes_into_each_recipes_steps(rec, tiny, monkeypatch):
+    """--calibrate times every recipe's step interleaved; --cost-minutes then runs M minutes' worth of
+    each recipe's steps (a late-adversarial recipe costs its two phases in proportion)."""
+    monkeypatch.setitem(rec.RECIPES, "late", {**rec.RECIPES["lean"], "adv": 0.05, "adv_start": 0.5})
+    args = rec.parse_args(["--calibrate", "--settings", "tiny", "--recipes", "plain,late", "--out", str(tiny["out"])])
+    cost = rec.calibrate(["tiny"], ["plain", "late"], args, tiny["out"], rounds=3, per_round=1)["settings"]["tiny"]
+    late = cost["late"]
+    assert late["s_per_step"] == pytest.approx(0.5 * late["s_per_step_start"] + 0.5 * late["s_per_step_end"])
+    args = rec.parse_args(["--settings", "tiny", "--recipes", "plain", "--cost-minutes", "0.01",
+                           "--out", str(tiny["out"])])  # fmt: skip
+    cfg = rec.cell_config("tiny", "plain", 0, args)
+    assert cfg.steps == max(1, round(0.6 / cost["plain"]["s_per_step"])) and cfg.max_minutes == 0
+    assert rec.budget_tag(args) == "c0.01"
+    with pytest.raises(SystemExit, match="--calibrate"):
+        rec.cell_config("tiny", "lean", 0, args)  # not calibrated: the refusal names the command
