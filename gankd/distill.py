@@ -415,6 +415,8 @@ class Distiller:
             if select != cfg.select:
                 selector.requested, selector.fallback = cfg.select, "no data (data-free): no val split"
         self.selector = selector
+        if not isinstance(teacher, GeneratorAdapter) and getattr(teacher, "family", None) != "dcgan":
+            torch.manual_seed(cfg.seed)  # gankd's i2i families: no loader or builder seeds student, adapters, D
         student = make_student(teacher, taps, cfg)
         # DDP buckets expect contiguous grads: keep NCHW there
         use_cl = cfg.channels_last and self.world == 1
