@@ -25,6 +25,7 @@ from gankd.config import from_dict, load_json, save_json, to_dict
 # atomic_write_bytes and file_sha256 are re-exported: report, export, evaluate, metrics import them here
 from gankd.fileio import TMP_SUFFIX, atomic_write_bytes, atomic_write_with, file_sha256  # noqa: F401
 from gankd.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS
+from gankd.runlock import LOCK
 
 WEIGHTS = "model.safetensors"
 D_WEIGHTS = "discriminator.safetensors"
@@ -236,7 +237,7 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, can_resume: bool = True) 
     resume_hint = ", or pass --resume to continue a gankd run" if can_resume else ""
     if run_dir.is_dir():
         state = run_dir / STATE
-        if not is_run_dir(run_dir) and any(run_dir.iterdir()):
+        if not is_run_dir(run_dir) and any(p.name != LOCK for p in run_dir.iterdir()):
             raise FileExistsError(
                 f"--out {run_dir} holds files and is not a gankd run; choose an empty --out{resume_hint}"
             )

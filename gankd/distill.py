@@ -49,6 +49,7 @@ from gankd.loop import (
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
 from gankd.perceptual import PERCEPTUAL_NETS, perceptual_for_data
+from gankd.runlock import holds_run_lock
 from gankd.sampling import generate, grid, pair_grid, sample_grid, save_png
 from gankd.selection import DEFAULT_SELECT, Selector, build_paired_selector, build_selector, check_rule
 from gankd.students import INITS, build_student, frozen_copy, student_channels
@@ -818,6 +819,7 @@ class Distiller:
         save_png(grid(torch.cat([t, s]), nrow=len(seeds)), self.run_dir / "teacher_vs_student.png")
 
 
+@holds_run_lock("run_dir")  # one process per --out (torchrun: rank 0 holds it)
 def compress(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progress: bool = False,
              selector: Selector | None = None) -> Path:  # fmt: skip
     """Distil ``cfg.teacher`` into a student; returns the selected student folder.

@@ -41,6 +41,7 @@ from gankd.losses import ADV_LOSSES, classifier_kd_loss, d_loss, g_loss
 from gankd.models import ClassifierConfig, DiscriminatorConfig, GeneratorConfig
 from gankd.paired import TaskParams
 from gankd.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS
+from gankd.runlock import holds_run_lock
 from gankd.sampling import pair_grid, sample_grid, save_png
 from gankd.selection import DEFAULT_SELECT, build_paired_selector, build_selector, check_rule
 
@@ -235,6 +236,7 @@ def task_meta(cfg) -> dict:
     return {"task": cfg.task, "task_params": to_dict(cfg.task_params)}
 
 
+@holds_run_lock("run_dir")  # one process per --out
 def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = False) -> Path:
     """Train a GAN; returns the folder of the selected (EMA) generator with its discriminator.
 
@@ -561,6 +563,7 @@ def load_teacher_classifier(cfg: ClassifierTrainConfig, num_classes: int) -> tor
     return teacher.eval().requires_grad_(False)
 
 
+@holds_run_lock("out_dir")  # one process per --out
 def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: bool = False,
                      resume: bool = False) -> dict:  # fmt: skip
     """Train a classifier from labels, or distil it from a teacher classifier (``cfg.teacher``).
