@@ -298,13 +298,41 @@ def load_model(folder: str | Path, kind: str, map_location: str = "cpu") -> nn.M
 def load_generator(folder: str | Path, map_location: str = "cpu") -> nn.Module:
     """Load a generator folder in eval mode: a gankd family's module, or, for an imported
     generator (``family: module``, see :mod:`gankd.importer`), its ``GeneratorAdapter``.
-    Callers go through :func:`gankd.adapter.adapter_for`, which accepts both."""
+    Callers go through :func:`gankd.adapter.adapter_for`, which accepts both. Every loaded
+    generator has passed :func:`check_generator_runs` (it runs on its recorded inputs and
+    gives finite images), so no command scores, samples or ships broken weights."""
     folder = resolve_model_path(folder)
     from gankd.importer import is_module_folder, load_module_generator
 
     if is_module_folder(folder):
-        return load_module_generator(folder, map_location)
-    return load_model(folder, "generator", map_location)
+        model = load_module_generator(folder, map_location)
+    else:
+        model = load_model(folder, "generator", map_location)
+    return check_generator_runs(model, folder)
+
+
+FIRST_BATCH = 4  # seeds 0..3 (seeded stand-in sources for image-to-image generators)
+
+
+@torch.no_grad()
+def check_generator_runs(model: nn.Module, folder: str | Path) -> nn.Module:
+    """One first batch through a loaded generator (eval mode; no global random draws): a
+    config.json that no longer fits the weights (e.g. another latent shape) or weights that
+    give NaN/inf are refused in one line naming ``folder``. Returns ``model``."""
+    from gankd.adapter import adapter_for
+    from gankd.sampling import check_finite_images
+
+    gen = adapter_for(model)
+    dev = next((p.device for p in gen.parameters()), torch.device("cpu"))
+    try:
+        inputs = gen.seeded_inputs(list(range(FIRST_BATCH)), stand_in=True)
+        images = gen({k: v.to(dev) for k, v in inputs.items()})
+    except Exception as e:  # noqa: BLE001 - torch's shape errors span lines and name no file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"model {folder}: its {CONFIG} does not fit its weights (a first batch fails: {first}); "
+                         f"restore {CONFIG} or re-save the model (gankd import for an imported one)") from None
+    check_finite_images(images, f"model {folder}")
+    return model
 
 
 def load_classifier(folder: str | Path, map_location: str = "cpu") -> nn.Module:
