@@ -119,21 +119,29 @@ def replace_folder(folder: str | Path, fill: Callable[[Path], None], carry_over:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if folder.exists():
-        os.rename(folder, old)
-        os.rename(tmp, folder)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, folder)
+    try:
+        if folder.exists():
+            os.rename(folder, old)
+            try:
+                os.rename(tmp, folder)
+            except BaseException:
+                os.rename(old, folder)  # the old folder back in place
+                raise
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no hidden half-built folder left beside --out
+        raise
     return folder
 
 
 def write_model_folder(folder: str | Path, meta: dict, weights: nn.Module,
-                       discriminator: nn.Module | None = None) -> Path:  # fmt: skip
+                       discriminator: nn.Module | None = None, carry_over: bool = True) -> Path:  # fmt: skip
     """Write ``folder`` (config.json = ``meta``, model.safetensors, optional discriminator) as a whole
     (:func:`replace_folder`): never a new D beside an old G. Other files in an existing folder
     (``export/``, ``state.pt``, a model card) are carried over; a ``discriminator.safetensors``
-    is not when this save ships none.
+    is not when this save ships none; ``carry_over=False`` keeps none of them (a new model).
     """
     meta = dict(meta)
 
@@ -147,7 +155,7 @@ def write_model_folder(folder: str | Path, meta: dict, weights: nn.Module,
         save_weights(weights, tmp / WEIGHTS)
         save_json(meta, tmp / CONFIG)
 
-    return replace_folder(folder, fill, replaced=(WEIGHTS, D_WEIGHTS, CONFIG))
+    return replace_folder(folder, fill, carry_over=carry_over, replaced=(WEIGHTS, D_WEIGHTS, CONFIG))
 
 
 def save_model(

@@ -182,6 +182,8 @@ class DistillConfig:
             raise ValueError(f"--kd-temperature must be > 0, got {self.kd_temperature}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("--steps and --batch-size must be >= 1")
+        if not self.max_minutes >= 0:  # NaN too
+            raise ValueError(f"--max-minutes must be >= 0 (0 = no time budget), got {self.max_minutes}")
         if self.eval_every < 0:
             raise ValueError(f"--set eval_every must be >= 0 (0 = only at the end), got {self.eval_every}")
         check_rule(self.select, distill=True)
@@ -518,8 +520,8 @@ class Distiller:
                              "pass --data (e.g. folder:PATH or paired:SRC_DIR,TGT_DIR)")  # fmt: skip
         meta = load_json(teacher_dir / ckpt.CONFIG)
         meta = meta if isinstance(meta, dict) else {}
-        task = cfg.task if cfg.task != "auto" else meta.get("task") or ("paired" if self.data_spec.startswith(
-            "paired:") else None)  # fmt: skip
+        task = cfg.task if cfg.task != "auto" else "paired" if self.data_spec.startswith("paired:") else \
+            meta.get("task")  # paired folders are their own task, whatever the teacher was trained on
         if not task:
             raise ValueError(f"{teacher_dir} records no image-to-image task: pass --task (e.g. denoise+inpaint, "
                              "or paired with --data paired:SRC_DIR,TGT_DIR)")  # fmt: skip

@@ -514,10 +514,16 @@ def plot_psnr_vs_macs(results: list[dict]) -> bytes:
 def write_report(items: Iterable[str | Path | dict], out_dir: str | Path) -> dict:
     """Write ``report.md`` and ``quality_vs_speed.png`` into ``out_dir``; returns their paths.
     Image-to-image evaluations get their own table (PSNR/SSIM/LPIPS vs target and teacher)."""
+    from gankd.fileio import writable_location
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; a report is a folder (report.md and quality_vs_speed.png): "
+                              "choose a folder for --out")  # fmt: skip
+    writable_location(out / "report.md")
     items = list(items)
     sources = [str(i) for i in items if not isinstance(i, dict)]
     results = load_results(items)
-    out = Path(out_dir)
     kinds = {r.get("kind") == "eval-i2i" for r in results}
     if len(kinds) > 1:
         raise ValueError("report image-to-image and noise-to-image evaluations separately (one gankd report each)")

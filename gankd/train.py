@@ -114,6 +114,8 @@ class GANTrainConfig:
             raise ValueError(f"--loss must be one of {ADV_LOSSES}, got '{self.loss}'")
         if self.steps < 1 or self.batch_size < 1 or self.d_steps < 1:
             raise ValueError("--steps, --batch-size and --d-steps must be >= 1")
+        if not self.max_minutes >= 0:  # NaN too
+            raise ValueError(f"--max-minutes must be >= 0 (0 = no time budget), got {self.max_minutes}")
         if self.r1 < 0 or self.r1_every < 1:
             raise ValueError(f"--r1 must be >= 0 (0 = off) and --set r1_every=N >= 1, got {self.r1}, {self.r1_every}")
         if self.lr_g <= 0 or self.lr_d <= 0:
@@ -487,6 +489,8 @@ class ClassifierTrainConfig:
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("--epochs, --batch-size must be >= 1 and --lr > 0")
+        if not self.max_minutes >= 0:  # NaN too
+            raise ValueError(f"--max-minutes must be >= 0 (0 = no time budget), got {self.max_minutes}")
         if self.split == "test":
             raise ValueError("--split test is reserved for reported numbers; train on train or fit")
         if self.kd_temperature <= 0:

@@ -8,7 +8,9 @@ whichever pytest loaded last.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +85,26 @@ def one_line_error(capsys, *argv) -> str:
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder no file can be created in: a read-only folder under ``tmp_path``, or for root (whom
+    permission bits do not stop) the root of sysfs; skips the test where neither exists."""
+    if os.geteuid() != 0:
+        d = tmp_path / "read-only"
+        d.mkdir()
+        d.chmod(0o555)
+        return d
+    d = Path("/sys")
+    try:
+        fd, probe = tempfile.mkstemp(dir=d)
+    except OSError:
+        return d
+    os.close(fd)
+    os.unlink(probe)
+    pytest.skip("no unwritable folder on this machine")
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` (hidden ones too) -> its bytes (None for a folder): 'nothing written or lost'."""
+    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes()) for p in sorted(root.rglob("*"))}
