@@ -15,6 +15,7 @@ and only then moved into place, so a failed export never replaces a good one. A 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -169,6 +170,7 @@ def export_generator(
         out = out / f"generator{SUFFIX[format]}"
     check_out_file(out, force, example=f"generator{SUFFIX[format]}", extra=(".data", ".json"))
     generator, folder = _as_generator(folder_or_model)
+    made = not out.parent.exists()
     out.parent.mkdir(parents=True, exist_ok=True)
     wrapper = GeneratorForExport(generator).eval()
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".export-"))
@@ -197,6 +199,12 @@ def export_generator(
         for f in reversed(files):
             os.replace(f, out.parent / f.name)
             moved.append(str(out.parent / f.name))
+    except BaseException:
+        if made:  # nothing written: not even the folder it would have gone into
+            shutil.rmtree(tmp, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                out.parent.rmdir()
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     inputs = {}

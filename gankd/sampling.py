@@ -17,7 +17,6 @@ from gankd.adapter import adapter_for
 from gankd.data import to_float, to_uint8
 from gankd.fileio import PNG_SOFTWARE, atomic_write_bytes
 
-
 MAX_IMAGES = 1024  # default cap of `gankd sample` (--max-images): a larger grid is rarely meant
 
 

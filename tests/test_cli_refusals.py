@@ -58,7 +58,8 @@ def test_eval_refuses_a_foreign_out_before_any_metric(gen_dir, tmp_path, capsys,
                         "another --out")  # fmt: skip
     assert notes.read_text() == '{"mine": 1}'
     msg = one_line_error(capsys, "eval", "--model", gen_dir, "--out", tmp_path)
-    assert msg == f"gankd eval: error: --out {tmp_path} is a folder; give a file path, e.g. --out {tmp_path / 'eval.json'}"
+    assert msg == (f"gankd eval: error: --out {tmp_path} is a folder; give a file path, e.g. --out "
+                   f"{tmp_path / 'eval.json'}")
     ro = unwritable_folder(tmp_path)
     msg = one_line_error(capsys, "eval", "--model", gen_dir, "--out", ro / "e.json")
     assert msg.startswith(f"gankd eval: error: --out {ro / 'e.json'} cannot be written ({ro}: ")
@@ -94,7 +95,8 @@ def test_report_onto_a_file_and_sample_into_a_folder(gen_dir, tmp_path, capsys):
                    "quality_vs_speed.png): choose a folder for --out")  # fmt: skip
     assert f.read_text() == "keep"
     msg = one_line_error(capsys, "sample", "--model", gen_dir, "--out", tmp_path)
-    assert msg == f"gankd sample: error: --out {tmp_path} is a folder; give a file path, e.g. --out {tmp_path / 'grid.png'}"
+    assert msg == (f"gankd sample: error: --out {tmp_path} is a folder; give a file path, e.g. --out "
+                   f"{tmp_path / 'grid.png'}")
 
 
 # ---------------------------------------------------------------- import

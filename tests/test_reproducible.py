@@ -5,6 +5,7 @@ image-to-image compress, train-teacher, train-classifier)."""
 from __future__ import annotations
 
 import json
+
 import pytest
 import torch
 from foreign_models import TutorialDCGAN, trained_like
