@@ -25,6 +25,7 @@ from gankd.config import from_dict, load_json, save_json, to_dict
 # atomic_write_bytes and file_sha256 are re-exported: report, export, evaluate, metrics import them here
 from gankd.fileio import TMP_SUFFIX, atomic_write_bytes, atomic_write_with, file_sha256  # noqa: F401
 from gankd.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS
+from gankd.runlock import LOCK
 
 WEIGHTS = "model.safetensors"
 D_WEIGHTS = "discriminator.safetensors"
@@ -118,21 +119,29 @@ def replace_folder(folder: str | Path, fill: Callable[[Path], None], carry_over:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if folder.exists():
-        os.rename(folder, old)
-        os.rename(tmp, folder)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, folder)
+    try:
+        if folder.exists():
+            os.rename(folder, old)
+            try:
+                os.rename(tmp, folder)
+            except BaseException:
+                os.rename(old, folder)  # the old folder back in place
+                raise
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no hidden half-built folder left beside --out
+        raise
     return folder
 
 
 def write_model_folder(folder: str | Path, meta: dict, weights: nn.Module,
-                       discriminator: nn.Module | None = None) -> Path:  # fmt: skip
+                       discriminator: nn.Module | None = None, carry_over: bool = True) -> Path:  # fmt: skip
     """Write ``folder`` (config.json = ``meta``, model.safetensors, optional discriminator) as a whole
     (:func:`replace_folder`): never a new D beside an old G. Other files in an existing folder
     (``export/``, ``state.pt``, a model card) are carried over; a ``discriminator.safetensors``
-    is not when this save ships none.
+    is not when this save ships none; ``carry_over=False`` keeps none of them (a new model).
     """
     meta = dict(meta)
 
@@ -146,7 +155,7 @@ def write_model_folder(folder: str | Path, meta: dict, weights: nn.Module,
         save_weights(weights, tmp / WEIGHTS)
         save_json(meta, tmp / CONFIG)
 
-    return replace_folder(folder, fill, replaced=(WEIGHTS, D_WEIGHTS, CONFIG))
+    return replace_folder(folder, fill, carry_over=carry_over, replaced=(WEIGHTS, D_WEIGHTS, CONFIG))
 
 
 def save_model(
@@ -236,7 +245,7 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, can_resume: bool = True) 
     resume_hint = ", or pass --resume to continue a gankd run" if can_resume else ""
     if run_dir.is_dir():
         state = run_dir / STATE
-        if not is_run_dir(run_dir) and any(run_dir.iterdir()):
+        if not is_run_dir(run_dir) and any(p.name != LOCK for p in run_dir.iterdir()):
             raise FileExistsError(
                 f"--out {run_dir} holds files and is not a gankd run; choose an empty --out{resume_hint}"
             )
@@ -297,13 +306,41 @@ def load_model(folder: str | Path, kind: str, map_location: str = "cpu") -> nn.M
 def load_generator(folder: str | Path, map_location: str = "cpu") -> nn.Module:
     """Load a generator folder in eval mode: a gankd family's module, or, for an imported
     generator (``family: module``, see :mod:`gankd.importer`), its ``GeneratorAdapter``.
-    Callers go through :func:`gankd.adapter.adapter_for`, which accepts both."""
+    Callers go through :func:`gankd.adapter.adapter_for`, which accepts both. Every loaded
+    generator has passed :func:`check_generator_runs` (it runs on its recorded inputs and
+    gives finite images), so no command scores, samples or ships broken weights."""
     folder = resolve_model_path(folder)
     from gankd.importer import is_module_folder, load_module_generator
 
     if is_module_folder(folder):
-        return load_module_generator(folder, map_location)
-    return load_model(folder, "generator", map_location)
+        model = load_module_generator(folder, map_location)
+    else:
+        model = load_model(folder, "generator", map_location)
+    return check_generator_runs(model, folder)
+
+
+FIRST_BATCH = 4  # seeds 0..3 (seeded stand-in sources for image-to-image generators)
+
+
+@torch.no_grad()
+def check_generator_runs(model: nn.Module, folder: str | Path) -> nn.Module:
+    """One first batch through a loaded generator (eval mode; no global random draws): a
+    config.json that no longer fits the weights (e.g. another latent shape) or weights that
+    give NaN/inf are refused in one line naming ``folder``. Returns ``model``."""
+    from gankd.adapter import adapter_for
+    from gankd.sampling import check_finite_images
+
+    gen = adapter_for(model)
+    dev = next((p.device for p in gen.parameters()), torch.device("cpu"))
+    try:
+        inputs = gen.seeded_inputs(list(range(FIRST_BATCH)), stand_in=True)
+        images = gen({k: v.to(dev) for k, v in inputs.items()})
+    except Exception as e:  # noqa: BLE001 - torch's shape errors span lines and name no file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"model {folder}: its {CONFIG} does not fit its weights (a first batch fails: {first}); "
+                         f"restore {CONFIG} or re-save the model (gankd import for an imported one)") from None
+    check_finite_images(images, f"model {folder}")
+    return model
 
 
 def load_classifier(folder: str | Path, map_location: str = "cpu") -> nn.Module:

@@ -51,11 +51,17 @@ def _merge(base: dict, over: dict) -> dict:
 
 # ---------------------------------------------------------------- subcommands
 def cmd_sample(args) -> int:
+    from gankd.adapter import adapter_for
     from gankd.checkpoint import load_generator
-    from gankd.sampling import parse_seeds, sample_grid, save_png
+    from gankd.fileio import check_out_file
+    from gankd.sampling import check_seed_count, grid_px, parse_seeds, sample_grid, save_png, seed_ranges
 
+    check_out_file(args.out, args.force, example="grid.png")
+    seed_ranges(args.seeds)  # a malformed or negative --seeds before the model is loaded
     model = load_generator(args.model, map_location=args.device)
+    _, h, w = adapter_for(model).output_shape()
     if _is_i2i(model):  # rows of test pairs: source | model | target
+        check_seed_count(args.seeds, args.max_images, lambda n: grid_px(3 * n, 3, h, w))
         from gankd.checkpoint import resolve_model_path
         from gankd.evaluate_i2i import model_pairs
         from gankd.sampling import pair_grid
@@ -75,6 +81,7 @@ def cmd_sample(args) -> int:
             classes = [int(c) for c in args.classes.split(",")]
         except ValueError:
             raise ValueError(f"--classes '{args.classes}' is not a list like 0,1,2 or 'all'") from None
+    check_seed_count(args.seeds, args.max_images, lambda n: grid_px(n, args.nrow, h, w))
     g = sample_grid(model, parse_seeds(args.seeds), classes, args.nrow, args.device, name=f"model {args.model}")
     print(save_png(g, args.out))
     return 0
@@ -237,6 +244,7 @@ def _select_flags(p: argparse.ArgumentParser, rules) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from gankd.losses import ADV_LOSSES
     from gankd.registry import CLASSIFIERS
+    from gankd.sampling import MAX_IMAGES
 
     ap = argparse.ArgumentParser(prog="gankd", description="Compress GAN generators by distillation.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -246,7 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0-63", help="seeds, e.g. 0-63 or 1,5,9")
     p.add_argument("--classes", help="conditional models: one class per row, e.g. 0,1,2 or all")
     p.add_argument("--nrow", type=int, default=8, help="images per row")
-    p.add_argument("--out", required=True, help="output PNG path")
+    p.add_argument("--out", required=True, help="output PNG path (an existing file is replaced only if gankd "
+                   "wrote it, or with --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out that gankd did not write")
+    p.add_argument("--max-images", type=int, default=MAX_IMAGES,
+                   help=f"refuse --seeds naming more images than this (default {MAX_IMAGES})")
     p.add_argument("--data", help="image-to-image models: data whose test pairs to show (--seeds are pair "
                    "indices; default: the model's data)")
     _add_task_flags(p, training=False)
@@ -415,11 +427,17 @@ def _eval_command(args) -> str:
 
 def cmd_eval(args) -> int:
     from gankd.evaluate import evaluate, real_floor, save_result
+    from gankd.fileio import check_out_file
     from gankd.metrics.fidelity import DEFAULT_REFERENCE
     from gankd.report import summary_lines
 
     if not args.model and not args.real_floor:
         raise ValueError("pass --model DIR (a generator folder), or --real-floor for the real floor alone")
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = Path(args.model) / "eval.json" if args.model else Path("real_floor.json")
+    check_out_file(out, args.force, example="eval.json")  # before any metric is computed
     runtimes = ["eager"] + (["compile"] if args.compile else []) + ([] if args.no_onnx else ["onnx"])
     lpips = {"auto": "auto", "on": True, "off": False}[args.lpips]
     common = dict(num_reference=args.num_reference, evaluator=args.evaluator,
@@ -435,7 +453,6 @@ def cmd_eval(args) -> int:
                               args.evaluator, args.inception_weights, args.lpips_weights, args.speed,
                               tuple(_ints(args.sizes, "--sizes") or ()), device=args.device,
                               command=command)  # fmt: skip
-        out = Path(args.out) if args.out else Path(args.model) / "eval.json"
         print("\n".join(summary_lines_i2i(result)))
         print(f"{'wrote':<26}{save_result(result, out)}")
         return 0
@@ -446,11 +463,9 @@ def cmd_eval(args) -> int:
             lpips_weights=args.lpips_weights, runtimes=runtimes, big_batch=args.big_batch,
             real_floor_too=args.real_floor, role=args.role, command=command, **common,
         )  # fmt: skip
-        out = Path(args.out) if args.out else Path(args.model) / "eval.json"
     else:
         result = real_floor(args.reference or DEFAULT_REFERENCE, num_samples=args.num_samples, metrics=args.metrics,
                             extractor=args.extractor, command=command, **common)  # fmt: skip
-        out = Path(args.out or "real_floor.json")
     print("\n".join(summary_lines(result)))
     print(f"{'wrote':<26}{save_result(result, out)}")
     return 0
@@ -504,7 +519,9 @@ def add_eval(sub) -> None:
     _add_task_flags(p, training=False)
     p.add_argument("--sizes", default="256,512",
                    help="image-to-image models: input sizes in px for MACs and --speed besides the trained one")
-    p.add_argument("--out", help="JSON path (default MODEL/eval.json, or real_floor.json)")
+    p.add_argument("--out", help="JSON path (default MODEL/eval.json, or real_floor.json; an existing file is "
+                   "replaced only if gankd wrote it, or with --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out that gankd did not write")
     _add_common(p)
     p.set_defaults(fn=cmd_eval)
 
@@ -512,7 +529,7 @@ def add_eval(sub) -> None:
 def cmd_export(args) -> int:
     from gankd.export import export_generator
 
-    r = export_generator(args.model, args.out, args.format, tolerance=args.tolerance)
+    r = export_generator(args.model, args.out, args.format, tolerance=args.tolerance, force=args.force)
     print(r["path"])
     print(f"parity max abs diff vs eager: {r['max_abs_diff']:.3g} (tolerance {r['tolerance']:g})")
     return 0
@@ -524,7 +541,9 @@ def add_export(sub) -> None:
     p = sub.add_parser("export", help="export a generator to ONNX or TorchScript (dynamic batch)")
     p.add_argument("--model", required=True, help="generator folder")
     p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx or torchscript")
-    p.add_argument("--out", help="output file (default MODEL/export/generator.onnx|.pt)")
+    p.add_argument("--out", help="output file (default MODEL/export/generator.onnx|.pt; an existing file is "
+                   "replaced only if gankd wrote it, or with --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out that gankd did not write")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff allowed vs eager")
     _add_common(p)
     p.set_defaults(fn=cmd_export)
@@ -555,7 +574,7 @@ def cmd_import(args) -> int:
                            state_key=args.state_key, latent=parse_ints(args.latent, "--latent"),
                            num_classes=args.num_classes, output_range=args.output_range,
                            feat_layers=feat, input_image=parse_ints(args.input_image, "--input-image"),
-                           input_range=args.input_range)  # fmt: skip
+                           input_range=args.input_range, force=args.force)  # fmt: skip
     print(out)
     print(summary(out))
     return 0
@@ -577,7 +596,8 @@ def add_import(sub) -> None:
                    "images: -1,1 (default) or 0,1")
     p.add_argument("--output-range", default="-1,1", help="range of the raw output: -1,1 (default) or 0,1")
     p.add_argument("--feat-layers", help="module paths for feature taps, e.g. main.5,main.8 (default: auto)")
-    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--out", required=True, help="model folder to write (one that holds a model only with --force)")
+    p.add_argument("--force", action="store_true", help="replace the model an existing --out holds")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     p.set_defaults(fn=cmd_import)
 
@@ -599,6 +619,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except USER_ERRORS as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        if isinstance(e, OSError) and str(e).startswith("[Errno"):  # the OS's words, not ours: no errno code
+            hint = "; choose a writable --out" if isinstance(e, PermissionError) else ""
+            where = f"{e.filename}: " if e.filename else ""
+            msg = f"{where}{(e.strerror or type(e).__name__).lower()}{hint}"
         msg = (str(msg).strip().splitlines() or [type(e).__name__])[0]  # one line, whatever raised
         print(f"gankd {args.cmd}: error: {msg}", file=sys.stderr)
         return 2

@@ -44,6 +44,7 @@ from gankd.loop import (
 )  # fmt: skip
 from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
 from gankd.perceptual import PERCEPTUAL_NETS, perceptual_for_data
+from gankd.runlock import holds_run_lock
 from gankd.sampling import generate, grid, pair_grid, sample_grid, save_png
 from gankd.selection import DEFAULT_SELECT, Selector, build_paired_selector, build_selector, check_rule
 from gankd.students import INITS, build_student, frozen_copy, student_channels
@@ -186,6 +187,8 @@ class DistillConfig:
             raise ValueError(f"--kd-temperature must be > 0, got {self.kd_temperature}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("--steps and --batch-size must be >= 1")
+        if not self.max_minutes >= 0:  # NaN too
+            raise ValueError(f"--max-minutes must be >= 0 (0 = no time budget), got {self.max_minutes}")
         if self.eval_every < 0:
             raise ValueError(f"--set eval_every must be >= 0 (0 = only at the end), got {self.eval_every}")
         check_rule(self.select, distill=True)
@@ -423,6 +426,8 @@ class Distiller(Recipe):
             if select != cfg.select:
                 selector.requested, selector.fallback = cfg.select, "no data (data-free): no val split"
         self.selector = selector
+        if not isinstance(teacher, GeneratorAdapter) and getattr(teacher, "family", None) != "dcgan":
+            torch.manual_seed(cfg.seed)  # gankd's i2i families: no loader or builder seeds student, adapters, D
         student = make_student(teacher, taps, cfg)
         # DDP buckets expect contiguous grads: keep NCHW there
         use_cl = cfg.channels_last and self.world == 1
@@ -525,8 +530,8 @@ class Distiller(Recipe):
                              "pass --data (e.g. folder:PATH or paired:SRC_DIR,TGT_DIR)")  # fmt: skip
         meta = load_json(teacher_dir / ckpt.CONFIG)
         meta = meta if isinstance(meta, dict) else {}
-        task = cfg.task if cfg.task != "auto" else meta.get("task") or ("paired" if self.data_spec.startswith(
-            "paired:") else None)  # fmt: skip
+        task = cfg.task if cfg.task != "auto" else "paired" if self.data_spec.startswith("paired:") else \
+            meta.get("task")  # paired folders are their own task, whatever the teacher was trained on
         if not task:
             raise ValueError(f"{teacher_dir} records no image-to-image task: pass --task (e.g. denoise+inpaint, "
                              "or paired with --data paired:SRC_DIR,TGT_DIR)")  # fmt: skip
@@ -763,6 +768,7 @@ class Distiller(Recipe):
                 "student_params": sum(p.numel() for p in self.student.parameters())}  # fmt: skip
 
 
+@holds_run_lock("run_dir")  # one process per --out (torchrun: rank 0 holds it)
 def compress(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progress: bool = False,
              selector: Selector | None = None) -> Path:  # fmt: skip
     """Distil ``cfg.teacher`` into a student; returns the selected student folder.

@@ -47,6 +47,14 @@ def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def check_counts(**counts: int | None) -> None:
+    """Counts given as flags (``num_reference`` = --num-reference, ...) must be >= 1; None = default."""
+    for name, v in counts.items():
+        if v is not None and v < 1:
+            default = " (leave it out for all of the reference)" if name == "num_reference" else ""
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1{default}, got {v}")
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -162,6 +170,7 @@ def plan_quality(model: nn.Module, folder: Path | None, reference: str | None, e
         else:
             raise ValueError(f"{name} records no data set: pass --reference (e.g. folder:PATH:test, the held-out "
                              "split of the model's data)")  # fmt: skip
+    user_num_reference = num_reference
     auto_inception = extractor == fid.AUTO and not evaluator and _inception_present(inception_weights)
     if extractor == fid.INCEPTION or auto_inception:
         num_reference = num_samples if num_reference is None else num_reference
@@ -186,7 +195,8 @@ def plan_quality(model: nn.Module, folder: Path | None, reference: str | None, e
                              f"{nc}: pass --reference with the model's data{f' ({data}:test)' if data else ''}")
         if ch == 1 and info.channels == 3:
             log.warning("the reference %s is colour and the model gray: the reference is converted to gray", reference)
-        ref_set = fid.load_image_set(str(reference), res, ch, num_reference) if load_reference else None
+        flag = "--num-reference" if user_num_reference is not None else "--num-samples"
+        ref_set = fid.load_image_set(str(reference), res, ch, num_reference, flag=flag) if load_reference else None
     ex = fid.choose_extractor(fid.AUTO if not load_reference else extractor, channels=ch, resolution=res,
                               data=ref_data, evaluator=evaluator, inception_weights=inception_weights)  # fmt: skip
     if ex.kind == "classifier" and evaluator:
@@ -290,6 +300,7 @@ def evaluate(
         raise ValueError(f"--extractor {extractor!r} is unknown; choose one of: {', '.join(fid.EXTRACTORS)}")
     if num_samples < 1:
         raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
+    check_counts(num_reference=num_reference, big_batch=big_batch, teacher_samples=teacher_samples)
     if extractor == fid.INCEPTION and metrics:
         fid.find_inception_weights(inception_weights)  # fail before any work
     if lpips is True:
@@ -475,6 +486,7 @@ def real_floor(
     metrics = parse_metrics(metrics)
     if not metrics:
         raise ValueError("the real floor needs at least one of --metrics fid,isc,kid,prc")
+    check_counts(num_samples=num_samples, num_reference=num_reference)
     ref_name = reference.name if isinstance(reference, fid.ImageSet) else str(reference)
     real = real or real_split_for(ref_name)
     if resolution is None or channels is None:

@@ -116,7 +116,8 @@ def model_pairs(gen, folder: Path | None, split: str = "test", data: str | None 
 
     meta = _folder_meta(folder)
     data = data or meta.get("data")
-    task = task or meta.get("task") or ("paired" if data and data.startswith("paired:") else None)
+    # paired folders are their own task, whatever the model was trained on
+    task = task or ("paired" if data and data.startswith("paired:") else meta.get("task"))
     if not data or not task:
         raise ValueError(f"{label} records no data or task: pass --data and --task (e.g. --data folder:PATH "
                          "--task denoise)")  # fmt: skip

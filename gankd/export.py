@@ -15,6 +15,7 @@ and only then moved into place, so a failed export never replaces a good one. A 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -28,6 +29,7 @@ from torch import nn
 
 from gankd.adapter import GeneratorAdapter, PositionalGenerator, adapter_for
 from gankd.checkpoint import atomic_write_bytes, load_generator
+from gankd.fileio import check_out_file
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -145,17 +147,20 @@ def export_generator(
     format: str = "onnx",
     tolerance: float = 1e-4,
     opset: int | None = None,
+    force: bool = False,
 ) -> dict:
     """Export a generator (folder or module) and check it against eager PyTorch.
 
     Returns ``{"path", "files", "format", "max_abs_diff", "tolerance", "parity_batches",
     "inputs", "output"}``. ``out`` defaults to ``<folder>/export/generator.onnx|.pt``.
     Raises ValueError when the exported outputs differ from eager by more than
-    ``tolerance`` (nothing is written then).
+    ``tolerance`` (nothing is written then). Existing files at ``out`` (and its ``.data`` and
+    ``.json`` companions) are replaced only when gankd wrote them, or with ``force``
+    (:func:`gankd.fileio.check_out_file`), checked before the model is loaded.
     """
     if format not in FORMATS:
         raise ValueError(f"--format {format!r} is unknown; choose one of: {', '.join(FORMATS)}")
-    generator, folder = _as_generator(folder_or_model)
+    folder = None if isinstance(folder_or_model, nn.Module) else Path(folder_or_model)
     if out is None:
         if folder is None:
             raise ValueError("pass out=PATH when exporting a module (no model folder to write into)")
@@ -163,15 +168,24 @@ def export_generator(
     out = Path(out)
     if out.is_dir():
         out = out / f"generator{SUFFIX[format]}"
+    check_out_file(out, force, example=f"generator{SUFFIX[format]}", extra=(".data", ".json"))
+    generator, folder = _as_generator(folder_or_model)
+    made = not out.parent.exists()
     out.parent.mkdir(parents=True, exist_ok=True)
     wrapper = GeneratorForExport(generator).eval()
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".export-"))
     try:
         tmp_file = tmp / out.name
-        if format == "onnx":
-            _export_onnx(wrapper, tmp_file, opset)
-        else:
-            _export_torchscript(wrapper, tmp_file)
+        try:
+            if format == "onnx":
+                _export_onnx(wrapper, tmp_file, opset)
+            else:
+                _export_torchscript(wrapper, tmp_file)
+        except Exception as e:  # noqa: BLE001 - the exporters' messages are pages of graph dumps
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            other = "torchscript" if format == "onnx" else "onnx"
+            raise ValueError(f"exporting {folder or 'the generator'} to {format} failed ({type(e).__name__}: "
+                             f"{first}); nothing was written; try --format {other}") from None  # fmt: skip
         diff = parity(generator, load_exported(tmp_file, format))
         if not diff <= tolerance:
             raise ValueError(
@@ -185,6 +199,12 @@ def export_generator(
         for f in reversed(files):
             os.replace(f, out.parent / f.name)
             moved.append(str(out.parent / f.name))
+    except BaseException:
+        if made:  # nothing written: not even the folder it would have gone into
+            shutil.rmtree(tmp, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                out.parent.rmdir()
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     inputs = {}
@@ -197,6 +217,7 @@ def export_generator(
             inputs[spec.name] = {"shape": ["batch", *spec.shape], "dtype": "float32", "range": [-1, 1]}
     c, h, w = generator.output_shape()
     result = {
+        "schema": "gankd.export/1",
         "path": str(out),
         "files": moved,
         "format": format,

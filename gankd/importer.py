@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,14 @@ def parse_kwargs(text: str | None) -> dict:
     """--kwargs: a JSON object, or the path of a .json file holding one."""
     if not text:
         return {}
-    if not text.lstrip().startswith("{") and Path(text).is_file():
-        text = Path(text).read_text()
+    if not text.lstrip().startswith(("{", "[", '"')):  # not JSON: the path of a .json file
+        path = Path(text).expanduser()
+        if path.is_file():
+            text = path.read_text()
+        elif path.suffix or os.sep in text:
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise FileNotFoundError(f"--kwargs file {text} {what}; pass an existing .json file or a JSON object "
+                                    'such as \'{"nz": 100}\'')  # fmt: skip
     try:
         out = json.loads(text)
     except json.JSONDecodeError as e:
@@ -330,7 +337,24 @@ def detect_latent(model: nn.Module, num_classes: int, output_range) -> tuple[int
 
 
 # ------------------------------------------------------------------ folders
-def _write_folder(out: Path, model: nn.Module, meta: dict, discriminator: nn.Module | None = None) -> Path:
+def check_out_folder(out: str | Path, force: bool = False) -> Path:
+    """The ``--out`` of an import, checked before any work: not a file, not a folder of other
+    files, writable, and an existing model folder (one holding config.json) only with ``force``."""
+    from gankd.fileio import writable_location
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; choose a new folder for --out")
+    if out.is_dir() and (out / CONFIG).is_file() and not force:
+        raise FileExistsError(f"--out {out} already holds a model ({CONFIG}); pass --force to replace it, or "
+                              "choose another --out")  # fmt: skip
+    if out.is_dir() and any(out.iterdir()) and not (out / CONFIG).is_file():
+        raise FileExistsError(f"--out {out} holds files and is not a gankd model folder; choose an empty --out")
+    return writable_location(out)
+
+
+def _write_folder(out: Path, model: nn.Module, meta: dict, discriminator: nn.Module | None = None,
+                  carry_over: bool = True) -> Path:  # fmt: skip
     """config.json + model.safetensors, built in a hidden sibling and renamed into place."""
     from gankd.checkpoint import write_model_folder
 
@@ -339,7 +363,7 @@ def _write_folder(out: Path, model: nn.Module, meta: dict, discriminator: nn.Mod
         raise FileExistsError(f"--out {out} is a file; choose a new folder for --out")
     if out.is_dir() and any(out.iterdir()) and not (out / CONFIG).is_file():
         raise FileExistsError(f"--out {out} holds files and is not a gankd model folder; choose an empty --out")
-    return write_model_folder(out, meta, model, discriminator)
+    return write_model_folder(out, meta, model, discriminator, carry_over=carry_over)
 
 
 def module_meta(class_path: str, kwargs: dict, spec: IOSpec, source: dict | None, extra: dict | None) -> dict:
@@ -365,8 +389,12 @@ def import_generator(
     feat_layers: list[str] | None = None,
     input_image: tuple[int, ...] | None = None,
     input_range=(-1.0, 1.0),
+    force: bool = False,
 ) -> Path:
     """Import a user's generator class + checkpoint into the gankd folder ``out``; returns it.
+
+    An ``out`` that already holds a model (config.json) is refused unless ``force``; then it
+    is replaced as a whole (none of its other files carried over: they described other weights).
 
     ``input_image`` (C, H, W): an image-to-image generator taking one source image of that
     shape (at its trained size; fully convolutional ones run at other sizes too) instead of
@@ -379,6 +407,7 @@ def import_generator(
     """
     if num_classes < 0:
         raise ValueError(f"--num-classes must be >= 0, got {num_classes}")
+    check_out_folder(out, force)
     output_range = parse_range(output_range)
     cls = resolve_class(class_path)
     torch.manual_seed(0)  # the fresh instance's init is irrelevant (overwritten) but reproducible
@@ -428,7 +457,7 @@ def import_generator(
         log.warning("dry-run output spans [%.3g, %.3g], outside --output-range %s", lo, hi, output_range)
     source = {"weights": Path(weights).name, "sha256": file_sha256(weights), "format": fmt,
               "state_key": key, "stripped_prefixes": stripped}  # fmt: skip
-    return _write_folder(Path(out), model, module_meta(class_path, kwargs, spec, source, None))
+    return _write_folder(Path(out), model, module_meta(class_path, kwargs, spec, source, None), carry_over=False)
 
 
 def summary(folder: str | Path) -> str:

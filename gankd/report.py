@@ -19,6 +19,38 @@ from pathlib import Path
 from gankd.checkpoint import atomic_write_bytes
 
 QUALITY = ("fid", "isc_mean", "kid_mean", "precision", "recall")
+# precision/recall come from k-NN radii (k = 3) around each reference image: with fewer reference
+# images than this the radii are too coarse for the numbers to mean much, and the table says so
+MIN_PRC_REFERENCE = 500
+# "this model has not learned the data": recall at most this and FID at least NOT_LEARNED_FID_X times the
+# real floor (without a floor: precision at most NOT_LEARNED_RECALL too, i.e. no overlap either way)
+NOT_LEARNED_RECALL = 0.02
+NOT_LEARNED_FID_X = 10.0
+
+
+def prc_unreliable(num_reference) -> bool:
+    """Whether precision/recall over ``num_reference`` reference images are too coarse to read."""
+    n = value_of(num_reference)
+    return n is not None and n < MIN_PRC_REFERENCE
+
+
+def not_learned(fid, recall, precision=None, floor_fid=None) -> str | None:
+    """Why a model plainly has not learned the data (recall ~0 and FID many times the real floor),
+    or None. Values may be (mean, std) pairs."""
+    fid, recall, precision, floor_fid = (value_of(v) for v in (fid, recall, precision, floor_fid))
+    if fid is None or recall is None or recall > NOT_LEARNED_RECALL:
+        return None
+    if floor_fid is not None and floor_fid > 0:
+        if fid < NOT_LEARNED_FID_X * floor_fid:
+            return None
+        return f"recall {recall:.3f}, FID {fid:.4g} = {fid / floor_fid:.0f}× the real floor {floor_fid:.4g}"
+    if precision is None or precision > NOT_LEARNED_RECALL:
+        return None
+    return f"recall {recall:.3f} and precision {precision:.3f}: no generated image near the data, nor the reverse"
+
+
+PRC_NOTE = ("† precision/recall from k-NN radii over fewer than {min} reference images ({n} here): unreliable, "
+            "do not read or compare them; score against a larger reference (--reference, --num-reference).")
 
 
 def load_results(items: Iterable[str | Path | dict]) -> list[dict]:
@@ -208,6 +240,10 @@ def render_table(results: list[dict]) -> str:
     ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     separate = False  # a speed-up from two separate timings (no interleaved record)
+    coarse = sorted({value_of(x["num_reference"]) for x in rows if prc_unreliable(x["num_reference"])
+                     and (x["precision"] is not None or x["recall"] is not None)})  # fmt: skip
+    floors = [x for x in rows if x["role"] == "floor" and value_of(x["fid"]) is not None]
+    unlearned = []
     for x in rows:
         speedups = []
         for rt in ("eager", "onnx"):
@@ -224,6 +260,14 @@ def render_table(results: list[dict]) -> str:
         name = ("**" + x["name"] + "** (teacher)") if x["is_teacher"] else x["name"]
         if x["n_runs"] > 1:
             name += f" ({x['n_runs']} runs)"
+        floor = next((f for f in floors if (f["extractor"], f["reference"]) == (x["extractor"], x["reference"])),
+                     floors[0] if floors else None)  # fmt: skip
+        why = None if x["role"] == "floor" else not_learned(x["fid"], x["recall"], x["precision"],
+                                                             floor["fid"] if floor else None)  # fmt: skip
+        if why:
+            name += " ⚠ not learned"
+            unlearned.append(f"**This model has not learned the data:** {x['name']} ({why}).")
+        dagger = " †" if prc_unreliable(x["num_reference"]) else ""
         cells = [
             name,
             x["role"] or "",
@@ -232,8 +276,8 @@ def render_table(results: list[dict]) -> str:
             _fmt(x["fid"], ".4g"),
             _fmt(x["isc_mean"]),
             _fmt(x["kid_mean"], ".3g"),
-            _fmt(x["precision"]),
-            _fmt(x["recall"]),
+            _fmt(x["precision"]) + (dagger if x["precision"] is not None else ""),
+            _fmt(x["recall"]) + (dagger if x["recall"] is not None else ""),
             _fmt(x["class_acc"]),
             _fmt(x["psnr_db"], ".3g"),
             _fmt(x["ssim"], ".3f"),
@@ -258,6 +302,9 @@ def render_table(results: list[dict]) -> str:
             if e
         ),
     ]
+    notes += unlearned
+    if coarse:
+        notes.append(PRC_NOTE.format(min=MIN_PRC_REFERENCE, n=", ".join(f"{n:g}" for n in coarse)))
     notes += sanity_notes(rows)
     notes.append(
         "Machine: "
@@ -398,7 +445,10 @@ def summary_lines(result: dict) -> list[str]:
     ):
         if key in q:
             std = q.get(key.replace("_mean", "_std")) if key.endswith("_mean") else None
-            lines.append(f"{label:<26}{q[key]:.5g}" + (f" ± {std:.3g}" if std is not None else ""))
+            coarse = key in ("precision", "recall") and prc_unreliable(p.get("num_reference"))
+            lines.append(f"{label:<26}{q[key]:.5g}" + (f" ± {std:.3g}" if std is not None else "")
+                         + (f"  (unreliable: k-NN radii over {p['num_reference']} reference images, "
+                            f"< {MIN_PRC_REFERENCE})" if coarse else ""))  # fmt: skip
     cc = result.get("class_consistency")
     if cc and "accuracy" in cc:
         lines.append(f"{'class consistency':<26}{cc['accuracy']:.4f} ({cc['num_samples']} samples)")
@@ -443,6 +493,9 @@ def summary_lines(result: dict) -> list[str]:
     fl = result.get("real_floor")
     if fl and "fid" in fl.get("quality", {}):
         lines.append(f"{'real floor FID':<26}{fl['quality']['fid']:.5g}")
+    why = not_learned(q.get("fid"), q.get("recall"), q.get("precision"), _get(fl or {}, "quality", "fid"))
+    if why and result.get("kind") == "eval":
+        lines.append(f"{'verdict':<26}this model has not learned the data ({why})")
     fp = result.get("fingerprint")
     if fp:
         lines.append(f"{'machine':<26}{fp['cpu']}, {fp['torch_threads']} threads, torch {fp['torch']}")
@@ -514,10 +567,16 @@ def plot_psnr_vs_macs(results: list[dict]) -> bytes:
 def write_report(items: Iterable[str | Path | dict], out_dir: str | Path) -> dict:
     """Write ``report.md`` and ``quality_vs_speed.png`` into ``out_dir``; returns their paths.
     Image-to-image evaluations get their own table (PSNR/SSIM/LPIPS vs target and teacher)."""
+    from gankd.fileio import writable_location
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; a report is a folder (report.md and quality_vs_speed.png): "
+                              "choose a folder for --out")  # fmt: skip
+    writable_location(out / "report.md")
     items = list(items)
     sources = [str(i) for i in items if not isinstance(i, dict)]
     results = load_results(items)
-    out = Path(out_dir)
     kinds = {r.get("kind") == "eval-i2i" for r in results}
     if len(kinds) > 1:
         raise ValueError("report image-to-image and noise-to-image evaluations separately (one gankd report each)")

@@ -7,6 +7,7 @@ the same seed gives the same image on any machine and any batch size.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,12 +15,15 @@ from torch import nn
 
 from gankd.adapter import adapter_for
 from gankd.data import to_float, to_uint8
-from gankd.fileio import atomic_write_bytes
+from gankd.fileio import PNG_SOFTWARE, atomic_write_bytes
+
+MAX_IMAGES = 1024  # default cap of `gankd sample` (--max-images): a larger grid is rarely meant
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-63' / '1,5,9' / '0-3,10' -> list of ints."""
-    seeds: list[int] = []
+def seed_ranges(text: str) -> list[range]:
+    """'0-63' / '1,5,9' / '0-3,10' -> ranges, not expanded (a huge range costs nothing here).
+    Seeds (and image-to-image pair indices) are >= 0."""
+    out: list[range] = []
     try:
         for part in text.split(","):
             part = part.strip()
@@ -28,14 +32,42 @@ def parse_seeds(text: str) -> list[int]:
                 lo, hi = int(a), int(b)
                 if hi < lo:
                     raise ValueError
-                seeds.extend(range(lo, hi + 1))
+                out.append(range(lo, hi + 1))
             elif part:
-                seeds.append(int(part))
+                out.append(range(int(part), int(part) + 1))
     except ValueError:
         raise ValueError(f"--seeds '{text}' is not a list like 0-63 or 1,5,9") from None
-    if not seeds:
+    if not out:
         raise ValueError("--seeds is empty; give e.g. 0-63")
-    return seeds
+    neg = [r.start for r in out if r.start < 0]
+    if neg:
+        raise ValueError(f"--seeds {neg[0]} is negative; seeds count from 0, e.g. --seeds 0-63")
+    return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-63' / '1,5,9' / '0-3,10' -> list of ints (>= 0)."""
+    return [s for r in seed_ranges(text) for s in r]
+
+
+def grid_px(n: int, nrow: int, h: int, w: int, padding: int = 2) -> tuple[int, int]:
+    """(width, height) in px of :func:`grid` of ``n`` images of ``h`` x ``w``, ``nrow`` per row."""
+    cols = max(1, min(nrow, n))
+    rows = -(-n // max(1, nrow))
+    return cols * (w + padding) + padding, rows * (h + padding) + padding
+
+
+def check_seed_count(text: str, cap: int, size: Callable[[int], tuple[int, int]]) -> int:
+    """The number of seeds ``text`` names, refused in one line above ``cap`` (--max-images),
+    with the pixel size ``size(n)`` the grid PNG would have."""
+    if cap < 1:
+        raise ValueError(f"--max-images must be >= 1, got {cap}")
+    n = sum(len(r) for r in seed_ranges(text))
+    if n > cap:
+        w, h = size(n)
+        raise ValueError(f"--seeds {text} asks for {n:,} images, over the cap of {cap:,} (the grid PNG would be "
+                         f"{w:,} x {h:,} px); pass fewer --seeds or raise the cap with --max-images {n}")  # fmt: skip
+    return n
 
 
 def latents(seeds: list[int], z_dim: int) -> torch.Tensor:
@@ -105,13 +137,16 @@ def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
 
 
 def png_bytes(grid_u8: torch.Tensor) -> bytes:
-    """(C, H, W) uint8 -> PNG bytes (no timestamps: same pixels, same bytes)."""
+    """(C, H, W) uint8 -> PNG bytes (no timestamps: same pixels, same bytes), tagged ``Software: gankd``."""
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     arr = grid_u8.permute(1, 2, 0).numpy()
     im = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+    info = PngInfo()
+    info.add_text("Software", PNG_SOFTWARE)  # how a later --out knows gankd wrote the file (fileio.written_by_gankd)
     buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=False)
+    im.save(buf, format="PNG", optimize=False, pnginfo=info)
     return buf.getvalue()
 
 
@@ -131,7 +166,7 @@ def check_finite_images(images: torch.Tensor, name: str = "the generator") -> to
     if bad.any():
         raise ValueError(
             f"{name} produced non-finite pixels (NaN or inf) in {int(bad.sum())} of {len(images)} "
-            "images; its weights are broken: retrain it or restore its model.safetensors"
+            "images: its weights give NaN/inf; retrain it or restore its model.safetensors"
         )
     return images
 

@@ -39,6 +39,7 @@ from gankd.losses import ADV_LOSSES, classifier_kd_loss, d_loss, g_loss
 from gankd.models import ClassifierConfig, DiscriminatorConfig, GeneratorConfig
 from gankd.paired import TaskParams
 from gankd.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS
+from gankd.runlock import holds_run_lock
 from gankd.sampling import pair_grid, sample_grid
 from gankd.selection import DEFAULT_SELECT, build_paired_selector, build_selector, check_rule
 
@@ -114,6 +115,8 @@ class GANTrainConfig:
             raise ValueError(f"--loss must be one of auto, {', '.join(ADV_LOSSES)}, got '{self.loss}'")
         if self.steps < 1 or self.batch_size < 1 or self.d_steps < 1:
             raise ValueError("--steps, --batch-size and --d-steps must be >= 1")
+        if not self.max_minutes >= 0:  # NaN too
+            raise ValueError(f"--max-minutes must be >= 0 (0 = no time budget), got {self.max_minutes}")
         if self.r1 < 0 or self.r1_every < 1:
             raise ValueError(f"--r1 must be >= 0 (0 = off) and --set r1_every=N >= 1, got {self.r1}, {self.r1_every}")
         if self.lr_g <= 0 or self.lr_d <= 0:
@@ -433,6 +436,7 @@ class GANTrainer(Recipe):
         return values
 
 
+@holds_run_lock("run_dir")  # one process per --out
 def train_gan(cfg: GANTrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = False) -> Path:
     """Train a GAN; returns the folder of the selected (EMA) generator with its discriminator.
 
@@ -473,6 +477,8 @@ class ClassifierTrainConfig:
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("--epochs, --batch-size must be >= 1 and --lr > 0")
+        if not self.max_minutes >= 0:  # NaN too
+            raise ValueError(f"--max-minutes must be >= 0 (0 = no time budget), got {self.max_minutes}")
         if self.split == "test":
             raise ValueError("--split test is reserved for reported numbers; train on train or fit")
         if self.kd_temperature <= 0:
@@ -549,6 +555,7 @@ def load_teacher_classifier(cfg: ClassifierTrainConfig, num_classes: int) -> tor
     return teacher.eval().requires_grad_(False)
 
 
+@holds_run_lock("out_dir")  # one process per --out
 def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: bool = False,
                      resume: bool = False) -> dict:  # fmt: skip
     """Train a classifier from labels, or distil it from a teacher classifier (``cfg.teacher``).

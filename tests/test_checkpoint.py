@@ -278,9 +278,9 @@ def test_save_model_crash_between_renames_is_repaired_by_clean_stale_tmp(tmp_pat
     before = _weights(folder)
     real_rename, calls = os.rename, []
 
-    def rename(src, dst):  # the process dies after the old folder went aside
+    def rename(src, dst):  # the process dies after the old folder went aside: no rename after that
         calls.append(dst)
-        if len(calls) == 2:
+        if len(calls) >= 2:
             raise OSError("killed")
         real_rename(src, dst)
 
@@ -292,6 +292,23 @@ def test_save_model_crash_between_renames_is_repaired_by_clean_stale_tmp(tmp_pat
     ckpt.clean_stale_tmp(run)
     assert sorted(os.listdir(run)) == ["student"] and _same(_weights(folder), before)
     load_generator(folder)
+
+
+def test_a_failed_swap_in_a_live_process_puts_the_old_folder_back(tmp_path, monkeypatch):
+    folder = save_model(tmp_path / "student", tiny_generator(seed=0), "generator", discriminator=tiny_discriminator())
+    before = _weights(folder)
+    real_rename = os.rename
+
+    def rename(src, dst):  # the new folder cannot be renamed in
+        if ".tmp-" in str(src):
+            raise OSError("disk gone")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "rename", rename)
+    with pytest.raises(OSError, match="disk gone"):
+        save_model(folder, tiny_generator(seed=5), "generator")
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["student"] and _same(_weights(folder), before)
 
 
 def test_save_model_replaces_the_whole_folder_and_keeps_other_files(tmp_path):

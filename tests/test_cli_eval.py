@@ -56,6 +56,7 @@ def test_eval_cli_writes_json_and_report_renders(setup, tmp_path, capsys):
     assert p["extractor"] == "evaluator:eval" and p["resize"] == "none" and p["extractor_weights"] == portable_path(ev)
     assert p["extractor_sha256_16"] and "evaluator:eval (sha256" in out
     assert any("58 images" in w for w in p["warnings"])  # a reference under 2,000 images is flagged
+    assert out.count("(unreliable: k-NN radii over 58 reference images, < 500)") == 2  # precision and recall
     assert 0 <= r["class_consistency"]["accuracy"] <= 1
     tf = r["teacher_fidelity"]
     assert tf["psnr_db"] > 0 and tf["evaluator_lpips_style"] > 0 and tf["num_samples"] == 16

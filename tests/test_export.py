@@ -86,3 +86,21 @@ def test_bad_arguments(tmp_path):
         export_generator(tiny(), None, format="torchscript")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         export_generator(tmp_path / "missing", format="torchscript")
+
+
+def test_an_exporter_failure_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import gankd.export
+    from gankd import cli
+
+    folder = save_model(tmp_path / "gen", tiny(), "generator")
+
+    def dump(*a, **k):
+        raise RuntimeError("Failed to export the model with torch.export.\n<pages of graph>\nGraphModule(...)")
+
+    monkeypatch.setattr(gankd.export, "_export_torchscript", dump)
+    before = sorted(p.name for p in folder.rglob("*"))
+    assert cli.main(["export", "--model", str(folder), "--format", "torchscript"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"gankd export: error: exporting {folder} to torchscript failed (RuntimeError: Failed to "
+                           "export the model with torch.export.); nothing was written; try --format onnx")  # fmt: skip
+    assert sorted(p.name for p in folder.rglob("*")) == before  # not even an empty export/ folder

@@ -108,6 +108,26 @@ def test_resnet_teacher_and_resume(capsys, tmp_path, rgb_folder):
     assert meta["family"] == "resnet" and meta["trained_steps"] == 4 and meta["task"] == "sr4"
 
 
+def test_paired_data_needs_no_task_with_a_teacher_of_another_task(capsys, tmp_path, rgb_folder):
+    """A denoise+inpaint teacher on --data paired:SRC,TGT without --task: the pairs are the task (the
+    teacher's recorded one used to leak in and be refused)."""
+    teacher = _teacher(capsys, tmp_path, f"folder:{rgb_folder}", "--task", "denoise+inpaint")
+    src = write_images(tmp_path / "src", {"": 20}, size=(32, 32), mode="RGB", seed=1)
+    tgt = write_images(tmp_path / "tgt", {"": 20}, size=(32, 32), mode="RGB", seed=2)
+    data = f"paired:{src},{tgt}"
+    code, out, err = run(capsys, "compress", "--teacher", teacher, "--data", data, "--out", tmp_path / "c",
+                         "--steps", 1, "--width", 0.5, "--eval-every", 0, *FAST)  # fmt: skip
+    assert code == 0, err
+    assert json.loads((tmp_path / "c" / "student" / "config.json").read_text())["task"] == "paired"
+    code, out, err = run(capsys, "eval", "--model", teacher, "--data", data, "--metrics", "psnr", "--sizes", 32,
+                         "--out", tmp_path / "e.json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads((tmp_path / "e.json").read_text())["task"] == "paired"
+    code, out, err = run(capsys, "sample", "--model", teacher, "--data", data, "--seeds", "0-1", "--out",
+                         tmp_path / "s.png")  # fmt: skip
+    assert code == 0, err
+
+
 def test_paired_folders(capsys, tmp_path):
     src = write_images(tmp_path / "src", {"": 20}, size=(32, 32), mode="RGB", seed=1)
     tgt = write_images(tmp_path / "tgt", {"": 20}, size=(32, 32), mode="RGB", seed=2)

@@ -94,7 +94,14 @@ def test_explicit_latent_taps_and_reimport(tmp_path, capsys):
             "--weights", str(w), "--state-key", "netG_state_dict", "--latent", "16,1,1",
             "--feat-layers", "main.2,main.5", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
-    assert main(args) == 0  # an existing gankd folder is replaced
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(args) == 2  # an existing model folder is kept...
+    err = capsys.readouterr().err
+    assert err.strip() == (f"gankd import: error: --out {out} already holds a model (config.json); pass --force to "
+                           "replace it, or choose another --out")  # fmt: skip
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    (out / "export").mkdir()  # ...and replaced as a whole with --force (no files of the old model carried over)
+    assert main([*args, "--force"]) == 0 and not (out / "export").exists()
     a = load_module_generator(out)
     assert a.spec.features == ["main.2", "main.5"] and a.feature_channels() == [32, 16]
     assert a.output_shape() == (3, 32, 32)

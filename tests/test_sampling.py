@@ -30,14 +30,13 @@ from gankd.sampling import (
         (" 4 - 5 , 8 ", [4, 5, 8]),
         ("3-3", [3]),
         ("1,,2,", [1, 2]),
-        ("-5", [-5]),
     ],
 )
 def test_parse_seeds(text, seeds):
     assert parse_seeds(text) == seeds
 
 
-@pytest.mark.parametrize("text", ["", ",", "a", "5-3", "1-b", "0-", "1.5", "-3-5"])
+@pytest.mark.parametrize("text", ["", ",", "a", "5-3", "1-b", "0-", "1.5", "-3-5", "-5", "2,-1"])
 def test_parse_seeds_errors(text):
     with pytest.raises(ValueError, match="--seeds"):
         parse_seeds(text)

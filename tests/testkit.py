@@ -8,7 +8,9 @@ whichever pytest loaded last.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +103,26 @@ def assert_plot(path: Path, min_size: tuple[int, int] = (300, 200)) -> None:
     background = values[counts.argmax()]
     drawn = (np.abs(flat.astype(int) - background).sum(axis=1) > 30).mean()
     assert drawn > 0.01, (path, drawn)
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder no file can be created in: a read-only folder under ``tmp_path``, or for root (whom
+    permission bits do not stop) the root of sysfs; skips the test where neither exists."""
+    if os.geteuid() != 0:
+        d = tmp_path / "read-only"
+        d.mkdir()
+        d.chmod(0o555)
+        return d
+    d = Path("/sys")
+    try:
+        fd, probe = tempfile.mkstemp(dir=d)
+    except OSError:
+        return d
+    os.close(fd)
+    os.unlink(probe)
+    pytest.skip("no unwritable folder on this machine")
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` (hidden ones too) -> its bytes (None for a folder): 'nothing written or lost'."""
+    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes()) for p in sorted(root.rglob("*"))}

@@ -234,12 +234,15 @@ def subset_indices(n_total: int, n: int | None, seed: int = 0) -> torch.Tensor |
 
 
 def load_image_set(spec: str, resolution: int = 32, channels: int = 1, num: int | None = None,
-                   seed: int = 0) -> ImageSet:  # fmt: skip
-    """A dataset split as uint8 images; ``num`` picks a fixed random subset (seed ``seed``)."""
+                   seed: int = 0, flag: str = "--num-samples") -> ImageSet:  # fmt: skip
+    """A dataset split as uint8 images; ``num`` picks a fixed random subset (seed ``seed``);
+    ``flag`` is the option that set ``num`` (named when the split holds fewer)."""
     name, split = parse_data_spec(spec)
     ds = load_dataset(name, split, resolution, channels)
+    if num is not None and num < 1:
+        raise ValueError(f"{flag} must be >= 1, got {num}")
     if num is not None and num > len(ds):
-        raise ValueError(f"asked for {num} images of {spec} but it holds {len(ds)}; lower --num-samples")
+        raise ValueError(f"asked for {num} images of {spec} but it holds {len(ds)}; lower {flag}")
     images, labels = ds.images, ds.labels
     idx = subset_indices(len(ds), num, seed)
     if idx is not None:
