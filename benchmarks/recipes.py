@@ -472,6 +472,43 @@ def summarise(cells: list[dict]) -> list[dict]:
     return rows
 
 
+# The rule that picks gankd's default recipe, declared before the cells ran; it reads the val side only.
+CHOICE_RULE = ("on the val side of every setting at the budget: the recipe's mean FID against teacher samples is "
+               "below plain's and its mean PSNR to the teacher is at most 0.3 dB below plain's (image-to-image: "
+               "the FID of its outputs against the teacher's outputs); among those, the lowest mean over settings "
+               "of FID / plain's FID; ties by the higher mean PSNR gain")  # fmt: skip
+
+
+def choose(rows: list[dict], budget: str) -> dict:
+    """Apply :data:`CHOICE_RULE` to the summary rows of ``budget`` (val numbers only)."""
+    at = [r for r in rows if r["budget"] == budget]
+    settings = sorted({r["setting"] for r in at})
+    val = {(r["setting"], r["recipe"]): r["val"] for r in at}
+    recipes = sorted({r["recipe"] for r in at} - {"plain"})
+    verdict = {}
+    for recipe in recipes:
+        per = {}
+        for st in settings:
+            me, base = val.get((st, recipe)), val.get((st, "plain"))
+            if not me or not base or "fid_vs_teacher" not in me or "fid_vs_teacher" not in base:
+                per[st] = None
+                continue
+            ratio = me["fid_vs_teacher"]["mean"] / base["fid_vs_teacher"]["mean"]
+            dpsnr = me["psnr_to_teacher"]["mean"] - base["psnr_to_teacher"]["mean"]
+            per[st] = {"fid_ratio_to_plain": ratio, "psnr_gain_db": dpsnr, "ok": ratio < 1 and dpsnr >= -0.3}
+        complete = all(v is not None for v in per.values())
+        verdict[recipe] = {"settings": per, "complete": complete,
+                           "eligible": complete and all(v["ok"] for v in per.values()),
+                           "mean_fid_ratio": (sum(v["fid_ratio_to_plain"] for v in per.values()) / len(per)
+                                              if complete else None),
+                           "mean_psnr_gain_db": (sum(v["psnr_gain_db"] for v in per.values()) / len(per)
+                                                 if complete else None)}  # fmt: skip
+    ok = [r for r, v in verdict.items() if v["eligible"]]
+    best = min(ok, key=lambda r: (verdict[r]["mean_fid_ratio"], -verdict[r]["mean_psnr_gain_db"])) if ok else None
+    return {"budget": budget, "split": "val", "rule": CHOICE_RULE, "settings": settings, "recipes": verdict,
+            "chosen": best}
+
+
 def _pm(s: dict | None, digits: int) -> str:
     if not s or s.get("mean") is None:
         return "–"
@@ -546,8 +583,16 @@ def write_table(out: Path, command: str) -> str:
            "seed_blocks": {side: {k: f"{v}.." for k, v in s.items()} for side, s in SEEDS.items()},
            "rows": rows, "cells": {c["name"]: {k: c[k] for k in ("setting", "recipe", "seed", "budget", "train", "val",
                                                                  "test", "command")} for c in cells},
-           "teachers": teachers, "tabulated_on": fingerprint()}  # fmt: skip
+           "teachers": teachers, "tabulated_on": fingerprint(),
+           "choice": {b: choose(rows, b) for b in sorted({r["budget"] for r in rows})}}  # fmt: skip
     _strip_detail(res)
+    for b, c in res["choice"].items():
+        md += (f"\n## Choice at {b} (val split only)\n\nRule: {c['rule']}.\n\n| recipe | complete | eligible | "
+               "mean FID / plain | mean PSNR gain (dB) |\n|---|---|---|---|---|\n")
+        for r, v in c["recipes"].items():
+            md += (f"| {r} | {'yes' if v['complete'] else 'no'} | {'yes' if v['eligible'] else 'no'} | "
+                   f"{_num(v['mean_fid_ratio'], 3)} | {_num(v['mean_psnr_gain_db'], 2)} |\n")
+        md += f"\nChosen: **{c['chosen'] or 'none'}**\n"
     save_result(res, out / "results.json")
     atomic_write_bytes(out / "RESULTS.md", md.encode())
     return md

@@ -155,3 +155,21 @@ def test_calibrated_budgets_turn_minutes_into_each_recipes_steps(rec, tiny, monk
     assert rec.budget_tag(args) == "c0.01"
     with pytest.raises(SystemExit, match="--calibrate"):
         rec.cell_config("tiny", "lean", 0, args)  # not calibrated: the refusal names the command
+
+
+def test_the_default_is_chosen_on_val_numbers_only(rec):
+    def row(setting, recipe, fid, psnr, test_fid=0.0):
+        return {"setting": setting, "budget": "c5", "recipe": recipe,
+                "val": {"fid_vs_teacher": {"mean": fid}, "psnr_to_teacher": {"mean": psnr}},
+                "test": {"fid_vs_teacher": {"mean": test_fid}, "psnr_to_teacher": {"mean": 99.0}}}  # fmt: skip
+
+    rows = [row("a", "plain", 1.0, 20.0), row("b", "plain", 2.0, 25.0),
+            row("a", "good", 0.5, 19.8), row("b", "good", 1.0, 25.0),  # better FID, PSNR within 0.3 dB
+            row("a", "sharp", 0.1, 19.0), row("b", "sharp", 0.2, 25.0),  # best FID but 1 dB of PSNR lost on a
+            row("a", "half", 0.1, 21.0)]  # fmt: skip  (not run on b: incomplete)
+    c = rec.choose(rows, "c5")
+    assert c["chosen"] == "good" and c["split"] == "val"
+    assert not c["recipes"]["sharp"]["eligible"] and not c["recipes"]["half"]["complete"]
+    for r in rows:  # test numbers never enter the choice
+        r["test"]["fid_vs_teacher"]["mean"] = 1e9 if r["recipe"] == "good" else 0.0
+    assert rec.choose(rows, "c5")["chosen"] == "good"
