@@ -81,8 +81,9 @@ _LEAN = {"pixel": 1.0, "feat": 1.0, "adv": 0.0, "perceptual": 0.0, "kd": 0.0, "b
 RECIPES: dict[str, dict] = {
     # what a user writes in 40 lines: the pruned student, L1 to the teacher's output, Adam, nothing else
     "plain": dict(PRESETS["plain"]),
-    # gankd compress with no flags
+    # gankd compress with no flags, and its defaults before the budget-aware recipe
     "default": {},
+    "classic": dict(PRESETS["classic"]),
     # candidates from existing flags
     "lean": dict(_LEAN),
     "lean-lr4e-4": {**_LEAN, "lr_g": 4e-4},

@@ -69,23 +69,30 @@ D_INITS = ("auto", "teacher", "fresh")
 # CPU minutes; 2x and 4x in between; feature matching through D did not help). Without a preset the rate stays
 # the default 2e-4, which every committed matrix result used.
 PRESET_LR_G = 1.6e-3
+# gankd's defaults before the budget-aware recipe: batch 64, the GAN rate, perceptual + KD + feature terms and the
+# adversarial term from the first step, the teacher's D (or a full-width fresh one), checkpoints selected on val;
+# the quick and full presets build on them (so a change of the defaults does not change a preset)
+CLASSIC = {"batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4, "lr_schedule": "constant", "pixel": 1.0, "perceptual": 1.0,
+           "kd": 0.1, "feat": 1.0, "adv": 0.05, "adv_start": 0.0, "d_init": "auto", "d_width": 1.0,
+           "ema_decay": 0.999, "select": "perceptual-fid", "eval_every": 500, "eval_samples": 2000}  # fmt: skip
 PRESETS = {
+    "classic": dict(CLASSIC),
     # 6 minutes of training (about 9 with the evaluation of `gankd demo`) on a 2-core CPU; without the perceptual
     # and KD terms the demo's student made 622 steps and reached FID 4.06 (with them: 437 steps, 7.72)
-    "quick": {"steps": 1200, "eval_every": 300, "eval_samples": 1000, "max_minutes": 6.0, "lr_g": PRESET_LR_G,
-              "perceptual": 0.0, "kd": 0.0},
-    # the 8x rate decayed to 0 by a cosine over 2,712 steps (25 % of the fmnist teacher's 10,850) with no
-    # perceptual or KD term (they cost a third of a step on CPU and do worse at equal steps): FID 1.64 +- 0.23
-    # at width 1/4 over 3 seeds, 1.02x the teacher (benchmarks/results/step_budget, on a GPU); 33.5 min and
-    # FID 1.44 end to end on one CPU thread (benchmarks/results/preset_full, seed 0); with both terms the same
-    # steps gave 2.12 (seed 0), and 4,061 steps (60 CPU min) 1.72 +- 0.23
+    "quick": {**CLASSIC, "steps": 1200, "eval_every": 300, "eval_samples": 1000, "max_minutes": 6.0,
+              "lr_g": PRESET_LR_G, "perceptual": 0.0, "kd": 0.0},
     # the plain baseline: what a user writes in forty lines instead of gankd (the pruned student, pixel L1 to the
     # teacher's output, batch 32, Adam 2e-4, nothing else, last weights); every result stands beside it
     "plain": {"init": "prune", "pixel": 1.0, "pixel_kind": "l1", "gt": 0.0, "batch_size": 32, "lr_g": 2e-4,
               "betas": (0.5, 0.999), "lr_schedule": "constant", "adv": 0.0, "feat": 0.0, "perceptual": 0.0,
               "kd": 0.0, "d_feat": 0.0, "ema_decay": 0.0, "select": "last", "eval_every": 0},
-    "full": {"steps": 2712, "eval_every": 500, "eval_samples": 5000, "max_minutes": 0.0, "lr_g": PRESET_LR_G,
-             "lr_schedule": "cosine", "perceptual": 0.0, "kd": 0.0},
+    # the 8x rate decayed to 0 by a cosine over 2,712 steps (25 % of the fmnist teacher's 10,850) with no
+    # perceptual or KD term (they cost a third of a step on CPU and do worse at equal steps): FID 1.64 +- 0.23
+    # at width 1/4 over 3 seeds, 1.02x the teacher (benchmarks/results/step_budget, on a GPU); 33.5 min and
+    # FID 1.44 end to end on one CPU thread (benchmarks/results/preset_full, seed 0); with both terms the same
+    # steps gave 2.12 (seed 0), and 4,061 steps (60 CPU min) 1.72 +- 0.23
+    "full": {**CLASSIC, "steps": 2712, "eval_every": 500, "eval_samples": 5000, "max_minutes": 0.0,
+             "lr_g": PRESET_LR_G, "lr_schedule": "cosine", "perceptual": 0.0, "kd": 0.0},
 }
 
 
