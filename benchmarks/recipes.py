@@ -94,6 +94,7 @@ RECIPES: dict[str, dict] = {
     "lean-slimd": {**_LEAN, "adv": 0.05, "d_init": "fresh", "d_width": 0.25},
     "lean-advlate": {**_LEAN, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.75},
     "nofeat-advlate": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.75},
+    "nofeat-advlate-02": {**_LEAN, "feat": 0.0, "adv": 0.02, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.75},
 }  # fmt: skip
 
 
