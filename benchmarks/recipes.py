@@ -478,7 +478,8 @@ def summarise(cells: list[dict]) -> list[dict]:
 CHOICE_RULE = ("on the val side of every setting at the budget: the recipe's mean FID against teacher samples is "
                "below plain's and its mean PSNR to the teacher is at most 0.3 dB below plain's (image-to-image: "
                "the FID of its outputs against the teacher's outputs); among those, the lowest mean over settings "
-               "of FID / plain's FID; ties by the higher mean PSNR gain")  # fmt: skip
+               "of FID / plain's FID; ties by the higher mean PSNR gain. If no recipe meets both everywhere: the "
+               "recipe that meets them on the most settings, then the lowest mean FID ratio")  # fmt: skip
 
 
 def choose(rows: list[dict], budget: str) -> dict:
@@ -505,10 +506,18 @@ def choose(rows: list[dict], budget: str) -> dict:
                                               if complete else None),
                            "mean_psnr_gain_db": (sum(v["psnr_gain_db"] for v in per.values()) / len(per)
                                                  if complete else None)}  # fmt: skip
+    for v in verdict.values():
+        v["settings_met"] = sum(bool(x and x["ok"]) for x in v["settings"].values())
     ok = [r for r, v in verdict.items() if v["eligible"]]
-    best = min(ok, key=lambda r: (verdict[r]["mean_fid_ratio"], -verdict[r]["mean_psnr_gain_db"])) if ok else None
+    fallback = not ok
+    if fallback:  # nobody meets both everywhere: the most settings met, then the lowest mean FID ratio
+        ok = [r for r, v in verdict.items() if v["complete"] and v["settings_met"] > 0]
+        key = lambda r: (-verdict[r]["settings_met"], verdict[r]["mean_fid_ratio"])  # noqa: E731
+    else:
+        key = lambda r: (verdict[r]["mean_fid_ratio"], -verdict[r]["mean_psnr_gain_db"])  # noqa: E731
+    best = min(ok, key=key) if ok else None
     return {"budget": budget, "split": "val", "rule": CHOICE_RULE, "settings": settings, "recipes": verdict,
-            "chosen": best}
+            "chosen": best, "by_fallback": fallback and best is not None}
 
 
 def _pm(s: dict | None, digits: int) -> str:
@@ -594,7 +603,7 @@ def write_table(out: Path, command: str) -> str:
         for r, v in c["recipes"].items():
             md += (f"| {r} | {'yes' if v['complete'] else 'no'} | {'yes' if v['eligible'] else 'no'} | "
                    f"{_num(v['mean_fid_ratio'], 3)} | {_num(v['mean_psnr_gain_db'], 2)} |\n")
-        md += f"\nChosen: **{c['chosen'] or 'none'}**\n"
+        md += f"\nChosen: **{c['chosen'] or 'none'}**" + (" (by the fallback)" if c["by_fallback"] else "") + "\n"
     save_result(res, out / "results.json")
     atomic_write_bytes(out / "RESULTS.md", md.encode())
     return md

@@ -173,3 +173,15 @@ def test_the_default_is_chosen_on_val_numbers_only(rec):
     for r in rows:  # test numbers never enter the choice
         r["test"]["fid_vs_teacher"]["mean"] = 1e9 if r["recipe"] == "good" else 0.0
     assert rec.choose(rows, "c5")["chosen"] == "good"
+
+
+def test_without_an_eligible_recipe_the_fallback_takes_the_most_settings_met(rec):
+    def row(setting, recipe, fid, psnr):
+        return {"setting": setting, "budget": "c5", "recipe": recipe,
+                "val": {"fid_vs_teacher": {"mean": fid}, "psnr_to_teacher": {"mean": psnr}}}  # fmt: skip
+
+    rows = [row("a", "plain", 1.0, 20.0), row("b", "plain", 1.0, 20.0), row("c", "plain", 1.0, 20.0),
+            row("a", "two", 0.9, 20.0), row("b", "two", 0.9, 20.0), row("c", "two", 1.5, 20.0),
+            row("a", "one", 0.1, 20.0), row("b", "one", 2.0, 20.0), row("c", "one", 2.0, 20.0)]  # fmt: skip
+    c = rec.choose(rows, "c5")
+    assert c["chosen"] == "two" and c["by_fallback"] and c["recipes"]["two"]["settings_met"] == 2
