@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 from gankd.adapter import adapter_for  # noqa: E402
 from gankd.checkpoint import atomic_write_bytes, load_generator  # noqa: E402
-from gankd.distill import DistillConfig, compress  # noqa: E402
+from gankd.distill import CLASSIC, DistillConfig, compress  # noqa: E402
 from gankd.evaluate import evaluate, real_floor  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
 from gankd.importer import import_generator  # noqa: E402
@@ -62,8 +62,8 @@ def train(args, teacher: Path, width: float, data: str) -> Path:
     run = Path(args.runs) / f"w{width:g}_{'data' if data != 'none' else 'datafree'}"
     if (run / "DONE").exists():
         return run / "student"
-    cfg = DistillConfig(teacher=str(teacher), data=data, width=width, steps=10**6, max_minutes=args.minutes,
-                        eval_every=250, eval_samples=1000, threads=1, seed=0)  # fmt: skip
+    cfg = DistillConfig(**{**CLASSIC, **dict(teacher=str(teacher), data=data, width=width, steps=10**6,
+                        max_minutes=args.minutes, eval_every=250, eval_samples=1000, threads=1, seed=0)})  # fmt: skip
     t0 = time.monotonic()
     student = compress(cfg, run, resume=(run / "state.pt").exists())
     steps = json.loads((student / "config.json").read_text())["trained_steps"]

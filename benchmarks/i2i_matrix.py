@@ -57,7 +57,7 @@ from gankd.adapter import adapter_for  # noqa: E402
 from gankd.checkpoint import CONFIG, WEIGHTS, atomic_write_bytes, load_generator, load_state  # noqa: E402
 from gankd.config import load_json  # noqa: E402
 from gankd.data import to_float  # noqa: E402
-from gankd.distill import DistillConfig, compress  # noqa: E402
+from gankd.distill import CLASSIC, DistillConfig, compress  # noqa: E402
 from gankd.evaluate_i2i import evaluate_i2i, model_pairs  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
 from gankd.metrics.efficiency import fingerprint, interleaved_speed  # noqa: E402
@@ -111,9 +111,9 @@ def plan_cells(widths: list[float], headline: float, seeds: int) -> list[tuple[f
 
 
 def cell_config(args, teacher: Path, width: float, recipe: str, seed: int) -> dict:
-    """The DistillConfig fields of a cell (everything else: gankd compress's defaults)."""
-    kw = {"teacher": str(teacher), "width": width, "steps": 10**6, "max_minutes": args.minutes, "eval_every": 250,
-          "eval_samples": 500, "threads": 1, "seed": seed, "select": "val-l1", "device": args.device,
+    """The DistillConfig fields of a cell: the classic recipe its committed cells ran, at the cell's budget."""
+    kw = {**CLASSIC, "teacher": str(teacher), "width": width, "steps": 10**6, "max_minutes": args.minutes,
+          "eval_every": 250, "eval_samples": 500, "threads": 1, "seed": seed, "select": "val-l1", "device": args.device,
           "batch_size": args.batch_size}  # fmt: skip
     if args.smoke:
         kw.update(steps=SMOKE["steps"], eval_every=SMOKE["eval_every"], eval_samples=SMOKE["eval_samples"],

@@ -55,7 +55,7 @@ from gankd.checkpoint import (
     resolve_model_path,
 )
 from gankd.config import to_dict
-from gankd.distill import DistillConfig, compress
+from gankd.distill import CLASSIC, DistillConfig, compress
 from gankd.evaluate import evaluate, real_floor, save_result
 from gankd.fileio import portable_path
 from gankd.metrics.efficiency import interleaved_speed
@@ -73,10 +73,11 @@ SELECTION = dict(select="perceptual-fid", eval_every=250, eval_samples=2000)
 
 def recipe_config(recipe: str, teacher: str, width: float, seed: int, minutes: float,
                   device: str = "cpu", **overrides) -> DistillConfig:  # fmt: skip
-    common = dict(teacher=teacher, width=width, seed=seed, steps=10**6, max_minutes=minutes,
-                  threads=1, device=device, **{**SELECTION, **overrides})  # fmt: skip
+    # the classic recipe every committed matrix and curve cell ran (the defaults of their time)
+    common = {**CLASSIC, **dict(teacher=teacher, width=width, seed=seed, steps=10**6, max_minutes=minutes,
+                                threads=1, device=device, **{**SELECTION, **overrides})}  # fmt: skip
     if recipe == "pixel":
-        return DistillConfig(init="random", pixel=1.0, perceptual=0.0, feat=0.0, adv=0.0, kd=0.0, **common)
+        return DistillConfig(**{**common, **dict(init="random", pixel=1.0, perceptual=0.0, feat=0.0, adv=0.0, kd=0.0)})
     if recipe == "full":
         return DistillConfig(**common)
     raise ValueError(recipe)

@@ -86,15 +86,13 @@ RECIPES: dict[str, dict] = {
     "classic": dict(PRESETS["classic"]),
     # candidates from existing flags
     "lean": dict(_LEAN),
-    "lean-lr4e-4": {**_LEAN, "lr_g": 4e-4},
     "lean-nofeat": {**_LEAN, "feat": 0.0},
-    "fast-adv": {"lr_g": 1.6e-3, "lr_schedule": "cosine", "perceptual": 0.0, "kd": 0.0},
-    # cheap adversarial terms: a slim fresh discriminator (a quarter of the width) on every step, or a full-width
-    # one only in the last quarter of the budget (--adv-start) after a pixel/feature phase
-    "lean-slimd": {**_LEAN, "adv": 0.05, "d_init": "fresh", "d_width": 0.25},
+    # cheap adversarial terms: a slim fresh discriminator (a quarter of the width) only in the last part of the
+    # budget (--adv-start) after a pixel (and feature) phase
     "lean-advlate": {**_LEAN, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.75},
     "nofeat-advlate": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.75},
     "nofeat-advlate-02": {**_LEAN, "feat": 0.0, "adv": 0.02, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.75},
+    "nofeat-advlate-90": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.9},
 }  # fmt: skip
 
 

@@ -535,7 +535,36 @@ def t_classifier_kd(root: Path) -> str:
 
 # ------------------------------------------------------------------ the registry
 # name -> (renderer, the files it reads): --check names these when a table differs
+# ------------------------------------------------------------------ the recipe study (plain beside gankd)
+RECIPE_SETTINGS = {"wesnoth64-free": "wesnoth-dcgan64, data-free", "wesnoth64-data": "wesnoth-dcgan64, with data",
+                   "fmnist": "fmnist-teacher, with data", "restore64": "wesnoth-restore64, image-to-image"}  # fmt: skip
+
+
+def _pm_row(row: dict, side: str, key: str, digits: int) -> str:
+    st = get(row, side, key)
+    if not st or st.get("mean") is None:
+        return DASH
+    text = f"{st['mean']:.{digits}f}"
+    return text + (f" ± {st['std']:.{digits}f}" if st.get("std") is not None else "")
+
+
+def t_recipes(root: Path, budget: str = "c5") -> str:
+    """Every recipe of the study at one calibrated budget, test side, plain first (mean ± std over seeds)."""
+    res = load(root, "benchmarks/results/recipes/results.json")
+    rows = []
+    for setting, label in RECIPE_SETTINGS.items():
+        for r in (r for r in res["rows"] if r["setting"] == setting and r["budget"] == budget):
+            name = bold(r["recipe"], r["recipe"] in ("plain", "default"))
+            rows.append([label, name, str(len(r["seeds"])), f"{r['steps']['mean']:,.0f}",
+                         _pm_row(r, "test", "fid_vs_teacher", 2 if setting == "fmnist" else 3),
+                         _pm_row(r, "test", "psnr_to_teacher", 2), _pm_row(r, "test", "ssim_to_teacher", 3),
+                         _pm_row(r, "test", "fid_vs_data", 2)])  # fmt: skip
+    return table(["teacher", "recipe", "seeds", "steps", "FID vs teacher samples", "PSNR to teacher (dB)",
+                  "SSIM to teacher", "FID vs test split"], rows)  # fmt: skip
+
+
 TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
+    "recipes": (t_recipes, ("benchmarks/results/recipes/results.json",)),
     "demo": (t_demo, ("benchmarks/results/demo/eval_teacher.json", "benchmarks/results/demo/eval_student.json")),
     "own-images-progress": (t_own_images_progress, (
         "benchmarks/results/own_data_bn/progress_indomain/progress.json",

@@ -46,7 +46,7 @@ from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, p
 from gankd.perceptual import PERCEPTUAL_NETS, perceptual_for_data
 from gankd.runlock import holds_run_lock
 from gankd.sampling import generate, grid, pair_grid, sample_grid, save_png
-from gankd.selection import DEFAULT_SELECT, Selector, build_paired_selector, build_selector, check_rule
+from gankd.selection import Selector, build_paired_selector, build_selector, check_rule
 from gankd.students import INITS, build_student, frozen_copy, student_channels
 
 log = logging.getLogger(__name__)
@@ -108,39 +108,39 @@ class DistillConfig:
     init_from: str | None = None  # prune the student from this wider student (a generator folder of the
     # teacher's family) instead of the teacher: iterative prune-and-distill (1/2 -> 1/4 -> 1/8)
     steps: int = 4000  # student updates
-    batch_size: int = 64  # latents per step (per process under DDP)
-    lr_g: float = 2e-4  # student learning rate
+    batch_size: int = 32  # latents per step (per process under DDP)
+    lr_g: float = 1e-3  # student learning rate (5x the GAN rate: the cosine decay takes it to 0 by the budget)
     lr_d: float = 2e-4  # discriminator learning rate
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas
     pixel: float = 1.0  # weight of the pixel loss (0 = off)
     pixel_kind: str = "l1"  # l1 or l2
-    perceptual: float = 1.0  # weight of the perceptual loss (0 = off)
+    perceptual: float = 0.0  # weight of the perceptual loss (0 = off)
     perceptual_net: str = "fmnist"  # fmnist (shipped), lpips-alex or lpips-vgg
     perceptual_path: str | None = None  # folder of the fmnist perceptual net (default: shipped)
     perceptual_off: str | None = None  # set by the run: why the perceptual/KD terms changed to fit the data
-    feat: float = 1.0  # weight of the intermediate-feature loss (0 = off)
+    feat: float = 0.0  # weight of the intermediate-feature loss (0 = off)
     feat_layers: tuple | None = None  # feature taps matched via 1x1 adapters: indices (gankd families, default
     # 1,2,3) or module paths (imported generators, default: the taps chosen at import)
     adv: float = 0.05  # weight of the adversarial loss (0 = off, no discriminator)
     adv_loss: str = "hinge"  # hinge or ns
-    d_init: str = "auto"  # teacher (start from the teacher's D), fresh, or auto (the teacher's if it ships one)
+    d_init: str = "fresh"  # teacher (start from the teacher's D), fresh, or auto (the teacher's if it ships one)
     d_freeze: int = 0  # keep the first N blocks of the teacher's discriminator frozen (FreezeD; 0 = train all)
     adv_warmup: float = 0.0  # fraction of the run over which the adversarial weight ramps from 0 to --adv
-    adv_start: float = 0.0  # fraction of the run before which there is no discriminator step or adversarial
+    adv_start: float = 0.75  # fraction of the run before which there is no discriminator step or adversarial
     # term: a cheap pixel/feature phase first, the adversarial phase after it (0 = adversarial from the start)
-    d_width: float = 1.0  # width multiplier of a fresh discriminator (a slimmer D makes a step cheaper)
+    d_width: float = 0.25  # width multiplier of a fresh discriminator (a slimmer D makes a step cheaper)
     # (a loss-weight schedule: pixel, perceptual and feature terms lead early; 0 = full weight from the start)
     real: str = "auto"  # what D sees as real: data, teacher, both; auto = data if there is data, else teacher
-    kd: float = 0.1  # weight of soft-label KD through the perceptual net's class head
+    kd: float = 0.0  # weight of soft-label KD through the perceptual net's class head
     kd_temperature: float = 4.0  # KD temperature T
     d_feat: float = 0.0  # weight of feature matching through the discriminator (DCD-style): MSE of D's
     # intermediate features of student vs teacher images (0 = off; needs --adv > 0)
-    lr_schedule: str = "constant"  # constant, cosine or linear decay of both learning rates to 0 over the run
+    lr_schedule: str = "cosine"  # constant, cosine or linear decay of both learning rates to 0 over the run
     # (progress = the larger of step/steps and elapsed/max_minutes)
     ema_decay: float = 0.999  # EMA of student weights (0 = off)
-    eval_every: int = 500  # steps between held-out validations for checkpoint selection (0 = only at the end)
+    eval_every: int = 0  # steps between held-out validations for checkpoint selection (0 = only at the end)
     eval_samples: int = 2000  # samples per held-out validation
-    select: str = DEFAULT_SELECT  # checkpoint selection: perceptual-fid (val split), teacher-l1 or last
+    select: str = "last"  # checkpoint selection: last (where the cosine decay ends), perceptual-fid (val) or teacher-l1
     select_net: str | None = None  # classifier folder for perceptual-fid (default: perceptual_path, else shipped)
     seed: int = 0  # init, data order and noise
     threads: int = 0  # torch CPU threads (0 = default)

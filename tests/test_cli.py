@@ -212,8 +212,13 @@ def test_compress_presets_carry_the_measured_learning_rate_and_flags_win(tmp_pat
     assert (preset.lr_schedule, preset.perceptual, preset.kd, flagged.perceptual) == ("cosine", 0.0, 0.0, 0.5)
     assert flagged.lr_g == 3e-4 and flagged.steps == 7  # a flag overrides its preset value
     assert (preset.d_freeze, preset.adv_warmup, flagged.d_freeze, flagged.adv_warmup) == (0, 0.0, 1, 0.25)
-    run_cli(capsys, "compress", "--out", tmp_path / "r")
-    assert seen[-1].lr_g == 2e-4  # no preset: the default rate every committed matrix result used
-    assert (seen[-1].perceptual, seen[-1].kd) == (1.0, 0.1)  # ... and both terms
+    run_cli(capsys, "compress", "--out", tmp_path / "r", "--preset", "classic")
+    assert seen[-1].lr_g == 2e-4  # the classic recipe: the rate every committed matrix result used
+    assert (seen[-1].perceptual, seen[-1].kd, seen[-1].batch_size, seen[-1].adv_start) == (1.0, 0.1, 64, 0.0)
     run_cli(capsys, "compress", "--out", tmp_path / "r", "--preset", "quick")
     assert (seen[-1].max_minutes, seen[-1].perceptual, seen[-1].kd) == (6.0, 0.0, 0.0)
+    assert (seen[-1].batch_size, seen[-1].select) == (64, "perceptual-fid")  # built on classic, not the defaults
+    run_cli(capsys, "compress", "--out", tmp_path / "r", "--preset", "plain")
+    p = seen[-1]
+    assert (p.batch_size, p.lr_g, p.lr_schedule, p.adv, p.feat, p.perceptual, p.kd, p.ema_decay, p.select) == (
+        32, 2e-4, "constant", 0.0, 0.0, 0.0, 0.0, 0.0, "last")

@@ -14,7 +14,7 @@ from testkit import tiny_discriminator, tiny_generator, write_images
 import gankd.distill
 from gankd import cli
 from gankd.checkpoint import WEIGHTS, file_sha256, load_generator, load_state, save_model
-from gankd.distill import DistillConfig, Distiller, compress
+from gankd.distill import CLASSIC, DistillConfig, Distiller, compress
 from gankd.loop import TrainingDiverged
 from gankd.models.classifiers import ClassifierConfig, ResNetClassifier
 from gankd.selection import Selector, build_selector
@@ -43,9 +43,11 @@ def setup(tmp_path):
 
 
 def _cfg(teacher, perc, **kw):
-    base = dict(teacher=str(teacher), perceptual_path=str(perc), width=0.5, batch_size=8, eval_samples=16,
-                eval_every=0, checkpoint_every=2, sample_every=1000, threads=1, real="teacher",
-                select="teacher-l1", data="fashion-mnist")  # fmt: skip
+    """The classic recipe (adversarial from the first step, the teacher's D, ...) at toy sizes: most tests
+    here exercise its terms; the budget-aware defaults have tests of their own."""
+    base = {**CLASSIC, **dict(teacher=str(teacher), perceptual_path=str(perc), width=0.5, batch_size=8,
+                              eval_samples=16, eval_every=0, checkpoint_every=2, sample_every=1000, threads=1,
+                              real="teacher", select="teacher-l1", data="fashion-mnist")}  # fmt: skip
     base.update(kw)
     return DistillConfig(**base)
 
@@ -118,7 +120,7 @@ def test_compress_cli_end_to_end(setup, capsys):
         (["--teacher", "NOD", "--adv", "0.1", "--d-init", "teacher"], "ships none: pass --d-init fresh or --adv 0"),
         (["--teacher", "NOD", "--real", "data", "--data", "none"], "needs real images but there is no data"),
         (["--d-freeze", "2", "--d-init", "fresh"], "pass --d-init teacher"),
-        (["--d-freeze", "9"], "has 4 blocks and the last must train; pass at most --d-freeze 3"),
+        (["--d-freeze", "9", "--d-init", "teacher"], "has 4 blocks and the last must train; pass at most --d-freeze 3"),
         (["--d-freeze", "1", "--adv", "0"], "they need --adv > 0"),
         (["--adv-warmup", "2"], "--adv-warmup in [0, 1]"),
     ],
@@ -146,8 +148,12 @@ def _meta(folder):
 
 def test_default_selection_is_perceptual_fid_on_val_never_the_evaluator(setup, imgs, monkeypatch):
     root, teacher, _, perc = setup
-    default = DistillConfig.__dataclass_fields__["select"].default
+    from gankd.selection import DEFAULT_SELECT as default
+
+    # train-teacher selects on val by default; compress's budget-aware default keeps the last step (its cosine
+    # decay ends there), and --select perceptual-fid is the rule whenever a run selects on val
     assert default == GANTrainConfig.__dataclass_fields__["select"].default == "perceptual-fid"
+    assert DistillConfig.__dataclass_fields__["select"].default == "last"
     import gankd.metrics.fidelity as fid
 
     calls = []
@@ -199,7 +205,7 @@ def test_unusable_val_split_is_refused_before_training(setup, tmp_path, capsys, 
         message = "cannot be loaded"
     out = root / f"val_{kind}"
     rc = cli.main(["compress", "--teacher", str(teacher), "--out", str(out), "--steps", "1", "--width", "0.5",
-                   "--data", f"folder:{data}", "--real", "teacher", "--no-progress",
+                   "--data", f"folder:{data}", "--real", "teacher", "--no-progress", "--select", "perceptual-fid",
                    "--set", f'perceptual_path="{perc}"', "--set", "eval_samples=8"])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1, err
@@ -389,7 +395,7 @@ DDP_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys, torch
     from gankd.checkpoint import load_state
-    from gankd.distill import DistillConfig, Distiller
+    from gankd.distill import CLASSIC, DistillConfig, Distiller
     teacher, perc, out, data = sys.argv[1:5]
 
     def digest(m):
@@ -398,8 +404,8 @@ DDP_SCRIPT = textwrap.dedent(
             h.update(k.encode()); h.update(v.detach().contiguous().numpy().tobytes())
         return h.hexdigest()
 
-    kw = dict(teacher=teacher, perceptual_path=perc, width=0.5, batch_size=4, eval_samples=8, threads=1,
-              real="both", adv=0.1, data="folder:" + data, checkpoint_every=100, eval_every=1)
+    kw = {**CLASSIC, **dict(teacher=teacher, perceptual_path=perc, width=0.5, batch_size=4, eval_samples=8,
+          threads=1, real="both", adv=0.1, data="folder:" + data, checkpoint_every=100, eval_every=1)}
     # 1) four steps, rank 0 validating (perceptual FID) after each while rank 1 waits
     d = Distiller(DistillConfig(steps=4, **kw), out)
     init = digest(d.student)

@@ -50,7 +50,7 @@ def test_denoise_inpaint_chain(capsys, tmp_path, rgb_folder):
     assert (tmp_path / "t.png").stat().st_size > 0
 
     code, out, err = run(capsys, "compress", "--teacher", teacher, "--out", tmp_path / "c", "--steps", 3,
-                         "--width", 0.5, "--gt", 1, "--eval-every", 2, *FAST)  # fmt: skip
+                         "--width", 0.5, "--gt", 1, "--eval-every", 2, "--preset", "classic", *FAST)  # fmt: skip
     assert code == 0, err
     student = Path(out.strip().splitlines()[-1])
     smeta = json.loads((student / "config.json").read_text())

@@ -40,7 +40,7 @@ def rgb_folder(tmp_path):
     return write_images(tmp_path / "rgb", {"": 60}, size=(32, 32), mode="RGB")
 
 
-def _pipeline(capsys, tmp_path: Path, data: str, tag: str) -> dict:
+def _pipeline(capsys, tmp_path: Path, data: str, tag: str, *compress_flags: str) -> dict:
     """train-teacher -> sample -> compress -> eval (+ real floor) -> report -> export; returns the eval JSONs."""
     run_dir = tmp_path / f"teacher-{tag}"
     code, out, err = run(capsys, "train-teacher", "--data", data, "--out", run_dir, "--steps", 2, *FAST)
@@ -49,7 +49,7 @@ def _pipeline(capsys, tmp_path: Path, data: str, tag: str) -> dict:
     code, out, err = run(capsys, "sample", "--model", teacher, "--seeds", "0-7", "--out", tmp_path / f"{tag}.png")
     assert code == 0, err
     code, out, err = run(capsys, "compress", "--teacher", teacher, "--out", tmp_path / f"c-{tag}", "--steps", 2,
-                         "--width", 0.25, *FAST)  # fmt: skip
+                         "--width", 0.25, *compress_flags, *FAST)  # fmt: skip
     assert code == 0, err
     student = Path(out.strip().splitlines()[-1])
     assert json.loads((student / "config.json").read_text())["data"] == data  # the student remembers its data
@@ -77,10 +77,10 @@ def _pipeline(capsys, tmp_path: Path, data: str, tag: str) -> dict:
 def test_rgb_folder_end_to_end_without_overrides(rgb_folder, tmp_path, capsys, caplog):
     data = f"folder:{rgb_folder}"
     with caplog.at_level(logging.WARNING):
-        jsons = _pipeline(capsys, tmp_path, data, "rgb")
+        jsons = _pipeline(capsys, tmp_path, data, "rgb", "--perc", "1", "--kd", "0.1")  # the terms asked for
     g = load_generator(tmp_path / "teacher-rgb" / "generator")
     assert (g.cfg.image_channels, g.cfg.resolution, g.num_classes) == (3, 32, 0)  # from the data, not gray
-    # the shipped gray perceptual net does not fit RGB: one warning, recorded in the run's config
+    # the shipped gray perceptual net does not fit RGB: asked for, one warning, recorded in the run's config
     warned = [r.getMessage() for r in caplog.records if "perceptual and KD terms are off" in r.getMessage()]
     assert len(warned) == 1 and "--perceptual lpips-alex" in warned[0]
     cfg = json.loads((tmp_path / "c-rgb" / "config.json").read_text())
