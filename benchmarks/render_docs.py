@@ -551,16 +551,21 @@ def _pm_row(row: dict, side: str, key: str, digits: int) -> str:
 def t_recipes(root: Path, budget: str = "c5") -> str:
     """Every recipe of the study at one calibrated budget, test side, plain first (mean ± std over seeds)."""
     res = load(root, "benchmarks/results/recipes/results.json")
+    chosen = get(res, "choice", budget, "chosen")
+    first = {"plain": 0, "classic": 1, chosen: 2}
     rows = []
     for setting, label in RECIPE_SETTINGS.items():
-        for r in (r for r in res["rows"] if r["setting"] == setting and r["budget"] == budget):
-            name = bold(r["recipe"], r["recipe"] in ("plain", "default"))
+        mine = [r for r in res["rows"] if r["setting"] == setting and r["budget"] == budget]
+        for r in sorted(mine, key=lambda r: first.get(r["recipe"], 3)):
+            name = bold(r["recipe"] + (" = **default**" if r["recipe"] == chosen else ""), r["recipe"] == "plain")
             rows.append([label, name, str(len(r["seeds"])), f"{r['steps']['mean']:,.0f}",
                          _pm_row(r, "test", "fid_vs_teacher", 2 if setting == "fmnist" else 3),
                          _pm_row(r, "test", "psnr_to_teacher", 2), _pm_row(r, "test", "ssim_to_teacher", 3),
                          _pm_row(r, "test", "fid_vs_data", 2)])  # fmt: skip
     return table(["teacher", "recipe", "seeds", "steps", "FID vs teacher samples", "PSNR to teacher (dB)",
-                  "SSIM to teacher", "FID vs test split"], rows)  # fmt: skip
+                  "SSIM to teacher", "FID vs test split"], rows) + (
+        f"\nChosen on the val side by the rule: **{chosen}**" + (" (by its fallback)" if get(
+            res, "choice", budget, "by_fallback") else "") + ", gankd compress's default.\n" if chosen else "")
 
 
 TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {

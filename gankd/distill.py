@@ -126,7 +126,7 @@ class DistillConfig:
     d_init: str = "fresh"  # teacher (start from the teacher's D), fresh, or auto (the teacher's if it ships one)
     d_freeze: int = 0  # keep the first N blocks of the teacher's discriminator frozen (FreezeD; 0 = train all)
     adv_warmup: float = 0.0  # fraction of the run over which the adversarial weight ramps from 0 to --adv
-    adv_start: float = 0.75  # fraction of the run before which there is no discriminator step or adversarial
+    adv_start: float = 0.9  # fraction of the run before which there is no discriminator step or adversarial
     # term: a cheap pixel/feature phase first, the adversarial phase after it (0 = adversarial from the start)
     d_width: float = 0.25  # width multiplier of a fresh discriminator (a slimmer D makes a step cheaper)
     # (a loss-weight schedule: pixel, perceptual and feature terms lead early; 0 = full weight from the start)

@@ -185,3 +185,12 @@ def test_without_an_eligible_recipe_the_fallback_takes_the_most_settings_met(rec
             row("a", "one", 0.1, 20.0), row("b", "one", 2.0, 20.0), row("c", "one", 2.0, 20.0)]  # fmt: skip
     c = rec.choose(rows, "c5")
     assert c["chosen"] == "two" and c["by_fallback"] and c["recipes"]["two"]["settings_met"] == 2
+
+
+def test_compress_default_is_the_recipe_the_committed_study_chose_on_val(rec):
+    """gankd compress with no flag runs exactly the recipe the committed study chose (val side only)."""
+    res = json.loads((rec.OUT / "results.json").read_text())
+    choice = res["choice"]["c5"]
+    assert choice["split"] == "val" and choice["chosen"], choice
+    chosen = DistillConfig(**rec.RECIPES[choice["chosen"]])
+    assert dataclasses.asdict(DistillConfig()) == dataclasses.asdict(chosen)
