@@ -191,6 +191,10 @@ def cmd_compress(args) -> int:
         direct["width"] = None
     cfg = _build_cfg(DistillConfig, args, direct)
     out = compress(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():  # torchrun: join gloo/NCCL threads before the process exits
+        dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         print(out)
     return 0

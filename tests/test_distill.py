@@ -416,6 +416,7 @@ DDP_SCRIPT = textwrap.dedent(
     d.run()
     rec = {"init": init, "final": digest(d.student), "steps": d.steps_done, "stopped_by": d.stopped_by}
     open(os.path.join(out, f"rank{os.environ['RANK']}.json"), "w").write(json.dumps(rec))
+    torch.distributed.destroy_process_group()  # gloo's threads joined before exit (else an abort under load)
     """
 )
 
