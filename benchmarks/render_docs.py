@@ -563,9 +563,7 @@ def t_recipes(root: Path, budget: str = "c5") -> str:
                          _pm_row(r, "test", "psnr_to_teacher", 2), _pm_row(r, "test", "ssim_to_teacher", 3),
                          _pm_row(r, "test", "fid_vs_data", 2)])  # fmt: skip
     return table(["teacher", "recipe", "seeds", "steps", "FID vs teacher samples", "PSNR to teacher (dB)",
-                  "SSIM to teacher", "FID vs test split"], rows) + (
-        f"\nChosen on the val side by the rule: **{chosen}**" + (" (by its fallback)" if get(
-            res, "choice", budget, "by_fallback") else "") + ", gankd compress's default.\n" if chosen else "")
+                  "SSIM to teacher", "FID vs test split"], rows)  # fmt: skip
 
 
 TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
