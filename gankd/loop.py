@@ -1,5 +1,6 @@
-"""Pieces shared by every training loop: deterministic batches and noise, EMA,
-run logging (metrics.jsonl + TensorBoard), wall-clock budget, divergence guard.
+"""The one training loop (:class:`RunSkeleton`) and what it is built from: deterministic
+batches and noise, EMA, run logging (metrics.jsonl + TensorBoard), wall-clock budget,
+divergence guard. A training plugs in as a :class:`Recipe` (its step, modules and state).
 
 Every random draw at step ``s`` comes from a generator seeded by (seed, s, rank),
 so a run resumed at step ``s`` continues exactly as if it had never stopped.
