@@ -112,10 +112,9 @@ def model_data(folder: Path | None) -> str | None:
         return None
     meta = load_json(folder / CONFIG)
     data = meta.get("data") if isinstance(meta, dict) else None
-    if data in (None, "", "none") and isinstance(meta, dict) and meta.get("teacher"):  # data-free: the teacher's
-        t = resolve_model_path(meta["teacher"])
-        if (t / CONFIG).is_file():
-            data = load_json(t / CONFIG).get("data")
+    teacher = teacher_of(folder) if data in (None, "", "none") else None  # data-free: the teacher's data
+    if teacher is not None:
+        data = load_json(teacher / CONFIG).get("data")
     return None if data in (None, "", "none") else str(data)
 
 
