@@ -66,8 +66,8 @@ D_INITS = ("auto", "teacher", "fresh")
 
 # The presets are the measured best recipe (benchmarks/results/curves_levers and curves_lr8x_cosine, width 1/4
 # on Fashion-MNIST): the student's learning rate 8x the GAN default (--lr-g 1.6e-3: FID 4.31 against 15.75 at 10
-# CPU minutes; 2x and 4x in between; feature matching through D did not help). Without a preset the rate stays
-# the default 2e-4, which every committed matrix result used.
+# CPU minutes; 2x and 4x in between; feature matching through D did not help). The classic preset keeps the
+# GAN rate 2e-4, which every committed matrix result used; the default recipe is the recipe study's choice.
 PRESET_LR_G = 1.6e-3
 # gankd's defaults before the budget-aware recipe: batch 64, the GAN rate, perceptual + KD + feature terms and the
 # adversarial term from the first step, the teacher's D (or a full-width fresh one), checkpoints selected on val;
