@@ -93,6 +93,10 @@ RECIPES: dict[str, dict] = {
     "nofeat-advlate": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.75},
     "nofeat-advlate-02": {**_LEAN, "feat": 0.0, "adv": 0.02, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.75},
     "nofeat-advlate-90": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.9},
+    # the same, the discriminator's real side = the teacher's images on the batch's latents (data or not): the
+    # adversarial phase then pulls toward the teacher's distribution, which FID vs teacher samples measures
+    "nofeat-advlate-90-rt": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.9,
+                             "real": "teacher"},
 }  # fmt: skip
 
 
