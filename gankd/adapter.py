@@ -20,8 +20,9 @@ the same tensor the earlier ``sampling.latents`` drew.
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -57,6 +58,9 @@ class IOSpec:
     image_channels: int = 0  # output channels (0 = unknown until a dry run)
     resolution: int = 0  # output height = width (0 = unknown until a dry run)
     input_range: tuple[float, float] = (-1.0, 1.0)  # value range the model expects of source images
+    # keyword arguments every call of the module gets (JSON values): a StyleGAN-style generator's
+    # truncation_psi, noise_mode="const" (so the same latent gives the same image, for teacher and student)
+    call_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         self.inputs = [i if isinstance(i, InputSpec) else InputSpec(**i) for i in self.inputs]
@@ -71,6 +75,10 @@ class IOSpec:
         names = [i.name for i in self.inputs]
         if len(set(names)) != len(names):
             raise ValueError(f"input names must be unique, got {names}")
+        self.call_kwargs = dict(self.call_kwargs or {})
+        for k, v in self.call_kwargs.items():
+            if not isinstance(v, (str, int, float, bool)) or v is None:
+                raise ValueError(f"--forward-kwargs: {k}={v!r} is not a number, string or boolean")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -129,6 +137,15 @@ def resolve_modules(model: nn.Module, paths: list[str], flag: str = "--feat-laye
     return out
 
 
+def bind_call_kwargs(model: nn.Module, kwargs: dict[str, Any]) -> None:
+    """Make ``model(*inputs)`` mean ``model(*inputs, **kwargs)`` for every caller (the adapter, pruning,
+    MAC counting, timing, ONNX export): an instance ``forward`` (copied along by ``copy.deepcopy``)."""
+    if kwargs:
+        model.forward = functools.partial(type(model).forward, model, **kwargs)
+    elif isinstance(model.__dict__.get("forward"), functools.partial):
+        del model.forward
+
+
 class GeneratorAdapter(nn.Module):
     """One generator behind gankd's seam. ``adapter(inputs)`` -> images in [-1, 1].
 
@@ -140,6 +157,7 @@ class GeneratorAdapter(nn.Module):
         super().__init__()
         self.model = model
         self.spec = spec if spec is not None else native_spec(model)
+        bind_call_kwargs(model, self.spec.call_kwargs)
         self._tap_modules: list[nn.Module] | None = None
         if isinstance(self.spec.features, list):
             self._tap_modules = resolve_modules(model, self.spec.features)
@@ -325,11 +343,19 @@ def auto_feature_taps(model: nn.Module, example: tuple, max_taps: int = 3) -> li
     Records every leaf module whose output is a 4-D map, groups them by spatial size,
     keeps the last module of each resolution stage (usually its activation), and picks
     up to ``max_taps`` stages evenly spaced from the lowest resolution up, leaving out
-    the final output layer.
+    the final output layer. A generator whose maps come only out of composite modules
+    (StyleGAN-style: a modulated convolution holds its style layer, so no leaf returns a map)
+    is read the same way from every module's output, leaving out image-channel outputs
+    (toRGB layers).
     """
+    taps = _stage_taps(model, example, max_taps, leaves_only=True)
+    return taps or _stage_taps(model, example, max_taps, leaves_only=False)
+
+
+def _stage_taps(model: nn.Module, example: tuple, max_taps: int, leaves_only: bool) -> list[str]:
     seen: list[tuple[str, int, int]] = []
     hooks = []
-    named = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    named = [(n, m) for n, m in model.named_modules() if n and not (leaves_only and list(m.children()))]
     for name, m in named:
 
         def hook(_m, _i, out, name=name):
@@ -340,11 +366,13 @@ def auto_feature_taps(model: nn.Module, example: tuple, max_taps: int = 3) -> li
     was = model.training
     model.eval()
     try:
-        model(*example)
+        image = model(*example)
     finally:
         model.train(was)
         for h in hooks:
             h.remove()
+    if not leaves_only and isinstance(image, torch.Tensor) and image.dim() == 4:
+        seen = [s for s in seen if s[2] != int(image.shape[1])] + [("", int(image.shape[-1]), int(image.shape[1]))]
     counts: dict[str, int] = {}
     for name, _, _ in seen:
         counts[name] = counts.get(name, 0) + 1
@@ -408,6 +436,6 @@ def spec_summary(spec: IOSpec) -> dict[str, Any]:
     }
 
 
-__all__ = ["InputSpec", "IOSpec", "GeneratorAdapter", "PositionalGenerator", "positional", "native_spec",
+__all__ = ["InputSpec", "IOSpec", "GeneratorAdapter", "bind_call_kwargs", "PositionalGenerator", "positional", "native_spec",
            "resolve_modules",
            "auto_feature_taps", "adapter_for", "spec_summary"]  # fmt: skip

@@ -578,7 +578,8 @@ def cmd_import(args) -> int:
                            state_key=args.state_key, latent=parse_ints(args.latent, "--latent"),
                            num_classes=args.num_classes, output_range=args.output_range,
                            feat_layers=feat, input_image=parse_ints(args.input_image, "--input-image"),
-                           input_range=args.input_range, force=args.force)  # fmt: skip
+                           input_range=args.input_range, force=args.force,
+                           call_kwargs=parse_kwargs(args.forward_kwargs, "--forward-kwargs"))  # fmt: skip
     print(out)
     print(summary(out))
     return 0
@@ -594,6 +595,8 @@ def add_import(sub) -> None:
     p.add_argument("--state-key", help="key of the generator's state dict in the checkpoint (default: detected)")
     p.add_argument("--latent", help="per-sample latent shape, e.g. 100,1,1 or 128 (default: detected)")
     p.add_argument("--num-classes", type=int, default=0, help="class-conditional: labels are the 2nd input")
+    p.add_argument("--forward-kwargs", help="keyword arguments every call of the generator gets, as JSON, e.g. "
+                   "'{\"truncation_psi\": 0.7}' (noise_mode=const / randomize_noise=false are set for you)")
     p.add_argument("--input-image", help="image-to-image: the source image's shape C,H,W at the trained size, "
                    "e.g. 3,256,256 (instead of a latent)")
     p.add_argument("--input-range", default="-1,1", help="image-to-image: range the model expects of its source "

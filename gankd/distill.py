@@ -437,7 +437,8 @@ class Distiller(Recipe):
             torch.manual_seed(cfg.seed)  # gankd's i2i families: no loader or builder seeds student, adapters, D
         student = make_student(teacher, taps, cfg)
         # DDP buckets expect contiguous grads: keep NCHW there
-        use_cl = cfg.channels_last and self.world == 1
+        # NHWC for 4-D weights; a module with 5-D ones (a modulated conv's (1, out, in, k, k)) stays as it is
+        use_cl = cfg.channels_last and self.world == 1 and all(t.dim() != 5 for t in student.state_dict().values())
         self.cl = torch.channels_last if use_cl else torch.contiguous_format
         self.student = student.to(dev).to(memory_format=self.cl)
         self.ema = copy.deepcopy(self.student).eval()

@@ -57,6 +57,47 @@ def default_export_path(folder: str | Path, format: str) -> Path:
     return Path(folder) / "export" / f"generator{SUFFIX[format]}"
 
 
+def per_sample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias, stride, padding, dilation, groups) -> torch.Tensor:
+    """``F.conv2d(x, weight, groups=B)`` of a batch folded into channels (x ``(1, B*Cin, H, W)``, weight
+    ``(B*Cout, Cin, kh, kw)``: StyleGAN2's modulated convolution) as ``kh*kw`` batched matmuls over
+    shifted slices, the same numbers with ``B`` free: an ONNX Conv takes its group count as a constant."""
+    b = groups
+    cin, kh, kw = weight.shape[1], weight.shape[2], weight.shape[3]
+    cout = weight.shape[0] // b
+    sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
+    ph, pw = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    dh, dw = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
+    h, w = x.shape[-2], x.shape[-1]
+    xb = torch.nn.functional.pad(x.reshape(b, cin, h, w), (pw, pw, ph, ph))
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    wb = weight.reshape(b, cout, cin, kh, kw)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            patch = xb[:, :, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw]
+            term = torch.matmul(wb[:, :, :, i, j], patch.reshape(b, cin, ho * wo))
+            out = term if out is None else out + term
+    out = out.reshape(1, b * cout, ho, wo)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
+class PerSampleConvs(torch.overrides.TorchFunctionMode):
+    """While exporting: a 2-D convolution whose group count follows the (symbolic) batch runs as
+    :func:`per_sample_conv2d`; every other call is left alone."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.nn.functional.conv2d, torch.conv2d):
+            names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+            defaults = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+            a = {**defaults, **dict(zip(names, args)), **kwargs}
+            if isinstance(a["groups"], torch.SymInt) and not isinstance(a["padding"], str):
+                return per_sample_conv2d(a["input"], a["weight"], a["bias"], a["stride"], a["padding"],
+                                         a["dilation"], a["groups"])  # fmt: skip
+        return func(*args, **kwargs)
+
+
 def _export_onnx(wrapper: GeneratorForExport, path: Path, opset: int | None) -> None:
     args = example_inputs(wrapper.gen, 2)
     batch = torch.export.Dim("batch", min=1)
@@ -66,7 +107,7 @@ def _export_onnx(wrapper: GeneratorForExport, path: Path, opset: int | None) -> 
     auto = torch.export.Dim.AUTO
     dyn = (tuple({0: batch, 2: auto, 3: auto} if s.kind == "image" else {0: batch}
                  for s in wrapper.gen.spec.inputs),)  # forward(*args): one entry, the args tuple  # fmt: skip
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), PerSampleConvs():
         warnings.simplefilter("ignore")  # exporter chatter (axis renames, deprecations)
         torch.onnx.export(
             wrapper,

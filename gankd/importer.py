@@ -93,8 +93,8 @@ def instantiate(cls: type[nn.Module], kwargs: dict, class_path: str) -> nn.Modul
         raise ValueError(f"{class_path}(**kwargs) failed: {type(e).__name__}: {e}; check --kwargs") from None
 
 
-def parse_kwargs(text: str | None) -> dict:
-    """--kwargs: a JSON object, or the path of a .json file holding one."""
+def parse_kwargs(text: str | None, flag: str = "--kwargs") -> dict:
+    """--kwargs (or ``flag``): a JSON object, or the path of a .json file holding one."""
     if not text:
         return {}
     if not text.lstrip().startswith(("{", "[", '"')):  # not JSON: the path of a .json file
@@ -103,14 +103,14 @@ def parse_kwargs(text: str | None) -> dict:
             text = path.read_text()
         elif path.suffix or os.sep in text:
             what = "is a folder" if path.is_dir() else "does not exist"
-            raise FileNotFoundError(f"--kwargs file {text} {what}; pass an existing .json file or a JSON object "
+            raise FileNotFoundError(f"{flag} file {text} {what}; pass an existing .json file or a JSON object "
                                     'such as \'{"nz": 100}\'')  # fmt: skip
     try:
         out = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f'--kwargs is not valid JSON ({e}); write it as \'{{"nz": 100, "ngf": 64}}\'') from None
+        raise ValueError(f'{flag} is not valid JSON ({e}); write it as \'{{"nz": 100, "ngf": 64}}\'') from None
     if not isinstance(out, dict):
-        raise ValueError("--kwargs must be a JSON object such as '{\"nz\": 100}'")
+        raise ValueError(f"{flag} must be a JSON object such as '{{\"nz\": 100}}'")
     return out
 
 
@@ -278,13 +278,47 @@ def parse_range(text: str | tuple | None, flag: str = "--output-range") -> tuple
 
 
 def _spec(latent: tuple[int, ...], num_classes: int, output_range, features="none",
-          image: tuple[int, ...] | None = None, input_range=(-1.0, 1.0)) -> IOSpec:  # fmt: skip
+          image: tuple[int, ...] | None = None, input_range=(-1.0, 1.0), call_kwargs=None) -> IOSpec:  # fmt: skip
     if image is not None:  # image-to-image: one source-image input
-        return IOSpec([InputSpec("src", "image", image)], output_range, features, input_range=input_range)
+        return IOSpec([InputSpec("src", "image", image)], output_range, features, input_range=input_range,
+                      call_kwargs=call_kwargs or {})  # fmt: skip
     inputs = [InputSpec("z", "latent", latent)]
     if num_classes > 0:
         inputs.append(InputSpec("y", "label", (), num_classes))
-    return IOSpec(inputs, output_range, features)
+    return IOSpec(inputs, output_range, features, call_kwargs=call_kwargs or {})
+
+
+# keyword arguments of the public StyleGAN code bases that make the forward deterministic (fixed noise
+# buffers instead of fresh noise): set unless the user passes them, so that one latent gives one image,
+# the same noise reaches teacher and student, and paired metrics mean something
+DETERMINISTIC_KWARGS = {"noise_mode": "const", "randomize_noise": False}
+TRUNCATION_NAMES = ("truncation_psi", "truncation", "psi")
+
+
+def forward_kwargs(model: nn.Module, given: dict | None) -> tuple[dict, dict]:
+    """The keyword arguments every call gets (``given`` plus the deterministic-noise conventions the
+    forward accepts), and a record of the forward's truncation argument (name and value used)."""
+    import inspect
+
+    try:
+        params = inspect.signature(type(model).forward).parameters
+    except (TypeError, ValueError):
+        params = {}
+    given = dict(given or {})
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for k in given:
+        if k not in params and not takes_any:
+            names = ", ".join(n for n in params if n != "self") or "none"
+            raise ValueError(f"--forward-kwargs: {type(model).__name__}.forward takes no '{k}' (its arguments: "
+                             f"{names})")  # fmt: skip
+    kwargs = {**{k: v for k, v in DETERMINISTIC_KWARGS.items() if k in params and k not in given}, **given}
+    trunc = next((n for n in TRUNCATION_NAMES if n in params), None)
+    record = {}
+    if trunc is not None:
+        default = params[trunc].default
+        value = kwargs.get(trunc, None if default is inspect.Parameter.empty else default)
+        record = {"argument": trunc, "value": value, "set_by": "--forward-kwargs" if trunc in given else "default"}
+    return kwargs, record
 
 
 @torch.no_grad()
@@ -305,26 +339,32 @@ def dry_run(model: nn.Module, spec: IOSpec) -> torch.Tensor:
 
 
 def _latent_candidates(model: nn.Module) -> list[tuple[int, ...]]:
+    """Latent shapes to try, most likely first: from the first layer with parameters (nn.Linear or
+    a convolution), then from every fully connected layer (a 2-D ``weight``, e.g. an equalized-lr
+    layer of a mapping network, wherever the module registers it)."""
+    out: list[tuple[int, ...]] = []
+    first = True
     for _, m in model.named_modules():
         if list(m.children()) or not any(True for _ in m.parameters(recurse=False)):
             continue
         if isinstance(m, nn.Embedding):  # class labels, not the latent
             continue
-        if isinstance(m, nn.Linear):
-            return [(m.in_features,), (m.in_features, 1, 1)]
-        if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)):
-            return [(m.in_channels, 1, 1), (m.in_channels,)]
-        return []
-    return []
+        if first and isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)):
+            out += [(m.in_channels, 1, 1), (m.in_channels,)]
+        first = False
+        w = getattr(m, "weight", None)
+        if isinstance(w, torch.Tensor) and w.dim() == 2:
+            out += [(int(w.shape[1]),), (int(w.shape[1]), 1, 1)]
+    return list(dict.fromkeys(out))[:8]
 
 
-def detect_latent(model: nn.Module, num_classes: int, output_range) -> tuple[int, ...]:
+def detect_latent(model: nn.Module, num_classes: int, output_range, call_kwargs=None) -> tuple[int, ...]:
     """The latent's per-sample shape, from the first layer that consumes it, checked by a dry run."""
     tried = []
     for shape in _latent_candidates(model):
         tried.append(shape)
         try:
-            dry_run(model, _spec(shape, num_classes, output_range))
+            dry_run(model, _spec(shape, num_classes, output_range, call_kwargs=call_kwargs))
             return shape
         except Exception:  # noqa: BLE001 - any failure means "not this shape"
             continue
@@ -390,6 +430,7 @@ def import_generator(
     input_image: tuple[int, ...] | None = None,
     input_range=(-1.0, 1.0),
     force: bool = False,
+    call_kwargs: dict | None = None,
 ) -> Path:
     """Import a user's generator class + checkpoint into the gankd folder ``out``; returns it.
 
@@ -402,7 +443,10 @@ def import_generator(
 
     The latent shape is detected from the first layer when ``latent`` is None; the output
     must be (B, 1 or 3, H, H) in ``output_range``; feature taps are ``feat_layers`` (module
-    paths) or chosen by :func:`gankd.adapter.auto_feature_taps`. See the module docstring
+    paths) or chosen by :func:`gankd.adapter.auto_feature_taps`. ``call_kwargs``: keyword arguments
+    every call gets (``--forward-kwargs``: truncation, noise mode); a forward that takes
+    ``noise_mode`` or ``randomize_noise`` gets the fixed-noise setting unless given, and a forward
+    whose output still differs between two calls on one latent is refused. See the module docstring
     for what runs (the class's module) and what never does (code inside the checkpoint).
     """
     if num_classes < 0:
@@ -418,6 +462,7 @@ def import_generator(
     state, stripped = strip_prefixes(state, own_keys)
     load_state_strict(model, state, f"--weights do not match {class_path}(**kwargs)")
     model.eval()
+    call_kwargs, truncation = forward_kwargs(model, call_kwargs)
     if input_image is not None:
         if len(input_image) != 3 or min(input_image) < 1:
             raise ValueError(f"--input-image must be C,H,W such as 3,256,256, got {','.join(map(str, input_image))}")
@@ -425,10 +470,10 @@ def import_generator(
             raise ValueError("--input-image (image-to-image) takes no --latent or --num-classes")
         latent = ()
     elif latent is None:
-        latent = detect_latent(model, num_classes, output_range)
+        latent = detect_latent(model, num_classes, output_range, call_kwargs)
     input_range = parse_range(input_range, "--input-range")
     spec = _spec(tuple(latent), num_classes, output_range, image=tuple(input_image) if input_image else None,
-                 input_range=input_range)  # fmt: skip
+                 input_range=input_range, call_kwargs=call_kwargs)  # fmt: skip
     try:
         img = dry_run(model, spec)
     except Exception as e:  # the user's forward rejected the inputs
@@ -444,20 +489,25 @@ def import_generator(
         raise ValueError(
             f"{class_path} fails on latent (B, {lat}){labels}: {first}; check --latent and --num-classes"
         ) from None
+    if not torch.equal(img, dry_run(model, spec)):
+        raise ValueError(f"{class_path} gives two different images for one latent (its forward draws noise): "
+                         "pass --forward-kwargs with the argument that fixes its noise, e.g. "
+                         "'{\"noise_mode\": \"const\"}'")  # fmt: skip
     example = GeneratorAdapter(model, spec).model_inputs(2)
     if feat_layers:
         resolve_modules(model, list(feat_layers))
         taps: str | list[str] = list(feat_layers)
     else:
         taps = auto_feature_taps(model, example) or "none"
-    spec = IOSpec(spec.inputs, output_range, taps, int(img.shape[1]), int(img.shape[2]), input_range)
+    spec = IOSpec(spec.inputs, output_range, taps, int(img.shape[1]), int(img.shape[2]), input_range, call_kwargs)
     lo, hi = float(img.min()), float(img.max())
     tol = 1e-3 * (output_range[1] - output_range[0])
     if lo < output_range[0] - tol or hi > output_range[1] + tol:
         log.warning("dry-run output spans [%.3g, %.3g], outside --output-range %s", lo, hi, output_range)
     source = {"weights": Path(weights).name, "sha256": file_sha256(weights), "format": fmt,
               "state_key": key, "stripped_prefixes": stripped}  # fmt: skip
-    return _write_folder(Path(out), model, module_meta(class_path, kwargs, spec, source, None), carry_over=False)
+    extra = {"truncation": truncation} if truncation else None
+    return _write_folder(Path(out), model, module_meta(class_path, kwargs, spec, source, extra), carry_over=False)
 
 
 def summary(folder: str | Path) -> str:

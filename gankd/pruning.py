@@ -215,14 +215,23 @@ def largest_width(fits, steps: int = 12):
     return best
 
 
+@torch.no_grad()
 def _reinit(model: nn.Module, seed: int) -> None:
-    """Fresh weights, pruned shapes kept: every layer's own ``reset_parameters`` under ``seed``."""
+    """Fresh weights, pruned shapes kept: every layer's own ``reset_parameters`` under ``seed``; a
+    parameter of a module without one (a custom layer: equalized-lr, modulated conv, a learned
+    constant) is drawn from a normal with the pruned tensor's own mean and standard deviation."""
     torch.manual_seed(seed)
+    done: set[int] = set()
     for m in model.modules():
         if m is not model and hasattr(m, "reset_parameters") and callable(m.reset_parameters):
             m.reset_parameters()
+            done.update(id(p) for p in m.parameters())
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
             m.reset_running_stats()
+    for p in model.parameters():
+        if id(p) not in done and p.numel() > 1:
+            mean, std = p.mean(), p.std()
+            p.copy_(torch.randn_like(p) * std + mean)
 
 
 def prune_generator(
@@ -259,8 +268,15 @@ def prune_generator(
     inputs = _model_inputs(adapter)
     teacher_macs = macs_of(adapter)
 
+    from gankd import pruning_probe
+
+    styled = pruning_probe.is_styled(adapter.model)
+
     def at(w: float):
-        model, info = _prune_module(adapter.model, inputs, w, keep_layers)
+        if styled:  # modulated convolutions: couplings torch-pruning cannot trace
+            model, info = pruning_probe.probe_prune(adapter.model, inputs, w, keep_layers, _forward)
+        else:
+            model, info = _prune_module(adapter.model, inputs, w, keep_layers)
         return model, info, macs_of(model, tuple(x[:1] for x in inputs))
 
     if width is not None:
@@ -275,8 +291,8 @@ def prune_generator(
     spec = IOSpec.from_dict(adapter.spec.to_dict())
     student = GeneratorAdapter(model.train(adapter.model.training), spec)
     student.prune_info = {
-        "method": "torch-pruning DepGraph",
-        "importance": IMPORTANCE,
+        "method": pruning_probe.METHOD if styled else "torch-pruning DepGraph",
+        "importance": pruning_probe.IMPORTANCE if styled else IMPORTANCE,
         "init": init,
         "seed": seed,
         "width": round(float(width), 6),

@@ -10,15 +10,26 @@
   source and output images in [0, 1] (not [-1, 1]), an encoder-decoder with a residual
   connection to the input, sigmoid output.
 - :class:`NotAModule`: a plain class, for the refusal test.
+- ``StyleGAN2Generator``: the StyleGAN2-style generator of benchmarks/thirdparty/stylegan2_style.py
+  (mapping network, modulated convolutions, noise, toRGB skips), imported as ``stylegan2_style:Generator``.
 
 Tests import them as ``foreign_models:Name`` with ``tests/`` on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "thirdparty"))
+from stylegan2_style import Generator as StyleGAN2Generator  # noqa: E402,F401
+
+TINY_STYLEGAN2 = {"z_dim": 16, "w_dim": 16, "n_mlp": 2, "resolution": 16, "img_channels": 3, "channel_base": 128,
+                  "channel_max": 16}  # fmt: skip
 
 
 class TutorialDCGAN(nn.Module):
