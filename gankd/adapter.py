@@ -20,6 +20,7 @@ the same tensor the earlier ``sampling.latents`` drew.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,9 @@ import torch
 from torch import nn
 
 INPUT_KINDS = ("latent", "label", "image")
+
+
+NOISE_MODES = ("as-is", "zero")
 
 
 @dataclass
@@ -61,6 +65,11 @@ class IOSpec:
     # keyword arguments every call of the module gets (JSON values): a StyleGAN-style generator's
     # truncation_psi, noise_mode="const" (so the same latent gives the same image, for teacher and student)
     call_kwargs: dict[str, Any] = field(default_factory=dict)
+    # a module returning several images (FastGAN: [full size, half size]): the one gankd uses
+    output_index: int | None = None  # None: the only one, or the largest
+    # "zero": Gaussian noise drawn inside the forward (torch.randn...) is zeros, for a generator that
+    # offers no argument to fix its noise (FastGAN's noise injection); "as-is": left alone
+    noise: str = "as-is"
 
     def __post_init__(self):
         self.inputs = [i if isinstance(i, InputSpec) else InputSpec(**i) for i in self.inputs]
@@ -75,6 +84,8 @@ class IOSpec:
         names = [i.name for i in self.inputs]
         if len(set(names)) != len(names):
             raise ValueError(f"input names must be unique, got {names}")
+        if self.noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
         self.call_kwargs = dict(self.call_kwargs or {})
         for k, v in self.call_kwargs.items():
             if not isinstance(v, (str, int, float, bool)) or v is None:
@@ -137,12 +148,103 @@ def resolve_modules(model: nn.Module, paths: list[str], flag: str = "--feat-laye
     return out
 
 
-def bind_call_kwargs(model: nn.Module, kwargs: dict[str, Any]) -> None:
-    """Make ``model(*inputs)`` mean ``model(*inputs, **kwargs)`` for every caller (the adapter, pruning,
-    MAC counting, timing, ONNX export): an instance ``forward`` (copied along by ``copy.deepcopy``)."""
-    if kwargs:
-        model.forward = functools.partial(type(model).forward, model, **kwargs)
-    elif isinstance(model.__dict__.get("forward"), functools.partial):
+@contextlib.contextmanager
+def zero_noise():
+    """While a generator's forward runs: Gaussian noise it draws (``torch.randn``, ``randn_like``,
+    ``normal``, ``Tensor.normal_``) comes out as its mean (zeros) of the same shape. The functions are
+    swapped on the torch module for the call, so eager runs and export tracing see the same graph."""
+
+    def randn(*size, **kw):
+        kw.pop("generator", None)
+        if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
+            size = tuple(size[0])
+        return torch.zeros(*size, **kw)
+
+    def randn_like(t, **kw):
+        kw.pop("generator", None)
+        return torch.zeros_like(t, **kw)
+
+    def normal(mean=0.0, std=1.0, *args, size=None, **kw):
+        kw.pop("generator", None)
+        if size is None and args and not isinstance(args[0], torch.Generator):
+            size = args[0]
+        if size is not None:
+            return torch.full(tuple(size), float(mean), **kw)
+        return (torch.as_tensor(mean) + torch.zeros_like(torch.as_tensor(std))).clone()
+
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
+        with torch.no_grad():
+            return self.fill_(mean)
+
+    saved = (torch.randn, torch.randn_like, torch.normal, torch.Tensor.normal_)
+    torch.randn, torch.randn_like, torch.normal, torch.Tensor.normal_ = randn, randn_like, normal, normal_
+    try:
+        yield
+    finally:
+        torch.randn, torch.randn_like, torch.normal, torch.Tensor.normal_ = saved
+
+
+@contextlib.contextmanager
+def noise_draws():
+    """Counts the Gaussian noise a forward draws (``torch.randn``, ``randn_like``, ``normal``,
+    ``Tensor.normal_``): ``with noise_draws() as n: model(z)``, then ``n[0]``."""
+    count = [0]
+    saved = (torch.randn, torch.randn_like, torch.normal, torch.Tensor.normal_)
+
+    def counting(fn):
+        def wrapped(*a, **k):
+            count[0] += 1
+            return fn(*a, **k)
+
+        return wrapped
+
+    torch.randn, torch.randn_like, torch.normal, torch.Tensor.normal_ = (counting(f) for f in saved)
+    try:
+        yield count
+    finally:
+        torch.randn, torch.randn_like, torch.normal, torch.Tensor.normal_ = saved
+
+
+def pick_output(out):
+    """(image, index) of a module's output: the tensor, or the largest image of a list/tuple."""
+    if not isinstance(out, (list, tuple)):
+        return out, None
+    images = [(i, o) for i, o in enumerate(out) if isinstance(o, torch.Tensor) and o.dim() == 4]
+    if not images:
+        return out, None
+    i, img = max(images, key=lambda t: (t[1].shape[-1] * t[1].shape[-2], -t[0]))
+    return img, i
+
+
+class BoundCall:
+    """``model.forward`` as gankd calls it: the module's own forward with the spec's keyword arguments,
+    its noise setting and one output image. An object (not a closure) so ``copy.deepcopy`` of the
+    module binds the copy."""
+
+    def __init__(self, model: nn.Module, spec: IOSpec):
+        self.model = model
+        self.kwargs = dict(spec.call_kwargs)
+        self.output_index = spec.output_index
+        self.zero_noise = spec.noise == "zero"
+
+    def __call__(self, *args, **kwargs):
+        fn = type(self.model).forward
+        if self.zero_noise:
+            with zero_noise():
+                out = fn(self.model, *args, **{**self.kwargs, **kwargs})
+        else:
+            out = fn(self.model, *args, **{**self.kwargs, **kwargs})
+        if isinstance(out, (list, tuple)):
+            return out[self.output_index] if self.output_index is not None else pick_output(out)[0]
+        return out
+
+
+def bind_call(model: nn.Module, spec: IOSpec) -> None:
+    """Make ``model(*inputs)`` mean gankd's call (:class:`BoundCall`) for every caller (the adapter,
+    pruning, MAC counting, timing, ONNX export); a spec with nothing to bind leaves the module alone."""
+    if spec.call_kwargs or spec.output_index is not None or spec.noise != "as-is":
+        model.forward = BoundCall(model, spec)
+    elif isinstance(model.__dict__.get("forward"), BoundCall):
         del model.forward
 
 
@@ -157,7 +259,7 @@ class GeneratorAdapter(nn.Module):
         super().__init__()
         self.model = model
         self.spec = spec if spec is not None else native_spec(model)
-        bind_call_kwargs(model, self.spec.call_kwargs)
+        bind_call(model, self.spec)
         self._tap_modules: list[nn.Module] | None = None
         if isinstance(self.spec.features, list):
             self._tap_modules = resolve_modules(model, self.spec.features)
@@ -355,7 +457,9 @@ def auto_feature_taps(model: nn.Module, example: tuple, max_taps: int = 3) -> li
 def _stage_taps(model: nn.Module, example: tuple, max_taps: int, leaves_only: bool) -> list[str]:
     seen: list[tuple[str, int, int]] = []
     hooks = []
-    named = [(n, m) for n, m in model.named_modules() if n and not (leaves_only and list(m.children()))]
+    pools = (nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._MaxPoolNd)
+    named = [(n, m) for n, m in model.named_modules() if n and not (leaves_only and list(m.children()))
+             and not isinstance(m, pools)]  # a pooled copy (an excitation gate's input) is no stage output
     for name, m in named:
 
         def hook(_m, _i, out, name=name):
@@ -371,8 +475,10 @@ def _stage_taps(model: nn.Module, example: tuple, max_taps: int, leaves_only: bo
         model.train(was)
         for h in hooks:
             h.remove()
-    if not leaves_only and isinstance(image, torch.Tensor) and image.dim() == 4:
-        seen = [s for s in seen if s[2] != int(image.shape[1])] + [("", int(image.shape[-1]), int(image.shape[1]))]
+    image = pick_output(image)[0]
+    if isinstance(image, torch.Tensor) and image.dim() == 4:  # image-channel maps (toRGB heads) and gates
+        last = seen[-1:] if leaves_only else [("", int(image.shape[-1]), int(image.shape[1]))]
+        seen = [s for s in seen[:-1] if s[2] != int(image.shape[1]) and s[1] >= 4] + last
     counts: dict[str, int] = {}
     for name, _, _ in seen:
         counts[name] = counts.get(name, 0) + 1
@@ -436,6 +542,6 @@ def spec_summary(spec: IOSpec) -> dict[str, Any]:
     }
 
 
-__all__ = ["InputSpec", "IOSpec", "GeneratorAdapter", "bind_call_kwargs", "PositionalGenerator", "positional", "native_spec",
+__all__ = ["InputSpec", "IOSpec", "GeneratorAdapter", "bind_call", "BoundCall", "zero_noise", "noise_draws", "pick_output", "PositionalGenerator", "positional", "native_spec",
            "resolve_modules",
            "auto_feature_taps", "adapter_for", "spec_summary"]  # fmt: skip

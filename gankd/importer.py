@@ -35,7 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from gankd.adapter import GeneratorAdapter, InputSpec, IOSpec, auto_feature_taps, resolve_modules
+from gankd.adapter import (GeneratorAdapter, InputSpec, IOSpec, auto_feature_taps, noise_draws, pick_output,
+                           resolve_modules)
 from gankd.config import load_json
 from gankd.fileio import file_sha256
 
@@ -328,7 +329,7 @@ def dry_run(model: nn.Module, spec: IOSpec) -> torch.Tensor:
     was = model.training
     model.eval()
     try:
-        out = model(*adapter.model_inputs(2))
+        out, _ = pick_output(model(*adapter.model_inputs(2)))  # several images: the largest
     finally:
         model.train(was)
     if not isinstance(out, torch.Tensor):
@@ -489,17 +490,33 @@ def import_generator(
         raise ValueError(
             f"{class_path} fails on latent (B, {lat}){labels}: {first}; check --latent and --num-classes"
         ) from None
-    if not torch.equal(img, dry_run(model, spec)):
-        raise ValueError(f"{class_path} gives two different images for one latent (its forward draws noise): "
-                         "pass --forward-kwargs with the argument that fixes its noise, e.g. "
-                         "'{\"noise_mode\": \"const\"}'")  # fmt: skip
+    with torch.no_grad():
+        model.eval()
+        raw = model(*GeneratorAdapter(model, spec).model_inputs(2))
+    index = pick_output(raw)[1]
+    if index is not None:
+        spec = IOSpec.from_dict({**spec.to_dict(), "output_index": index})
+        log.info("%s returns %d outputs: gankd uses output %d, the largest image %s", class_path, len(raw), index,
+                 tuple(img.shape[1:]))  # fmt: skip
+    with noise_draws() as drawn:  # Gaussian noise drawn inside the forward (a zero strength hides it today)
+        again = dry_run(model, spec)
+    if drawn[0] or not torch.equal(img, again):
+        zero = IOSpec.from_dict({**spec.to_dict(), "noise": "zero"})
+        if not torch.equal(dry_run(model, zero), dry_run(model, zero)):
+            raise ValueError(f"{class_path} gives two different images for one latent (its forward draws noise): "
+                             "pass --forward-kwargs with the argument that fixes its noise, e.g. "
+                             "'{\"noise_mode\": \"const\"}'")  # fmt: skip
+        spec, img = zero, dry_run(model, zero)
+        log.warning("%s draws noise inside its forward with no argument to fix it: gankd sets that noise to zero "
+                    "(recorded as io.noise = zero), so one latent gives one image for teacher and student", class_path)
     example = GeneratorAdapter(model, spec).model_inputs(2)
     if feat_layers:
         resolve_modules(model, list(feat_layers))
         taps: str | list[str] = list(feat_layers)
     else:
         taps = auto_feature_taps(model, example) or "none"
-    spec = IOSpec(spec.inputs, output_range, taps, int(img.shape[1]), int(img.shape[2]), input_range, call_kwargs)
+    spec = IOSpec(spec.inputs, output_range, taps, int(img.shape[1]), int(img.shape[2]), input_range, call_kwargs,
+                  spec.output_index, spec.noise)  # fmt: skip
     lo, hi = float(img.min()), float(img.max())
     tol = 1e-3 * (output_range[1] - output_range[0])
     if lo < output_range[0] - tol or hi > output_range[1] + tol:
@@ -610,6 +627,12 @@ def load_module_generator(folder: str | Path, map_location: str | torch.device =
     torch.manual_seed(0)
     model = instantiate(cls, kwargs, class_path)
     shapes = header_shapes(folder / WEIGHTS)
+    from gankd.pruning import fold_spectral_norm, spectral_norm_layers
+
+    # a pruned student trained without spectral normalisation: its layers hold plain weights
+    plain = {n for n in spectral_norm_layers(model) if f"{n}.weight" in shapes}
+    if plain:
+        fold_spectral_norm(model, plain)
     shrink_to_shapes(model, shapes)
     from safetensors.torch import load_file
 

@@ -133,8 +133,55 @@ def _shape_ok(model: nn.Module, inputs: tuple, want: torch.Size) -> bool:
 
 def _graph(tp, model: nn.Module, inputs: tuple):
     """torch-pruning's dependency graph, traced through autograd (so grads on, whatever the caller's mode)."""
-    with torch.enable_grad():
+    import warnings
+
+    with torch.enable_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unwrapped parameters")  # a learned constant, a noise strength
         return tp.DependencyGraph().build_dependency(model, inputs, forward_fn=lambda m, x: _forward(m, x))
+
+
+def spectral_norm_layers(model: nn.Module) -> list[str]:
+    """Paths of layers whose weight is spectrally normalised (``torch.nn.utils.spectral_norm`` hooks or
+    ``parametrizations.spectral_norm``)."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.spectral_norm import SpectralNorm
+
+    out = []
+    for name, m in model.named_modules():
+        if any(isinstance(h, SpectralNorm) for h in m._forward_pre_hooks.values()):
+            out.append(name)
+        elif parametrize.is_parametrized(m, "weight") and any(
+            type(p).__name__ == "_SpectralNorm" for p in m.parametrizations["weight"]
+        ):
+            out.append(name)
+    return out
+
+
+@torch.no_grad()
+def fold_spectral_norm(model: nn.Module, only: set[str] | None = None) -> list[str]:
+    """Replace spectral normalisation by the weight it gives now (eval mode: no power iteration),
+    in place: a pruned student's channels are sliced from plain weights and trained without it
+    (distillation needs no Lipschitz bound on G). Returns the layers changed."""
+    from torch.nn.utils import parametrize, remove_spectral_norm
+
+    done = []
+    was = model.training
+    model.eval()
+    for name in spectral_norm_layers(model):
+        if only is not None and name not in only:
+            continue
+        m = model.get_submodule(name)
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+        else:
+            remove_spectral_norm(m)
+            # torch leaves its state-dict hooks behind; the load hook would rename "weight" to "weight_orig"
+            for hooks in (m._load_state_dict_pre_hooks, m._state_dict_hooks):
+                for k in [k for k, h in hooks.items() if type(getattr(h, "hook", h)).__name__.startswith("SpectralNorm")]:
+                    del hooks[k]
+        done.append(name)
+    model.train(was)
+    return done
 
 
 def _prune_module(model: nn.Module, inputs: tuple, width: float, keep_layers: list[str]) -> tuple[nn.Module, dict]:
@@ -142,6 +189,7 @@ def _prune_module(model: nn.Module, inputs: tuple, width: float, keep_layers: li
     tp = _tp()
     imp = tp.importance.MagnitudeImportance(p=1)
     model = copy.deepcopy(model).eval()
+    folded = fold_spectral_norm(model)
     for p in model.parameters():  # the graph is traced through autograd; a student trains anyway
         p.requires_grad_(True)
     names = {m: n for n, m in model.named_modules()}
@@ -173,6 +221,7 @@ def _prune_module(model: nn.Module, inputs: tuple, width: float, keep_layers: li
     dg = _graph(tp, model, inputs)
     ignored = whole + [lin for lin, _, _ in _reshape_linears(tp, dg)]  # done above (or kept on purpose)
     names = {m: n for n, m in model.named_modules()}
+    refused: list[str] = []  # groups torch-pruning could not slice (e.g. a GLU's halves)
     for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.modules.conv._ConvNd, nn.Linear]):
         root = group[0].dep.target.module
         fn = group[0].dep.handler
@@ -180,12 +229,15 @@ def _prune_module(model: nn.Module, inputs: tuple, width: float, keep_layers: li
         res = _prune_group(tp, dg, imp, root, fn, ch, width)
         if res is not None:
             groups.append({"root": names.get(root, str(root)), "channels": res[0], "kept": res[1]})
+        elif _keep_count(ch, width) < ch:
+            refused.append(names.get(root, str(root)))
     if not _shape_ok(model, inputs, want):
         raise RuntimeError(
             "pruning changed or broke the generator's output (a layer outside torch-pruning's "
             "graph); name the layers to keep whole (keep_layers) or use a width of 1"
         )
-    return model, {"groups": groups, "kept_whole": [names[m] for m in whole] + skipped}
+    return model, {"groups": groups, "kept_whole": [names[m] for m in whole] + skipped, "spectral_norm_folded": folded,
+                   "refused": refused}  # fmt: skip
 
 
 def macs_of(adapter_or_model: GeneratorAdapter | nn.Module, inputs: tuple | None = None) -> int:
@@ -270,13 +322,26 @@ def prune_generator(
 
     from gankd import pruning_probe
 
-    styled = pruning_probe.is_styled(adapter.model)
+    # modulated convolutions (StyleGAN2): couplings torch-pruning cannot trace; the probes find them. Otherwise
+    # torch-pruning, and the probes where its student breaks or it leaves channel groups it cannot slice
+    use_probes = [pruning_probe.is_styled(adapter.model)]
+
+    def probe(w: float):
+        return pruning_probe.probe_prune(adapter.model, inputs, w, keep_layers, _forward, output_layers)
 
     def at(w: float):
-        if styled:  # modulated convolutions: couplings torch-pruning cannot trace
-            model, info = pruning_probe.probe_prune(adapter.model, inputs, w, keep_layers, _forward)
+        if use_probes[0]:
+            model, info = probe(w)
         else:
-            model, info = _prune_module(adapter.model, inputs, w, keep_layers)
+            try:
+                model, info = _prune_module(adapter.model, inputs, w, keep_layers)
+                why = f"it could not slice {', '.join(info['refused'])}" if info["refused"] else None
+            except RuntimeError as e:
+                model, info, why = None, None, str(e).split(";")[0]
+            if why:
+                log.info("torch-pruning: %s; using gankd's gradient probes", why)
+                use_probes[0] = True
+                model, info = probe(w)
         return model, info, macs_of(model, tuple(x[:1] for x in inputs))
 
     if width is not None:
@@ -291,8 +356,8 @@ def prune_generator(
     spec = IOSpec.from_dict(adapter.spec.to_dict())
     student = GeneratorAdapter(model.train(adapter.model.training), spec)
     student.prune_info = {
-        "method": pruning_probe.METHOD if styled else "torch-pruning DepGraph",
-        "importance": pruning_probe.IMPORTANCE if styled else IMPORTANCE,
+        "method": pruning_probe.METHOD if use_probes[0] else "torch-pruning DepGraph",
+        "importance": pruning_probe.IMPORTANCE if use_probes[0] else IMPORTANCE,
         "init": init,
         "seed": seed,
         "width": round(float(width), 6),
@@ -306,6 +371,8 @@ def prune_generator(
         "groups": info["groups"],
         "kept_whole": info["kept_whole"],
     }
+    if info.get("spectral_norm_folded"):  # the student's folder loads them as plain weights
+        student.prune_info["spectral_norm_folded"] = info["spectral_norm_folded"]
     return student
 
 

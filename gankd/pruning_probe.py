@@ -35,7 +35,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-METHOD = "gankd gradient-probe channel groups (modulated convolutions)"
+METHOD = "gankd gradient-probe channel groups"
 IMPORTANCE = "L1 magnitude of each channel across the group's tensors (each normalised by its mean)"
 
 
@@ -65,6 +65,50 @@ def is_styled(model: nn.Module) -> bool:
     return bool(styled_layers(model))
 
 
+def consumer_layers(model: nn.Module, skip: set[str] = frozenset()) -> dict[str, tuple[nn.Module, int, nn.Module | None]]:
+    """Every layer whose input channels can shrink: the styled layers, and convolutions (groups 1;
+    ConvTranspose weights are (in, out, k, k)). Fully connected layers are left whole (a mapping
+    network reads no map)."""
+    out = dict(styled_layers(model))
+    for name, m in model.named_modules():
+        if name in out or name in skip or not isinstance(m, nn.modules.conv._ConvNd) or m.groups != 1:
+            continue
+        out[name] = (m, 0 if m.transposed else 1, None)
+    return out
+
+
+F = torch.nn.functional
+_GATES = {torch.sigmoid, torch.Tensor.sigmoid, torch.sigmoid_, torch.Tensor.sigmoid_}
+_SQUASH = {torch.tanh, torch.Tensor.tanh, torch.tanh_, torch.Tensor.tanh_, F.hardtanh}
+_RECTIFIERS = {torch.relu, torch.relu_, F.relu, F.relu_, F.relu6, F.leaky_relu, F.leaky_relu_, F.silu, F.gelu, F.elu,
+               F.softplus, F.hardswish, F.mish, F.selu, torch.Tensor.relu, torch.Tensor.relu_}  # fmt: skip
+
+
+def _soft(x: torch.Tensor) -> torch.Tensor:
+    return x / (1 + x.abs())
+
+
+class _Unsaturated(torch.overrides.TorchFunctionMode):
+    """While probing: activations that can have zero slope get stand-ins that never do (sigmoid ->
+    0.5 + softsign/2, tanh -> softsign, rectifiers -> leaky ReLU 0.1, ``F.glu`` on that sigmoid), so a
+    tie shows as a non-zero gradient whatever the weights (a saturated gate or a dead ReLU would hide
+    it). Shapes and which channel meets which are unchanged, and only those are read."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _GATES:
+            return 0.5 + 0.5 * _soft(args[0])
+        if func in _SQUASH:
+            return _soft(args[0])
+        if func in _RECTIFIERS:
+            return F.leaky_relu(args[0], 0.1)
+        if func is F.glu:
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else -1)
+            a, b = args[0].chunk(2, dim)
+            return a * (0.5 + 0.5 * _soft(b))
+        return func(*args, **kwargs)
+
+
 class _Groups:
     """Union-find over (parameter name, dim) members."""
 
@@ -88,31 +132,36 @@ class _Groups:
         return list(out.values())
 
 
-def _ties(x: torch.Tensor, j: int, params: list[tuple[str, nn.Parameter]]) -> set[tuple[str, int]]:
-    """(param, dim) whose gradient of ``x[:, j].sum()`` is non-zero at index j alone along dim."""
+def _ties(x: torch.Tensor, j: int, params: list[tuple[str, nn.Parameter]]) -> set[tuple[str, int, int]]:
+    """(param, dim, k) whose gradient of ``x[:, j].sum()`` is non-zero at indices ``j, j+C, .., j+(k-1)C``
+    alone along dim (of size k*C; k = 2 where a GLU gates one half of a map with the other)."""
     c = x.shape[1]
-    grads = torch.autograd.grad(x[:, j].sum(), [p for _, p in params], retain_graph=True, allow_unused=True)
+    # a random weighting of the channel's values: a plain sum of a normalised map is a constant
+    r = torch.rand(x[:, j].shape, generator=torch.Generator().manual_seed(j), dtype=x.dtype).to(x.device) + 0.5
+    grads = torch.autograd.grad((x[:, j] * r).sum(), [p for _, p in params], retain_graph=True, allow_unused=True)
     found = set()
     for (name, p), g in zip(params, grads):
         if g is None:
             continue
         for d, size in enumerate(p.shape):
-            if size != c:
+            if size % c or size == 0:
                 continue
+            k = size // c
             support = g.abs().transpose(0, d).reshape(size, -1).sum(1)
             nz = torch.nonzero(support).flatten().tolist()
-            if nz == [j]:
-                found.add((name, d))
+            if nz == [j + i * c for i in range(k)]:
+                found.add((name, d, k))
     return found
 
 
-def channel_groups(model: nn.Module, inputs: tuple, keep: set[str] = frozenset()) -> tuple[list[dict], list[str]]:
+def channel_groups(model: nn.Module, inputs: tuple, keep: set[str] = frozenset(),
+                   outputs: set[str] = frozenset()) -> tuple[list[dict], list[str]]:  # fmt: skip
     """The coupled channel groups of a StyleGAN-style generator (see the module docstring):
     ``[{"consumers": [layer paths], "members": [(param, dim)], "channels": C}]`` and the layers
     whose inputs stay whole (with the reason)."""
-    layers = styled_layers(model)
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    layers = consumer_layers(model)
     captured: dict[str, torch.Tensor] = {}
+
     def capture(name):
         def hook(_m, args):
             captured.setdefault(name, args[0])  # the first call's input (returning None keeps the args)
@@ -120,18 +169,28 @@ def channel_groups(model: nn.Module, inputs: tuple, keep: set[str] = frozenset()
         return hook
 
     hooks = [m.register_forward_pre_hook(capture(name)) for name, (m, _, _) in layers.items()]
+    # unsaturating activations: no unit saturates or dies (a sigmoid gate stuck at 1 or a dead ReLU has no
+    # gradient to show its tie)
+    was = model.training
     try:
-        with torch.enable_grad():
-            model(*inputs)
+        with torch.enable_grad(), _Unsaturated():
+            model.eval()(*inputs)
     finally:
         for h in hooks:
             h.remove()
+        model.train(was)
+    return _groups_from_probes(model, layers, captured, keep, outputs)
+
+
+def _groups_from_probes(model, layers, captured, keep, outputs) -> tuple[list[dict], list[str]]:
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    protected = {f"{o}.{k}" for o in outputs for k in model.get_submodule(o)._parameters}  # the image channels
     uf, producers, whole = _Groups(), set(), []
     consumers: dict = {}
     for name, (m, in_dim, style) in layers.items():
         x = captured.get(name)
         if x is None or x.dim() != 4 or not x.requires_grad:
-            whole.append(f"{name} (its input is not a traced feature map)")
+            whole.append(f"{name} (its input is the generator's input, not a feature map)")
             continue
         c = x.shape[1]
         ties = _ties(x, 0, params)
@@ -140,8 +199,13 @@ def channel_groups(model: nn.Module, inputs: tuple, keep: set[str] = frozenset()
             if second != ties:
                 whole.append(f"{name} (its input channels are not tied one-to-one to a producer)")
                 continue
-        own = [(f"{name}.weight", in_dim)] + [(f"{_path(model, style)}.{k}", 0) for k, v in style._parameters.items()
-                                             if v is not None and v.shape[0] == c]  # fmt: skip
+        own = [(f"{name}.weight", in_dim, 1)]
+        if style is not None:
+            own += [(f"{_path(model, style)}.{k}", 0, 1) for k, v in style._parameters.items()
+                    if v is not None and v.shape[0] == c]  # fmt: skip
+        if any(n in protected and d == 0 for n, d, _ in ties):
+            whole.append(f"{name} (its input comes from an image layer)")
+            continue
         if not ties:
             whole.append(f"{name} (no producer of its input found: it comes from the generator's inputs)")
             continue
@@ -154,11 +218,12 @@ def channel_groups(model: nn.Module, inputs: tuple, keep: set[str] = frozenset()
     for g in uf.groups():
         root = uf.find(g[0])
         layer_names = sorted({n for k, ns in consumers.items() if uf.find(k) == root for n in ns})
-        if any(n.startswith(k + ".") for n, _ in g for k in keep):
+        if any(n.startswith(k + ".") for n, _, _ in g for k in keep):
             whole.append(f"{', '.join(layer_names)} (--keep-layers)")
             continue
-        sizes = {dict(model.named_parameters())[n].shape[d] for n, d in g}
-        if len(sizes) != 1:
+        table = dict(model.named_parameters())
+        sizes = {table[n].shape[d] // k for n, d, k in g}
+        if len(sizes) != 1 or len({(n, d) for n, d, _ in g}) != len(g):
             whole.append(f"{', '.join(layer_names)} (tied tensors disagree on the width: {sorted(sizes)})")
             continue
         out.append({"consumers": layer_names, "members": sorted(g), "channels": int(sizes.pop())})
@@ -189,35 +254,43 @@ def prune_groups(model: nn.Module, groups: list[dict], width: float) -> list[dic
             continue
         table = dict(model.named_parameters())
         score = torch.zeros(c)
-        for n, d in g["members"]:
-            norms = table[n].detach().abs().transpose(0, d).reshape(c, -1).sum(1).float().cpu()
+        for n, d, rep in g["members"]:
+            norms = table[n].detach().abs().transpose(0, d).reshape(rep * c, -1).sum(1).float().cpu()
+            norms = norms.view(rep, c).sum(0)  # a GLU pair counts together
             score += norms / norms.mean().clamp_min(1e-12)
         idx = torch.sort(torch.argsort(score, descending=True)[:k]).values
-        for n, d in g["members"]:
+        for n, d, rep in g["members"]:
+            full = torch.cat([idx + i * c for i in range(rep)])
             owner, attr = _owner(model, n)
             p = owner._parameters[attr]
-            owner._parameters[attr] = nn.Parameter(p.data.index_select(d, idx.to(p.device)).clone(),
+            owner._parameters[attr] = nn.Parameter(p.data.index_select(d, full.to(p.device)).clone(),
                                                    requires_grad=p.requires_grad)  # fmt: skip
             if p.dim() == 1:  # running statistics beside a per-channel scale or shift
                 for b, buf in list(owner._buffers.items()):
-                    if buf is not None and buf.dim() == 1 and buf.shape[0] == c:
-                        owner._buffers[b] = buf.index_select(0, idx.to(buf.device)).clone()
+                    if buf is not None and buf.dim() == 1 and buf.shape[0] == rep * c:
+                        owner._buffers[b] = buf.index_select(0, full.to(buf.device)).clone()
             for a in _INT_ATTRS:
-                if getattr(owner, a, None) == c and not isinstance(getattr(owner, a), bool):
-                    setattr(owner, a, k)
+                if getattr(owner, a, None) == rep * c and not isinstance(getattr(owner, a), bool):
+                    setattr(owner, a, rep * k)
         record.append({"root": ", ".join(g["consumers"]), "channels": c, "kept": k})
     return record
 
 
-def probe_prune(model: nn.Module, inputs: tuple, width: float, keep_layers: list[str],
-                forward) -> tuple[nn.Module, dict]:  # fmt: skip
-    """Prune a deep copy of a StyleGAN-style ``model`` at one width: (student, record)."""
+def probe_prune(model: nn.Module, inputs: tuple, width: float, keep_layers: list[str], forward,
+                outputs=None) -> tuple[nn.Module, dict]:  # fmt: skip
+    """Prune a deep copy of ``model`` at one width: (student, record). ``outputs(model, inputs)``:
+    the image layers (their output channels stay; default: none besides what no layer reads)."""
+    from gankd.pruning import fold_spectral_norm
+
     model = copy.deepcopy(model).eval()
+    folded = fold_spectral_norm(model)
     for p in model.parameters():
         p.requires_grad_(True)
     with torch.no_grad():
         want = forward(model, inputs).shape
-    groups, whole = channel_groups(model, inputs, set(keep_layers))
+    names = {m: n for n, m in model.named_modules()}
+    out_layers = {names[m] for m in outputs(model, inputs)} if outputs is not None else set()
+    groups, whole = channel_groups(model, inputs, set(keep_layers), out_layers)
     done = prune_groups(model, groups, width)
     try:
         with torch.no_grad():
@@ -230,7 +303,8 @@ def probe_prune(model: nn.Module, inputs: tuple, width: float, keep_layers: list
         raise RuntimeError(f"pruning changed the output shape {tuple(want)} -> {tuple(got)}; name the layer "
                            "in --keep-layers")  # fmt: skip
     log.info("probe pruning: %d channel groups, %d kept whole", len(done), len(whole))
-    return model, {"groups": done, "kept_whole": whole}
+    return model, {"groups": done, "kept_whole": whole, "spectral_norm_folded": folded}
 
 
-__all__ = ["probe_prune", "channel_groups", "prune_groups", "styled_layers", "is_styled", "METHOD", "IMPORTANCE"]
+__all__ = ["probe_prune", "channel_groups", "prune_groups", "styled_layers", "consumer_layers", "is_styled", "METHOD",
+           "IMPORTANCE"]

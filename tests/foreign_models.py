@@ -12,6 +12,8 @@
 - :class:`NotAModule`: a plain class, for the refusal test.
 - ``StyleGAN2Generator``: the StyleGAN2-style generator of benchmarks/thirdparty/stylegan2_style.py
   (mapping network, modulated convolutions, noise, toRGB skips), imported as ``stylegan2_style:Generator``.
+- ``FastGANGenerator``: the FastGAN-style generator of benchmarks/thirdparty/fastgan_style.py (GLU
+  up-blocks, skip-layer excitation, noise injection, spectral norm, two output heads).
 
 Tests import them as ``foreign_models:Name`` with ``tests/`` on ``PYTHONPATH``.
 """
@@ -26,8 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "thirdparty"))
+from fastgan_style import Generator as FastGANGenerator  # noqa: E402,F401
 from stylegan2_style import Generator as StyleGAN2Generator  # noqa: E402,F401
 
+TINY_FASTGAN = {"ngf": 2, "nz": 16, "nc": 3}
 TINY_STYLEGAN2 = {"z_dim": 16, "w_dim": 16, "n_mlp": 2, "resolution": 16, "img_channels": 3, "channel_base": 128,
                   "channel_max": 16}  # fmt: skip
 
@@ -123,6 +127,21 @@ def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
                 if m.affine:
                     m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                     m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return model.eval()
+
+
+@torch.no_grad()
+def calibrated_bn(model: nn.Module, latent: tuple[int, ...], seed: int = 0) -> nn.Module:
+    """BatchNorm running statistics measured on the model's own activations (as a trained model's are), so a
+    random deep generator has unit-scale maps instead of values in the 1e5s."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average
+    model.train()
+    for _ in range(4):
+        model(torch.randn(16, *latent, generator=g))
     return model.eval()
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from foreign_models import TINY_STYLEGAN2, ResNetGenerator, StyleGAN2Generator, TutorialDCGAN, UNetGenerator, trained_like
+from foreign_models import (TINY_FASTGAN, TINY_STYLEGAN2, FastGANGenerator, ResNetGenerator, StyleGAN2Generator,
+                            TutorialDCGAN, UNetGenerator, calibrated_bn, trained_like)
 from testkit import write_images
 
 from gankd.adapter import adapter_for
@@ -28,6 +29,9 @@ STYLES = {
     "unet": ("foreign_models:UNetGenerator", {}, lambda: UNetGenerator(), ["--output-range", "0,1"]),
     # modulated convolutions, noise (fixed by noise_mode=const, set by import), toRGB skips: the probe pruner
     "stylegan2": ("stylegan2_style:Generator", TINY_STYLEGAN2, lambda: StyleGAN2Generator(**TINY_STYLEGAN2), []),
+    # GLU halves, skip-layer excitation, noise drawn inside (set to zero), spectral norm, two output heads
+    "fastgan": ("fastgan_style:Generator", TINY_FASTGAN,
+                lambda: calibrated_bn(FastGANGenerator(**TINY_FASTGAN), (TINY_FASTGAN["nz"],)), []),
 }  # fmt: skip
 COMPRESS = ["--width", "0.5", "--steps", "2", "--batch-size", "4", "--perc", "0", "--kd", "0", "--no-progress",
             "--set", "eval_samples=4", "--set", "threads=1", "--set", "checkpoint_every=1"]  # fmt: skip

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from foreign_models import TINY_STYLEGAN2, StyleGAN2Generator
+from foreign_models import TINY_FASTGAN, TINY_STYLEGAN2, FastGANGenerator, StyleGAN2Generator, calibrated_bn
 
 from gankd.adapter import GeneratorAdapter
 from gankd.cli import main
@@ -43,14 +43,14 @@ def test_styled_layers_and_groups_follow_the_feature_stream():
     # the map a block ends with is read by the next block's first conv and by the block's toRGB
     assert ("convs.0.conv", "to_rgb1.conv") in by_consumers and ("convs.2.conv", "to_rgbs.0.conv") in by_consumers
     g = by_consumers[("convs.0.conv", "to_rgb1.conv")]
-    members = dict(g["members"])
+    members = {n: d for n, d, _ in g["members"]}
     # the producer's rows, its bias; the consumers' input dims and their style layers' rows
     assert members["conv1.conv.weight"] == 1 and members["conv1.bias"] == 0
     assert members["convs.0.conv.weight"] == 2 and members["to_rgb1.conv.weight"] == 2
     assert members["convs.0.conv.modulation.weight"] == 0 and members["to_rgb1.conv.modulation.bias"] == 0
     # the learned constant feeds the first conv; the mapping network is never touched
-    assert "input" in dict(by_consumers[("conv1.conv",)]["members"])
-    assert not any(n.startswith("mapping.") for g in groups for n, _ in g["members"]) and whole == []
+    assert "input" in {n for n, _, _ in by_consumers[("conv1.conv",)]["members"]}
+    assert not any(n.startswith("mapping.") for g in groups for n, _, _ in g["members"]) and whole == []
 
 
 def test_width_one_is_the_teacher_and_a_quarter_prunes_every_group():
@@ -112,7 +112,7 @@ def test_per_sample_conv_matches_the_grouped_conv(stride, padding, dilation):
 
 
 class _NoisyEveryCall(torch.nn.Module):
-    """A forward that draws noise and offers no argument to fix it."""
+    """A forward that draws Gaussian noise (FastGAN's noise injection) and offers no argument to fix it."""
 
     def __init__(self):
         super().__init__()
@@ -120,6 +120,11 @@ class _NoisyEveryCall(torch.nn.Module):
 
     def forward(self, z):
         return torch.tanh(self.fc(z).view(-1, 3, 8, 8) + torch.randn(z.shape[0], 3, 8, 8))
+
+
+class _UniformEveryCall(_NoisyEveryCall):
+    def forward(self, z):
+        return torch.tanh(self.fc(z).view(-1, 3, 8, 8) + torch.rand(z.shape[0], 3, 8, 8))
 
 
 def test_import_sets_fixed_noise_records_truncation_and_refuses_random_forwards(tmp_path, capsys, monkeypatch):
@@ -145,10 +150,44 @@ def test_import_sets_fixed_noise_records_truncation_and_refuses_random_forwards(
     assert len(err.splitlines()) == 1 and "takes no 'psi'" in err and "truncation_psi" in err
 
     mod = types.ModuleType("noisy_gen")
-    mod.Noisy = _NoisyEveryCall
+    mod.Noisy, mod.Uniform = _NoisyEveryCall, _UniformEveryCall
     monkeypatch.setitem(sys.modules, "noisy_gen", mod)
     torch.save(_NoisyEveryCall().state_dict(), tmp_path / "n.pt")
+    # Gaussian noise drawn inside the forward: set to zero, recorded, and one latent gives one image
     assert main(["import", "--class", "noisy_gen:Noisy", "--weights", str(tmp_path / "n.pt"),
-                 "--out", str(tmp_path / "n")]) == 2  # fmt: skip
+                 "--out", str(tmp_path / "n")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "n" / "config.json").read_text())["io"]["noise"] == "zero"
+    from gankd.checkpoint import load_generator
+
+    g = load_generator(tmp_path / "n")
+    x = g.seeded_inputs([0, 1])
+    assert torch.equal(g(x), g(x))
+    capsys.readouterr()
+    assert main(["import", "--class", "noisy_gen:Uniform", "--weights", str(tmp_path / "n.pt"),
+                 "--out", str(tmp_path / "u2")]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--forward-kwargs" in err and "two different images" in err
+
+
+def _fastgan() -> GeneratorAdapter:
+    torch.manual_seed(0)
+    g = calibrated_bn(FastGANGenerator(**TINY_FASTGAN), (16,))
+    spec = _spec((16,), 0, (-1.0, 1.0))
+    spec.output_index, spec.noise = 0, "zero"
+    return GeneratorAdapter(g, spec)
+
+
+def test_fastgan_glu_pairs_and_excitation_gates_are_tied():
+    t = _fastgan()
+    s = prune_generator(t, width=0.5)  # torch-pruning cannot slice the GLU halves: the probes take over
+    info = s.prune_info
+    assert info["method"].startswith("gankd gradient-probe") and info["spectral_norm_folded"]
+    roots = {g["root"]: g for g in info["groups"]}
+    # the 4 px map feeds the 8 px block and the 32 px excitation gate; the 32 px gate's rows follow the map it gates
+    assert "feat_8.1, se_32.main.1" in roots and "feat_64.1, to_32" in roots
+    assert all(g["kept"] == round(g["channels"] * 0.5) for g in info["groups"])
+    assert s.model.feat_8[1].weight.shape[0] == 2 * s.model.feat_8[5].weight.shape[1]  # GLU: twice the rows
+    assert s.model.se_32.main[3].weight.shape[0] == s.model.feat_64[1].weight.shape[1]
+    assert _out(s).shape == _out(t).shape and torch.isfinite(_out(s)).all()
+    assert torch.allclose(_out(prune_generator(t, width=1.0)), _out(t), atol=1e-5)
+    assert 0.15 < info["macs_ratio"] < 0.4

@@ -18,8 +18,8 @@ written the way the public StyleGAN2 implementations write theirs:
 buffers: the same image for the same z) or ``none``.
 
 Training follows the official small-resolution configuration (non-saturating logistic loss,
-lazy R1 on reals every 16 steps, Adam lr 0.0025 betas (0, 0.99), a ResNet discriminator with
-minibatch standard deviation, an exponential moving average ``g_ema`` of the generator, no style
+lazy R1 on reals every 16 steps, Adam lr 0.002 betas (0, 0.99), a ResNet discriminator with
+equalized learning rate and minibatch standard deviation, an exponential moving average ``g_ema`` of the generator, no style
 mixing, no path-length penalty). Saved the way those code bases save::
 
     torch.save({"g": ..., "d": ..., "g_ema": ..., "g_optim": ..., "d_optim": ..., "args": {...},
@@ -184,14 +184,28 @@ class Generator(nn.Module):
         return img
 
 
+class EqualConv2d(nn.Module):
+    """Convolution with equalized learning rate (weights N(0, 1), scaled by 1/sqrt(fan_in) at run time)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, padding: int = 0, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        self.scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+
+
 class DBlock(nn.Module):
     """ResNet discriminator block: two 3x3 convs and a 2x downsample, plus a 1x1 skip."""
 
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
-        self.conv0 = nn.Conv2d(in_ch, in_ch, 3, padding=1)
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.skip = nn.Conv2d(in_ch, out_ch, 1, bias=False)
+        self.conv0 = EqualConv2d(in_ch, in_ch, 3, padding=1)
+        self.conv1 = EqualConv2d(in_ch, out_ch, 3, padding=1)
+        self.skip = EqualConv2d(in_ch, out_ch, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.avg_pool2d(self.skip(x), 2)
@@ -205,11 +219,11 @@ class Discriminator(nn.Module):
         super().__init__()
         res = [resolution // 2**i for i in range(int(math.log2(resolution)) - 1)]  # 32, 16, 8, 4
         ch = {r: min(channel_base // r, channel_max) for r in res}
-        self.from_rgb = nn.Conv2d(img_channels, ch[resolution], 1)
+        self.from_rgb = EqualConv2d(img_channels, ch[resolution], 1)
         self.blocks = nn.ModuleList(DBlock(ch[r], ch[r // 2]) for r in res[:-1])
-        self.conv = nn.Conv2d(ch[4] + 1, ch[4], 3, padding=1)
-        self.fc = nn.Linear(ch[4] * 16, ch[4])
-        self.out = nn.Linear(ch[4], 1)
+        self.conv = EqualConv2d(ch[4] + 1, ch[4], 3, padding=1)
+        self.fc = EqualLinear(ch[4] * 16, ch[4])
+        self.out = EqualLinear(ch[4], 1)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         x = lrelu(self.from_rgb(img))
@@ -245,7 +259,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/stylegan2", help="folder for checkpoint.pt, samples, log")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=0.0025)
+    ap.add_argument("--lr", type=float, default=0.002)
     ap.add_argument("--r1", type=float, default=0.05, help="R1 weight (gamma / 2 of the official config)")
     ap.add_argument("--r1-every", type=int, default=16)
     ap.add_argument("--ema-kimg", type=float, default=5.0, help="g_ema half-life in thousands of images")
