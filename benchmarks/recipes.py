@@ -49,7 +49,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))  # i2i_matrix: the seed statistics
-sys.path.insert(0, str(ROOT / "benchmarks" / "thirdparty"))  # the tutorial generator of wesnoth-dcgan64
+sys.path.insert(0, str(ROOT / "benchmarks" / "thirdparty"))  # the generators of wesnoth-dcgan64, fmnist-stylegan2..
 
 import torch  # noqa: E402
 from i2i_matrix import stats  # noqa: E402
@@ -116,6 +116,11 @@ SETTINGS: dict[str, Setting] = {
     "wesnoth64-free": Setting("wesnoth-dcgan64", "none", 0.25, "wesnoth-units"),
     "wesnoth64-data": Setting("wesnoth-dcgan64", "wesnoth-units", 0.25, "wesnoth-units"),
     "restore64": Setting("wesnoth-restore64", "wesnoth-units", 0.25, "wesnoth-units", i2i=True),
+    # modern generators trained outside gankd (benchmarks/thirdparty, shipped by benchmarks/modern_gans.py)
+    "sg2-fmnist": Setting("fmnist-stylegan2", "fashion-mnist", 0.25, "fashion-mnist"),
+    "sg2-fmnist-w2": Setting("fmnist-stylegan2", "fashion-mnist", 0.5, "fashion-mnist"),
+    "fastgan64": Setting("wesnoth-fastgan64", "wesnoth-units", 0.25, "wesnoth-units"),
+    "fastgan64-w2": Setting("wesnoth-fastgan64", "wesnoth-units", 0.5, "wesnoth-units"),
 }
 
 # noise-to-image seed blocks: student samples / latents, and the teacher's samples FID compares with
