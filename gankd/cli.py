@@ -533,9 +533,25 @@ def add_eval(sub) -> None:
 def cmd_export(args) -> int:
     from gankd.export import export_generator
 
-    r = export_generator(args.model, args.out, args.format, tolerance=args.tolerance, force=args.force)
+    r = export_generator(args.model, args.out, args.format, tolerance=args.tolerance, force=args.force,
+                         precision=args.precision, max_fid_rise=args.max_fid_rise, gate_samples=args.gate_samples)
     print(r["path"])
-    print(f"parity max abs diff vs eager: {r['max_abs_diff']:.3g} (tolerance {r['tolerance']:g})")
+    red = r.get("reduced")
+    if red is None:
+        print(f"parity max abs diff vs eager: {r['max_abs_diff']:.3g} (tolerance {r['tolerance']:g})")
+        return 0
+    ops = ", ".join(f"{op}: " + "/".join(f"{n} {k}" for k, n in c.items() if n) for op, c in red["ops"]["ops"].items())
+    print(f"{args.precision}: {ops}")
+    for op, why in red["ops"]["why_fp32"].items():
+        print(f"  {op} stays fp32: {why}")
+    g = red["quality_gate"]
+    if g:
+        print(f"FID {g['fid_fp32']:.3g} (fp32) -> {g['fid_reduced']:.3g} ({args.precision}), "
+              f"{100 * g['fid_rise']:+.1f}% (limit {100 * g['max_fid_rise']:.0f}%); PSNR to fp32 "
+              f"{g['psnr_to_fp32_db']:.1f} dB, SSIM {g['ssim_to_fp32']:.3f}")  # fmt: skip
+    lat = red["latency_b1_ms"]
+    print(f"batch-1 latency, 1 thread: fp32 {lat['fp32']:.3g} ms, {args.precision} {lat[args.precision]:.3g} ms "
+          f"({red['speedup_b1']:.2f}x)")  # fmt: skip
     return 0
 
 
@@ -549,6 +565,12 @@ def add_export(sub) -> None:
                    "replaced only if gankd wrote it, or with --force)")
     p.add_argument("--force", action="store_true", help="replace an existing --out that gankd did not write")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff allowed vs eager")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                   help="fp16 or int8 (static, per-channel, calibrated on the generator's activations): ONNX only")
+    p.add_argument("--max-fid-rise", type=float, default=0.10,
+                   help="fp16/int8: refuse a model whose FID rises more than this fraction over fp32 (default "
+                   "0.10; inf skips the gate)")
+    p.add_argument("--gate-samples", type=int, default=2000, help="fp16/int8: samples for the FID gate (2000)")
     _add_common(p)
     p.set_defaults(fn=cmd_export)
 

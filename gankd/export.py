@@ -182,6 +182,61 @@ def parity(generator: nn.Module, exported, batches=PARITY_BATCHES) -> float:
     return worst
 
 
+def _reduce(generator: GeneratorAdapter, fp32_file: Path, precision: str) -> Path:
+    """The fp32 ONNX file converted to ``precision`` in place (one self-contained file)."""
+    from gankd import precision as prec
+
+    dst = fp32_file.with_name(fp32_file.stem + f".{precision}.onnx")
+    if precision == "fp16":
+        prec.to_fp16(fp32_file, dst)
+    else:  # int8: calibrated on the generator's activations for 8 batches of 16 seeded inputs
+        feeds = [{n: a.numpy() for n, a in zip(generator.input_names, example_inputs(generator, 16, 10_000 + 16 * i))}
+                 for i in range(8)]  # fmt: skip
+        prec.to_int8(fp32_file, dst, feeds)
+    for f in list(fp32_file.parent.iterdir()):
+        if f != dst:
+            f.unlink()
+    return dst.rename(fp32_file)
+
+
+def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file: Path, precision: str,
+                    max_fid_rise: float, gate_samples: int) -> dict:  # fmt: skip
+    """Convert, compare with the fp32 file (ops, outputs, quality gate, latency); refuse a failed gate."""
+    from gankd import precision as prec
+    from gankd.metrics.efficiency import time_callable
+
+    import statistics
+
+    import onnx
+
+    keep = fp32_file.with_name(fp32_file.stem + ".fp32-ref.onnx")
+    onnx.save(onnx.load(str(fp32_file)), str(keep))  # a self-contained copy to time against
+    try:
+        fp32_run = load_exported(keep, "onnx", threads=1)
+        path = _reduce(generator, fp32_file, precision)
+    finally:
+        keep.unlink(missing_ok=True)
+    run = load_exported(path, "onnx", threads=1)
+    worst = parity(generator, run)
+    gate = None
+    if max_fid_rise != float("inf"):
+        gate = prec.quality_gate(generator, run, folder, max_fid_rise, gate_samples)
+        if not gate["passed"]:
+            raise ValueError(f"the {precision} model's FID rises {100 * gate['fid_rise']:.1f}% over fp32 "
+                             f"({gate['fid_fp32']:.3g} -> {gate['fid_reduced']:.3g}) > --max-fid-rise "
+                             f"{max_fid_rise:g}; nothing was written. Try --precision fp16, or raise "
+                             "--max-fid-rise")  # fmt: skip
+    args = example_inputs(generator, 1)
+    times: dict[str, list[float]] = {"fp32": [], precision: []}
+    for _ in range(5):  # interleaved rounds: fp32, reduced, fp32, ...
+        for name, fn in (("fp32", fp32_run), (precision, run)):
+            times[name].append(1000 * statistics.median(time_callable(lambda fn=fn: fn(*args), warmup=2, repeats=20)))
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return {"max_abs_diff": worst, "ops": prec.op_report(path), "quality_gate": gate,
+            "latency_b1_ms": {"fp32": med["fp32"], precision: med[precision], "rounds": times, "threads": 1},
+            "speedup_b1": med["fp32"] / med[precision]}  # fmt: skip
+
+
 def export_generator(
     folder_or_model,
     out: str | Path | None = None,
@@ -189,29 +244,50 @@ def export_generator(
     tolerance: float = 1e-4,
     opset: int | None = None,
     force: bool = False,
+    precision: str = "fp32",
+    max_fid_rise: float = 0.10,
+    gate_samples: int = 2000,
 ) -> dict:
     """Export a generator (folder or module) and check it against eager PyTorch.
 
     Returns ``{"path", "files", "format", "max_abs_diff", "tolerance", "parity_batches",
     "inputs", "output"}``. ``out`` defaults to ``<folder>/export/generator.onnx|.pt``.
     Raises ValueError when the exported outputs differ from eager by more than
-    ``tolerance`` (nothing is written then). Existing files at ``out`` (and its ``.data`` and
+    ``tolerance`` (nothing is written then).
+
+    ``precision`` fp16 or int8 (ONNX, noise-to-image; see :mod:`gankd.precision`): the fp32 export,
+    checked as above, is converted; the record adds which ops run in which precision, PSNR/SSIM
+    to the fp32 model, the FID of both under gankd's protocol (``gate_samples`` samples) and batch-1
+    latency of both, interleaved. A model whose FID rises by more than ``max_fid_rise`` (a
+    fraction; ``inf`` skips the gate) is refused and nothing is written. Existing files at ``out`` (and its ``.data`` and
     ``.json`` companions) are replaced only when gankd wrote them, or with ``force``
     (:func:`gankd.fileio.check_out_file`), checked before the model is loaded.
     """
+    from gankd.precision import PRECISIONS
+
     if format not in FORMATS:
         raise ValueError(f"--format {format!r} is unknown; choose one of: {', '.join(FORMATS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
+    if precision != "fp32" and format != "onnx":
+        raise ValueError(f"--precision {precision} exports ONNX (ONNX Runtime runs it): drop --format {format}")
     folder = None if isinstance(folder_or_model, nn.Module) else Path(folder_or_model)
     if out is None:
         if folder is None:
             raise ValueError("pass out=PATH when exporting a module (no model folder to write into)")
         out = default_export_path(folder, format)
+        if precision != "fp32":
+            out = out.with_name(f"generator.{precision}{SUFFIX[format]}")
     out = Path(out)
     if out.is_dir():
         out = out / f"generator{SUFFIX[format]}"
     check_out_file(out, force, example=f"generator{SUFFIX[format]}", extra=(".data", ".json"))
     generator, folder = _as_generator(folder_or_model)
+    if precision != "fp32" and generator.is_i2i:
+        raise ValueError(f"--precision {precision} covers noise-to-image generators so far; export this "
+                         "image-to-image generator with --precision fp32")  # fmt: skip
     made = not out.parent.exists()
+    reduced = None
     out.parent.mkdir(parents=True, exist_ok=True)
     wrapper = GeneratorForExport(generator).eval()
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".export-"))
@@ -233,6 +309,9 @@ def export_generator(
                 f"exported {format} model differs from eager PyTorch by {diff:.3g} > tolerance "
                 f"{tolerance:g}; nothing was written. Raise --tolerance if that precision is acceptable"
             )
+        if precision != "fp32":
+            reduced = _reduced_record(generator, folder, tmp_file, precision, max_fid_rise, gate_samples)
+            diff = reduced.pop("max_abs_diff")
         files = sorted(
             tmp.iterdir(), key=lambda p: p.name != out.name
         )  # main file last: readers see it whole
@@ -274,6 +353,9 @@ def export_generator(
         },
         "source": str(folder) if folder else None,
         "torch": torch.__version__,
+        "precision": precision,
     }
+    if reduced is not None:
+        result["reduced"] = reduced
     atomic_write_bytes(out.with_name(out.name + ".json"), json.dumps(result, indent=2).encode())
     return result

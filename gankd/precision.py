@@ -1,0 +1,151 @@
+"""Reduced-precision ONNX generators (fp16, int8) and the quality gate they must pass.
+
+- **fp16**: ONNX Runtime's float16 converter, inputs and output kept float32 (casts at the
+  edges), so the file runs where the fp32 one does.
+- **int8**: ONNX Runtime's static quantization in the QDQ format, weights per output channel
+  (symmetric int8), activations int8 with ranges calibrated on the generator's own activations
+  (``calibration`` batches of seeded inputs; image-to-image: source images). Only Conv, MatMul and
+  Gemm are quantized: the CPU execution provider fuses a QDQ Conv into an int8 kernel, but it has
+  none for ConvTranspose, so a quantized ConvTranspose would run as dequantize, fp32
+  ConvTranspose, quantize (slower, not faster): it stays fp32, and the report says so.
+- :func:`op_report`: which compute ops run in int8 / fp16 / fp32, and why.
+- :func:`quality_gate`: the reduced model against its fp32 self under gankd's protocol: FID of
+  both against the same reference (the data's test split the model records, else the fp32
+  model's own samples from disjoint seeds) with the domain's extractor, and PSNR/SSIM of the
+  reduced images to the fp32 ones on the same inputs; ``passed`` when the FID rises by at most
+  ``max_fid_rise`` (a fraction of the fp32 FID, or of 0.01 when that is smaller).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+FID_FLOOR = 0.01  # the rise is relative to max(FID fp32, this): a near-zero FID gives no meaningful ratio
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+WHY_FP32 = {
+    "ConvTranspose": "the CPU execution provider has no int8 ConvTranspose kernel (QDQ would run dequantize, "
+                     "fp32 ConvTranspose, quantize): a student family with upsample + conv quantizes every layer",
+}  # fmt: skip
+
+
+def _load(path: Path):
+    import onnx
+
+    return onnx.load(str(path))  # external data beside it is read in
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(_load(src), keep_io_types=True)
+    onnx.save(model, str(dst))
+
+
+class _Batches:
+    """ONNX Runtime's CalibrationDataReader over a list of input feeds."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]):
+        self.feeds = iter(feeds)
+
+    def get_next(self):
+        return next(self.feeds, None)
+
+
+def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+    """Static QDQ quantization of Conv/MatMul/Gemm, per-channel int8 weights, calibrated on ``feeds``."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    single = dst.with_name(dst.stem + ".fp32-single.onnx")  # the quantizer reads one self-contained file
+    onnx.save(_load(src), str(single))
+    try:
+        quantize_static(str(single), str(dst), _Batches(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
+                        op_types_to_quantize=list(QUANTIZED_OPS), calibrate_method=CalibrationMethod.MinMax)  # fmt: skip
+    finally:
+        single.unlink(missing_ok=True)
+
+
+def op_report(path: Path) -> dict:
+    """Per compute op type: how many run int8 (weights through DequantizeLinear), fp16, fp32; the reasons."""
+    model = _load(path)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    init_types = {i.name: i.data_type for i in model.graph.initializer}
+    counts: dict[str, dict[str, int]] = {}
+    for n in model.graph.node:
+        if n.op_type not in COMPUTE_OPS:
+            continue
+        w = n.input[1] if len(n.input) > 1 else ""
+        src = producers.get(w)
+        if src is not None and src.op_type == "DequantizeLinear":
+            kind = "int8"
+        elif init_types.get(w) == 10 or (src is not None and src.op_type == "Cast"):  # 10 = FLOAT16
+            kind = "fp16"
+        else:
+            kind = "fp32"
+        counts.setdefault(n.op_type, {"int8": 0, "fp16": 0, "fp32": 0})[kind] += 1
+    why = {op: WHY_FP32[op] for op, c in counts.items() if c["fp32"] and op in WHY_FP32}
+    out = {"ops": counts, "why_fp32": why, "bytes": _bytes(path)}
+    if any(c["fp16"] for c in counts.values()):
+        out["note"] = ("fp16 weights (half the bytes); ONNX Runtime's CPU execution provider computes an op in fp32 "
+                       "between casts where it has no fp16 kernel, so on CPU expect fp32 speed; fp16 pays off on GPUs")
+    return out
+
+
+def _bytes(path: Path) -> int:
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
+@torch.no_grad()
+def quality_gate(generator, run, folder: Path | None, max_fid_rise: float, num_samples: int = 2000,
+                 batch: int = 100, device: str = "cpu") -> dict:  # fmt: skip
+    """FID of the reduced model (``run``: positional inputs -> image) and of the fp32 ``generator``
+    against one reference and extractor; PSNR/SSIM reduced vs fp32. ``passed``: FID rise <= the limit."""
+    from gankd.adapter import adapter_for
+    from gankd.data import to_uint8
+    from gankd.evaluate import REFERENCE_FIRST_SEED, model_data
+    from gankd.metrics import fidelity as fid
+    from gankd.metrics.fidelity import generate_uint8, psnr, ssim
+
+    gen = adapter_for(generator)
+    if gen.is_i2i:
+        raise ValueError("the int8/fp16 quality gate scores noise-to-image generators; export an image-to-image "
+                         "generator with --precision fp32, or pass --max-fid-rise inf to skip the gate")  # fmt: skip
+    full, _ = generate_uint8(generator, num_samples, 0, batch, device)
+    reduced, psnrs, ssims = [], [], []
+    for i in range(0, num_samples, batch):
+        args = gen.example_inputs(min(batch, num_samples - i), first_seed=i)
+        a = gen.call_positional(*args).float().clamp(-1, 1)
+        b = run(*args).float().clamp(-1, 1)
+        reduced.append(to_uint8(b))
+        psnrs.append(float(psnr(b, a).sum()))
+        ssims.append(float(ssim(b, a).sum()))
+    reduced_u8 = torch.cat(reduced)
+    data = model_data(folder)
+    c, r, _ = gen.output_shape()
+    if data:
+        reference, ref_desc = f"{data}:test", f"{data}:test"
+    else:  # no data recorded: the fp32 model's own samples from disjoint seeds
+        reference = generate_uint8(generator, num_samples, REFERENCE_FIRST_SEED, batch, device)[0]
+        ref_desc = f"the fp32 model's samples, seeds {REFERENCE_FIRST_SEED}.."
+    ex = fid.choose_extractor(fid.AUTO, channels=c, resolution=r, data=data)
+    f32 = fid.fidelity_metrics(full, reference, ("fid",), num_samples, extractor=ex, cache=False)["fid"]
+    fq = fid.fidelity_metrics(reduced_u8, reference, ("fid",), num_samples, extractor=ex, cache=False)["fid"]
+    rise = (fq - f32) / max(f32, FID_FLOOR)
+    return {"fid_fp32": f32, "fid_reduced": fq, "fid_rise": rise, "max_fid_rise": max_fid_rise,
+            "passed": bool(rise <= max_fid_rise), "psnr_to_fp32_db": sum(psnrs) / num_samples,
+            "ssim_to_fp32": sum(ssims) / num_samples, "num_samples": num_samples, "reference": ref_desc,
+            "extractor": ex.info()}  # fmt: skip
+
+
+__all__ = ["PRECISIONS", "to_fp16", "to_int8", "op_report", "quality_gate"]

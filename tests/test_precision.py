@@ -1,0 +1,56 @@
+"""gankd export --precision fp16|int8: which ops run how, the quality gate, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_export import tiny
+from testkit import one_line_error
+
+from gankd.checkpoint import save_model
+from gankd.export import export_generator, load_exported
+from gankd.precision import op_report
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return save_model(tmp_path_factory.mktemp("prec") / "gen", tiny(num_classes=0), "generator")
+
+
+def test_int8_quantizes_convs_keeps_conv_transpose_fp32_and_reports(folder):
+    r = export_generator(folder, precision="int8", gate_samples=64, max_fid_rise=float("inf"))
+    path = folder / "export" / "generator.int8.onnx"
+    assert r["path"] == str(path) and path.is_file() and r["precision"] == "int8"
+    assert not (folder / "export" / "generator.int8.onnx.data").exists()  # one self-contained file
+    ops = r["reduced"]["ops"]["ops"]
+    assert ops["ConvTranspose"]["fp32"] == ops["ConvTranspose"]["int8"] + ops["ConvTranspose"]["fp32"] > 0
+    assert ops["Conv"]["int8"] >= 1 and ops["Conv"]["fp32"] == 0  # the image layer: a Conv, quantized
+    assert "int8 ConvTranspose" in r["reduced"]["ops"]["why_fp32"]["ConvTranspose"]
+    assert r["reduced"]["quality_gate"] is None and r["reduced"]["speedup_b1"] > 0
+    assert json.loads(path.with_name(path.name + ".json").read_text())["precision"] == "int8"
+    # the file runs with a dynamic batch, close to (not equal to) fp32
+    z = torch.randn(5, 16)
+    out = load_exported(path)(z)
+    assert out.shape == (5, 1, 32, 32) and 0 < r["max_abs_diff"] < 0.5
+
+
+def test_fp16_gate_passes_and_records_fid_psnr(folder, tmp_path):
+    r = export_generator(folder, out=tmp_path / "g16.onnx", precision="fp16", gate_samples=64)
+    g = r["reduced"]["quality_gate"]
+    assert g["passed"] and g["num_samples"] == 64 and g["fid_fp32"] >= 0 and g["psnr_to_fp32_db"] > 40
+    assert g["reference"].startswith("the fp32 model's samples")  # no data recorded by this generator
+    assert all(c["fp16"] > 0 for c in r["reduced"]["ops"]["ops"].values())
+    assert op_report(tmp_path / "g16.onnx")["bytes"] < 0.7 * op_report(folder / "export" / "generator.int8.onnx")[
+        "bytes"] * 4  # fmt: skip
+
+
+def test_a_failed_gate_writes_nothing_and_says_which_flag(folder, tmp_path, capsys):
+    out = tmp_path / "x" / "g.onnx"
+    err = one_line_error(capsys, "export", "--model", folder, "--out", out, "--precision", "int8",
+                         "--max-fid-rise", "-1", "--gate-samples", "32")  # fmt: skip
+    assert "--max-fid-rise" in err and "nothing was written" in err
+    assert not (tmp_path / "x").exists()
+    err = one_line_error(capsys, "export", "--model", folder, "--format", "torchscript", "--precision", "fp16")
+    assert "--format torchscript" in err
