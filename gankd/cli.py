@@ -179,7 +179,8 @@ def cmd_compress(args) -> int:
         "snapshot_minutes": _floats(args.snapshot_minutes, "--snapshot-minutes"),
         "d_feat": args.d_feat, "lr_schedule": args.lr_schedule, "init_from": args.init_from,
         "d_freeze": args.d_freeze, "adv_warmup": args.adv_warmup, "adv_start": args.adv_start,
-        "d_width": args.d_width,
+        "d_width": args.d_width, "target_latency": args.target_latency, "latency_runtime": args.latency_runtime,
+        "latency_batch": args.latency_batch, "latency_threads": args.latency_threads,
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
     params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
@@ -197,6 +198,11 @@ def cmd_compress(args) -> int:
         dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         print(out)
+        lat = (load_json(Path(args.out) / "config.json").get("resolved") or {}).get("latency_budget")
+        if lat:
+            print(f"latency: {lat['measured_ms']:.3g} ms measured for a budget of {lat['budget_ms']:.3g} ms "
+                  f"({lat['runtime']}, batch {lat['batch']}, {lat['threads']} thread(s); teacher "
+                  f"{lat['teacher_ms']:.3g} ms; width {lat['width']:.3g})")  # fmt: skip
     return 0
 
 
@@ -374,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="real images for D and selection: fashion-mnist, folder:PATH, "
                    "paired:SRC_DIR,TGT_DIR (image-to-image), or none (data-free); default: the data the teacher "
                    "records, else none")
+    p.add_argument("--target-latency", help="the widest student that runs this fast on this machine, e.g. 0.4ms or "
+                   "400us (measured per candidate width, cached per machine; overrides --width)")
+    p.add_argument("--latency-runtime", choices=("onnxruntime", "eager"),
+                   help="--target-latency: what to time (default onnxruntime, as deployed)")
+    p.add_argument("--latency-batch", type=int, help="--target-latency: batch size timed (default 1)")
+    p.add_argument("--latency-threads", type=int, help="--target-latency: threads timed (default 1)")
     p.add_argument("--target-macs", type=float,
                    help="student MACs as a fraction of the teacher's, e.g. 0.1 (instead of --width)")
     _add_task_flags(p, training=False)

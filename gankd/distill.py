@@ -16,6 +16,7 @@ on the held-out selection), ``last/``, ``metrics.jsonl``, ``samples/``, ``tb/``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import os
@@ -104,6 +105,10 @@ class DistillConfig:
     width: float | None = 0.25  # student width relative to the teacher
     channels: tuple[int, ...] | None = None  # explicit per-stage student channels (overrides width; gankd families)
     target_macs: float | None = None  # student MACs as a fraction of the teacher's (overrides width)
+    target_latency: str | None = None  # e.g. "0.4ms": the widest student this fast here (overrides width)
+    latency_runtime: str = "onnxruntime"  # how --target-latency times: onnxruntime or eager
+    latency_batch: int = 1
+    latency_threads: int = 1
     init: str = "prune"  # prune (inherit top-L1 teacher channels) or random
     init_from: str | None = None  # prune the student from this wider student (a generator folder of the
     # teacher's family) instead of the teacher: iterative prune-and-distill (1/2 -> 1/4 -> 1/8)
@@ -169,6 +174,16 @@ class DistillConfig:
             raise ValueError(f"--d-init must be one of {', '.join(D_INITS)}, got '{self.d_init}'")
         if self.target_macs is not None and not 0 < self.target_macs <= 1:
             raise ValueError(f"--target-macs must be a fraction in (0, 1], got {self.target_macs}")
+        if self.target_latency is not None:
+            from gankd.latency import RUNTIMES, parse_latency
+
+            parse_latency(self.target_latency)
+            if self.target_macs is not None or self.channels:
+                raise ValueError("--target-latency picks the width itself: drop --target-macs / --channels")
+            if self.latency_runtime not in RUNTIMES:
+                raise ValueError(f"--latency-runtime must be one of {', '.join(RUNTIMES)}")
+            if self.latency_batch < 1 or self.latency_threads < 1:
+                raise ValueError("--latency-batch and --latency-threads must be >= 1")
         if self.perceptual_net not in PERCEPTUAL_NETS:
             raise ValueError(f"--perceptual must be one of {PERCEPTUAL_NETS}")
         if self.real_split == "test":
@@ -267,10 +282,37 @@ def _feat_indices(cfg: DistillConfig, teacher: GeneratorAdapter) -> list[int]:
     return list(range(len(teacher.spec.features)))
 
 
+def latency_width(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -> tuple[float, dict]:
+    """``--target-latency``: the widest student that meets the budget on this machine (:mod:`gankd.latency`)."""
+    from gankd.latency import parse_latency, width_for_latency
+
+    dcgan = not isinstance(teacher, GeneratorAdapter) and getattr(teacher, "family", None) == "dcgan"
+    if dcgan:
+        def build(w):
+            return adapter_for(build_student(teacher, w, None, "random", cfg.seed))
+    else:
+        from gankd.pruning import prune_generator
+
+        def build(w):
+            return prune_generator(adapter_for(teacher, spec), width=w, init="prune", seed=cfg.seed)
+    width, rec = width_for_latency(build, adapter_for(teacher, spec), parse_latency(cfg.target_latency),
+                                   cfg.latency_runtime, cfg.latency_batch, cfg.latency_threads)  # fmt: skip
+    log.info("--target-latency %s: width %.4g measures %.4g ms (%s, batch %d, %d thread(s); teacher %.4g ms)",
+             cfg.target_latency, width, rec["measured_ms"], cfg.latency_runtime, cfg.latency_batch,
+             cfg.latency_threads, rec["teacher_ms"])  # fmt: skip
+    return width, rec
+
+
 def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -> GeneratorAdapter:
     """The student behind the seam: gankd's families by their own width scaling and top-L1
     channel inheritance (``gankd.students``); imported generators by torch-pruning
-    (``gankd.pruning``), to ``--width`` or ``--target-macs``."""
+    (``gankd.pruning``), to ``--width``, ``--target-macs`` or ``--target-latency`` (then the
+    student has ``latency_budget``, the measurements)."""
+    if cfg.target_latency is not None:
+        width, rec = latency_width(teacher, spec, cfg)
+        student = make_student(teacher, spec, dataclasses.replace(cfg, target_latency=None, width=width))
+        student.latency_budget = rec
+        return student
     if not isinstance(teacher, GeneratorAdapter) and getattr(teacher, "family", None) == "dcgan":
         width = cfg.width
         if cfg.target_macs is not None:
@@ -436,6 +478,7 @@ class Distiller(Recipe):
         if not isinstance(teacher, GeneratorAdapter) and getattr(teacher, "family", None) != "dcgan":
             torch.manual_seed(cfg.seed)  # gankd's i2i families: no loader or builder seeds student, adapters, D
         student = make_student(teacher, taps, cfg)
+        self.latency_budget = getattr(student, "latency_budget", None)
         # DDP buckets expect contiguous grads: keep NCHW there
         # NHWC for 4-D weights; a module with 5-D ones (a modulated conv's (1, out, in, k, k)) stays as it is
         use_cl = cfg.channels_last and self.world == 1 and all(t.dim() != 5 for t in student.state_dict().values())
@@ -773,7 +816,8 @@ class Distiller(Recipe):
         taps = self.teacher.spec.features
         return {"data": self.data_spec, "real": self.real, "d_init": getattr(self, "d_init", None), **self.task_meta,
                 "feature_taps": taps, "io": self.teacher.spec.to_dict(),
-                "student_params": sum(p.numel() for p in self.student.parameters())}  # fmt: skip
+                "student_params": sum(p.numel() for p in self.student.parameters()),
+                "latency_budget": self.latency_budget}  # fmt: skip
 
 
 @holds_run_lock("run_dir")  # one process per --out (torchrun: rank 0 holds it)

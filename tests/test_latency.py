@@ -1,0 +1,63 @@
+"""--target-latency: parsing, the per-machine cache, the width search and its refusal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_export import tiny
+
+from gankd import latency
+from gankd.adapter import adapter_for
+from gankd.students import build_student
+
+
+def test_parse_latency_units_and_refusals():
+    assert latency.parse_latency("0.4ms") == pytest.approx(0.4)
+    assert latency.parse_latency("400us") == pytest.approx(0.4)
+    assert latency.parse_latency("0.002s") == pytest.approx(2.0)
+    assert latency.parse_latency("3") == 3.0
+    for bad in ("fast", "0ms", "-1ms"):
+        with pytest.raises(ValueError, match="--target-latency"):
+            latency.parse_latency(bad)
+
+
+def test_width_search_uses_measurements_and_caches_them_per_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_CACHE", str(tmp_path))
+    teacher = tiny(num_classes=0)
+    calls = []
+
+    def fake(gen, runtime, batch, threads, rounds=5, calls_=20):  # ms grows with the student's parameter count
+        calls.append(runtime)
+        return sum(p.numel() for p in adapter_for(gen).model.parameters()) / 1000
+
+    monkeypatch.setattr(latency, "measure_ms", fake)
+
+    def build(w):
+        return adapter_for(build_student(teacher, w, None, "random", 0))
+
+    full = fake(teacher, "eager", 1, 1)
+    width, rec = latency.width_for_latency(build, teacher, full / 4, runtime="eager")
+    assert rec["measured_ms"] <= full / 4 and rec["met"] and 0.2 < width < 0.8
+    assert rec["teacher_ms"] == full and len(rec["candidates"]) == 7
+    assert any(not c["cached"] for c in rec["candidates"])  # widths that round to one student share a timing
+    n = len(calls)
+    width2, rec2 = latency.width_for_latency(build, teacher, full / 4, runtime="eager")
+    assert width2 == width and len(calls) == n  # every candidate from this machine's cache
+    assert all(c["cached"] for c in rec2["candidates"])
+    cache = json.loads(next((tmp_path / "latency").glob("*.json")).read_text())
+    assert cache["fingerprint"]["cpu"] and len(cache["ms"]) == n - 1  # one measurement per call but the first
+    with pytest.raises(ValueError, match="raise --target-latency"):
+        latency.width_for_latency(build, teacher, 1e-9, runtime="eager")
+
+
+def test_compress_to_a_latency_budget_records_the_measurement(tmp_path, monkeypatch, capsys):
+    from gankd.cli import main
+
+    monkeypatch.setenv("GANKD_CACHE", str(tmp_path / "cache"))
+    code = main(["compress", "--teacher", "fmnist-teacher", "--target-latency", "10s", "--latency-runtime", "eager",
+                 "--steps", "1", "--out", str(tmp_path / "run"), "--no-progress", "--set", "eval_samples=8"])
+    out = capsys.readouterr().out
+    assert code == 0 and "latency:" in out and "budget of 1e+04 ms" in out
+    lat = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["latency_budget"]
+    assert lat["met"] and lat["runtime"] == "eager" and lat["width"] > 0.9  # a loose budget keeps the width
