@@ -181,6 +181,7 @@ def cmd_compress(args) -> int:
         "d_freeze": args.d_freeze, "adv_warmup": args.adv_warmup, "adv_start": args.adv_start,
         "d_width": args.d_width, "target_latency": args.target_latency, "latency_runtime": args.latency_runtime,
         "latency_batch": args.latency_batch, "latency_threads": args.latency_threads,
+        "student_upsample": args.student_upsample,
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
     params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
@@ -198,7 +199,8 @@ def cmd_compress(args) -> int:
         dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         print(out)
-        lat = (load_json(Path(args.out) / "config.json").get("resolved") or {}).get("latency_budget")
+        run_cfg = Path(args.out) / "config.json"
+        lat = (load_json(run_cfg).get("resolved") or {}).get("latency_budget") if run_cfg.is_file() else None
         if lat:
             print(f"latency: {lat['measured_ms']:.3g} ms measured for a budget of {lat['budget_ms']:.3g} ms "
                   f"({lat['runtime']}, batch {lat['batch']}, {lat['threads']} thread(s); teacher "
@@ -382,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "records, else none")
     p.add_argument("--target-latency", help="the widest student that runs this fast on this machine, e.g. 0.4ms or "
                    "400us (measured per candidate width, cached per machine; overrides --width)")
+    p.add_argument("--student-upsample", choices=("convtranspose", "nearest-conv"),
+                   help="gankd's dcgan students: how a stage doubles; nearest-conv quantizes to int8 in ONNX Runtime "
+                   "(its layers start fresh, the rest inherit the teacher's channels; default: the teacher's)")
     p.add_argument("--latency-runtime", choices=("onnxruntime", "eager"),
                    help="--target-latency: what to time (default onnxruntime, as deployed)")
     p.add_argument("--latency-batch", type=int, help="--target-latency: batch size timed (default 1)")

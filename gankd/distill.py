@@ -109,6 +109,7 @@ class DistillConfig:
     latency_runtime: str = "onnxruntime"  # how --target-latency times: onnxruntime or eager
     latency_batch: int = 1
     latency_threads: int = 1
+    student_upsample: str | None = None  # dcgan students: nearest-conv (int8-friendly); None = the teacher's
     init: str = "prune"  # prune (inherit top-L1 teacher channels) or random
     init_from: str | None = None  # prune the student from this wider student (a generator folder of the
     # teacher's family) instead of the teacher: iterative prune-and-distill (1/2 -> 1/4 -> 1/8)
@@ -289,7 +290,7 @@ def latency_width(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -
     dcgan = not isinstance(teacher, GeneratorAdapter) and getattr(teacher, "family", None) == "dcgan"
     if dcgan:
         def build(w):
-            return adapter_for(build_student(teacher, w, None, "random", cfg.seed))
+            return adapter_for(build_student(teacher, w, None, "random", cfg.seed, cfg.student_upsample))
     else:
         from gankd.pruning import prune_generator
 
@@ -330,7 +331,11 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
                                  "so start from a wider student (or drop --init-from)")  # fmt: skip
             log.info("student pruned from %s (%s -> %s channels)", cfg.init_from, have, want)
             return adapter_for(build_student(src, None, want, "prune", cfg.seed))
-        return adapter_for(build_student(teacher, None if channels else width, channels, cfg.init, cfg.seed))
+        return adapter_for(build_student(teacher, None if channels else width, channels, cfg.init, cfg.seed,
+                                         cfg.student_upsample))  # fmt: skip
+    if cfg.student_upsample:
+        raise ValueError("--student-upsample changes gankd's dcgan family students; an imported generator's "
+                         "student keeps its layers (drop --student-upsample)")  # fmt: skip
     if cfg.channels:
         raise ValueError("--channels sets per-stage channels of gankd's own generators; for an imported "
                          "generator use --width or --target-macs")  # fmt: skip

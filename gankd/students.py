@@ -35,12 +35,15 @@ def student_channels(teacher: nn.Module, width: float | None, channels: list[int
 
 
 def build_student(teacher: nn.Module, width: float | None = 0.25, channels: list[int] | None = None,
-                  init: str = "prune", seed: int = 0) -> nn.Module:  # fmt: skip
-    """A student of the teacher's family with fewer channels (train mode, CPU)."""
+                  init: str = "prune", seed: int = 0, upsample: str | None = None) -> nn.Module:  # fmt: skip
+    """A student of the teacher's family with fewer channels (train mode, CPU). ``upsample``: the
+    student's own way of doubling a stage (dcgan: ``nearest-conv``); layers whose shapes then differ
+    from the teacher's start from random weights, the rest inherit the teacher's top channels."""
     if init not in INITS:
         raise ValueError(f"--init must be one of {INITS}, got '{init}'")
     ch = student_channels(teacher, width, channels)
-    cfg = dataclasses.replace(teacher.cfg, channels=tuple(ch), width=1.0)
+    extra = {"upsample": upsample} if upsample else {}
+    cfg = dataclasses.replace(teacher.cfg, channels=tuple(ch), width=1.0, **extra)
     torch.manual_seed(seed)
     student = GENERATORS.get(teacher.family)(cfg)
     if init == "prune":
@@ -87,7 +90,8 @@ def prune_dcgan(teacher: nn.Module, student: nn.Module) -> list[torch.Tensor]:
     for i, (s_up, t_up) in enumerate(zip(student.ups, teacher.ups)):
         w = t_up.weight  # (C_in, C_out, k, k)
         keep_out = _topk(w.abs().sum(dim=(0, 2, 3)), s_ch[i + 1])
-        s_up.weight.copy_(w[kept[-1]][:, keep_out])
+        if isinstance(s_up, type(t_up)):  # another upsampling layer (nearest-conv): its fresh weights stay
+            s_up.weight.copy_(w[kept[-1]][:, keep_out])
         _copy_cbn(student.norms[i + 1], teacher.norms[i + 1], keep_out)
         kept.append(keep_out)
     student.to_img.weight.copy_(teacher.to_img.weight[:, kept[-1]])

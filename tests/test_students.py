@@ -95,3 +95,20 @@ def test_prune_keeps_the_top_l1_channels_and_slices_every_connected_tensor(num_c
     assert torch.equal(s.to_img.bias, t.to_img.bias)
     # and the planted channels are not simply the first ones (a "keep the first k" bug fails)
     assert any(not torch.equal(k, torch.arange(len(k))) for k in planted)
+
+
+def test_nearest_conv_student_inherits_what_fits_and_quantizes_every_conv():
+    from gankd.models.dcgan import DCGANGenerator, GeneratorConfig
+    from gankd.students import build_student
+
+    torch.manual_seed(0)
+    t = DCGANGenerator(GeneratorConfig(base_channels=8, z_dim=16, num_classes=0)).eval()
+    s = build_student(t, 0.5, upsample="nearest-conv").eval()
+    assert s.cfg.upsample == "nearest-conv" and all(isinstance(u, torch.nn.Sequential) for u in s.ups)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in s.modules())
+    p = build_student(t, 0.5).eval()  # the same channels kept: fc, norms and the image layer inherited alike
+    assert torch.equal(s.fc.weight, p.fc.weight) and torch.equal(s.to_img.weight, p.to_img.weight)
+    z = torch.randn(3, 16)
+    assert s(z).shape == t(z).shape
+    with pytest.raises(ValueError, match="--student-upsample"):
+        GeneratorConfig(upsample="bilinear")

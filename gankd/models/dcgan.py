@@ -41,6 +41,9 @@ class GeneratorConfig:
     width: float = 1.0  # multiplier on every stage's channels (students use < 1)
     channel_mults: tuple[int, ...] | None = None  # per-stage multipliers, 4x4 first; None = default
     channels: tuple[int, ...] | None = None  # explicit per-stage channels; overrides the above
+    # how a stage doubles: convtranspose (4x4, stride 2) or nearest-conv (nearest 2x upsample + 3x3 conv,
+    # which int8 runtimes quantize; ONNX Runtime's CPU provider has no int8 ConvTranspose)
+    upsample: str = "convtranspose"
 
     def __post_init__(self):
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
@@ -53,6 +56,8 @@ class GeneratorConfig:
             raise ValueError("--z-dim must be > 0 and --num-classes >= 0")
         if self.base_channels < 1:
             raise ValueError(f"base_channels must be >= 1, got {self.base_channels}")
+        if self.upsample not in UPSAMPLES:
+            raise ValueError(f"--student-upsample must be one of {', '.join(UPSAMPLES)}, got {self.upsample!r}")
         n = int(math.log2(self.resolution // 4)) + 1
         if self.channel_mults is not None and len(self.channel_mults) != n:
             raise ValueError(f"channel_mults needs {n} entries for resolution {self.resolution}")
@@ -64,6 +69,15 @@ class GeneratorConfig:
             return list(self.channels)
         mults = self.channel_mults or _default_mults(self.resolution)
         return [scaled(self.base_channels * m, self.width) for m in mults]
+
+
+UPSAMPLES = ("convtranspose", "nearest-conv")
+
+
+def _up(c_in: int, c_out: int, kind: str) -> nn.Module:
+    if kind == "nearest-conv":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False))
+    return nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False)
 
 
 @GENERATORS.register("dcgan")
@@ -87,9 +101,7 @@ class DCGANGenerator(nn.Module):
         self.num_classes = cfg.num_classes
         self.fc = nn.Linear(cfg.z_dim, ch[0] * 16, bias=False)
         self.norms = nn.ModuleList([ConditionalBatchNorm2d(c, cfg.num_classes) for c in ch])
-        self.ups = nn.ModuleList(
-            [nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False) for i in range(len(ch) - 1)]
-        )
+        self.ups = nn.ModuleList([_up(ch[i], ch[i + 1], cfg.upsample) for i in range(len(ch) - 1)])
         self.to_img = nn.Conv2d(ch[-1], cfg.image_channels, 3, 1, 1)
         self.act = nn.ReLU()
         for m in self.modules():
