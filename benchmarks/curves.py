@@ -36,7 +36,7 @@ from matrix import RECIPES, parse_shard, recipe_config, teacher_sha, train_scrat
 
 from gankd.checkpoint import WEIGHTS, atomic_write_bytes, resolve_model_path  # noqa: E402
 from gankd.distill import compress  # noqa: E402
-from gankd.evaluate import evaluate, save_result  # noqa: E402
+from gankd.evaluate import Quality, evaluate, save_result  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
 from gankd.loop import snapshot_dir  # noqa: E402
 from gankd.metrics.efficiency import fingerprint  # noqa: E402
@@ -146,7 +146,7 @@ def score_point(args, teacher_dir: Path, recipe: str, width: float, seed: int, m
     if path.exists():
         return json.loads(path.read_text())
     snap = snapshot_dir(Path(args.runs) / run_name(recipe, width, seed), minutes)
-    r = evaluate(snap, metrics=("fid",), num_samples=args.num_samples, speed=False, role=recipe, device=args.device,
+    r = evaluate(snap, quality=Quality(("fid",), args.num_samples), role=recipe, device=args.device,
                  command=" ".join(map(shlex.quote, sys.argv)))  # fmt: skip
     meta = json.loads((snap / "config.json").read_text())
     r["curve"] = {"recipe": recipe, "width": width, "seed": seed, "minutes": minutes,

@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from gankd.adapter import adapter_for  # noqa: E402
 from gankd.checkpoint import atomic_write_bytes, load_generator  # noqa: E402
 from gankd.distill import CLASSIC, DistillConfig, compress  # noqa: E402
-from gankd.evaluate import evaluate, real_floor  # noqa: E402
+from gankd.evaluate import Quality, evaluate, real_floor  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
 from gankd.importer import import_generator  # noqa: E402
 from gankd.metrics.efficiency import fingerprint, interleaved_speed  # noqa: E402
@@ -80,10 +80,9 @@ def evaluate_all(args, teacher: Path, models: dict[str, Path]) -> dict:
             out[name] = json.loads(path.read_text())
             continue
         is_teacher = folder == teacher
-        vs_teacher = evaluate(folder, ("fid", "kid", "prc"), args.num_samples, reference=str(teacher),
-                              teacher=None if is_teacher else teacher, role=name)  # fmt: skip
-        vs_data = evaluate(folder, ("fid", "kid", "prc"), args.num_samples, reference="wesnoth-units:test",
-                           role=name)  # fmt: skip
+        q = Quality(("fid", "kid", "prc"), args.num_samples)
+        vs_teacher = evaluate(folder, None if is_teacher else teacher, quality=q, reference=str(teacher), role=name)
+        vs_data = evaluate(folder, quality=q, reference="wesnoth-units:test", role=name)
         out[name] = {"vs_teacher_samples": vs_teacher, "vs_data_test": vs_data}
         _write_json(path, out[name])
     return out

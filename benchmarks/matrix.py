@@ -56,7 +56,7 @@ from gankd.checkpoint import (
 )
 from gankd.config import to_dict
 from gankd.distill import CLASSIC, DistillConfig, compress
-from gankd.evaluate import evaluate, real_floor, save_result
+from gankd.evaluate import Quality, evaluate, real_floor, save_result
 from gankd.fileio import portable_path
 from gankd.metrics.efficiency import interleaved_speed
 from gankd.report import aggregate, load_results, plot_quality_vs_speed, render_table, value_of
@@ -128,7 +128,7 @@ def eval_cell(args, teacher_dir: Path, width: float, recipe: str, seed: int, stu
     if out.exists():
         return out
     run = Path(args.runs) / name
-    r = evaluate(student, num_samples=args.num_samples, speed=False, teacher=teacher_dir, role=recipe,
+    r = evaluate(student, teacher_dir, quality=Quality(num_samples=args.num_samples), role=recipe,
                  device=args.device, command=" ".join(map(shlex.quote, sys.argv)))  # fmt: skip
     r["group"] = f"w{width:g} {recipe}"
     r["benchmark"] = {"width": width, "recipe": recipe, "seed": seed, "budget_minutes": args.minutes,
@@ -316,7 +316,7 @@ def main() -> int:
     if not (out / "cells" / "floor.json").exists():
         save_result(real_floor(num_samples=args.num_samples, command=cmd), out / "cells" / "floor.json")
     if not (out / "cells" / "teacher.json").exists():
-        save_result(evaluate(teacher_dir, num_samples=args.num_samples, role="teacher", command=cmd),
+        save_result(evaluate(teacher_dir, quality=Quality(num_samples=args.num_samples), role="teacher", command=cmd),
                     out / "cells" / "teacher.json")  # fmt: skip
     for (w, recipe, seed), student in students.items():
         eval_cell(args, teacher_dir, w, recipe, seed, student)

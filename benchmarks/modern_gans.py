@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks" / "thirdparty"))  # the teachers' own
 
 import torch  # noqa: E402
 from recipes import OUT as RECIPES_OUT  # noqa: E402
-from recipes import SETTINGS, cell_name, teacher_key  # noqa: E402
+from recipes import cell_name, teacher_key  # noqa: E402
 
 from gankd.adapter import adapter_for  # noqa: E402
 from gankd.checkpoint import WEIGHTS, atomic_write_bytes, file_sha256, load_generator  # noqa: E402

@@ -27,7 +27,7 @@ from pathlib import Path
 from gankd.adapter import adapter_for
 from gankd.checkpoint import atomic_write_bytes, load_generator
 from gankd.config import load_json
-from gankd.evaluate import evaluate, real_floor, save_result
+from gankd.evaluate import Quality, evaluate, real_floor, save_result
 from gankd.fileio import portable_path
 from gankd.sampling import sample_grid, save_png
 
@@ -79,8 +79,8 @@ def main(argv=None) -> int:
     for name, folder in models.items():
         path = out / f"{name}.json"
         if not path.exists():
-            r = evaluate(folder, metrics, args.num_samples, class_consistency=False, evaluator=args.evaluator,
-                         device=args.device, command=cmd)  # fmt: skip
+            r = evaluate(folder, quality=Quality(metrics, args.num_samples, evaluator=args.evaluator,
+                                                 class_consistency=False), device=args.device, command=cmd)  # fmt: skip
             save_result(r, path)
         r = json.loads(path.read_text())
         step = int(load_json(folder / "config.json")["trained_steps"])

@@ -20,7 +20,7 @@ from pathlib import Path
 from gankd.checkpoint import atomic_write_bytes, file_sha256, load_classifier, pretrained_dir
 from gankd.config import load_json
 from gankd.data import FMNIST_CLASSES, load_dataset
-from gankd.evaluate import evaluate, save_result
+from gankd.evaluate import Quality, Reference, Speed, evaluate, save_result
 from gankd.metrics.fidelity import classifier_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,8 +260,8 @@ def main() -> int:
         if args.render_only:
             write_card(folder / "MODEL_CARD.md", teacher_card(folder, load_json(folder / "metrics.json")))
             return 0
-        m = evaluate(folder, num_samples=args.num_samples, speed=True, real_floor_too=True, role="teacher",
-                     command=cmd)  # fmt: skip
+        m = evaluate(folder, quality=Quality(num_samples=args.num_samples), reference=Reference(real_floor=True),
+                     speed=Speed(), role="teacher", command=cmd)  # fmt: skip
         m["training"] = training_facts(Path(args.teacher_run))
         m["sha256"] = hashes(folder)
         m["evaluator_test_acc"] = load_json(root / "fmnist-evaluator" / "metrics.json").get("test_acc")

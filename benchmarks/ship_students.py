@@ -31,7 +31,7 @@ from pathlib import Path
 
 from gankd.checkpoint import CONFIG, WEIGHTS, atomic_write_bytes, pretrained_dir, replace_folder
 from gankd.config import load_json
-from gankd.evaluate import evaluate, save_result
+from gankd.evaluate import Quality, Speed, evaluate, save_result
 from gankd.fileio import file_sha256, portable_path
 from gankd.loop import snapshot_dir
 
@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         dest = Path(args.out) / shipped_name(width)
         copy_snapshot(snap, dest)
         meta = load_json(dest / CONFIG)
-        m = evaluate(dest, num_samples=args.num_samples, speed=not args.no_speed, teacher="fmnist-teacher",
-                     role="student", command=cmd)  # fmt: skip
+        m = evaluate(dest, "fmnist-teacher", quality=Quality(num_samples=args.num_samples),
+                     speed=None if args.no_speed else Speed(), role="student", command=cmd)  # fmt: skip
         m["curve"] = {"recipe": recipe, "width": width, "seed": seed, "minutes": minutes,
                       "steps": meta.get("trained_steps"), "run": portable_path(run), **source}  # fmt: skip
         m["teacher_quality"] = teacher_m["quality"]

@@ -47,7 +47,7 @@ from matrix import RECIPES, recipe_config, teacher_sha  # noqa: E402
 
 from gankd.checkpoint import atomic_write_bytes, resolve_model_path  # noqa: E402
 from gankd.distill import compress  # noqa: E402
-from gankd.evaluate import evaluate, save_result  # noqa: E402
+from gankd.evaluate import Quality, evaluate, save_result  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
 from gankd.metrics.efficiency import fingerprint  # noqa: E402
 
@@ -82,8 +82,8 @@ def score_cell(args, teacher_dir: Path, recipe: str, width: float, seed: int, fr
         return json.loads(path.read_text())
     run = Path(args.runs) / name
     student = train_cell(args, teacher_dir, recipe, width, seed, steps, run)
-    r = evaluate(student, metrics=("fid",), num_samples=args.num_samples, speed=False, role=recipe,
-                 device=args.device, command=" ".join(map(shlex.quote, sys.argv)))  # fmt: skip
+    r = evaluate(student, quality=Quality(("fid",), args.num_samples), role=recipe, device=args.device,
+                 command=" ".join(map(shlex.quote, sys.argv)))  # fmt: skip
     meta = json.loads((student / "config.json").read_text())
     walls = [json.loads(line).get("train/wall_s") for line in (run / "metrics.jsonl").read_text().splitlines()]
     walls = [w for w in walls if w is not None]

@@ -21,7 +21,6 @@ the same tensor the earlier ``sampling.latents`` drew.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -542,6 +541,7 @@ def spec_summary(spec: IOSpec) -> dict[str, Any]:
     }
 
 
-__all__ = ["InputSpec", "IOSpec", "GeneratorAdapter", "bind_call", "BoundCall", "zero_noise", "noise_draws", "pick_output", "PositionalGenerator", "positional", "native_spec",
+__all__ = ["InputSpec", "IOSpec", "GeneratorAdapter", "bind_call", "BoundCall", "zero_noise", "noise_draws",
+           "pick_output", "PositionalGenerator", "positional", "native_spec",
            "resolve_modules",
            "auto_feature_taps", "adapter_for", "spec_summary"]  # fmt: skip

@@ -461,32 +461,34 @@ def cmd_eval(args) -> int:
     check_out_file(out, args.force, example="eval.json")  # before any metric is computed
     runtimes = ["eager"] + (["compile"] if args.compile else []) + ([] if args.no_onnx else ["onnx"])
     lpips = {"auto": "auto", "on": True, "off": False}[args.lpips]
-    common = dict(num_reference=args.num_reference, evaluator=args.evaluator,
-                  inception_weights=args.inception_weights, device=args.device)  # fmt: skip
     command = _eval_command(args)
-    if args.model and _is_i2i(args.model):
-        from gankd.evaluate_i2i import evaluate_i2i, summary_lines_i2i
-
-        params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
-        metrics = args.metrics if args.metrics != _NOISE_METRICS else "psnr,ssim,lpips,fid,kid"
-        result = evaluate_i2i(args.model, args.teacher, args.data, args.task, params, metrics,
-                              args.num_samples if args.num_samples != 10000 else None, args.extractor,
-                              args.evaluator, args.inception_weights, args.lpips_weights, args.speed,
-                              tuple(_ints(args.sizes, "--sizes") or ()), device=args.device,
-                              command=command)  # fmt: skip
-        print("\n".join(summary_lines_i2i(result)))
-        print(f"{'wrote':<26}{save_result(result, out)}")
-        return 0
     if args.model:
+        from gankd.evaluate import Fidelity, Pairs, Quality, Reference, Speed
+
+        i2i = _is_i2i(args.model)
+        metrics = args.metrics if not (i2i and args.metrics == _NOISE_METRICS) else None
+        params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
+        quality = Quality(metrics, args.num_samples, args.extractor, args.evaluator, args.inception_weights,
+                          args.first_seed)  # fmt: skip
         result = evaluate(
-            args.model, args.metrics, args.num_samples, args.extractor, args.reference, args.speed,
-            args.teacher, first_seed=args.first_seed, teacher_samples=args.teacher_samples, lpips=lpips,
-            lpips_weights=args.lpips_weights, runtimes=runtimes, big_batch=args.big_batch,
-            real_floor_too=args.real_floor, role=args.role, command=command, **common,
+            args.model, args.teacher, quality=quality,
+            reference=Reference(args.reference, args.num_reference, args.real_floor),
+            fidelity=Fidelity(args.teacher_samples, lpips, args.lpips_weights),
+            speed=Speed(runtimes, args.big_batch) if args.speed else None,
+            pairs=Pairs(args.data, args.task, params, tuple(_ints(args.sizes, "--sizes") or (256, 512))),
+            device=args.device, role=args.role, command=command,
         )  # fmt: skip
+        if i2i:
+            from gankd.evaluate_i2i import summary_lines_i2i
+
+            print("\n".join(summary_lines_i2i(result)))
+            print(f"{'wrote':<26}{save_result(result, out)}")
+            return 0
     else:
-        result = real_floor(args.reference or DEFAULT_REFERENCE, num_samples=args.num_samples, metrics=args.metrics,
-                            extractor=args.extractor, command=command, **common)  # fmt: skip
+        result = real_floor(args.reference or DEFAULT_REFERENCE, num_samples=args.num_samples or 10000,
+                            metrics=args.metrics, extractor=args.extractor, num_reference=args.num_reference,
+                            evaluator=args.evaluator, inception_weights=args.inception_weights, device=args.device,
+                            command=command)  # fmt: skip
     print("\n".join(summary_lines(result)))
     print(f"{'wrote':<26}{save_result(result, out)}")
     return 0
@@ -508,7 +510,7 @@ def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="measure a generator: FID/IS/KID/PRC, class consistency, cost, speed")
     p.add_argument("--model", help="generator folder (config.json + model.safetensors)")
     p.add_argument("--metrics", default=",".join(METRICS), help="comma list of fid,isc,kid,prc (or none)")
-    p.add_argument("--num-samples", type=int, default=10000, help="generated images (default 10000)")
+    p.add_argument("--num-samples", type=int, help="generated images (default 10000; image-to-image: every test pair)")
     p.add_argument("--num-reference", type=int,
                    help="reference images (default: all with the evaluator, --num-samples with Inception)")
     p.add_argument("--reference",

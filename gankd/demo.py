@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gankd.checkpoint import resolve_model_path
 from gankd.distill import PRESETS, DistillConfig, compress
-from gankd.evaluate import evaluate, save_result
+from gankd.evaluate import Quality, Speed, evaluate, save_result
 from gankd.report import render_table, write_report
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,9 @@ def run_demo(out: str | Path = "runs/demo", teacher: str = "fmnist-teacher", wid
     cfg = DistillConfig(teacher=str(teacher), width=width, device=device, **budget)
     resume = (out / "state.pt").exists()
     student = compress(cfg, out, resume=resume, progress=progress)
-    results = evaluate_pair(teacher_dir, student, out, f"student w{width:g}", speed=speed,
-                            command=f"gankd demo --out {out}", num_samples=num_samples, device=device)  # fmt: skip
+    results = evaluate_pair(teacher_dir, student, out, f"student w{width:g}", speed=Speed() if speed else None,
+                            command=f"gankd demo --out {out}", quality=Quality(num_samples=num_samples),
+                            device=device)  # fmt: skip
     paths = write_report(results, out)
     return {"student": str(student), "grid": str(out / "teacher_vs_student.png"),
             "table": render_table([__import__("json").loads(Path(p).read_text()) for p in results]),
@@ -39,18 +40,19 @@ def run_demo(out: str | Path = "runs/demo", teacher: str = "fmnist-teacher", wid
 
 
 def evaluate_pair(teacher_dir: str | Path, student: str | Path, out: str | Path, student_role: str = "student",
-                  speed: bool = True, command: str | None = None, **eval_kw) -> list[Path]:  # fmt: skip
+                  speed: Speed | None = None, command: str | None = None, **options) -> list[Path]:  # fmt: skip
     """Evaluate teacher and student under one protocol into ``out/eval_teacher.json`` and
     ``out/eval_student.json``; returns both paths.
 
-    Speed (``speed=True``) is measured once, teacher and student interleaved in one process
+    Speed (``speed``: a :class:`gankd.evaluate.Speed`) is measured once, teacher and student interleaved in one process
     (the student's ``efficiency.speed_vs_teacher``: speed-ups with their spread); the teacher's
     ``efficiency.speed`` is its side of that same run, so every number in the report comes
-    from one measurement. ``eval_kw`` go to :func:`gankd.evaluate.evaluate`.
+    from one measurement. ``options`` (quality, reference, fidelity, device) go to
+    :func:`gankd.evaluate.evaluate`.
     """
     out = Path(out)
-    t = evaluate(teacher_dir, speed=False, role="teacher", command=command, **eval_kw)
-    s = evaluate(student, speed=speed, teacher=teacher_dir, role=student_role, command=command, **eval_kw)
+    t = evaluate(teacher_dir, role="teacher", command=command, **options)
+    s = evaluate(student, teacher_dir, speed=speed, role=student_role, command=command, **options)
     vt = s.get("efficiency", {}).get("speed_vs_teacher")
     if vt:
         t["efficiency"]["speed"] = vt["teacher"]

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -237,37 +238,88 @@ def _inception_present(path) -> bool:
         return False
 
 
+@dataclass
+class Quality:
+    """What quality is measured and how: ``metrics`` (fid, isc, kid, prc; image-to-image: psnr, ssim,
+    lpips, fid, kid; None = the kind's default) on ``num_samples`` images (None: 10,000; image-to-image:
+    every test pair) from seeds ``first_seed..``, with the features of ``extractor`` (``auto`` picks for
+    the domain; ``evaluator``: a classifier folder of the domain, also for class consistency;
+    ``inception_weights``: the Inception-V3 file)."""
+
+    metrics: Sequence[str] | str | None = None
+    num_samples: int | None = None
+    extractor: str = "auto"
+    evaluator: str | Path | None = None
+    inception_weights: str | Path | None = None
+    first_seed: int = 0
+    class_consistency: bool = True
+    batch_size: int = 256
+    kid_subsets: int = 100
+    cache: bool = True
+
+
+@dataclass
+class Reference:
+    """What quality is measured against: ``data`` (a split such as ``folder:PATH:test`` or a generator
+    folder; None = the test split of the data the model records), ``num_reference`` of its images (None:
+    all with a classifier extractor, ``num_samples`` with Inception), and the real-data floor under the
+    same protocol (``real_floor``)."""
+
+    data: str | None = None
+    num_reference: int | None = None
+    real_floor: bool = False
+
+
+@dataclass
+class Fidelity:
+    """Fidelity to the teacher on the same inputs: ``teacher_samples`` samples, LPIPS when its trunk
+    exists (``lpips``: auto, True to require it, False to skip; ``lpips_weights``: the trunk file)."""
+
+    teacher_samples: int = 1000
+    lpips: str | bool = "auto"
+    lpips_weights: str | Path | None = None
+
+
+@dataclass
+class Speed:
+    """Measured speed: batch-1 latency and ``big_batch`` throughput for ``runtimes`` (eager, compile,
+    onnx), ``repeats`` calls (at least ``min_time_s``); with a teacher, ``rounds`` interleaved rounds."""
+
+    runtimes: Sequence[str] = ("eager", "onnx")
+    big_batch: int = 256
+    repeats: int = 20
+    min_time_s: float = 0.5
+    rounds: int = 7
+
+
+@dataclass
+class Pairs:
+    """Image-to-image generators: the pairs they are scored on (``data``, ``task``, ``task_params``;
+    None = the model folder's) and the sizes in px their speed is timed at."""
+
+    data: str | None = None
+    task: str | None = None
+    task_params: dict | None = None
+    sizes: tuple[int, ...] = (256, 512)
+
+
 def evaluate(
     model_dir,
-    metrics: Sequence[str] | str = METRICS,
-    num_samples: int = 10000,
-    extractor: str = "auto",
-    reference: str | None = None,
-    speed: bool = False,
     teacher=None,
     *,
-    num_reference: int | None = None,
-    evaluator: str | Path | None = None,
-    inception_weights: str | Path | None = None,
-    first_seed: int = 0,
-    class_consistency: bool = True,
-    teacher_samples: int = 1000,
-    lpips: str | bool = "auto",
-    lpips_weights: str | Path | None = None,
-    runtimes: Sequence[str] = ("eager", "onnx"),
-    big_batch: int = 256,
-    repeats: int = 20,
-    min_time_s: float = 0.5,
-    speed_rounds: int = 7,
-    batch_size: int = 256,
-    kid_subsets: int = 100,
+    quality: Quality | None = None,
+    reference: Reference | str | None = None,
+    fidelity: Fidelity | None = None,
+    speed: Speed | bool | None = None,
+    pairs: Pairs | None = None,
     device: str = "cpu",
-    cache: bool = True,
-    real_floor_too: bool = False,
     role: str | None = None,
     command: str | None = None,
 ) -> dict:
-    """Evaluate a generator (folder or module) and return a JSON-able dict.
+    """Evaluate a generator (folder or module) and return a JSON-able dict. The options come in groups
+    (:class:`Quality`, :class:`Reference`, :class:`Fidelity`, :class:`Speed`; ``speed`` None or False:
+    not timed; ``reference`` may be a plain spec string). An image-to-image generator (its adapter
+    takes a source image) is scored by :func:`gankd.evaluate_i2i.evaluate_i2i` on :class:`Pairs`.
 
     Quality: ``metrics`` from fid, isc, kid, prc on ``num_samples`` images (seeds
     ``first_seed..``, class-balanced labels) against ``reference`` (default the test split
@@ -293,6 +345,27 @@ def evaluate(
     from gankd.metrics import efficiency as eff
     from gankd.metrics import fidelity as fid
 
+    q, fi = quality or Quality(), fidelity or Fidelity()
+    ref = reference if isinstance(reference, Reference) else Reference(reference)
+    sp = Speed() if speed is True else (speed or None)
+    model, folder = _load(model_dir, device)
+    if adapter_for(model).is_i2i:
+        from gankd.evaluate_i2i import I2I_METRICS, evaluate_i2i
+
+        pp = pairs or Pairs()
+        return evaluate_i2i(model if folder is None else folder, teacher, pp.data, pp.task, pp.task_params,
+                            q.metrics or I2I_METRICS, q.num_samples, q.extractor, q.evaluator, q.inception_weights,
+                            fi.lpips_weights, sp is not None, tuple(pp.sizes), rounds=(sp or Speed(rounds=5)).rounds,
+                            device=device, command=command)  # fmt: skip
+    metrics, num_samples, extractor = q.metrics, 10000 if q.num_samples is None else q.num_samples, q.extractor
+    evaluator, inception_weights, first_seed = q.evaluator, q.inception_weights, q.first_seed
+    class_consistency, batch_size, kid_subsets, cache = q.class_consistency, q.batch_size, q.kid_subsets, q.cache
+    num_reference, real_floor_too, reference = ref.num_reference, ref.real_floor, ref.data
+    teacher_samples, lpips, lpips_weights = fi.teacher_samples, fi.lpips, fi.lpips_weights
+    sp_ = sp or Speed()
+    runtimes, big_batch, repeats, min_time_s, speed_rounds = (sp_.runtimes, sp_.big_batch, sp_.repeats,
+                                                             sp_.min_time_s, sp_.rounds)  # fmt: skip
+    speed = sp is not None
     t_start = time.perf_counter()
     metrics = parse_metrics(metrics)
     if extractor not in fid.EXTRACTORS:
@@ -315,7 +388,6 @@ def evaluate(
             speed=speed,
             teacher=None if teacher is None else _path_or_name(teacher),
         )
-    model, folder = _load(model_dir, device)
     nc = adapter_for(model).num_classes
     plan = None
     if metrics or (class_consistency and nc > 0) or teacher is not None:

@@ -202,12 +202,12 @@ def _reduce(generator: GeneratorAdapter, fp32_file: Path, precision: str) -> Pat
 def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file: Path, precision: str,
                     max_fid_rise: float, gate_samples: int) -> dict:  # fmt: skip
     """Convert, compare with the fp32 file (ops, outputs, quality gate, latency); refuse a failed gate."""
-    from gankd import precision as prec
-    from gankd.metrics.efficiency import time_callable
-
     import statistics
 
     import onnx
+
+    from gankd import precision as prec
+    from gankd.metrics.efficiency import time_callable
 
     keep = fp32_file.with_name(fp32_file.stem + ".fp32-ref.onnx")
     onnx.save(onnx.load(str(fp32_file)), str(keep))  # a self-contained copy to time against
@@ -259,7 +259,8 @@ def export_generator(
     checked as above, is converted; the record adds which ops run in which precision, PSNR/SSIM
     to the fp32 model, the FID of both under gankd's protocol (``gate_samples`` samples) and batch-1
     latency of both, interleaved. A model whose FID rises by more than ``max_fid_rise`` (a
-    fraction; ``inf`` skips the gate) is refused and nothing is written. Existing files at ``out`` (and its ``.data`` and
+    fraction; ``inf`` skips the gate) is refused and nothing is written. Existing files at ``out``
+    (and its ``.data`` and
     ``.json`` companions) are replaced only when gankd wrote them, or with ``force``
     (:func:`gankd.fileio.check_out_file`), checked before the model is loaded.
     """

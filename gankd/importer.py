@@ -35,8 +35,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from gankd.adapter import (GeneratorAdapter, InputSpec, IOSpec, auto_feature_taps, noise_draws, pick_output,
-                           resolve_modules)
+from gankd.adapter import (
+    GeneratorAdapter,
+    InputSpec,
+    IOSpec,
+    auto_feature_taps,
+    noise_draws,
+    pick_output,
+    resolve_modules,
+)
 from gankd.config import load_json
 from gankd.fileio import file_sha256
 

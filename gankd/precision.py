@@ -70,7 +70,8 @@ def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> None:
     try:
         quantize_static(str(single), str(dst), _Batches(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
-                        op_types_to_quantize=list(QUANTIZED_OPS), calibrate_method=CalibrationMethod.MinMax)  # fmt: skip
+                        op_types_to_quantize=list(QUANTIZED_OPS),
+                        calibrate_method=CalibrationMethod.MinMax)  # fmt: skip
     finally:
         single.unlink(missing_ok=True)
 

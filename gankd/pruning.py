@@ -177,8 +177,9 @@ def fold_spectral_norm(model: nn.Module, only: set[str] | None = None) -> list[s
             remove_spectral_norm(m)
             # torch leaves its state-dict hooks behind; the load hook would rename "weight" to "weight_orig"
             for hooks in (m._load_state_dict_pre_hooks, m._state_dict_hooks):
-                for k in [k for k, h in hooks.items() if type(getattr(h, "hook", h)).__name__.startswith("SpectralNorm")]:
-                    del hooks[k]
+                for k, h in list(hooks.items()):
+                    if type(getattr(h, "hook", h)).__name__.startswith("SpectralNorm"):
+                        del hooks[k]
         done.append(name)
     model.train(was)
     return done

@@ -65,7 +65,7 @@ def is_styled(model: nn.Module) -> bool:
     return bool(styled_layers(model))
 
 
-def consumer_layers(model: nn.Module, skip: set[str] = frozenset()) -> dict[str, tuple[nn.Module, int, nn.Module | None]]:
+def consumer_layers(model: nn.Module, skip: set[str] = frozenset()) -> dict[str, tuple[nn.Module, int, nn.Module]]:
     """Every layer whose input channels can shrink: the styled layers, and convolutions (groups 1;
     ConvTranspose weights are (in, out, k, k)). Fully connected layers are left whole (a mapping
     network reads no map)."""
@@ -187,7 +187,7 @@ def _groups_from_probes(model, layers, captured, keep, outputs) -> tuple[list[di
     protected = {f"{o}.{k}" for o in outputs for k in model.get_submodule(o)._parameters}  # the image channels
     uf, producers, whole = _Groups(), set(), []
     consumers: dict = {}
-    for name, (m, in_dim, style) in layers.items():
+    for name, (_, in_dim, style) in layers.items():
         x = captured.get(name)
         if x is None or x.dim() != 4 or not x.requires_grad:
             whole.append(f"{name} (its input is the generator's input, not a feature map)")

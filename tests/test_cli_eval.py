@@ -3,6 +3,7 @@ number, protocol, command and fingerprint; one-line errors; report.md + PNG."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from PIL import Image
 
 from gankd import cli
 from gankd.checkpoint import save_model
-from gankd.evaluate import evaluate, real_floor
+from gankd.evaluate import Fidelity, Quality, Speed, evaluate, real_floor
 from gankd.fileio import portable_path
 from gankd.report import load_results, render_table
 
@@ -72,7 +73,7 @@ def test_eval_cli_writes_json_and_report_renders(setup, tmp_path, capsys):
     assert vt["teacher"]["eager"]["latency"]["median_ms"] > 0 and "eager × teacher" in out
 
     # the teacher under the same protocol, through the API, then the report of both
-    t = evaluate(teacher, num_samples=48, reference=ref, evaluator=ev, kid_subsets=5, role="teacher")
+    t = evaluate(teacher, quality=Quality(num_samples=48, evaluator=ev, kid_subsets=5), reference=ref, role="teacher")
     (tmp_path / "t.json").write_text(json.dumps(t))
     code, out, err = run_cli(
         capsys, "report", tmp_path / "s.json", tmp_path / "t.json", "--out", tmp_path / "rep"
@@ -91,10 +92,10 @@ def test_eval_cli_writes_json_and_report_renders(setup, tmp_path, capsys):
 
 def test_same_seeds_give_same_numbers_and_runs_aggregate(setup):
     _, student, ref, ev = setup
-    kw = dict(metrics="fid", num_samples=32, reference=ref, evaluator=ev, kid_subsets=5)
-    a, b = evaluate(student, **kw), evaluate(student, **kw)
+    q = Quality("fid", 32, evaluator=ev, kid_subsets=5)
+    a, b = evaluate(student, quality=q, reference=ref), evaluate(student, quality=q, reference=ref)
     assert a["quality"]["fid"] == b["quality"]["fid"]
-    c = evaluate(student, first_seed=1000, **kw)
+    c = evaluate(student, quality=dataclasses.replace(q, first_seed=1000), reference=ref)
     assert c["quality"]["fid"] != a["quality"]["fid"] and "seeds 1000..1031" in c["protocol"]["generated"]
     table = render_table(load_results([a, c]))
     assert "(2 runs)" in table and "±" in table
@@ -151,8 +152,8 @@ def test_result_paths_are_relative_never_absolute(setup, tmp_path, monkeypatch):
     save_model(shipped / "tiny-teacher", tiny_gen(seed=0, base=8), "generator")
     monkeypatch.setenv("GANKD_PRETRAINED", str(shipped))
     monkeypatch.chdir(tmp_path)
-    r = evaluate(student, metrics="none", teacher="tiny-teacher", teacher_samples=8, evaluator=ev, lpips=False,
-                 class_consistency=False)  # fmt: skip
+    r = evaluate(student, "tiny-teacher", quality=Quality("none", evaluator=ev, class_consistency=False),
+                 fidelity=Fidelity(8, lpips=False))  # fmt: skip
     assert r["model"] == "student" and r["teacher"] == "pretrained/tiny-teacher"
     assert r["efficiency"]["weights_source"] == "student/model.safetensors"
     assert "'student'" in r["command"] and str(tmp_path) not in json.dumps(r)
@@ -163,9 +164,9 @@ def test_demo_pair_times_teacher_and_student_in_one_interleaved_run(setup, tmp_p
     from gankd.report import write_report
 
     teacher, student, ref, ev = setup
-    paths = evaluate_pair(teacher, student, tmp_path / "demo", "student w0.5", command="gankd demo", metrics="fid",
-                          num_samples=32, reference=ref, evaluator=ev, kid_subsets=5, teacher_samples=8,
-                          runtimes=("eager",), big_batch=8, speed_rounds=5)  # fmt: skip
+    paths = evaluate_pair(teacher, student, tmp_path / "demo", "student w0.5", command="gankd demo",
+                          quality=Quality("fid", 32, evaluator=ev, kid_subsets=5), reference=ref,
+                          fidelity=Fidelity(8), speed=Speed(("eager",), 8, rounds=5))  # fmt: skip
     t, s = (json.loads(p.read_text()) for p in paths)
     vt = s["efficiency"]["speed_vs_teacher"]
     assert t["efficiency"]["speed"] == vt["teacher"] and "interleaved" in t["speed_note"]

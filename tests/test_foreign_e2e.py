@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from foreign_models import (TINY_FASTGAN, TINY_STYLEGAN2, FastGANGenerator, ResNetGenerator, StyleGAN2Generator,
-                            TutorialDCGAN, UNetGenerator, calibrated_bn, trained_like)
+from foreign_models import (
+    TINY_FASTGAN,
+    TINY_STYLEGAN2,
+    FastGANGenerator,
+    ResNetGenerator,
+    StyleGAN2Generator,
+    TutorialDCGAN,
+    UNetGenerator,
+    calibrated_bn,
+    trained_like,
+)
 from testkit import write_images
 
 from gankd.adapter import adapter_for

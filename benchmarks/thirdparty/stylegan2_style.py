@@ -19,8 +19,8 @@ buffers: the same image for the same z) or ``none``.
 
 Training follows the official small-resolution configuration (non-saturating logistic loss,
 lazy R1 on reals every 16 steps, Adam lr 0.002 betas (0, 0.99), a ResNet discriminator with
-equalized learning rate and minibatch standard deviation, an exponential moving average ``g_ema`` of the generator, no style
-mixing, no path-length penalty). Saved the way those code bases save::
+equalized learning rate and minibatch standard deviation, an exponential moving average ``g_ema``
+of the generator, no style mixing, no path-length penalty). Saved the way those code bases save::
 
     torch.save({"g": ..., "d": ..., "g_ema": ..., "g_optim": ..., "d_optim": ..., "args": {...},
                 "step": ...}, "checkpoint.pt")

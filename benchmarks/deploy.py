@@ -1,0 +1,200 @@
+"""Deployment: fp32 / fp16 / int8 students against the fp32 teacher, and compressing to latency budgets.
+
+    python benchmarks/deploy.py [--gate-samples 2000] [--budgets 0.5,0.25,0.125]
+
+1. Students of ``fmnist-teacher``: the shipped widths 1/2, 1/4, 1/8 (ConvTranspose upsampling), and
+   a width-1/4 student with nearest-conv upsampling (``--student-upsample nearest-conv``, trained
+   here with the default recipe for ``--upconv-steps`` steps) whose every conv quantizes.
+2. Each exported by ``gankd export`` at fp32, fp16 and int8 (``--max-fid-rise inf``: the gate's
+   numbers are recorded, nothing refused): FID of each precision against the test split (the
+   domain's extractor, ``--gate-samples`` samples), PSNR/SSIM to its fp32 self, which ops run in
+   which precision.
+3. One interleaved ONNX Runtime run (one thread): the fp32 teacher and every exported file, batch 1
+   and 64, ``--rounds`` rounds (A B C ... with the start rotating); latency = median over rounds of
+   each round's median call; speed-up = teacher / model per round (median, min-max).
+4. ``gankd compress --target-latency`` at budgets given as fractions of the teacher's measured
+   batch-1 latency: the width picked and its latency, then each picked student re-timed fresh
+   (not from the cache) to check the budget holds within 10 %.
+
+Writes benchmarks/results/deploy/results.json (every number, the commands) and RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from gankd.checkpoint import atomic_write_bytes, load_generator, resolve_model_path
+from gankd.distill import DistillConfig, compress
+from gankd.export import example_inputs, export_generator, load_exported
+from gankd.fileio import portable_path
+from gankd.latency import measure_ms
+from gankd.metrics.efficiency import count_macs, fingerprint, generator_inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "deploy"
+RUNS = ROOT / "runs" / "deploy"
+STUDENTS = {"w0.5": "fmnist-student-w05", "w0.25": "fmnist-student-w025", "w0.125": "fmnist-student-w0125"}
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, default=str) + "\n").encode())
+
+
+def upconv_student(steps: int) -> Path:
+    run = RUNS / "w0.25-nearest-conv"
+    if not (run / "student" / "model.safetensors").exists() or not (run / "DONE").exists():
+        compress(DistillConfig(teacher="fmnist-teacher", width=0.25, student_upsample="nearest-conv", steps=steps,
+                               threads=1, seed=0), run, resume=(run / "state.pt").exists())  # fmt: skip
+        (run / "DONE").write_text("done\n")
+    return run / "student"
+
+
+def exports(folders: dict[str, Path], gate_samples: int) -> dict:
+    out = {}
+    for name, folder in folders.items():
+        for p in PRECISIONS:
+            path = RUNS / "exports" / f"{name}.{p}.onnx"
+            meta = path.with_name(path.name + ".json")
+            if not meta.exists():
+                export_generator(folder, path, precision=p, max_fid_rise=float("inf"), gate_samples=gate_samples,
+                                 force=True)  # fmt: skip
+            out[f"{name} {p}"] = {"path": path, "record": json.loads(meta.read_text())}
+    return out
+
+
+def interleaved_onnx(files: dict[str, Path], reference: str, model, rounds: int) -> dict:
+    """Batch-1 and batch-64 latency of ONNX files, interleaved, one thread; speed-ups vs ``reference``."""
+    runs = {n: load_exported(p, "onnx", threads=1) for n, p in files.items()}
+    args = {b: example_inputs(model, b) for b in (1, 64)}
+    calls = {1: 20, 64: 3}
+    times: dict = {n: {1: [], 64: []} for n in runs}
+    names = list(runs)
+    for n in names:  # warm-up
+        for b in (1, 64):
+            runs[n](*args[b])
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for b in (1, 64):
+            for n in order:
+                ts = []
+                for _ in range(calls[b]):
+                    t0 = time.perf_counter()
+                    runs[n](*args[b])
+                    ts.append(time.perf_counter() - t0)
+                times[n][b].append(1000 * statistics.median(ts))
+    out = {}
+    for n in names:
+        rec = {}
+        for b in (1, 64):
+            ratios = [t / m for t, m in zip(times[reference][b], times[n][b])]
+            rec[f"b{b}"] = {"median_ms": statistics.median(times[n][b]), "rounds_ms": times[n][b],
+                            "speedup_median": statistics.median(ratios), "speedup_min": min(ratios),
+                            "speedup_max": max(ratios)}  # fmt: skip
+        out[n] = rec
+    return out
+
+
+def budgets(fractions: list[float], teacher_ms: float, steps: int) -> list[dict]:
+    res = []
+    for f in fractions:
+        budget = teacher_ms * f
+        run = RUNS / f"budget-{f:g}"
+        if not (run / "config.json").exists():
+            compress(DistillConfig(teacher="fmnist-teacher", target_latency=f"{budget:.6f}ms", steps=steps, threads=1,
+                                   seed=0, eval_samples=64), run)  # fmt: skip
+        lat = json.loads((run / "config.json").read_text())["resolved"]["latency_budget"]
+        fresh = measure_ms(load_generator(run / "student"), "onnxruntime", 1, 1, rounds=7)
+        res.append({"fraction_of_teacher": f, "budget_ms": lat["budget_ms"], "width": lat["width"],
+                    "measured_in_search_ms": lat["measured_ms"], "remeasured_ms": fresh,
+                    "within_10pct": fresh <= 1.1 * lat["budget_ms"], "candidates": lat["candidates"],
+                    "run": portable_path(run)})  # fmt: skip
+    return res
+
+
+def render(res: dict) -> str:
+    lines = ["# Deployment: precision and latency budgets (Fashion-MNIST students)", "",
+             "ONNX Runtime, CPU execution provider, one thread, interleaved with the fp32 teacher; FID against the "
+             f"test split ({res['gate_samples']} samples, the domain's extractor); PSNR to the model's own fp32 "
+             "outputs.",
+             "",
+             "| model | precision | MACs/img | ops in int8 / fp16 / fp32 | FID | PSNR to fp32 dB | b1 ms | "
+             "b1 × teacher | "
+             "b64 ms | b64 × teacher |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for key, r in res["models"].items():
+        s = res["speed"][key]
+        ops = r.get("ops") or {}
+        tot = {k: sum(c.get(k, 0) for c in ops.values()) for k in ("int8", "fp16", "fp32")} if ops else None
+        ops_s = f"{tot['int8']} / {tot['fp16']} / {tot['fp32']}" if tot else "all fp32"
+        fid = f"{r['fid']:.3g}" if r.get("fid") is not None else "–"
+        psnr = f"{r['psnr_to_fp32_db']:.1f}" if r.get("psnr_to_fp32_db") is not None else "–"
+        lines.append(f"| {r['model']} | {r['precision']} | {r['macs'] / 1e6:.3g} M | {ops_s} | {fid} | {psnr} | "
+                     f"{s['b1']['median_ms']:.3g} | {s['b1']['speedup_median']:.2f}× ({s['b1']['speedup_min']:.2f}–"
+                     f"{s['b1']['speedup_max']:.2f}) | {s['b64']['median_ms']:.3g} | "
+                     f"{s['b64']['speedup_median']:.2f}× |")
+    lines += ["", "`--target-latency` (budgets as fractions of the teacher's batch-1 latency; the picked student "
+              "re-timed fresh):", "", "| budget | width picked | ms in the search | ms re-timed | within 10 % |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for b in res["budgets"]:
+        lines.append(f"| {b['budget_ms']:.3g} ms ({b['fraction_of_teacher']:g} × teacher) | {b['width']:.3g} | "
+                     f"{b['measured_in_search_ms']:.3g} | {b['remeasured_ms']:.3g} | "
+                     f"{'yes' if b['within_10pct'] else 'no'} |")
+    lines += ["", f"Machine: {res['fingerprint'].get('cpu')}; other jobs on the machine: {res['load']}.",
+              f"Command: `{res['command']}`", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gate-samples", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--budgets", default="0.5,0.25,0.125", help="fractions of the teacher's batch-1 latency")
+    ap.add_argument("--upconv-steps", type=int, default=3000)
+    ap.add_argument("--load", default="quiet", help="what else ran on the machine (recorded)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    teacher = resolve_model_path("fmnist-teacher")
+    folders = {k: resolve_model_path(v) for k, v in STUDENTS.items()}
+    folders["w0.25 nearest-conv"] = upconv_student(args.upconv_steps)
+    ex = exports({"teacher": teacher, **folders}, args.gate_samples)
+    models = {}
+    for key, e in ex.items():
+        name, prec = key.rsplit(" ", 1)
+        rec = e["record"]
+        folder = teacher if name == "teacher" else folders[name]
+        gen = load_generator(folder)
+        red = rec.get("reduced") or {}
+        gate = red.get("quality_gate") or {}
+        models[key] = {"model": name, "precision": prec, "path": portable_path(e["path"]),
+                       "macs": count_macs(gen, generator_inputs(gen, 1))["macs"],
+                       "ops": (red.get("ops") or {}).get("ops"), "why_fp32": (red.get("ops") or {}).get("why_fp32"),
+                       "fid": gate.get("fid_reduced"), "fid_fp32": gate.get("fid_fp32"),
+                       "psnr_to_fp32_db": gate.get("psnr_to_fp32_db"), "ssim_to_fp32": gate.get("ssim_to_fp32"),
+                       "gate": gate or None}  # fmt: skip
+    for key, m in models.items():  # an fp32 row's FID: its fp16 gate measured it
+        if m["precision"] == "fp32":
+            m["fid"] = models[key.replace(" fp32", " fp16")]["fid_fp32"]
+    speed = interleaved_onnx({k: e["path"] for k, e in ex.items()}, "teacher fp32", load_generator(teacher),
+                             args.rounds)  # fmt: skip
+    teacher_ms = speed["teacher fp32"]["b1"]["median_ms"]
+    fractions = [float(f) for f in args.budgets.split(",") if f.strip()]
+    res = {"schema": "gankd.deploy/1", "command": shlex.join(["python", "benchmarks/deploy.py", *sys.argv[1:]]),
+           "gate_samples": args.gate_samples, "models": models, "speed": speed,
+           "budgets": budgets(fractions, teacher_ms, steps=1), "fingerprint": fingerprint(),
+           "load": args.load}  # fmt: skip
+    _write_json(OUT / "results.json", res)
+    atomic_write_bytes(OUT / "RESULTS.md", render(res).encode())
+    print(render(res))
+
+
+if __name__ == "__main__":
+    main()
