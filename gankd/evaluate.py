@@ -348,12 +348,13 @@ def evaluate(
     q, fi = quality or Quality(), fidelity or Fidelity()
     ref = reference if isinstance(reference, Reference) else Reference(reference)
     sp = Speed() if speed is True else (speed or None)
-    model, folder = _load(model_dir, device)
-    if adapter_for(model).is_i2i:
+    from gankd.evaluate_i2i import is_i2i_model
+
+    if is_i2i_model(model_dir):
         from gankd.evaluate_i2i import I2I_METRICS, evaluate_i2i
 
         pp = pairs or Pairs()
-        return evaluate_i2i(model if folder is None else folder, teacher, pp.data, pp.task, pp.task_params,
+        return evaluate_i2i(model_dir, teacher, pp.data, pp.task, pp.task_params,
                             q.metrics or I2I_METRICS, q.num_samples, q.extractor, q.evaluator, q.inception_weights,
                             fi.lpips_weights, sp is not None, tuple(pp.sizes), rounds=(sp or Speed(rounds=5)).rounds,
                             device=device, command=command)  # fmt: skip
@@ -388,6 +389,7 @@ def evaluate(
             speed=speed,
             teacher=None if teacher is None else _path_or_name(teacher),
         )
+    model, folder = _load(model_dir, device)
     nc = adapter_for(model).num_classes
     plan = None
     if metrics or (class_consistency and nc > 0) or teacher is not None:
