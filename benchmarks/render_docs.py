@@ -538,6 +538,11 @@ def t_classifier_kd(root: Path) -> str:
 # ------------------------------------------------------------------ the recipe study (plain beside gankd)
 RECIPE_SETTINGS = {"wesnoth64-free": "wesnoth-dcgan64, data-free", "wesnoth64-data": "wesnoth-dcgan64, with data",
                    "fmnist": "fmnist-teacher, with data", "restore64": "wesnoth-restore64, image-to-image"}  # fmt: skip
+# teachers the default was not chosen on (StyleGAN2-, FastGAN-style, trained outside gankd)
+UNSEEN_SETTINGS = {"sg2-fmnist": "fmnist-stylegan2 (StyleGAN2-style), width 1/4",
+                   "sg2-fmnist-w2": "fmnist-stylegan2 (StyleGAN2-style), width 1/2",
+                   "fastgan64": "wesnoth-fastgan64 (FastGAN-style), width 1/4",
+                   "fastgan64-w2": "wesnoth-fastgan64 (FastGAN-style), width 1/2"}  # fmt: skip
 
 
 def _pm_row(row: dict, side: str, key: str, digits: int) -> str:
@@ -548,13 +553,13 @@ def _pm_row(row: dict, side: str, key: str, digits: int) -> str:
     return text + (f" ± {st['std']:.{digits}f}" if st.get("std") is not None else "")
 
 
-def t_recipes(root: Path, budget: str = "c5") -> str:
+def t_recipes(root: Path, budget: str = "c5", settings: dict | None = None) -> str:
     """Every recipe of the study at one calibrated budget, test side, plain first (mean ± std over seeds)."""
     res = load(root, "benchmarks/results/recipes/results.json")
-    chosen = get(res, "choice", budget, "chosen")
+    chosen = get(res, "choice", "c5", "chosen")
     first = {"plain": 0, "classic": 1, chosen: 2}
     rows = []
-    for setting, label in RECIPE_SETTINGS.items():
+    for setting, label in (settings or RECIPE_SETTINGS).items():
         mine = [r for r in res["rows"] if r["setting"] == setting and r["budget"] == budget]
         for r in sorted(mine, key=lambda r: first.get(r["recipe"], 3)):
             name = bold(r["recipe"] + (" = **default**" if r["recipe"] == chosen else ""), r["recipe"] == "plain")
@@ -568,6 +573,9 @@ def t_recipes(root: Path, budget: str = "c5") -> str:
 
 TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "recipes": (t_recipes, ("benchmarks/results/recipes/results.json",)),
+    "recipes-c10": (lambda root: t_recipes(root, "c10"), ("benchmarks/results/recipes/results.json",)),
+    "recipes-unseen": (lambda root: t_recipes(root, "c5", UNSEEN_SETTINGS),
+                       ("benchmarks/results/recipes/results.json",)),
     "demo": (t_demo, ("benchmarks/results/demo/eval_teacher.json", "benchmarks/results/demo/eval_student.json")),
     "own-images-progress": (t_own_images_progress, (
         "benchmarks/results/own_data_bn/progress_indomain/progress.json",
