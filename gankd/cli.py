@@ -463,7 +463,9 @@ def cmd_eval(args) -> int:
     lpips = {"auto": "auto", "on": True, "off": False}[args.lpips]
     command = _eval_command(args)
     if args.model:
-        from gankd.evaluate import Fidelity, Pairs, Quality, Reference, Speed
+        from gankd.evaluate import Fidelity, Pairs, Quality, Reference, Speed, check_counts
+
+        check_counts(big_batch=args.big_batch, num_reference=args.num_reference, teacher_samples=args.teacher_samples)
 
         i2i = _is_i2i(args.model)
         metrics = args.metrics if not (i2i and args.metrics == _NOISE_METRICS) else None
