@@ -505,9 +505,11 @@ def import_generator(
         spec = IOSpec.from_dict({**spec.to_dict(), "output_index": index})
         log.info("%s returns %d outputs: gankd uses output %d, the largest image %s", class_path, len(raw), index,
                  tuple(img.shape[1:]))  # fmt: skip
-    with noise_draws() as drawn:  # Gaussian noise drawn inside the forward (a zero strength hides it today)
-        again = dry_run(model, spec)
-    if drawn[0] or not torch.equal(img, again):
+    with torch.no_grad():
+        args = GeneratorAdapter(model, spec).model_inputs(2)  # the latents are drawn here, not counted below
+        with noise_draws() as drawn:  # Gaussian noise drawn inside the forward (a zero strength hides it today)
+            model(*args)
+    if drawn[0] or not torch.equal(img, dry_run(model, spec)):
         zero = IOSpec.from_dict({**spec.to_dict(), "noise": "zero"})
         if not torch.equal(dry_run(model, zero), dry_run(model, zero)):
             raise ValueError(f"{class_path} gives two different images for one latent (its forward draws noise): "

@@ -79,6 +79,7 @@ def test_import_compress_sample_eval_export(tmp_path, name, capsys):
     assert isinstance(cfg["resolved"]["feature_taps"], list) and cfg["resolved"]["feature_taps"]
     meta = json.loads((student / "config.json").read_text())
     assert meta["family"] == "module" and meta["prune"]["width"] == 0.5
+    assert meta["io"]["noise"] == ("zero" if name == "fastgan" else "as-is")  # only FastGAN draws noise inside
     t, s = adapter_for(load_generator(teacher)), adapter_for(load_generator(student))
     ex = generator_inputs(t, 1)
     ratio = count_macs(s.model, ex)["macs"] / count_macs(t.model, ex)["macs"]

@@ -141,6 +141,7 @@ def test_import_sets_fixed_noise_records_truncation_and_refuses_random_forwards(
     meta = json.loads((out / "config.json").read_text())
     assert meta["io"]["inputs"][0]["shape"] == [16]  # the mapping network's first layer
     assert meta["io"]["call_kwargs"] == {"noise_mode": "const", "truncation_psi": 0.7}
+    assert meta["io"]["noise"] == "as-is"  # noise_mode=const draws none: nothing to zero
     assert meta["truncation"] == {"argument": "truncation_psi", "value": 0.7, "set_by": "--forward-kwargs"}
     assert meta["source"]["state_key"] == "g_ema" and len(meta["io"]["features"]) == 3
     capsys.readouterr()
