@@ -590,8 +590,9 @@ def add_export(sub) -> None:
                    help="fp16 or int8 (static, per-channel, calibrated on the generator's activations): ONNX only")
     p.add_argument("--max-fid-rise", type=float, default=0.10,
                    help="fp16/int8: refuse a model whose FID rises more than this fraction over fp32 (default "
-                   "0.10; inf skips the gate)")
-    p.add_argument("--gate-samples", type=int, default=2000, help="fp16/int8: samples for the FID gate (2000)")
+                   "0.10; inf records the FIDs and never refuses)")
+    p.add_argument("--gate-samples", type=int, default=2000,
+                   help="fp16/int8: samples for the FID gate (2000; 0 skips the FID measurement)")
     _add_common(p)
     p.set_defaults(fn=cmd_export)
 

@@ -219,7 +219,7 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
     run = load_exported(path, "onnx", threads=1)
     worst = parity(generator, run)
     gate = None
-    if max_fid_rise != float("inf"):
+    if gate_samples > 0:
         gate = prec.quality_gate(generator, run, folder, max_fid_rise, gate_samples)
         if not gate["passed"]:
             raise ValueError(f"the {precision} model's FID rises {100 * gate['fid_rise']:.1f}% over fp32 "
@@ -259,7 +259,8 @@ def export_generator(
     checked as above, is converted; the record adds which ops run in which precision, PSNR/SSIM
     to the fp32 model, the FID of both under gankd's protocol (``gate_samples`` samples) and batch-1
     latency of both, interleaved. A model whose FID rises by more than ``max_fid_rise`` (a
-    fraction; ``inf`` skips the gate) is refused and nothing is written. Existing files at ``out``
+    fraction; ``inf`` never refuses) is refused and nothing is written; ``gate_samples=0`` skips
+    the FID measurement. Existing files at ``out``
     (and its ``.data`` and
     ``.json`` companions) are replaced only when gankd wrote them, or with ``force``
     (:func:`gankd.fileio.check_out_file`), checked before the model is loaded.

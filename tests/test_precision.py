@@ -20,7 +20,7 @@ def folder(tmp_path_factory):
 
 
 def test_int8_quantizes_convs_keeps_conv_transpose_fp32_and_reports(folder):
-    r = export_generator(folder, precision="int8", gate_samples=64, max_fid_rise=float("inf"))
+    r = export_generator(folder, precision="int8", gate_samples=0)
     path = folder / "export" / "generator.int8.onnx"
     assert r["path"] == str(path) and path.is_file() and r["precision"] == "int8"
     assert not (folder / "export" / "generator.int8.onnx.data").exists()  # one self-contained file
