@@ -297,6 +297,16 @@ def _eager_runner(model: nn.Module, device: str, size: int | None = None):
     return for_batch
 
 
+@torch.no_grad()
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """``model.to(memory_format=torch.channels_last)`` for its 4-D tensors only: a modulated convolution's
+    5-D weight (StyleGAN2: (1, out, in, k, k)) has no channels-last layout and stays as it is."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.dim() == 4:
+            t.data = t.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 def measure_eager(model: nn.Module, big_batch: int = 256, channels_last: str = "auto", repeats: int = 20,
                   min_time_s: float = 0.5, device: str = "cpu") -> dict:  # fmt: skip
     """Eager PyTorch latency (batch 1) and throughput (``big_batch``).
@@ -314,7 +324,7 @@ def measure_eager(model: nn.Module, big_batch: int = 256, channels_last: str = "
     for fmt in formats[channels_last]:
         m = copy.deepcopy(model).to(device).eval()
         if fmt == "channels_last":
-            m = m.to(memory_format=torch.channels_last)
+            m = to_channels_last(m)
         results[fmt] = _measure(_eager_runner(m, device), 1, big_batch, repeats, min_time_s, device)
     lat = min(results, key=lambda k: results[k]["latency"]["median_ms"])
     thr = max(results, key=lambda k: results[k]["throughput"]["images_per_s"])
@@ -465,7 +475,7 @@ def interleaved_speed(
                 copies = {}
                 for fmt in formats[channels_last]:
                     m = copy.deepcopy(models[n]).to(device).eval()
-                    copies[fmt] = m.to(memory_format=torch.channels_last) if fmt == "channels_last" else m
+                    copies[fmt] = to_channels_last(m) if fmt == "channels_last" else m
                 for which, (b, _) in batches.items():
                     fns = {fmt: _eager_runner(m, device, size)(b) for fmt, m in copies.items()}
                     warm = {fmt: statistics.median(time_callable(fn, warmup=1, repeats=max(1, warmup),
