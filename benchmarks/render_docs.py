@@ -574,6 +574,8 @@ def t_recipes(root: Path, budget: str = "c5", settings: dict | None = None) -> s
 TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "recipes": (t_recipes, ("benchmarks/results/recipes/results.json",)),
     "recipes-c10": (lambda root: t_recipes(root, "c10"), ("benchmarks/results/recipes/results.json",)),
+    "recipes-unseen": (lambda root: t_recipes(root, "c5", UNSEEN_SETTINGS),
+                       ("benchmarks/results/recipes/results.json",)),
     "demo": (t_demo, ("benchmarks/results/demo/eval_teacher.json", "benchmarks/results/demo/eval_student.json")),
     "own-images-progress": (t_own_images_progress, (
         "benchmarks/results/own_data_bn/progress_indomain/progress.json",
