@@ -181,7 +181,7 @@ def cmd_compress(args) -> int:
         "d_freeze": args.d_freeze, "adv_warmup": args.adv_warmup, "adv_start": args.adv_start,
         "d_width": args.d_width, "target_latency": args.target_latency, "latency_runtime": args.latency_runtime,
         "latency_batch": args.latency_batch, "latency_threads": args.latency_threads,
-        "student_upsample": args.student_upsample,
+        "student_upsample": args.student_upsample, "keep_layers": _paths(args.keep_layers),
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
     params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
@@ -214,6 +214,11 @@ def _taps(text: str | None) -> list | None:
         return None
     parts = [v.strip() for v in text.split(",") if v.strip()]
     return [int(v) if v.lstrip("-").isdigit() else v for v in parts]
+
+
+def _paths(text: str | None) -> list[str] | None:
+    """A comma-separated list of module paths (None when not given)."""
+    return [v.strip() for v in text.split(",") if v.strip()] if text else None
 
 
 def _floats(text: str | None, flag: str) -> list[float] | None:
@@ -384,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "records, else none")
     p.add_argument("--target-latency", help="the widest student that runs this fast on this machine, e.g. 0.4ms or "
                    "400us (measured per candidate width, cached per machine; overrides --width)")
+    p.add_argument("--keep-layers", help="imported generators: module paths whose output channels stay whole "
+                   "when pruning, comma-separated (e.g. a layer the pruner cannot follow)")
     p.add_argument("--student-upsample", choices=("convtranspose", "nearest-conv"),
                    help="gankd's dcgan students: how a stage doubles; nearest-conv quantizes to int8 in ONNX Runtime "
                    "(its layers start fresh, the rest inherit the teacher's channels; default: the teacher's)")

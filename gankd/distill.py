@@ -110,6 +110,7 @@ class DistillConfig:
     latency_batch: int = 1
     latency_threads: int = 1
     student_upsample: str | None = None  # dcgan students: nearest-conv (int8-friendly); None = the teacher's
+    keep_layers: tuple[str, ...] | None = None  # imported generators: module paths whose channels stay whole
     init: str = "prune"  # prune (inherit top-L1 teacher channels) or random
     init_from: str | None = None  # prune the student from this wider student (a generator folder of the
     # teacher's family) instead of the teacher: iterative prune-and-distill (1/2 -> 1/4 -> 1/8)
@@ -295,7 +296,8 @@ def latency_width(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -
         from gankd.pruning import prune_generator
 
         def build(w):
-            return prune_generator(adapter_for(teacher, spec), width=w, init="prune", seed=cfg.seed)
+            return prune_generator(adapter_for(teacher, spec), width=w, init="prune", seed=cfg.seed,
+                                   keep_layers=list(cfg.keep_layers or ()))
     width, rec = width_for_latency(build, adapter_for(teacher, spec), parse_latency(cfg.target_latency),
                                    cfg.latency_runtime, cfg.latency_batch, cfg.latency_threads)  # fmt: skip
     log.info("--target-latency %s: width %.4g measures %.4g ms (%s, batch %d, %d thread(s); teacher %.4g ms)",
@@ -344,7 +346,8 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
     from gankd.pruning import prune_generator
 
     student = prune_generator(adapter_for(teacher, spec), width=None if cfg.target_macs else cfg.width,
-                              target_macs=cfg.target_macs, init=cfg.init, seed=cfg.seed)  # fmt: skip
+                              target_macs=cfg.target_macs, init=cfg.init, seed=cfg.seed,
+                              keep_layers=list(cfg.keep_layers or ()))  # fmt: skip
     # the class and kwargs it is saved and rebuilt with (gankd's other families: their Config)
     student.origin = getattr(teacher, "origin", None) or family_origin(teacher)
     for p in student.parameters():

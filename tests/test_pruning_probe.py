@@ -192,3 +192,20 @@ def test_fastgan_glu_pairs_and_excitation_gates_are_tied():
     assert _out(s).shape == _out(t).shape and torch.isfinite(_out(s)).all()
     assert torch.allclose(_out(prune_generator(t, width=1.0)), _out(t), atol=1e-5)
     assert 0.15 < info["macs_ratio"] < 0.4
+
+
+def test_compress_keep_layers_flag_reaches_the_pruner(tmp_path, capsys):
+    g = StyleGAN2Generator(**TINY_STYLEGAN2)
+    ckpt = tmp_path / "c.pt"
+    torch.save({"g_ema": g.state_dict()}, ckpt)
+    assert main(["import", "--class", "stylegan2_style:Generator", "--kwargs", json.dumps(TINY_STYLEGAN2),
+                 "--weights", str(ckpt), "--out", str(tmp_path / "t")]) == 0  # fmt: skip
+    args = ["compress", "--teacher", str(tmp_path / "t"), "--width", "0.5", "--steps", "1", "--no-progress",
+            "--set", "eval_samples=4", "--set", "threads=1"]  # fmt: skip
+    assert main([*args, "--keep-layers", "convs.0", "--out", str(tmp_path / "r")]) == 0
+    info = json.loads((tmp_path / "r" / "student" / "config.json").read_text())["prune"]
+    assert any("convs.0.conv" in w and "--keep-layers" in w for w in info["kept_whole"])
+    capsys.readouterr()
+    assert main([*args, "--keep-layers", "nope.1", "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--keep-layers: no module 'nope.1'" in err
