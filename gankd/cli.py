@@ -574,9 +574,11 @@ def cmd_export(args) -> int:
         print(f"  {op} stays fp32: {why}")
     g = red["quality_gate"]
     if g:
+        to_t = (f"; to its teacher {g['psnr_to_teacher_db']:.1f} dB" if g.get("psnr_to_teacher_db") is not None
+                else "")  # fmt: skip
         print(f"FID {g['fid_fp32']:.3g} (fp32) -> {g['fid_reduced']:.3g} ({args.precision}), "
               f"{100 * g['fid_rise']:+.1f}% (limit {100 * g['max_fid_rise']:.0f}%); PSNR to fp32 "
-              f"{g['psnr_to_fp32_db']:.1f} dB, SSIM {g['ssim_to_fp32']:.3f}")  # fmt: skip
+              f"{g['psnr_to_fp32_db']:.1f} dB, SSIM {g['ssim_to_fp32']:.3f}{to_t}")  # fmt: skip
     lat = red["latency_b1_ms"]
     print(f"batch-1 latency, 1 thread: fp32 {lat['fp32']:.3g} ms, {args.precision} {lat[args.precision]:.3g} ms "
           f"({red['speedup_b1']:.2f}x)")  # fmt: skip

@@ -12,7 +12,7 @@
 - :func:`quality_gate`: the reduced model against its fp32 self under gankd's protocol: FID of
   both against the same reference (the data's test split the model records, else the fp32
   model's own samples from disjoint seeds) with the domain's extractor, and PSNR/SSIM of the
-  reduced images to the fp32 ones on the same inputs; ``passed`` when the FID rises by at most
+  reduced images to the fp32 ones (and, for a student, to its teacher's) on the same inputs; ``passed`` when the FID rises by at most
   ``max_fid_rise`` (a fraction of the fp32 FID, or of 0.01 when that is smaller).
 """
 
@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from gankd.fileio import portable_path
 
 log = logging.getLogger(__name__)
 
@@ -113,17 +115,20 @@ def quality_gate(generator, run, folder: Path | None, max_fid_rise: float, num_s
     """FID of the reduced model (``run``: positional inputs -> image) and of the fp32 ``generator``
     against one reference and extractor; PSNR/SSIM reduced vs fp32. ``passed``: FID rise <= the limit."""
     from gankd.adapter import adapter_for
+    from gankd.checkpoint import load_generator
     from gankd.data import to_uint8
-    from gankd.evaluate import REFERENCE_FIRST_SEED, model_data
+    from gankd.evaluate import REFERENCE_FIRST_SEED, model_data, teacher_of
     from gankd.metrics import fidelity as fid
     from gankd.metrics.fidelity import generate_uint8, psnr, ssim
 
     gen = adapter_for(generator)
+    t_folder = teacher_of(folder)
+    teacher = adapter_for(load_generator(t_folder)).eval() if t_folder is not None else None
     if gen.is_i2i:
         raise ValueError("the int8/fp16 quality gate scores noise-to-image generators; export an image-to-image "
                          "generator with --precision fp32, or pass --max-fid-rise inf to skip the gate")  # fmt: skip
     full, _ = generate_uint8(generator, num_samples, 0, batch, device)
-    reduced, psnrs, ssims = [], [], []
+    reduced, psnrs, ssims, t_psnrs, t_ssims = [], [], [], [], []
     for i in range(0, num_samples, batch):
         args = gen.example_inputs(min(batch, num_samples - i), first_seed=i)
         a = gen.call_positional(*args).float().clamp(-1, 1)
@@ -131,6 +136,10 @@ def quality_gate(generator, run, folder: Path | None, max_fid_rise: float, num_s
         reduced.append(to_uint8(b))
         psnrs.append(float(psnr(b, a).sum()))
         ssims.append(float(ssim(b, a).sum()))
+        if teacher is not None:  # the reduced student against the teacher on the same inputs
+            t = teacher.call_positional(*args).float().clamp(-1, 1)
+            t_psnrs.append(float(psnr(b, t).sum()))
+            t_ssims.append(float(ssim(b, t).sum()))
     reduced_u8 = torch.cat(reduced)
     data = model_data(folder)
     c, r, _ = gen.output_shape()
@@ -146,6 +155,9 @@ def quality_gate(generator, run, folder: Path | None, max_fid_rise: float, num_s
     return {"fid_fp32": f32, "fid_reduced": fq, "fid_rise": rise, "max_fid_rise": max_fid_rise,
             "passed": bool(rise <= max_fid_rise), "psnr_to_fp32_db": sum(psnrs) / num_samples,
             "ssim_to_fp32": sum(ssims) / num_samples, "num_samples": num_samples, "reference": ref_desc,
+            "teacher": portable_path(t_folder) if t_folder is not None else None,
+            "psnr_to_teacher_db": sum(t_psnrs) / num_samples if t_psnrs else None,
+            "ssim_to_teacher": sum(t_ssims) / num_samples if t_ssims else None,
             "extractor": ex.info()}  # fmt: skip
 
 
