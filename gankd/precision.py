@@ -12,8 +12,9 @@
 - :func:`quality_gate`: the reduced model against its fp32 self under gankd's protocol: FID of
   both against the same reference (the data's test split the model records, else the fp32
   model's own samples from disjoint seeds) with the domain's extractor, and PSNR/SSIM of the
-  reduced images to the fp32 ones (and, for a student, to its teacher's) on the same inputs; ``passed`` when the FID rises by at most
-  ``max_fid_rise`` (a fraction of the fp32 FID, or of 0.01 when that is smaller).
+  reduced images to the fp32 ones (and, for a student, to its teacher's) on the same inputs;
+  ``passed`` when the FID rises by at most ``max_fid_rise`` (a fraction of the fp32 FID, or of
+  0.01 when that is smaller).
 """
 
 from __future__ import annotations
