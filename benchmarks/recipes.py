@@ -97,6 +97,10 @@ RECIPES: dict[str, dict] = {
     # adversarial phase then pulls toward the teacher's distribution, which FID vs teacher samples measures
     "nofeat-advlate-90-rt": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.9,
                              "real": "teacher"},
+    # the default recipe on the pruned shapes with fresh weights: a narrower copy of the teacher's family trained from
+    # scratch, for comparison with the pruned start (modern teachers)
+    "nofeat-advlate-90-scratch": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25,
+                                  "adv_start": 0.9, "init": "random"},
 }  # fmt: skip
 
 
