@@ -147,11 +147,27 @@ def resolve_modules(model: nn.Module, paths: list[str], flag: str = "--feat-laye
     return out
 
 
+_NOISE_FUNCS = ("randn", "randn_like", "normal")  # on torch; and Tensor.normal_
+
+
 @contextlib.contextmanager
-def zero_noise():
-    """While a generator's forward runs: Gaussian noise it draws (``torch.randn``, ``randn_like``,
-    ``normal``, ``Tensor.normal_``) comes out as its mean (zeros) of the same shape. The functions are
-    swapped on the torch module for the call, so eager runs and export tracing see the same graph."""
+def _noise_functions(make):
+    """For the ``with`` block, torch's Gaussian noise functions are ``make(name, original)``: swapped on
+    the torch module, so eager runs and export tracing see the same thing."""
+    saved = [getattr(torch, n) for n in _NOISE_FUNCS] + [torch.Tensor.normal_]
+    for n, f in zip(_NOISE_FUNCS, saved):
+        setattr(torch, n, make(n, f))
+    torch.Tensor.normal_ = make("normal_", saved[-1])
+    try:
+        yield
+    finally:
+        for n, f in zip(_NOISE_FUNCS, saved):
+            setattr(torch, n, f)
+        torch.Tensor.normal_ = saved[-1]
+
+
+def _zeros(name: str, _original):
+    """The mean (zeros) of what ``torch.<name>`` would draw, same shape."""
 
     def randn(*size, **kw):
         kw.pop("generator", None)
@@ -175,33 +191,30 @@ def zero_noise():
         with torch.no_grad():
             return self.fill_(mean)
 
-    saved = (torch.randn, torch.randn_like, torch.normal, torch.Tensor.normal_)
-    torch.randn, torch.randn_like, torch.normal, torch.Tensor.normal_ = randn, randn_like, normal, normal_
-    try:
-        yield
-    finally:
-        torch.randn, torch.randn_like, torch.normal, torch.Tensor.normal_ = saved
+    return {"randn": randn, "randn_like": randn_like, "normal": normal, "normal_": normal_}[name]
+
+
+def zero_noise():
+    """While a generator's forward runs: Gaussian noise it draws (``torch.randn``, ``randn_like``,
+    ``normal``, ``Tensor.normal_``) comes out as its mean (zeros) of the same shape."""
+    return _noise_functions(_zeros)
 
 
 @contextlib.contextmanager
 def noise_draws():
-    """Counts the Gaussian noise a forward draws (``torch.randn``, ``randn_like``, ``normal``,
-    ``Tensor.normal_``): ``with noise_draws() as n: model(z)``, then ``n[0]``."""
+    """Counts the Gaussian noise a forward draws (the same functions): ``with noise_draws() as n:
+    model(z)``, then ``n[0]``."""
     count = [0]
-    saved = (torch.randn, torch.randn_like, torch.normal, torch.Tensor.normal_)
 
-    def counting(fn):
+    def counting(_name, fn):
         def wrapped(*a, **k):
             count[0] += 1
             return fn(*a, **k)
 
         return wrapped
 
-    torch.randn, torch.randn_like, torch.normal, torch.Tensor.normal_ = (counting(f) for f in saved)
-    try:
+    with _noise_functions(counting):
         yield count
-    finally:
-        torch.randn, torch.randn_like, torch.normal, torch.Tensor.normal_ = saved
 
 
 def pick_output(out):

@@ -204,18 +204,11 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
     """Convert, compare with the fp32 file (ops, outputs, quality gate, latency); refuse a failed gate."""
     import statistics
 
-    import onnx
-
     from gankd import precision as prec
     from gankd.metrics.efficiency import time_callable
 
-    keep = fp32_file.with_name(fp32_file.stem + ".fp32-ref.onnx")
-    onnx.save(onnx.load(str(fp32_file)), str(keep))  # a self-contained copy to time against
-    try:
-        fp32_run = load_exported(keep, "onnx", threads=1)
-        path = _reduce(generator, fp32_file, precision)
-    finally:
-        keep.unlink(missing_ok=True)
+    fp32_run = load_exported(fp32_file, "onnx", threads=1)  # the session holds the model: the file may go
+    path = _reduce(generator, fp32_file, precision)
     run = load_exported(path, "onnx", threads=1)
     worst = parity(generator, run)
     gate = None
@@ -231,7 +224,7 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
     for _ in range(5):  # interleaved rounds: fp32, reduced, fp32, ...
         for name, fn in (("fp32", fp32_run), (precision, run)):
             times[name].append(1000 * statistics.median(time_callable(lambda fn=fn: fn(*args), warmup=2, repeats=20)))
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    med = {k: statistics.median(v) for k, v in times.items()}
     return {"max_abs_diff": worst, "ops": prec.op_report(path), "quality_gate": gate,
             "latency_b1_ms": {"fp32": med["fp32"], precision: med[precision], "rounds": times, "threads": 1},
             "speedup_b1": med["fp32"] / med[precision]}  # fmt: skip
