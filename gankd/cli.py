@@ -391,10 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "400us (measured per candidate width, cached per machine; overrides --width)")
     p.add_argument("--keep-layers", help="imported generators: module paths whose output channels stay whole "
                    "when pruning, comma-separated (e.g. a layer the pruner cannot follow)")
-    p.add_argument("--student-upsample", choices=("convtranspose", "nearest-conv"),
+    from gankd.latency import RUNTIMES
+    from gankd.models.dcgan import UPSAMPLES
+
+    p.add_argument("--student-upsample", choices=UPSAMPLES,
                    help="gankd's dcgan students: how a stage doubles; nearest-conv quantizes to int8 in ONNX Runtime "
                    "(its layers start fresh, the rest inherit the teacher's channels; default: the teacher's)")
-    p.add_argument("--latency-runtime", choices=("onnxruntime", "eager"),
+    p.add_argument("--latency-runtime", choices=RUNTIMES,
                    help="--target-latency: what to time (default onnxruntime, as deployed)")
     p.add_argument("--latency-batch", type=int, help="--target-latency: batch size timed (default 1)")
     p.add_argument("--latency-threads", type=int, help="--target-latency: threads timed (default 1)")
@@ -595,7 +598,9 @@ def add_export(sub) -> None:
                    "replaced only if gankd wrote it, or with --force)")
     p.add_argument("--force", action="store_true", help="replace an existing --out that gankd did not write")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff allowed vs eager")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+    from gankd.precision import PRECISIONS
+
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp16 or int8 (static, per-channel, calibrated on the generator's activations): ONNX only")
     p.add_argument("--max-fid-rise", type=float, default=0.10,
                    help="fp16/int8: refuse a model whose FID rises more than this fraction over fp32 (default "
