@@ -160,12 +160,18 @@ def budget_tag(args) -> str:
 COST_FILE = "step_cost.json"
 
 
-def calibrate(settings: list[str], recipes: list[str], args, out: Path, rounds: int = 7, per_round: int = 5) -> dict:
+def calibrate(settings: list[str], recipes: list[str], args, out: Path, rounds: int = 7, per_round: int = 5,
+              anchor: str | None = None) -> dict:
     """Seconds per training step of each recipe on each setting, timed interleaved (``rounds`` x
     ``per_round`` steps each, the first round dropped as warm-up), at the run's start (progress 0)
     and end (progress ~1) in alternate rounds: a recipe whose discriminator starts at ``adv_start``
     costs ``adv_start`` x the first phase's median + the rest x the second's. Merged into
-    OUT/step_cost.json."""
+    OUT/step_cost.json.
+
+    ``anchor``: a recipe already calibrated on each setting; it is timed interleaved with the new
+    recipes, and a new recipe's cost is the anchor's committed cost x the measured ratio, so a
+    recipe added later is priced on the same scale as the cells already run (the anchor's own
+    entry is left as it was)."""
     import statistics
     import tempfile
 
@@ -176,14 +182,18 @@ def calibrate(settings: list[str], recipes: list[str], args, out: Path, rounds: 
     ends = (0.0, 0.999)
     for setting in settings:
         tmp = Path(tempfile.mkdtemp(prefix="gankd-cost-"))
+        rec = res["settings"].setdefault(setting, {})
+        if anchor is not None and anchor not in rec:
+            raise SystemExit(f"--anchor {anchor} has no committed step cost on {setting}: calibrate it first")
+        timed = [*recipes, anchor] if anchor is not None and anchor not in recipes else list(recipes)
         try:
             ds = {}
-            for r in recipes:
+            for r in timed:
                 budget = argparse.Namespace(**{**vars(args), "cost_minutes": None, "minutes": None, "steps": 10**6})
                 d = Distiller(cell_config(setting, r, 0, budget), tmp / r)
                 d.train_mode()
                 ds[r] = d
-            times: dict[str, dict[float, list[float]]] = {r: {p: [] for p in ends} for r in recipes}
+            times: dict[str, dict[float, list[float]]] = {r: {p: [] for p in ends} for r in timed}
             step = 0
             for k in range(rounds):
                 progress = ends[k % 2]
@@ -197,13 +207,20 @@ def calibrate(settings: list[str], recipes: list[str], args, out: Path, rounds: 
                 step += per_round
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        rec = res["settings"].setdefault(setting, {})
+        measured = {}
         for r, t in times.items():
             start, end = (statistics.median(t[p]) for p in ends)
             a = RECIPES[r].get("adv_start", 0.0)
-            rec[r] = {"s_per_step": a * start + (1 - a) * end if a else statistics.median(t[0.0] + t[0.999]),
-                      "s_per_step_start": start, "s_per_step_end": end, "adv_start": a,
-                      "rounds": rounds - 1, "steps_per_round": per_round}  # fmt: skip
+            measured[r] = {"s_per_step": a * start + (1 - a) * end if a else statistics.median(t[0.0] + t[0.999]),
+                           "s_per_step_start": start, "s_per_step_end": end, "adv_start": a,
+                           "rounds": rounds - 1, "steps_per_round": per_round}  # fmt: skip
+        for r in recipes:
+            if anchor is None:
+                rec[r] = measured[r]
+            elif r != anchor:
+                ratio = measured[r]["s_per_step"] / measured[anchor]["s_per_step"]
+                rec[r] = {**measured[r], "s_per_step": rec[anchor]["s_per_step"] * ratio, "anchored_to": anchor,
+                          "ratio_to_anchor": ratio, "measured_s_per_step": measured[r]["s_per_step"]}  # fmt: skip
         log.info("step cost %s: %s", setting, {r: round(v["s_per_step"], 4) for r, v in rec.items()})
     res.update(threads=1, fingerprint=fingerprint(args.device), loadavg_1_5_15=[round(x, 2) for x in os.getloadavg()],
                command=_command(args))  # fmt: skip
@@ -656,6 +673,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget.add_argument("--steps", type=int, help="steps per cell (no wall cap): device-independent reruns")
     budget.add_argument("--cost-minutes", type=float, help="calibrated wall budget: M minutes at the recipe's "
                         "measured seconds per step (--calibrate), run as steps")
+    ap.add_argument("--anchor", help="with --calibrate: price the recipes against this already-calibrated recipe, "
+                    "timed interleaved with them (cost = its committed cost x the measured ratio)")
     ap.add_argument("--calibrate", action="store_true", help="time each recipe's step interleaved on each setting "
                     "(one thread) into OUT/step_cost.json, then stop")
     ap.add_argument("--seeds", default="0")
@@ -681,7 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     if args.calibrate:
-        calibrate(_names(args.settings, SETTINGS, "--settings"), _names(args.recipes, RECIPES, "--recipes"), args, out)
+        calibrate(_names(args.settings, SETTINGS, "--settings"), _names(args.recipes, RECIPES, "--recipes"), args, out,
+                  anchor=args.anchor and _names(args.anchor, RECIPES, "--anchor")[0])
         return 0
     if not args.table:
         settings = _names(args.settings, SETTINGS, "--settings")
