@@ -37,12 +37,12 @@ from gankd.export import example_inputs, export_generator, load_exported
 from gankd.fileio import portable_path
 from gankd.latency import measure_ms
 from gankd.metrics.efficiency import count_macs, fingerprint, generator_inputs
+from gankd.precision import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "deploy"
 RUNS = ROOT / "runs" / "deploy"
 STUDENTS = {"w0.5": "fmnist-student-w05", "w0.25": "fmnist-student-w025", "w0.125": "fmnist-student-w0125"}
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _write_json(path: Path, obj) -> None:

@@ -117,8 +117,10 @@ def _task_params(args) -> dict:
 
 
 def _add_task_flags(p: argparse.ArgumentParser, training: bool = True) -> None:
-    p.add_argument("--task", help="image-to-image: make pairs by degrading --data (denoise, inpaint, sr4, deblur, "
-                   "colorize, edges2img; join with +, e.g. denoise+inpaint), or paired for --data "
+    from gankd.paired import DEGRADATIONS
+
+    p.add_argument("--task", help=f"image-to-image: make pairs by degrading --data ({', '.join(DEGRADATIONS.names())}"
+                   "; join with +, e.g. denoise+inpaint), or paired for --data "
                    "paired:SRC_DIR,TGT_DIR" + ("" if training else " (default: the model's own task)"))
     p.add_argument("--noise-sigma", type=float, help="denoise: noise std on the [-1, 1] scale (default 0.2)")
     p.add_argument("--hole-frac", type=float, help="inpaint: hole side as a fraction of the image (default 0.25)")
@@ -259,7 +261,7 @@ def _select_flags(p: argparse.ArgumentParser, rules) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gankd.losses import ADV_LOSSES
+    from gankd.losses import ADVERSARIAL
     from gankd.registry import CLASSIFIERS
     from gankd.sampling import MAX_IMAGES
 
@@ -289,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shape_flags(p, "generator and discriminator")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--loss", choices=("auto", *ADV_LOSSES),
+    p.add_argument("--loss", choices=("auto", *ADVERSARIAL.names()),
                    help="adversarial loss (default auto: ns with a BatchNorm D on RGB data, else hinge)")
     p.add_argument("--lr-g", type=float)
     p.add_argument("--lr-d", type=float)
@@ -368,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feat-layers", help="feature taps for the feature loss: stage indices of gankd's "
                    "generators (e.g. 1,2,3) or module paths of an imported one (e.g. main.5,main.8)")
     p.add_argument("--adv", type=float, help="weight of the adversarial loss (0 = no discriminator)")
-    p.add_argument("--adv-loss", choices=ADV_LOSSES)
+    p.add_argument("--adv-loss", choices=ADVERSARIAL.choices())
     p.add_argument("--d-init", choices=D_INITS,
                    help="start D from the teacher's, fresh, or auto (the teacher's if it ships one)")
     p.add_argument("--d-freeze", type=int, help="keep the first N blocks of the teacher's discriminator frozen "
@@ -397,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student-upsample", choices=UPSAMPLES,
                    help="gankd's dcgan students: how a stage doubles; nearest-conv quantizes to int8 in ONNX Runtime "
                    "(its layers start fresh, the rest inherit the teacher's channels; default: the teacher's)")
-    p.add_argument("--latency-runtime", choices=RUNTIMES,
+    p.add_argument("--latency-runtime", choices=RUNTIMES.accepted(),
                    help="--target-latency: what to time (default onnxruntime, as deployed)")
     p.add_argument("--latency-batch", type=int, help="--target-latency: batch size timed (default 1)")
     p.add_argument("--latency-threads", type=int, help="--target-latency: threads timed (default 1)")

@@ -43,7 +43,7 @@ from gankd.loop import (
     set_threads,
     step_generator,
 )  # fmt: skip
-from gankd.losses import ADV_LOSSES, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
+from gankd.losses import ADVERSARIAL, PIXEL, FeatureAdapters, d_loss, g_loss, kd_loss, pixel_loss
 from gankd.perceptual import PERCEPTUAL_NETS, perceptual_for_data
 from gankd.runlock import holds_run_lock
 from gankd.sampling import generate, grid, pair_grid, sample_grid, save_png
@@ -168,8 +168,8 @@ class DistillConfig:
             raise ValueError(f"--width must be > 0, got {self.width}")
         if self.init not in INITS:
             raise ValueError(f"--init must be one of {INITS}, got '{self.init}'")
-        if self.adv_loss not in ADV_LOSSES:
-            raise ValueError(f"--adv-loss must be one of {ADV_LOSSES}")
+        ADVERSARIAL.check(self.adv_loss, "--adv-loss")
+        PIXEL.check(self.pixel_kind, "pixel_kind")
         if self.real not in REAL_SOURCES:
             raise ValueError(f"--real must be one of {REAL_SOURCES}, got '{self.real}'")
         if self.d_init not in D_INITS:
@@ -183,7 +183,7 @@ class DistillConfig:
             if self.target_macs is not None or self.channels:
                 raise ValueError("--target-latency picks the width itself: drop --target-macs / --channels")
             if self.latency_runtime not in RUNTIMES:
-                raise ValueError(f"--latency-runtime must be one of {', '.join(RUNTIMES)}")
+                raise ValueError(f"--latency-runtime must be one of {', '.join(RUNTIMES.accepted())}")
             if self.latency_batch < 1 or self.latency_threads < 1:
                 raise ValueError("--latency-batch and --latency-threads must be >= 1")
         if self.perceptual_net not in PERCEPTUAL_NETS:

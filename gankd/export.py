@@ -22,6 +22,8 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,9 +32,9 @@ from torch import nn
 from gankd.adapter import GeneratorAdapter, PositionalGenerator, adapter_for
 from gankd.checkpoint import atomic_write_bytes, load_generator
 from gankd.fileio import check_out_file
+from gankd.registry import Registry
 
-FORMATS = ("onnx", "torchscript")
-SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+FORMATS = Registry("export format", ordered=True)  # filled below: ExportFormat per name (the first is the default)
 PARITY_BATCHES = (1, 3, 8)
 
 
@@ -54,7 +56,7 @@ def _as_generator(folder_or_model) -> tuple[GeneratorAdapter, Path | None]:
 
 def default_export_path(folder: str | Path, format: str) -> Path:
     """``<model folder>/export/generator.onnx`` (or ``.pt``)."""
-    return Path(folder) / "export" / f"generator{SUFFIX[format]}"
+    return Path(folder) / "export" / f"generator{FORMATS.get(format).suffix}"
 
 
 def per_sample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias, stride, padding, dilation, groups) -> torch.Tensor:
@@ -123,7 +125,7 @@ def _export_onnx(wrapper: GeneratorForExport, path: Path, opset: int | None) -> 
         )
 
 
-def _export_torchscript(wrapper: GeneratorForExport, path: Path) -> None:
+def _export_torchscript(wrapper: GeneratorForExport, path: Path, opset: int | None = None) -> None:  # no opset
     args = example_inputs(wrapper.gen, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # jit deprecation + shape-check tracer warnings
@@ -131,29 +133,28 @@ def _export_torchscript(wrapper: GeneratorForExport, path: Path) -> None:
         traced.save(str(path))
 
 
-def load_exported(path: str | Path, format: str | None = None, threads: int | None = None):
-    """A callable ``f(*inputs) -> image`` (torch tensors in IOSpec order in, torch tensor out)."""
-    path = Path(path)
-    format = format or ("onnx" if path.suffix == ".onnx" else "torchscript")
-    if format == "onnx":
-        import onnxruntime as ort
+def _load_onnx(path: Path, threads: int | None):
+    import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or torch.get_num_threads()
-        so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        specs = sess.get_inputs()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or torch.get_num_threads()
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    specs = sess.get_inputs()
 
-        def run(*args: torch.Tensor) -> torch.Tensor:
-            feed = {}
-            for spec, a in zip(specs, args):
-                if a is None:
-                    continue
-                feed[spec.name] = a.to(torch.int64).numpy() if "int" in spec.type else a.float().numpy()
-            return torch.from_numpy(sess.run(None, feed)[0])
+    def run(*args: torch.Tensor) -> torch.Tensor:
+        feed = {}
+        for spec, a in zip(specs, args):
+            if a is None:
+                continue
+            feed[spec.name] = a.to(torch.int64).numpy() if "int" in spec.type else a.float().numpy()
+        return torch.from_numpy(sess.run(None, feed)[0])
 
-        run.session = sess
-        return run
+    run.session = sess
+    return run
+
+
+def _load_torchscript(path: Path, threads: int | None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = torch.jit.load(str(path), map_location="cpu")
@@ -163,6 +164,28 @@ def load_exported(path: str | Path, format: str | None = None, threads: int | No
         return module(*[a for a in args if a is not None])
 
     return run_ts
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One file format of ``gankd export``: its suffix, its writer (positional wrapper, path,
+    opset) and its loader (path, threads) -> ``f(*inputs) -> image``."""
+
+    suffix: str
+    write: Callable[[GeneratorForExport, Path, int | None], None]
+    load: Callable[[Path, int | None], Callable]
+
+
+FORMATS.add("onnx", ExportFormat(".onnx", _export_onnx, _load_onnx))
+FORMATS.add("torchscript", ExportFormat(".pt", _export_torchscript, _load_torchscript))
+
+
+def load_exported(path: str | Path, format: str | None = None, threads: int | None = None):
+    """A callable ``f(*inputs) -> image`` (torch tensors in IOSpec order in, torch tensor out)."""
+    path = Path(path)
+    if format is None:
+        format = next((n for n in FORMATS if FORMATS.get(n).suffix == path.suffix), "torchscript")
+    return FORMATS.get(format).load(path, threads)
 
 
 @torch.no_grad()
@@ -187,12 +210,12 @@ def _reduce(generator: GeneratorAdapter, fp32_file: Path, precision: str) -> Pat
     from gankd import precision as prec
 
     dst = fp32_file.with_name(fp32_file.stem + f".{precision}.onnx")
-    if precision == "fp16":
-        prec.to_fp16(fp32_file, dst)
-    else:  # int8: calibrated on the generator's activations for 8 batches of 16 seeded inputs
-        feeds = [{n: a.numpy() for n, a in zip(generator.input_names, example_inputs(generator, 16, 10_000 + 16 * i))}
-                 for i in range(8)]  # fmt: skip
-        prec.to_int8(fp32_file, dst, feeds)
+
+    def feeds():  # int8 calibration: the generator's activations for 8 batches of 16 seeded inputs
+        return [{n: a.numpy() for n, a in zip(generator.input_names, example_inputs(generator, 16, 10_000 + 16 * i))}
+                for i in range(8)]  # fmt: skip
+
+    prec.PRECISIONS.get(precision)(fp32_file, dst, feeds)
     for f in list(fp32_file.parent.iterdir()):
         if f != dst:
             f.unlink()
@@ -264,6 +287,7 @@ def export_generator(
         raise ValueError(f"--format {format!r} is unknown; choose one of: {', '.join(FORMATS)}")
     if precision not in PRECISIONS:
         raise ValueError(f"--precision {precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
+    fmt = FORMATS.get(format)
     if precision != "fp32" and format != "onnx":
         raise ValueError(f"--precision {precision} exports ONNX (ONNX Runtime runs it): drop --format {format}")
     folder = None if isinstance(folder_or_model, nn.Module) else Path(folder_or_model)
@@ -272,11 +296,11 @@ def export_generator(
             raise ValueError("pass out=PATH when exporting a module (no model folder to write into)")
         out = default_export_path(folder, format)
         if precision != "fp32":
-            out = out.with_name(f"generator.{precision}{SUFFIX[format]}")
+            out = out.with_name(f"generator.{precision}{fmt.suffix}")
     out = Path(out)
     if out.is_dir():
-        out = out / f"generator{SUFFIX[format]}"
-    check_out_file(out, force, example=f"generator{SUFFIX[format]}", extra=(".data", ".json"))
+        out = out / f"generator{fmt.suffix}"
+    check_out_file(out, force, example=f"generator{fmt.suffix}", extra=(".data", ".json"))
     generator, folder = _as_generator(folder_or_model)
     if precision != "fp32" and generator.is_i2i:
         raise ValueError(f"--precision {precision} covers noise-to-image generators so far; export this "
@@ -289,13 +313,10 @@ def export_generator(
     try:
         tmp_file = tmp / out.name
         try:
-            if format == "onnx":
-                _export_onnx(wrapper, tmp_file, opset)
-            else:
-                _export_torchscript(wrapper, tmp_file)
+            fmt.write(wrapper, tmp_file, opset)
         except Exception as e:  # noqa: BLE001 - the exporters' messages are pages of graph dumps
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            other = "torchscript" if format == "onnx" else "onnx"
+            other = " or ".join(n for n in FORMATS if n != format)
             raise ValueError(f"exporting {folder or 'the generator'} to {format} failed ({type(e).__name__}: "
                              f"{first}); nothing was written; try --format {other}") from None  # fmt: skip
         diff = parity(generator, load_exported(tmp_file, format))

@@ -32,9 +32,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gankd.runtimes import RUNTIMES, Options, time_callable
+
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("onnxruntime", "eager")
 _UNITS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
 
 
@@ -72,8 +73,6 @@ def architecture_key(gen: nn.Module) -> str:
 
 
 def _time(fn: Callable[[], object], rounds: int, calls: int) -> float:
-    from gankd.metrics.efficiency import time_callable
-
     meds = [statistics.median(time_callable(fn, warmup=3 if r == 0 else 1, repeats=calls)) for r in range(rounds)]
     return 1000 * statistics.median(meds)
 
@@ -81,9 +80,8 @@ def _time(fn: Callable[[], object], rounds: int, calls: int) -> float:
 @torch.no_grad()
 def measure_ms(gen: nn.Module, runtime: str = "onnxruntime", batch: int = 1, threads: int = 1, rounds: int = 5,
                calls: int = 20) -> float:  # fmt: skip
-    """Median latency in ms of one call at ``batch`` (see the module docstring)."""
-    from gankd.adapter import adapter_for, positional
-    from gankd.export import GeneratorForExport, _export_onnx, example_inputs
+    """Median latency in ms of one call at ``batch`` in a registered runtime (see the module docstring)."""
+    from gankd.adapter import adapter_for
 
     a = adapter_for(gen)
     was = a.model.training
@@ -91,20 +89,9 @@ def measure_ms(gen: nn.Module, runtime: str = "onnxruntime", batch: int = 1, thr
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        args = example_inputs(a, batch)
-        if runtime == "eager":
-            m = positional(a)
-            return _time(lambda: m(*args), rounds, calls)
-        import onnxruntime as ort
-
         with tempfile.TemporaryDirectory(prefix="gankd-latency-") as tmp:
-            path = Path(tmp) / "g.onnx"
-            _export_onnx(GeneratorForExport(a).eval(), path, None)
-            so = ort.SessionOptions()
-            so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        feed = {i.name: x.numpy() for i, x in zip(sess.get_inputs(), args)}
-        return _time(lambda: sess.run(None, feed), rounds, calls)
+            ready = RUNTIMES.get(runtime).prepare(a, (batch,), Options(workdir=Path(tmp)))
+            return _time(ready.run[batch], rounds, calls)
     finally:
         torch.set_num_threads(old_threads)
         a.model.train(was)
@@ -135,7 +122,7 @@ def width_for_latency(build: Callable[[float], nn.Module], teacher: nn.Module, b
                       steps: int = 7) -> tuple[float, dict]:  # fmt: skip
     """The widest width whose student (``build(width)``) meets ``budget_ms``: (width, record)."""
     if runtime not in RUNTIMES:
-        raise ValueError(f"--latency-runtime {runtime!r} is unknown; choose one of: {', '.join(RUNTIMES)}")
+        raise ValueError(f"--latency-runtime {runtime!r} is unknown; choose one of: {', '.join(RUNTIMES.accepted())}")
     from gankd.metrics.efficiency import fingerprint
     from gankd.pruning import largest_width
 

@@ -6,38 +6,56 @@ Shared by GAN training, generator distillation and classifier distillation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ADV_LOSSES = ("hinge", "ns")
+from gankd.registry import Registry
+
+
+@dataclass(frozen=True)
+class AdversarialLoss:
+    """A GAN objective on the discriminator's logits (B,): ``d(real, fake)`` for D, ``g(fake)`` for G."""
+
+    d: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    g: Callable[[torch.Tensor], torch.Tensor]
+
+
+ADVERSARIAL = Registry("adversarial loss", ordered=True)  # --loss, --adv-loss
+ADVERSARIAL.add("hinge", AdversarialLoss(d=lambda real, fake: F.relu(1 - real).mean() + F.relu(1 + fake).mean(),
+                                         g=lambda fake: -fake.mean()))  # fmt: skip
+ADVERSARIAL.add("ns", AdversarialLoss(d=lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
+                                      g=lambda fake: F.softplus(-fake).mean()))  # fmt: skip
+
+PIXEL = Registry("pixel loss", ordered=True)  # --pixel-kind: (student, teacher) images of one shape -> scalar
+PIXEL.add("l1", lambda s, t: (s - t).abs().mean())
+PIXEL.add("l2", lambda s, t: (s - t).pow(2).mean())
+
+
+def _adversarial(kind: str) -> AdversarialLoss:
+    if kind not in ADVERSARIAL:
+        raise ValueError(f"unknown adversarial loss '{kind}'; choose from {', '.join(ADVERSARIAL.names())}")
+    return ADVERSARIAL.get(kind)
 
 
 def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
     """Discriminator loss on logits (B,) for real and generated images."""
-    if kind == "hinge":
-        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-    if kind == "ns":
-        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-    raise ValueError(f"unknown adversarial loss '{kind}'; choose from {', '.join(ADV_LOSSES)}")
+    return _adversarial(kind).d(real_logits, fake_logits)
 
 
 def g_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
     """Generator adversarial loss on the discriminator's logits (B,) for its images."""
-    if kind == "hinge":
-        return -fake_logits.mean()
-    if kind == "ns":
-        return F.softplus(-fake_logits).mean()
-    raise ValueError(f"unknown adversarial loss '{kind}'; choose from {', '.join(ADV_LOSSES)}")
+    return _adversarial(kind).g(fake_logits)
 
 
 def pixel_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "l1") -> torch.Tensor:
-    """Mean L1 or L2 between images of equal shape."""
-    if kind == "l1":
-        return (student - teacher).abs().mean()
-    if kind == "l2":
-        return (student - teacher).pow(2).mean()
-    raise ValueError(f"unknown pixel loss '{kind}'; choose l1 or l2")
+    """Mean L1 or L2 (or another registered :data:`PIXEL` loss) between images of equal shape."""
+    if kind not in PIXEL:
+        raise ValueError(f"unknown pixel loss '{kind}'; choose {' or '.join(PIXEL.names())}")
+    return PIXEL.get(kind)(student, teacher)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -16,7 +16,7 @@ Two ways to get pairs:
   same image may get another degradation in another split: splits never share images
   except ``train`` = ``fit`` + ``val``).
 
-Tasks (:data:`TASKS`; join several with ``+``, applied left to right, each step's output
+Tasks (:data:`DEGRADATIONS`; join several with ``+``, applied left to right, each step's output
 clamped to [-1, 1]): ``denoise`` (Gaussian noise), ``inpaint`` (a mid-gray square hole),
 ``sr4`` (area downsampling by ``scale``, bicubic upsampling back to the same size),
 ``deblur`` (Gaussian blur), ``colorize`` (luma; colour data only), ``edges2img`` (binary
@@ -61,10 +61,10 @@ from gankd.data import (
     to_uint8,
 )
 from gankd.loop import BatchStream
+from gankd.registry import Registry
 
 log = logging.getLogger(__name__)
 
-TASKS = ("denoise", "inpaint", "sr4", "deblur", "colorize", "edges2img")
 PAIRED_PREFIX = "paired:"
 PAIRED_TASK = "paired"  # the task name of data that brings its own sources
 EDGE_THRESHOLD = 0.5  # edges2img: Sobel magnitude of the luma in [0, 1]; a step of 1/8 of the range
@@ -106,12 +106,12 @@ class TaskParams:
 
 def parse_task(task: str) -> tuple[str, ...]:
     """The steps of a task string: ``"denoise+inpaint"`` -> ("denoise", "inpaint")."""
-    choose = f"choose from {', '.join(TASKS)} (join with +)"
+    choose = f"choose from {', '.join(DEGRADATIONS.names())} (join with +)"
     if not isinstance(task, str) or not task.strip():
         raise ValueError(f"unknown --task {task!r}; {choose}")
     steps = tuple(s.strip() for s in task.split("+"))
     for s in steps:
-        if s not in TASKS:
+        if s not in DEGRADATIONS:
             raise ValueError(f"unknown --task '{s}'; {choose}")
     return steps
 
@@ -164,33 +164,57 @@ def _edges(x: torch.Tensor) -> torch.Tensor:
     return torch.where(gx.square() + gy.square() > EDGE_THRESHOLD**2, 1.0, -1.0).to(x.dtype)
 
 
-def _step(x: torch.Tensor, step: str, gens: list[torch.Generator], p: TaskParams) -> torch.Tensor:
-    n, c, h, w = x.shape
-    if step == "denoise":
-        noise = torch.stack([torch.randn((c, h, w), generator=g) for g in gens]).to(x.device, x.dtype)
-        return x + p.noise_sigma * noise
-    if step == "inpaint":
-        side = max(1, round(p.hole_frac * min(h, w)))
-        x = x.clone()
-        for i, g in enumerate(gens):
-            top = int(torch.randint(0, h - side + 1, (1,), generator=g))
-            left = int(torch.randint(0, w - side + 1, (1,), generator=g))
-            x[i, :, top : top + side, left : left + side] = 0.0
-        return x
-    if step == "sr4":
-        if min(h, w) < p.scale:
-            raise ValueError(f"--scale {p.scale} is larger than the {min(h, w)} px images")
-        small = F.interpolate(x, size=(h // p.scale, w // p.scale), mode="area")
-        return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
-    if step == "deblur":
-        return _blur(x, p.blur_sigma)
-    if step == "colorize":
-        if c != 3:
-            raise ValueError(f"--task colorize needs colour (3-channel) images; these have {c} channel(s)")
-        return _luma(x).expand(n, c, h, w)
-    if step == "edges2img":
-        return _edges(x).expand(n, c, h, w)
-    raise ValueError(f"unknown --task '{step}'; choose from {', '.join(TASKS)} (join with +)")  # parse_task guards
+# One function per degradation step: (images (N, C, H, W) in [-1, 1], one torch.Generator per
+# image, strengths) -> degraded images; a new task is one registered function here.
+DEGRADATIONS = Registry("degradation task", ordered=True)
+
+
+@DEGRADATIONS.register("denoise")
+def _denoise(x: torch.Tensor, gens: list[torch.Generator], p: TaskParams) -> torch.Tensor:
+    _n, c, h, w = x.shape
+    noise = torch.stack([torch.randn((c, h, w), generator=g) for g in gens]).to(x.device, x.dtype)
+    return x + p.noise_sigma * noise
+
+
+@DEGRADATIONS.register("inpaint")
+def _inpaint(x: torch.Tensor, gens: list[torch.Generator], p: TaskParams) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    side = max(1, round(p.hole_frac * min(h, w)))
+    x = x.clone()
+    for i, g in enumerate(gens):
+        top = int(torch.randint(0, h - side + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - side + 1, (1,), generator=g))
+        x[i, :, top : top + side, left : left + side] = 0.0
+    return x
+
+
+@DEGRADATIONS.register("sr4")
+def _sr(x: torch.Tensor, gens: list[torch.Generator], p: TaskParams) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if min(h, w) < p.scale:
+        raise ValueError(f"--scale {p.scale} is larger than the {min(h, w)} px images")
+    small = F.interpolate(x, size=(h // p.scale, w // p.scale), mode="area")
+    return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
+
+
+@DEGRADATIONS.register("deblur")
+def _deblur(x: torch.Tensor, gens: list[torch.Generator], p: TaskParams) -> torch.Tensor:
+    return _blur(x, p.blur_sigma)
+
+
+@DEGRADATIONS.register("colorize")
+def _colorize(x: torch.Tensor, gens: list[torch.Generator], p: TaskParams) -> torch.Tensor:
+    if x.shape[1] != 3:
+        raise ValueError(f"--task colorize needs colour (3-channel) images; these have {x.shape[1]} channel(s)")
+    return _luma(x).expand(*x.shape)
+
+
+@DEGRADATIONS.register("edges2img")
+def _edges2img(x: torch.Tensor, gens: list[torch.Generator], p: TaskParams) -> torch.Tensor:
+    return _edges(x).expand(*x.shape)
+
+
+TASKS = DEGRADATIONS.choices()  # the built-in steps (tests and docs); checks read DEGRADATIONS itself
 
 
 def degrade_batch(targets: torch.Tensor, task: str, indices, seed: int = 0,
@@ -206,7 +230,7 @@ def degrade_batch(targets: torch.Tensor, task: str, indices, seed: int = 0,
         raise ValueError(f"{len(gens)} indices for {targets.shape[0]} images")
     x = targets
     for s in steps:
-        x = _step(x, s, gens, p).clamp(-1.0, 1.0)
+        x = DEGRADATIONS.get(s)(x, gens, p).clamp(-1.0, 1.0)
     return x.contiguous()
 
 
@@ -394,7 +418,8 @@ def load_pairs(spec: str, split: str = "train", resolution: int | None = None, c
             raise DataError(f"paired data brings its own sources: drop --task ({task!r} given with {spec})")
         return _load_paired(spec, split, resolution, channels, strict)
     if task in (None, PAIRED_TASK):
-        raise DataError(f"--task is needed to make pairs from {spec}: choose from {', '.join(TASKS)} (join with +)")
+        raise DataError(f"--task is needed to make pairs from {spec}: choose from "
+                        f"{', '.join(DEGRADATIONS.names())} (join with +)")
     steps = parse_task(task)
     task = "+".join(steps)
     params = TaskParams() if params is None else params

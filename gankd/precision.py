@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from gankd.fileio import portable_path
+from gankd.registry import Registry
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
 FID_FLOOR = 0.01  # the rise is relative to max(FID fp32, this): a near-zero FID gives no meaningful ratio
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -161,5 +161,12 @@ def quality_gate(generator, run, folder: Path | None, max_fid_rise: float, num_s
             "ssim_to_teacher": sum(t_ssims) / num_samples if t_ssims else None,
             "extractor": ex.info()}  # fmt: skip
 
+
+# ONNX precisions of ``gankd export --precision``: name -> converter(fp32 file, destination, feeds) where
+# feeds() gives calibration inputs (called only by converters that calibrate); fp32 converts nothing.
+PRECISIONS = Registry("export precision", ordered=True)
+PRECISIONS.add("fp32", None)
+PRECISIONS.add("fp16", lambda src, dst, feeds: to_fp16(src, dst))
+PRECISIONS.add("int8", lambda src, dst, feeds: to_int8(src, dst, feeds()))
 
 __all__ = ["PRECISIONS", "to_fp16", "to_int8", "op_report", "quality_gate"]

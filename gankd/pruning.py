@@ -27,11 +27,15 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from gankd import pruning_probe
 from gankd.adapter import GeneratorAdapter, IOSpec
+from gankd.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +291,48 @@ def _reinit(model: nn.Module, seed: int) -> None:
             p.copy_(torch.randn_like(p) * std + mean)
 
 
+class PruneRefused(Exception):
+    """A pruner cannot make this student (the message says why); the next registered one is tried."""
+
+
+@dataclass(frozen=True)
+class Pruner:
+    """``prune(model, inputs, width, keep_layers) -> (pruned deep copy, info)`` with ``info`` holding
+    ``groups`` and ``kept_whole`` (raise :class:`PruneRefused` to hand over); ``takes(model)``: False
+    skips this pruner for the model; ``method`` and ``importance`` are recorded in ``prune_info``."""
+
+    prune: Callable[[nn.Module, tuple, float, list[str]], tuple[nn.Module, dict]]
+    method: str
+    importance: str
+    takes: Callable[[nn.Module], bool] = lambda model: True
+
+
+def _torch_pruning(model: nn.Module, inputs: tuple, width: float, keep_layers: list[str]) -> tuple[nn.Module, dict]:
+    try:
+        pruned, info = _prune_module(model, inputs, width, keep_layers)
+    except RuntimeError as e:
+        raise PruneRefused(str(e).split(";")[0]) from None
+    if info["refused"]:
+        raise PruneRefused(f"it could not slice {', '.join(info['refused'])}")
+    return pruned, info
+
+
+def _probes(model: nn.Module, inputs: tuple, width: float, keep_layers: list[str]) -> tuple[nn.Module, dict]:
+    return pruning_probe.probe_prune(model, inputs, width, keep_layers, _forward, output_layers)
+
+
+def _not_styled(model: nn.Module) -> bool:
+    return not pruning_probe.is_styled(model)
+
+
+# Pruners, tried in this order. torch-pruning traces the graph (DepGraph); it cannot see couplings made
+# with functional ops (StyleGAN2's modulated convolutions), which skip it. gankd's gradient probes find
+# channel groups for any generator and take whatever torch-pruning breaks or cannot slice (GLU halves).
+PRUNERS = Registry("pruner", ordered=True)
+PRUNERS.add("torch-pruning", Pruner(_torch_pruning, "torch-pruning DepGraph", IMPORTANCE, takes=_not_styled))
+PRUNERS.add("probes", Pruner(_probes, pruning_probe.METHOD, pruning_probe.IMPORTANCE))
+
+
 def prune_generator(
     adapter: GeneratorAdapter,
     width: float | None = None,
@@ -321,29 +367,23 @@ def prune_generator(
     inputs = _model_inputs(adapter)
     teacher_macs = macs_of(adapter)
 
-    from gankd import pruning_probe
-
-    # modulated convolutions (StyleGAN2): couplings torch-pruning cannot trace; the probes find them. Otherwise
-    # torch-pruning, and the probes where its student breaks or it leaves channel groups it cannot slice
-    use_probes = [pruning_probe.is_styled(adapter.model)]
-
-    def probe(w: float):
-        return pruning_probe.probe_prune(adapter.model, inputs, w, keep_layers, _forward, output_layers)
+    # the first registered pruner that takes the model; one that refuses hands it to the next for good
+    # (every width of a --target-macs search then comes from the same pruner)
+    names = [n for n in PRUNERS if PRUNERS.get(n).takes(adapter.model)]
+    used = [0]
 
     def at(w: float):
-        if use_probes[0]:
-            model, info = probe(w)
-        else:
+        while True:
+            name = names[used[0]]
             try:
-                model, info = _prune_module(adapter.model, inputs, w, keep_layers)
-                why = f"it could not slice {', '.join(info['refused'])}" if info["refused"] else None
-            except RuntimeError as e:
-                model, info, why = None, None, str(e).split(";")[0]
-            if why:
-                log.info("torch-pruning: %s; using gankd's gradient probes", why)
-                use_probes[0] = True
-                model, info = probe(w)
-        return model, info, macs_of(model, tuple(x[:1] for x in inputs))
+                model, info = PRUNERS.get(name).prune(adapter.model, inputs, w, keep_layers)
+                return model, info, macs_of(model, tuple(x[:1] for x in inputs))
+            except PruneRefused as e:
+                if used[0] + 1 >= len(names):
+                    raise ValueError(f"no pruner takes this generator ({name}: {e}); keep the layer it names "
+                                     "whole with --keep-layers") from None
+                log.info("%s: %s; using %s", name, e, names[used[0] + 1])
+                used[0] += 1
 
     if width is not None:
         model, info, macs = at(width)
@@ -356,9 +396,10 @@ def prune_generator(
         _reinit(model, seed)
     spec = IOSpec.from_dict(adapter.spec.to_dict())
     student = GeneratorAdapter(model.train(adapter.model.training), spec)
+    pruner = PRUNERS.get(names[used[0]])
     student.prune_info = {
-        "method": pruning_probe.METHOD if use_probes[0] else "torch-pruning DepGraph",
-        "importance": pruning_probe.IMPORTANCE if use_probes[0] else IMPORTANCE,
+        "method": pruner.method,
+        "importance": pruner.importance,
         "init": init,
         "seed": seed,
         "width": round(float(width), 6),

@@ -35,7 +35,7 @@ from gankd.loop import (
     set_threads,
     step_generator,
 )  # fmt: skip
-from gankd.losses import ADV_LOSSES, classifier_kd_loss, d_loss, g_loss
+from gankd.losses import ADVERSARIAL, classifier_kd_loss, d_loss, g_loss
 from gankd.models import ClassifierConfig, DiscriminatorConfig, GeneratorConfig
 from gankd.paired import TaskParams
 from gankd.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS
@@ -111,8 +111,8 @@ class GANTrainConfig:
                              "perceptual-fid or last")  # fmt: skip
         if self.eval_every < 0:
             raise ValueError(f"--eval-every must be >= 0 (0 = only at the end), got {self.eval_every}")
-        if self.loss not in ("auto", *ADV_LOSSES):
-            raise ValueError(f"--loss must be one of auto, {', '.join(ADV_LOSSES)}, got '{self.loss}'")
+        if self.loss != "auto" and self.loss not in ADVERSARIAL:
+            raise ValueError(f"--loss must be one of auto, {', '.join(ADVERSARIAL.names())}, got '{self.loss}'")
         if self.steps < 1 or self.batch_size < 1 or self.d_steps < 1:
             raise ValueError("--steps, --batch-size and --d-steps must be >= 1")
         if not self.max_minutes >= 0:  # NaN too

@@ -3,6 +3,7 @@ and ONNX Runtime speed on the exported file."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -97,7 +98,8 @@ def test_an_exporter_failure_is_one_line_and_writes_nothing(tmp_path, capsys, mo
     def dump(*a, **k):
         raise RuntimeError("Failed to export the model with torch.export.\n<pages of graph>\nGraphModule(...)")
 
-    monkeypatch.setattr(gankd.export, "_export_torchscript", dump)
+    fmt = gankd.export.FORMATS.get("torchscript")  # the registered writer fails
+    monkeypatch.setitem(gankd.export.FORMATS._items, "torchscript", dataclasses.replace(fmt, write=dump))
     before = sorted(p.name for p in folder.rglob("*"))
     assert cli.main(["export", "--model", str(folder), "--format", "torchscript"]) == 2
     err = capsys.readouterr().err

@@ -43,8 +43,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from gankd.adapter import adapter_for, positional
+from gankd.adapter import positional
 from gankd.fileio import portable_path
+from gankd.runtimes import RUNTIMES, Options, generator_inputs, prepare_all, time_callable, to_channels_last
+from gankd.runtimes import eager_runner as _eager_runner
+from gankd.runtimes import host_timer as _timer
+from gankd.runtimes import onnx_runner as _onnx_runner
 
 
 # ------------------------------------------------------------------ machine
@@ -97,14 +101,6 @@ def fingerprint(device: str = "cpu") -> dict:
 def utc_now() -> str:
     """The current UTC time, ISO 8601 to the second (``2026-01-02T03:04:05+00:00``)."""
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def generator_inputs(model: nn.Module, batch: int, device: str = "cpu", first_seed: int = 0,
-                     size: int | None = None) -> tuple:  # fmt: skip
-    """Positional inputs in the generator's IOSpec order from fixed seeds (e.g. ``(z,)``, ``(z, y)``
-    with balanced int64 labels, or a stand-in source image ``size`` px square), through its
-    adapter (:mod:`gankd.adapter`)."""
-    return adapter_for(model).example_inputs(batch, device, first_seed, size)
 
 
 def count_params(model: nn.Module) -> int:
@@ -221,42 +217,6 @@ def peak_memory(model: nn.Module, inputs: tuple, device: str = "cpu") -> dict:
 
 
 # ------------------------------------------------------------------ timing
-def _timer(device: str):
-    """-> fn(callable) -> seconds, with CUDA events on GPUs and perf_counter on CPU."""
-    if str(device).startswith("cuda"):
-
-        def cuda_time(fn):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1000.0
-
-        return cuda_time
-
-    def cpu_time(fn):
-        t = time.perf_counter()
-        fn()
-        return time.perf_counter() - t
-
-    return cpu_time
-
-
-def time_callable(fn: Callable[[], object], warmup: int = 3, repeats: int = 20, min_time_s: float = 0.0,
-                  max_repeats: int = 1000, device: str = "cpu") -> list[float]:  # fmt: skip
-    """Seconds per call: ``warmup`` untimed calls, then at least ``repeats`` timed calls
-    (more until ``min_time_s`` has passed, at most ``max_repeats``)."""
-    timer = _timer(device)
-    for _ in range(warmup):
-        timer(fn)
-    times: list[float] = []
-    t0 = time.perf_counter()
-    while len(times) < repeats or (time.perf_counter() - t0 < min_time_s and len(times) < max_repeats):
-        times.append(timer(fn))
-    return times
-
-
 def summarize(times: list[float], batch: int) -> dict:
     """Latency stats in ms (median, p90, min, mean) and images/s from the median."""
     s = sorted(times)
@@ -280,31 +240,6 @@ def _measure(run_for_batch: Callable[[int], Callable[[], object]], batch: int, b
     thr = time_callable(run_for_batch(big_batch), warmup=1, repeats=max(3, repeats // 4),
                         min_time_s=min_time_s, device=device)  # fmt: skip
     return {"latency": summarize(lat, 1), "throughput": summarize(thr, big_batch), "measured_utc": stamp}
-
-
-def _eager_runner(model: nn.Module, device: str, size: int | None = None):
-    model = positional(model)
-
-    def for_batch(b: int):
-        inputs = generator_inputs(model, b, device, size=size)
-
-        def run():
-            with torch.inference_mode():
-                return model(*inputs)
-
-        return run
-
-    return for_batch
-
-
-@torch.no_grad()
-def to_channels_last(model: nn.Module) -> nn.Module:
-    """``model.to(memory_format=torch.channels_last)`` for its 4-D tensors only: a modulated convolution's
-    5-D weight (StyleGAN2: (1, out, in, k, k)) has no channels-last layout and stays as it is."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.dim() == 4:
-            t.data = t.data.contiguous(memory_format=torch.channels_last)
-    return model
 
 
 def measure_eager(model: nn.Module, big_batch: int = 256, channels_last: str = "auto", repeats: int = 20,
@@ -377,30 +312,8 @@ def measure_onnx(path: str | Path, model: nn.Module, big_batch: int = 256, repea
     return out
 
 
-def _onnx_runner(path: str | Path, model: nn.Module, device: str = "cpu", size: int | None = None):
-    """-> (session, for_batch): an ONNX Runtime session (CPU EP with torch's thread count; CUDA
-    EP first when ``device`` is cuda and available) and batch -> callable running it."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = torch.get_num_threads()
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    providers = ["CPUExecutionProvider"]
-    if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    sess = ort.InferenceSession(str(path), so, providers=providers)
-    names = [i.name for i in sess.get_inputs()]
-
-    def for_batch(b: int):
-        feed = {n: x.numpy() for n, x in zip(names, generator_inputs(model, b, "cpu", size=size))}
-        return lambda: sess.run(None, feed)
-
-    return sess, for_batch
-
-
 # ------------------------------------------------------------------ interleaved comparison
-INTERLEAVED_RUNTIMES = ("eager", "onnx")
+INTERLEAVED_RUNTIMES = RUNTIMES  # the registered runtimes (gankd.runtimes)
 
 
 def _spread(values: list[float]) -> dict:
@@ -409,6 +322,30 @@ def _spread(values: list[float]) -> dict:
     q1, q3 = (statistics.quantiles(s, n=4, method="inclusive")[i] for i in (0, 2)) if len(s) > 1 else (s[0], s[0])
     return {"median": statistics.median(s), "min": s[0], "max": s[-1], "q1": q1, "q3": q3,
             "rounds": list(values)}  # fmt: skip
+
+
+def _interleave(ready: dict, names: list[str], batches: dict, rounds: int, device: str) -> dict:
+    """Per model, runtime and batch kind: one value per round (the median of its calls), the
+    models timed in turn (A B A B ...) with the first one rotating every round."""
+    per_round: dict = {n: {rt: {which: [] for which in batches} for rt in ready} for n in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for rt in ready:
+            t = _timer("cpu" if RUNTIMES.get(rt).host_clock else device)
+            for which, (b, calls) in batches.items():
+                for n in order:
+                    fn = ready[rt][n].run[b]
+                    per_round[n][rt][which].append(statistics.median(t(fn) for _ in range(calls)))
+    return per_round
+
+
+def _speed_entry(prepared, per_round: dict, batches: dict, stamp: str) -> dict:
+    entry: dict = {}
+    for which, (b, calls) in batches.items():
+        vals = per_round[which]
+        entry[which] = {**summarize(vals, b), "rounds": len(vals), "calls_per_round": calls,
+                        "rounds_ms": [v * 1e3 for v in vals], **prepared.per_batch.get(b, {})}  # fmt: skip
+    return {**entry, **prepared.info, "measured_utc": stamp, "method": "interleaved"}
 
 
 def interleaved_speed(
@@ -453,9 +390,9 @@ def interleaved_speed(
     reference = names[0] if reference is None else reference
     if reference not in models:
         raise ValueError(f"reference {reference!r} is not one of the models: {', '.join(names)}")
-    bad = [r for r in runtimes if r not in INTERLEAVED_RUNTIMES]
+    bad = [r for r in runtimes if r not in RUNTIMES]
     if bad or not runtimes:
-        raise ValueError(f"interleaved runtimes must be from {', '.join(INTERLEAVED_RUNTIMES)}, got {list(runtimes)}")
+        raise ValueError(f"interleaved runtimes must be from {', '.join(RUNTIMES)}, got {list(runtimes)}")
     if channels_last not in ("auto", "on", "off"):
         raise ValueError(f"channels_last must be auto, on or off, got {channels_last!r}")
     for key, v in (("rounds", rounds), ("latency_calls", latency_calls), ("throughput_calls", throughput_calls),
@@ -463,70 +400,13 @@ def interleaved_speed(
         if int(v) < 1:
             raise ValueError(f"{key} must be >= 1, got {v}")
     stamp, t_start = utc_now(), time.perf_counter()
-    timer = _timer(device)
     batches = {"latency": (1, latency_calls), "throughput": (big_batch, throughput_calls)}
-    runners: dict = {rt: {which: {} for which in batches} for rt in runtimes}
-    extra: dict = {n: {rt: {} for rt in runtimes} for n in names}
-
+    opt = Options(device=device, size=size, channels_last=channels_last, warmup=warmup)
     with contextlib.ExitStack() as stack:
-        if "eager" in runtimes:
-            formats = {"auto": ["contiguous", "channels_last"], "on": ["channels_last"], "off": ["contiguous"]}
-            for n in names:
-                copies = {}
-                for fmt in formats[channels_last]:
-                    m = copy.deepcopy(models[n]).to(device).eval()
-                    copies[fmt] = to_channels_last(m) if fmt == "channels_last" else m
-                for which, (b, _) in batches.items():
-                    fns = {fmt: _eager_runner(m, device, size)(b) for fmt, m in copies.items()}
-                    warm = {fmt: statistics.median(time_callable(fn, warmup=1, repeats=max(1, warmup),
-                                                                 device=device))
-                            for fmt, fn in fns.items()}  # fmt: skip
-                    best = min(warm, key=warm.get)
-                    runners["eager"][which][n] = fns[best]
-                    extra[n]["eager"][which] = {"memory_format": best}
-        if "onnx" in runtimes:
-            from gankd.export import export_generator
-
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gankd-onnx-")))
-            for i, n in enumerate(names):
-                # Exporter and ORT may write progress to stdout; library code stays silent.
-                with contextlib.redirect_stdout(io.StringIO()):
-                    exp = export_generator(models[n], tmp / f"m{i}" / "generator.onnx", "onnx")
-                sess, for_batch = _onnx_runner(exp["path"], models[n], device, size)
-                extra[n]["onnx"]["info"] = {
-                    "providers": sess.get_providers(),
-                    "parity_max_abs_diff": exp["max_abs_diff"],
-                    "intra_op_threads": torch.get_num_threads(),
-                }
-                for which, (b, _) in batches.items():
-                    fn = for_batch(b)
-                    time_callable(fn, warmup=0, repeats=max(1, warmup))  # warm-up, once, before round 1
-                    runners["onnx"][which][n] = fn
-
-        per_round: dict = {n: {rt: {which: [] for which in batches} for rt in runtimes} for n in names}
-        for r in range(rounds):
-            order = names[r % len(names) :] + names[: r % len(names)]
-            for rt in runtimes:
-                # ORT synchronises before returning: wall-clock timing is right for it on any EP
-                t = timer if rt == "eager" else _timer("cpu")
-                for which, (_, calls) in batches.items():
-                    for n in order:
-                        fn = runners[rt][which][n]
-                        per_round[n][rt][which].append(statistics.median(t(fn) for _ in range(calls)))
-
-    out_models: dict = {}
-    for n in names:
-        out_models[n] = {}
-        for rt in runtimes:
-            entry: dict = {}
-            for which, (b, calls) in batches.items():
-                vals = per_round[n][rt][which]
-                entry[which] = {**summarize(vals, b), "rounds": len(vals), "calls_per_round": calls,
-                                "rounds_ms": [v * 1e3 for v in vals], **extra[n][rt].get(which, {})}  # fmt: skip
-            entry.update(extra[n][rt].get("info", {}))
-            entry["measured_utc"] = stamp
-            entry["method"] = "interleaved"
-            out_models[n][rt] = entry
+        ready = prepare_all(models, tuple(runtimes), tuple(dict.fromkeys(b for b, _ in batches.values())), opt, stack)
+        per_round = _interleave(ready, names, batches, rounds, device)
+    out_models = {n: {rt: _speed_entry(ready[rt][n], per_round[n][rt], batches, stamp) for rt in runtimes}
+                  for n in names}  # fmt: skip
     ratios: dict = {}
     for n in names:
         if n == reference:
