@@ -76,8 +76,9 @@ UNBOUNDED_STEPS = 10**9  # --minutes: the wall budget stops the run, never the s
 # --------------------------------------------------------------------------- the recipes
 # One table: name -> DistillConfig overrides (everything else: DistillConfig's defaults). The harness adds
 # only what every cell shares: teacher, data, width, seed, threads=1, device and the budget (steps, max_minutes).
+# (real: auto, as every cell of these recipes ran before the study made real=teacher the default)
 _LEAN = {"pixel": 1.0, "feat": 1.0, "adv": 0.0, "perceptual": 0.0, "kd": 0.0, "batch_size": 32, "lr_g": 1e-3,
-         "lr_schedule": "cosine", "ema_decay": 0.999, "select": "last", "eval_every": 0}  # fmt: skip
+         "lr_schedule": "cosine", "ema_decay": 0.999, "select": "last", "eval_every": 0, "real": "auto"}  # fmt: skip
 RECIPES: dict[str, dict] = {
     # what a user writes in 40 lines: the pruned student, L1 to the teacher's output, Adam, nothing else
     "plain": dict(PRESETS["plain"]),
@@ -414,6 +415,22 @@ def teacher_record(setting: str, args, out: Path) -> dict:
     return rec
 
 
+def same_run_as(setting: str, recipe: str) -> str | None:
+    """The recipe listed earlier whose cell is this one's run: on a data-free setting ``real: teacher`` is what
+    ``real: auto`` resolves to, so a recipe that differs from another only by it trains the same student bit for bit
+    (:class:`gankd.distill.Distiller` resolves ``real`` once and reads nothing else of it)."""
+    if SETTINGS[setting].data != "none":
+        return None
+
+    def plain_real(r: str) -> dict:
+        return {k: v for k, v in RECIPES[r].items() if not (k == "real" and v in ("teacher", "auto"))}
+
+    if RECIPES[recipe].get("real") != "teacher":
+        return None
+    names = list(RECIPES)
+    return next((r for r in names[: names.index(recipe)] if plain_real(r) == plain_real(recipe)), None)
+
+
 def run_cell(setting: str, recipe: str, seed: int, args, out: Path) -> dict:
     """Train and score one cell unless its JSON exists (then it is returned as it is)."""
     name = cell_name(setting, recipe, budget_tag(args), seed)
@@ -421,6 +438,14 @@ def run_cell(setting: str, recipe: str, seed: int, args, out: Path) -> dict:
     if path.exists():
         log.info("kept %s", portable_path(path))
         return json.loads(path.read_text())
+    alias = same_run_as(setting, recipe)
+    if alias is not None:  # the same training: its cell, under this recipe's name
+        src = run_cell(setting, alias, seed, args, out)
+        rec = {**src, "name": name, "recipe": recipe, "overrides": RECIPES[recipe], "same_run_as": src["name"],
+               "command": cell_command(setting, recipe, seed, args), "invoked_as": _command(args)}  # fmt: skip
+        save_result(rec, path)
+        log.info("cell %s: the same run as %s (data-free: real=teacher is real=auto)", name, src["name"])
+        return rec
     s = SETTINGS[setting]
     cfg = cell_config(setting, recipe, seed, args)
     run = Path(args.runs) / name

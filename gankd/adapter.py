@@ -264,17 +264,41 @@ class GeneratorAdapter(nn.Module):
     """One generator behind gankd's seam. ``adapter(inputs)`` -> images in [-1, 1].
 
     ``inputs`` is a dict of named tensors (see :meth:`seeded_inputs`, :meth:`random_inputs`).
-    The wrapped module is ``adapter.model``; ``state_dict`` is the model's own.
+    The wrapped module is ``adapter.model``; ``state_dict`` is the model's own. Declared fields:
+    ``native_family`` (the gankd family when the module is one of gankd's generators on its own
+    spec, else None: imported generators and their students), ``origin`` (class and kwargs a
+    module folder rebuilds it with), ``prune_info`` (how a pruned student was made) and
+    ``latency_budget`` (the measurements of ``--target-latency``).
     """
 
     def __init__(self, model: nn.Module, spec: IOSpec | None = None):
         super().__init__()
         self.model = model
+        self.training = model.training  # wrapping changes no mode: an eval model gives an eval adapter
+        self.native_family: str | None = getattr(model, "family", None) if spec is None else None
+        self.origin: dict | None = None
+        self.prune_info: dict | None = None
+        self.latency_budget: dict | None = None
         self.spec = spec if spec is not None else native_spec(model)
         bind_call(model, self.spec)
         self._tap_modules: list[nn.Module] | None = None
         if isinstance(self.spec.features, list):
             self._tap_modules = resolve_modules(model, self.spec.features)
+
+    def __getattr__(self, name: str):
+        """Attributes the adapter does not define read through to the wrapped module (``G.z_dim``,
+        ``G.cfg`` of a gankd family), so a loaded generator is used as the module is."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            model = self.__dict__.get("_modules", {}).get("model")
+            if model is None or name.startswith("__"):
+                raise
+            try:
+                return getattr(model, name)
+            except AttributeError:
+                raise AttributeError(f"'GeneratorAdapter' object has no attribute '{name}', nor has its "
+                                     f"{type(model).__name__}") from None
 
     # ------------------------------------------------------------- properties
     @property
@@ -538,8 +562,7 @@ def adapter_for(model: nn.Module, spec: IOSpec | dict | None = None) -> Generato
         if spec is None or spec == model.spec:
             return model
         out = GeneratorAdapter(model.model, spec)
-        if getattr(model, "origin", None) is not None:
-            out.origin = model.origin
+        out.origin, out.native_family = model.origin, model.native_family
         return out
     return GeneratorAdapter(model, spec)
 

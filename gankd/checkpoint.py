@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from gankd.adapter import GeneratorAdapter, adapter_for
 from gankd.config import from_dict, load_json, save_json, to_dict
 
 # atomic_write_bytes and file_sha256 are re-exported: report, export, evaluate, metrics import them here
@@ -178,8 +179,6 @@ def save_generator(folder: str | Path, generator: nn.Module, discriminator: nn.M
     """Save any generator behind the seam: a gankd family (module or its adapter) as
     :func:`save_model` does, an imported ``nn.Module`` generator as a ``family: module``
     folder (class, kwargs and IOSpec in config.json; pruned shapes in the safetensors)."""
-    from gankd.adapter import GeneratorAdapter
-
     model = generator.model if isinstance(generator, GeneratorAdapter) else generator
     origin = getattr(generator, "origin", None)
     if origin is None:
@@ -303,12 +302,14 @@ def load_model(folder: str | Path, kind: str, map_location: str = "cpu") -> nn.M
     return model.to(map_location).eval()
 
 
-def load_generator(folder: str | Path, map_location: str = "cpu") -> nn.Module:
-    """Load a generator folder in eval mode: a gankd family's module, or, for an imported
-    generator (``family: module``, see :mod:`gankd.importer`), its ``GeneratorAdapter``.
-    Callers go through :func:`gankd.adapter.adapter_for`, which accepts both. Every loaded
-    generator has passed :func:`check_generator_runs` (it runs on its recorded inputs and
-    gives finite images), so no command scores, samples or ships broken weights."""
+def load_generator(folder: str | Path, map_location: str = "cpu") -> GeneratorAdapter:
+    """Load a generator folder in eval mode behind the seam: always a
+    :class:`gankd.adapter.GeneratorAdapter` (a gankd family's module as ``.model`` with
+    ``native_family`` set, or an imported generator (``family: module``, see :mod:`gankd.importer`)
+    with its recorded IOSpec and ``origin``). It is called as the module is (``G(z)``, ``G(z, y)``,
+    ``G(source)``: images in [-1, 1]). Every loaded generator has passed
+    :func:`check_generator_runs` (it runs on its recorded inputs and gives finite images), so no
+    command scores, samples or ships broken weights."""
     folder = resolve_model_path(folder)
     from gankd.importer import is_module_folder, load_module_generator
 
@@ -316,7 +317,7 @@ def load_generator(folder: str | Path, map_location: str = "cpu") -> nn.Module:
         model = load_module_generator(folder, map_location)
     else:
         model = load_model(folder, "generator", map_location)
-    return check_generator_runs(model, folder)
+    return adapter_for(check_generator_runs(model, folder))
 
 
 FIRST_BATCH = 4  # seeds 0..3 (seeded stand-in sources for image-to-image generators)
@@ -327,7 +328,6 @@ def check_generator_runs(model: nn.Module, folder: str | Path) -> nn.Module:
     """One first batch through a loaded generator (eval mode; no global random draws): a
     config.json that no longer fits the weights (e.g. another latent shape) or weights that
     give NaN/inf are refused in one line naming ``folder``. Returns ``model``."""
-    from gankd.adapter import adapter_for
     from gankd.sampling import check_finite_images
 
     gen = adapter_for(model)

@@ -260,13 +260,8 @@ def _select_flags(p: argparse.ArgumentParser, rules) -> None:
     p.add_argument("--eval-every", type=int, help="steps between validations for selection (0 = only at the end)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from gankd.losses import ADVERSARIAL
-    from gankd.registry import CLASSIFIERS
+def add_sample(sub) -> None:
     from gankd.sampling import MAX_IMAGES
-
-    ap = argparse.ArgumentParser(prog="gankd", description="Compress GAN generators by distillation.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("sample", help="write a PNG grid of a generator's samples")
     p.add_argument("--model", required=True, help="generator folder (config.json + model.safetensors)")
@@ -283,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_flags(p, training=False)
     _add_common(p)
     p.set_defaults(fn=cmd_sample)
+
+
+def add_train_teacher(sub) -> None:
+    from gankd.losses import ADVERSARIAL
 
     p = sub.add_parser("train-teacher", help="train a GAN from data (a teacher to compress)")
     p.add_argument("--data", help="fashion-mnist (default), folder:PATH (your images; class sub-folders make a "
@@ -320,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(fn=cmd_train_teacher)
 
+
+def add_train_classifier(sub) -> None:
+    from gankd.registry import CLASSIFIERS
+
     p = sub.add_parser("train-classifier",
                        help="train a classifier from labels, or distil one from a teacher (--teacher)")  # fmt: skip
     p.add_argument("--data", help="fashion-mnist (default), folder:PATH (one sub-folder per class) or wesnoth-units")
@@ -342,7 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(fn=cmd_train_classifier)
 
+
+
+def add_compress(sub) -> None:
     from gankd.distill import D_INITS, PRESETS, REAL_SOURCES
+    from gankd.losses import ADVERSARIAL
     from gankd.perceptual import PERCEPTUAL_NETS
     from gankd.selection import SELECT_RULES
     from gankd.students import INITS
@@ -420,6 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(fn=cmd_compress)
 
+
+def add_demo(sub) -> None:
+    from gankd.distill import PRESETS
+
     p = sub.add_parser("demo", help="compress the shipped teacher (quick preset) and print quality vs speed")
     p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     p.add_argument("--teacher", default="fmnist-teacher", help="teacher folder or shipped name")
@@ -432,8 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(fn=cmd_demo)
 
-    for extra in _EXTRA_COMMANDS:
-        extra(sub)
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="gankd", description="Compress GAN generators by distillation.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for add in (add_sample, add_train_teacher, add_train_classifier, add_compress, add_demo, *_EXTRA_COMMANDS):
+        add(sub)
     return ap
 
 

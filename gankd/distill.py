@@ -75,7 +75,8 @@ PRESET_LR_G = 1.6e-3
 # the quick and full presets build on them (so a change of the defaults does not change a preset)
 CLASSIC = {"batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4, "lr_schedule": "constant", "pixel": 1.0, "perceptual": 1.0,
            "kd": 0.1, "feat": 1.0, "adv": 0.05, "adv_start": 0.0, "d_init": "auto", "d_width": 1.0,
-           "ema_decay": 0.999, "select": "perceptual-fid", "eval_every": 500, "eval_samples": 2000}  # fmt: skip
+           "ema_decay": 0.999, "select": "perceptual-fid", "eval_every": 500, "eval_samples": 2000,
+           "real": "auto"}  # fmt: skip
 PRESETS = {
     "classic": dict(CLASSIC),
     # 6 minutes of training (about 9 with the evaluation of `gankd demo`) on a 2-core CPU; without the perceptual
@@ -137,7 +138,9 @@ class DistillConfig:
     # term: a cheap pixel/feature phase first, the adversarial phase after it (0 = adversarial from the start)
     d_width: float = 0.25  # width multiplier of a fresh discriminator (a slimmer D makes a step cheaper)
     # (a loss-weight schedule: pixel, perceptual and feature terms lead early; 0 = full weight from the start)
-    real: str = "auto"  # what D sees as real: data, teacher, both; auto = data if there is data, else teacher
+    real: str = "teacher"  # what D sees as real: teacher (its images on the batch's inputs), data, both; auto =
+    # data if there is data, else teacher. The recipe study chose teacher on val: with data, a D that learns the
+    # real images pulls the student off the teacher (FID vs teacher samples and PSNR both worse than plain's)
     kd: float = 0.0  # weight of soft-label KD through the perceptual net's class head
     kd_temperature: float = 4.0  # KD temperature T
     d_feat: float = 0.0  # weight of feature matching through the discriminator (DCD-style): MSE of D's
@@ -262,7 +265,7 @@ def _feature_taps(cfg: DistillConfig, teacher: nn.Module) -> IOSpec | None:
     paths = [v for v in layers if isinstance(v, str) and not v.lstrip("-").isdigit()]
     if not paths:
         return None
-    if not isinstance(teacher, GeneratorAdapter):
+    if adapter_for(teacher).native_family is not None:
         raise ValueError(f"--feat-layers {','.join(map(str, layers))}: gankd's own generators take stage "
                          "indices such as 1,2,3 (module paths are for imported generators)")  # fmt: skip
     if len(paths) != len(layers):
@@ -288,8 +291,7 @@ def latency_width(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -
     """``--target-latency``: the widest student that meets the budget on this machine (:mod:`gankd.latency`)."""
     from gankd.latency import parse_latency, width_for_latency
 
-    dcgan = not isinstance(teacher, GeneratorAdapter) and getattr(teacher, "family", None) == "dcgan"
-    if dcgan:
+    if adapter_for(teacher).native_family == "dcgan":
         def build(w):
             return adapter_for(build_student(teacher, w, None, "random", cfg.seed, cfg.student_upsample))
     else:
@@ -316,7 +318,8 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
         student = make_student(teacher, spec, dataclasses.replace(cfg, target_latency=None, width=width))
         student.latency_budget = rec
         return student
-    if not isinstance(teacher, GeneratorAdapter) and getattr(teacher, "family", None) == "dcgan":
+    family = adapter_for(teacher).native_family
+    if family == "dcgan":
         width = cfg.width
         if cfg.target_macs is not None:
             width = width_for_macs(teacher, cfg.target_macs)
@@ -324,10 +327,10 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
         channels = list(cfg.channels) if cfg.channels else None
         if cfg.init_from:  # the teacher's channel plan, the weights of a wider student
             src = ckpt.load_generator(ckpt.resolve_model_path(cfg.init_from))
-            if getattr(src, "family", None) != teacher.family:
-                raise ValueError(f"--init-from {cfg.init_from} is not a {teacher.family} generator like the teacher")
+            if src.native_family != family:
+                raise ValueError(f"--init-from {cfg.init_from} is not a {family} generator like the teacher")
             want = student_channels(teacher, None if channels else width, channels)
-            have = list(src.feature_channels)
+            have = list(src.model.feature_channels)
             if len(want) != len(have) or any(w > h for w, h in zip(want, have)):
                 raise ValueError(f"--init-from {cfg.init_from} has channels {have}: the student needs {want}, "
                                  "so start from a wider student (or drop --init-from)")  # fmt: skip
@@ -435,12 +438,24 @@ class Distiller(Recipe):
         if cfg.device.startswith("cuda") and self.world > 1:
             cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         set_threads(cfg.threads)
-        dev = cfg.device
         self.state_path = self.run_dir / "state.pt"
         if self.rank == 0:  # one process prepares --out (others would race on its temp files)
             ckpt.prepare_run_dir(self.run_dir, resume)  # refuses a foreign --out, or a run without --resume
         elif not resume and self.state_path.exists():
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume or choose another --out")
+        teacher, teacher_dir = self._setup_teacher(selector)
+        self._setup_student(teacher)
+        self._setup_discriminator(teacher_dir)
+        self._setup_losses(teacher_dir)
+        self._setup_data()
+        self.start, self.best, self.wall_s = 0, None, 0.0
+        if resume:
+            self._resume(teacher_dir)
+        self._setup_ddp()
+
+    def _setup_teacher(self, selector: Selector | None) -> tuple[nn.Module, Path]:
+        """The teacher (frozen, behind the seam), what D sees as real, image-to-image pairs and the selector."""
+        cfg, dev = self.cfg, self.cfg.device
         teacher_dir = ckpt.resolve_model_path(cfg.teacher)
         teacher = ckpt.load_generator(teacher_dir)  # a gankd family module, or an imported generator's adapter
         self.teacher_dir = teacher_dir
@@ -454,7 +469,7 @@ class Distiller(Recipe):
         self.teacher = frozen_copy(adapter_for(teacher, taps)).to(dev)
         self.nc = self.teacher.num_classes
         c_out, h_out, w_out = self.teacher.output_shape()
-        self.image_channels, self.resolution = c_out, h_out
+        self.image_channels, self.resolution, self.out_width = c_out, h_out, w_out
         self.i2i = self.teacher.is_i2i
         self.pairs = self.val_pairs = None
         self.task_meta: dict = {}
@@ -483,7 +498,14 @@ class Distiller(Recipe):
             if select != cfg.select:
                 selector.requested, selector.fallback = cfg.select, "no data (data-free): no val split"
         self.selector = selector
-        if not isinstance(teacher, GeneratorAdapter) and getattr(teacher, "family", None) != "dcgan":
+        self.taps = taps
+        return teacher, teacher_dir
+
+    def _setup_student(self, teacher: nn.Module) -> None:
+        """The student (pruned or built), its EMA, the feature adapters and the generator's optimizer params."""
+        cfg, dev = self.cfg, self.cfg.device
+        taps = self.taps
+        if teacher.native_family not in (None, "dcgan"):
             torch.manual_seed(cfg.seed)  # gankd's i2i families: no loader or builder seeds student, adapters, D
         student = make_student(teacher, taps, cfg)
         self.latency_budget = getattr(student, "latency_budget", None)
@@ -504,6 +526,11 @@ class Distiller(Recipe):
             else:
                 log.warning("the teacher has no feature taps: the feature loss is off (pass --feat-layers "
                             "with module paths, or --feat 0)")  # fmt: skip
+        self.g_params = params
+
+    def _setup_discriminator(self, teacher_dir: Path) -> None:
+        """D for the adversarial term: the teacher's or a fresh one (``--d-init``, ``--d-width``), and its optimizer."""
+        cfg, dev = self.cfg, self.cfg.device
         self.D = None
         self.adv_scale = 1.0  # --adv-warmup ramps it from 0 (set by the loop before each step)
         self.adv_on = True  # False during the cheap phase before --adv-start
@@ -520,7 +547,7 @@ class Distiller(Recipe):
                     )
                 D = ckpt.load_discriminator(teacher_dir)
             else:
-                D = fresh_discriminator(teacher_dir, self.image_channels, self.resolution, w_out, self.nc,
+                D = fresh_discriminator(teacher_dir, self.image_channels, self.resolution, self.out_width, self.nc,
                                         self.i2i, self.teacher.spec.image().shape[0] if self.i2i else 0,
                                         cfg.d_width)  # fmt: skip
             self.d_init = d_init
@@ -529,6 +556,10 @@ class Distiller(Recipe):
             self.D = D.to(dev).to(memory_format=self.cl).train()
             trainable = [p for p in self.D.parameters() if p.requires_grad]
             self.opt_d = torch.optim.Adam(trainable, lr=cfg.lr_d, betas=cfg.betas)
+
+    def _setup_losses(self, teacher_dir: Path) -> None:
+        """The perceptual / KD network that fits the data, and the generator's optimizer."""
+        cfg, dev = self.cfg, self.cfg.device
         self.perc = None
         if cfg.perceptual > 0 or cfg.kd > 0:  # a net that does not fit the data: LPIPS or off, one warning
             self.perc, changes = perceptual_for_data(
@@ -537,7 +568,11 @@ class Distiller(Recipe):
             for k, v in changes.items():  # recorded in the run's config.json
                 setattr(cfg, k, v)
             self.perc = self.perc.to(dev) if self.perc is not None else None
-        self.opt_g = torch.optim.Adam(params, lr=cfg.lr_g, betas=cfg.betas)
+        self.opt_g = torch.optim.Adam(self.g_params, lr=cfg.lr_g, betas=cfg.betas)
+
+    def _setup_data(self) -> None:
+        """The batches of real images (or pairs) D and the paired losses draw from."""
+        cfg = self.cfg
         self.data = None
         if self.i2i:
             from gankd.paired import PairStream
@@ -547,28 +582,33 @@ class Distiller(Recipe):
         elif self.D is not None and self.real in ("data", "both"):
             self.data = load_dataset(self.data_spec, cfg.real_split, self.resolution, self.image_channels)
             self.stream = BatchStream(self.data, cfg.batch_size, cfg.seed, self.rank, self.world)
-        self.start, self.best, self.wall_s = 0, None, 0.0
-        if resume:
-            st = ckpt.load_state(self.state_path)
-            if st.get("teacher_sha256", self.teacher_sha256) != self.teacher_sha256:
-                raise ValueError(f"{self.run_dir} was distilled from other teacher weights than {teacher_dir} "
-                                 "holds now: start a new --out (or restore that teacher)")  # fmt: skip
-            self.student.load_state_dict(st["student"])
-            self.ema.load_state_dict(st["ema"])
-            self.opt_g.load_state_dict(st["opt_g"])
-            # the optimizer state carries the old rate; a schedule sets it again before every step
+
+    def _resume(self, teacher_dir: Path) -> None:
+        """Every state of the run from state.pt (the same teacher weights or a refusal)."""
+        cfg = self.cfg
+        st = ckpt.load_state(self.state_path)
+        if st.get("teacher_sha256", self.teacher_sha256) != self.teacher_sha256:
+            raise ValueError(f"{self.run_dir} was distilled from other teacher weights than {teacher_dir} "
+                             "holds now: start a new --out (or restore that teacher)")  # fmt: skip
+        self.student.load_state_dict(st["student"])
+        self.ema.load_state_dict(st["ema"])
+        self.opt_g.load_state_dict(st["opt_g"])
+        # the optimizer state carries the old rate; a schedule sets it again before every step
+        if cfg.lr_schedule == "constant":
+            set_lr(self.opt_g, cfg.lr_g, "--lr-g")
+        if self.adapters is not None:
+            self.adapters.load_state_dict(st["adapters"])
+        if self.D is not None:
+            self.D.load_state_dict(st["D"])
+            self.opt_d.load_state_dict(st["opt_d"])
             if cfg.lr_schedule == "constant":
-                set_lr(self.opt_g, cfg.lr_g, "--lr-g")
-            if self.adapters is not None:
-                self.adapters.load_state_dict(st["adapters"])
-            if self.D is not None:
-                self.D.load_state_dict(st["D"])
-                self.opt_d.load_state_dict(st["opt_d"])
-                if cfg.lr_schedule == "constant":
-                    set_lr(self.opt_d, cfg.lr_d, "--lr-d")
-            self.start, self.wall_s = int(st["step"]), float(st.get("wall_s", 0.0))
-            # the selected model on disk is the truth (state.pt may predate its last validation)
-            self.best = selected_on(self.run_dir / "student")
+                set_lr(self.opt_d, cfg.lr_d, "--lr-d")
+        self.start, self.wall_s = int(st["step"]), float(st.get("wall_s", 0.0))
+        # the selected model on disk is the truth (state.pt may predate its last validation)
+        self.best = selected_on(self.run_dir / "student")
+
+    def _setup_ddp(self) -> None:
+        dev = self.cfg.device
         self.s_ddp = _maybe_ddp(self.student, self.world, dev)
         self.a_ddp = _maybe_ddp(self.adapters, self.world, dev) if self.adapters is not None else None
         self.d_batch_norm = self.D is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm)

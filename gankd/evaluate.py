@@ -11,6 +11,7 @@ the command that made it and the machine fingerprint.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -342,60 +343,28 @@ def evaluate(
     ``teacher``, ``weights_source``) are relative to the repository (shipped models as
     ``pretrained/<name>``) or to the current directory.
     """
-    from gankd.metrics import efficiency as eff
-    from gankd.metrics import fidelity as fid
+    from gankd.evaluate_i2i import is_i2i_model
 
     q, fi = quality or Quality(), fidelity or Fidelity()
     ref = reference if isinstance(reference, Reference) else Reference(reference)
     sp = Speed() if speed is True else (speed or None)
-    from gankd.evaluate_i2i import is_i2i_model
-
     if is_i2i_model(model_dir):
-        from gankd.evaluate_i2i import I2I_METRICS, evaluate_i2i
-
-        pp = pairs or Pairs()
-        return evaluate_i2i(model_dir, teacher, pp.data, pp.task, pp.task_params,
-                            q.metrics or I2I_METRICS, q.num_samples, q.extractor, q.evaluator, q.inception_weights,
-                            fi.lpips_weights, sp is not None, tuple(pp.sizes), rounds=(sp or Speed(rounds=5)).rounds,
-                            device=device, command=command)  # fmt: skip
-    metrics, num_samples, extractor = q.metrics, 10000 if q.num_samples is None else q.num_samples, q.extractor
-    evaluator, inception_weights, first_seed = q.evaluator, q.inception_weights, q.first_seed
-    class_consistency, batch_size, kid_subsets, cache = q.class_consistency, q.batch_size, q.kid_subsets, q.cache
-    num_reference, real_floor_too, reference = ref.num_reference, ref.real_floor, ref.data
-    teacher_samples, lpips, lpips_weights = fi.teacher_samples, fi.lpips, fi.lpips_weights
-    sp_ = sp or Speed()
-    runtimes, big_batch, repeats, min_time_s, speed_rounds = (sp_.runtimes, sp_.big_batch, sp_.repeats,
-                                                             sp_.min_time_s, sp_.rounds)  # fmt: skip
-    speed = sp is not None
+        return _evaluate_pairs(model_dir, teacher, q, fi, sp, pairs or Pairs(), device, command)
     t_start = time.perf_counter()
-    metrics = parse_metrics(metrics)
-    if extractor not in fid.EXTRACTORS:
-        raise ValueError(f"--extractor {extractor!r} is unknown; choose one of: {', '.join(fid.EXTRACTORS)}")
-    if num_samples < 1:
-        raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
-    check_counts(num_reference=num_reference, big_batch=big_batch, teacher_samples=teacher_samples)
-    if extractor == fid.INCEPTION and metrics:
-        fid.find_inception_weights(inception_weights)  # fail before any work
-    if lpips is True:
-        fid.lpips_distance(trunk_weights=lpips_weights)  # raises with the fix when absent
+    q = dataclasses.replace(q, num_samples=10000 if q.num_samples is None else q.num_samples,
+                            metrics=parse_metrics(q.metrics))  # fmt: skip
+    _check_options(q, ref, fi, sp or Speed())
     if command is None:
-        command = _call_repr(
-            "gankd.evaluate.evaluate",
-            _path_or_name(model_dir),
-            metrics=list(metrics),
-            num_samples=num_samples,
-            extractor=extractor,
-            reference=reference,
-            speed=speed,
-            teacher=None if teacher is None else _path_or_name(teacher),
-        )
+        command = _call_repr("gankd.evaluate.evaluate", _path_or_name(model_dir), metrics=list(q.metrics),
+                             num_samples=q.num_samples, extractor=q.extractor, reference=ref.data,
+                             speed=sp is not None,
+                             teacher=None if teacher is None else _path_or_name(teacher))  # fmt: skip
     model, folder = _load(model_dir, device)
     nc = adapter_for(model).num_classes
     plan = None
-    if metrics or (class_consistency and nc > 0) or teacher is not None:
-        plan = plan_quality(model, folder, reference, extractor, evaluator, inception_weights, num_reference,
-                            num_samples, load_reference=bool(metrics))  # fmt: skip
-        reference = plan["reference"]
+    if q.metrics or (q.class_consistency and nc > 0) or teacher is not None:
+        plan = plan_quality(model, folder, ref.data, q.extractor, q.evaluator, q.inception_weights,
+                            ref.num_reference, q.num_samples, load_reference=bool(q.metrics))  # fmt: skip
     timings: dict[str, float] = {}
     result: dict = {
         "schema": SCHEMA,
@@ -406,115 +375,133 @@ def evaluate(
         "teacher": None if teacher is None else _path_or_name(teacher),
         "model_info": _model_info(model, folder),
     }
-
-    images = None
-    if metrics:
-        t = time.perf_counter()
-        images = fid.generated_set(
-            model, num_samples, first_seed, batch_size, device, name=result["model"] or "generator"
-        )
-        timings["generate_s"] = round(time.perf_counter() - t, 3)
-        q = fid.fidelity_metrics(
-            images,
-            plan["ref_set"],
-            metrics,
-            num_samples,
-            None,
-            plan["extractor"],
-            evaluator,
-            inception_weights,
-            first_seed,
-            batch_size,
-            device,
-            cache,
-            kid_subsets=kid_subsets,
-        )
-        result["protocol"] = q.pop("protocol")
-        timings["fidelity_s"] = q.pop("time_s")
-        result["quality"] = q
-
-    if class_consistency and nc > 0:
-        t = time.perf_counter()
-        if plan["class_net"] is None:
-            result["class_consistency"] = {"skipped": plan["class_skip"]}
-        else:
-            try:
-                result["class_consistency"] = fid.class_consistency(
-                    model, num_samples, plan["class_net"], first_seed, batch_size, device, images=images
-                )
-            except FileNotFoundError as e:
-                result["class_consistency"] = {"skipped": str(e)}
-        timings["class_consistency_s"] = round(time.perf_counter() - t, 3)
-
+    images = _quality(result, timings, model, plan, q, device) if q.metrics else None
+    if q.class_consistency and nc > 0:
+        _class_consistency(result, timings, model, plan, q, images, device)
     teacher_model = None if teacher is None else _load(teacher, device)[0]
     if teacher is not None:
-        t = time.perf_counter()
-        distances: dict = {}
-        skipped: dict = {}
-        try:
-            if plan["class_net"] is None:  # features of a network of another domain mean nothing here
-                raise FileNotFoundError(plan["class_skip"])
-            distances["evaluator_lpips_style"] = fid.evaluator_distance(plan["class_net"], device)
-        except FileNotFoundError as e:
-            skipped["evaluator_lpips_style"] = str(e)
-        if lpips is not False:
-            try:
-                distances["lpips"] = fid.lpips_distance(trunk_weights=lpips_weights, device=device)
-            except FileNotFoundError as e:
-                skipped["lpips"] = str(e)
-        tf = fid.teacher_fidelity(
-            model, teacher_model, teacher_samples, distances, first_seed, batch_size, device
-        )
-        tf.update(tf.pop("distances"))
-        for k, why in skipped.items():
-            tf[k] = None
-            tf[f"{k}_skipped"] = why
-        if "lpips" in distances:
-            tf["lpips_net"] = distances["lpips"].name
-        result["teacher_fidelity"] = tf
-        timings["teacher_fidelity_s"] = round(time.perf_counter() - t, 3)
-
-    t = time.perf_counter()
-    result["efficiency"] = eff.efficiency(
-        model,
-        folder,
-        speed=speed,
-        big_batch=big_batch,
-        runtimes=tuple(runtimes),
-        repeats=repeats,
-        min_time_s=min_time_s,
-        device=device,
-        reference=teacher_model,
-        rounds=speed_rounds,
-    )
-    result["fingerprint"] = result["efficiency"].pop("fingerprint")
-    timings["efficiency_s"] = round(time.perf_counter() - t, 3)
-
-    if real_floor_too and metrics:
+        _teacher_fidelity(result, timings, model, teacher_model, plan, q, fi, device)
+    _cost(result, timings, model, folder, sp, teacher_model, device)
+    if ref.real_floor and q.metrics:
         ch, res, _ = adapter_for(model).output_shape()
         result["real_floor"] = real_floor(
-            plan["ref_set"],
-            num_samples=num_samples,
-            metrics=metrics,
-            extractor=plan["extractor"],
-            evaluator=evaluator,
-            inception_weights=inception_weights,
-            num_reference=num_reference,
-            resolution=res,
-            channels=ch,
-            class_net=plan["class_net"],
-            batch_size=batch_size,
-            kid_subsets=kid_subsets,
-            device=device,
-            cache=cache,
-            command=command,
-        )
+            plan["ref_set"], num_samples=q.num_samples, metrics=q.metrics, extractor=plan["extractor"],
+            evaluator=q.evaluator, inception_weights=q.inception_weights, num_reference=ref.num_reference,
+            resolution=res, channels=ch, class_net=plan["class_net"], batch_size=q.batch_size,
+            kid_subsets=q.kid_subsets, device=device, cache=q.cache, command=command,
+        )  # fmt: skip
     result["command"] = command
     result["gankd_version"] = _version()
     result["created_utc"] = _now()
     timings["total_s"] = round(time.perf_counter() - t_start, 3)
     result["timings"] = timings
     return result
+
+
+def _evaluate_pairs(model_dir, teacher, q: Quality, fi: Fidelity, sp: Speed | None, pp: Pairs, device: str,
+                    command: str | None) -> dict:  # fmt: skip
+    """An image-to-image generator: :func:`gankd.evaluate_i2i.evaluate_i2i` with the grouped options."""
+    from gankd.evaluate_i2i import I2I_METRICS, evaluate_i2i
+
+    return evaluate_i2i(model_dir, teacher, pp.data, pp.task, pp.task_params,
+                        q.metrics or I2I_METRICS, q.num_samples, q.extractor, q.evaluator, q.inception_weights,
+                        fi.lpips_weights, sp is not None, tuple(pp.sizes), rounds=(sp or Speed(rounds=5)).rounds,
+                        device=device, command=command)  # fmt: skip
+
+
+def _check_options(q: Quality, ref: Reference, fi: Fidelity, sp: Speed) -> None:
+    """Every option checked (and the weights the metrics need found) before any work."""
+    from gankd.metrics import fidelity as fid
+
+    if q.extractor not in fid.EXTRACTORS:
+        raise ValueError(f"--extractor {q.extractor!r} is unknown; choose one of: {', '.join(fid.EXTRACTORS)}")
+    if q.num_samples < 1:
+        raise ValueError(f"--num-samples must be >= 1, got {q.num_samples}")
+    check_counts(num_reference=ref.num_reference, big_batch=sp.big_batch, teacher_samples=fi.teacher_samples)
+    if q.extractor == fid.INCEPTION and q.metrics:
+        fid.find_inception_weights(q.inception_weights)  # fail before any work
+    if fi.lpips is True:
+        fid.lpips_distance(trunk_weights=fi.lpips_weights)  # raises with the fix when absent
+
+
+def _quality(result: dict, timings: dict, model: nn.Module, plan: dict, q: Quality, device: str):
+    """FID/IS/KID/PR of ``q.num_samples`` generated images against the plan's reference; returns the images."""
+    from gankd.metrics import fidelity as fid
+
+    t = time.perf_counter()
+    images = fid.generated_set(model, q.num_samples, q.first_seed, q.batch_size, device,
+                               name=result["model"] or "generator")  # fmt: skip
+    timings["generate_s"] = round(time.perf_counter() - t, 3)
+    scores = fid.fidelity_metrics(images, plan["ref_set"], q.metrics, q.num_samples, None, plan["extractor"],
+                                  q.evaluator, q.inception_weights, q.first_seed, q.batch_size, device, q.cache,
+                                  kid_subsets=q.kid_subsets)  # fmt: skip
+    result["protocol"] = scores.pop("protocol")
+    timings["fidelity_s"] = scores.pop("time_s")
+    result["quality"] = scores
+    return images
+
+
+def _class_consistency(result: dict, timings: dict, model: nn.Module, plan: dict, q: Quality, images,
+                       device: str) -> None:  # fmt: skip
+    from gankd.metrics import fidelity as fid
+
+    t = time.perf_counter()
+    if plan["class_net"] is None:
+        result["class_consistency"] = {"skipped": plan["class_skip"]}
+    else:
+        try:
+            result["class_consistency"] = fid.class_consistency(model, q.num_samples, plan["class_net"],
+                                                                q.first_seed, q.batch_size, device, images=images)
+        except FileNotFoundError as e:
+            result["class_consistency"] = {"skipped": str(e)}
+    timings["class_consistency_s"] = round(time.perf_counter() - t, 3)
+
+
+def _teacher_fidelity(result: dict, timings: dict, model: nn.Module, teacher_model: nn.Module, plan: dict,
+                      q: Quality, fi: Fidelity, device: str) -> None:  # fmt: skip
+    """PSNR and the perceptual distances to the teacher on the same inputs (a distance whose network is
+    missing or of another domain: None with the reason)."""
+    from gankd.metrics import fidelity as fid
+
+    t = time.perf_counter()
+    distances: dict = {}
+    skipped: dict = {}
+    try:
+        if plan["class_net"] is None:  # features of a network of another domain mean nothing here
+            raise FileNotFoundError(plan["class_skip"])
+        distances["evaluator_lpips_style"] = fid.evaluator_distance(plan["class_net"], device)
+    except FileNotFoundError as e:
+        skipped["evaluator_lpips_style"] = str(e)
+    if fi.lpips is not False:
+        try:
+            distances["lpips"] = fid.lpips_distance(trunk_weights=fi.lpips_weights, device=device)
+        except FileNotFoundError as e:
+            skipped["lpips"] = str(e)
+    tf = fid.teacher_fidelity(model, teacher_model, fi.teacher_samples, distances, q.first_seed, q.batch_size,
+                              device)  # fmt: skip
+    tf.update(tf.pop("distances"))
+    for k, why in skipped.items():
+        tf[k] = None
+        tf[f"{k}_skipped"] = why
+    if "lpips" in distances:
+        tf["lpips_net"] = distances["lpips"].name
+    result["teacher_fidelity"] = tf
+    timings["teacher_fidelity_s"] = round(time.perf_counter() - t, 3)
+
+
+def _cost(result: dict, timings: dict, model: nn.Module, folder: Path | None, sp: Speed | None,
+          teacher_model: nn.Module | None, device: str) -> None:  # fmt: skip
+    """Params, MACs, bytes, memory and (``sp``) measured speed, interleaved with the teacher when there is one."""
+    from gankd.metrics import efficiency as eff
+
+    sp_ = sp or Speed()
+    t = time.perf_counter()
+    result["efficiency"] = eff.efficiency(model, folder, speed=sp is not None, big_batch=sp_.big_batch,
+                                          runtimes=tuple(sp_.runtimes), repeats=sp_.repeats,
+                                          min_time_s=sp_.min_time_s, device=device, reference=teacher_model,
+                                          rounds=sp_.rounds)  # fmt: skip
+    result["fingerprint"] = result["efficiency"].pop("fingerprint")
+    timings["efficiency_s"] = round(time.perf_counter() - t, 3)
 
 
 def real_split_for(reference: str) -> str:

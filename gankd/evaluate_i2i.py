@@ -225,9 +225,8 @@ def evaluate_i2i(
     if speed:
         from gankd.metrics.efficiency import interleaved_speed
 
-        models = {"teacher": t_gen.model if t_gen is not None else None, "model": gen}
-        models = {k: adapter_for(v) if v is not None else None for k, v in models.items()}
-        models = {k: v for k, v in models.items() if v is not None}
+        # the adapters as loaded: an imported teacher is timed on its recorded IOSpec
+        models = {k: v for k, v in {"teacher": t_gen, "model": gen}.items() if v is not None}
         result["speed"] = {}
         for s in [r, *[x for x in sizes if x != r]]:
             result["speed"][str(s)] = interleaved_speed(models, reference=next(iter(models)), rounds=rounds,

@@ -8,11 +8,12 @@ import dataclasses
 import json
 
 import pytest
+import torch
 from evalkit import private_cache_fixture  # noqa: F401  (fixture)
 from testkit import load_benchmark, tiny_discriminator, tiny_generator, write_images
 
 from gankd import cli
-from gankd.checkpoint import save_model
+from gankd.checkpoint import load_generator, save_model
 from gankd.distill import DistillConfig
 
 
@@ -194,3 +195,29 @@ def test_compress_default_is_the_recipe_the_committed_study_chose_on_val(rec):
     assert choice["split"] == "val" and choice["chosen"], choice
     chosen = DistillConfig(**rec.RECIPES[choice["chosen"]])
     assert dataclasses.asdict(DistillConfig()) == dataclasses.asdict(chosen)
+
+
+def test_on_a_data_free_setting_real_teacher_is_the_same_run_and_is_not_trained_twice(rec, tiny, tmp_path,
+                                                                                        monkeypatch, capsys):  # fmt: skip
+    monkeypatch.setitem(rec.SETTINGS, "tinyfree", rec.Setting(str(tiny["teacher"]), "none", 0.25, tiny["data"]))
+    late = {**rec.RECIPES["lean"], "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.5}
+    monkeypatch.setitem(rec.RECIPES, "late", late)
+    monkeypatch.setitem(rec.RECIPES, "late-rt", {**late, "real": "teacher"})
+    assert rec.same_run_as("tinyfree", "late-rt") == "late" and rec.same_run_as("tiny", "late-rt") is None
+    assert rec.same_run_as("tinyfree", "late") is None
+    # the claim itself: both configs train the same weights on data-free settings (the D phase included)
+    args = rec.parse_args(["--settings", "tinyfree", "--steps", "4", "--out", str(tiny["out"])])
+    weights = []
+    for r in ("late", "late-rt"):
+        student = load_generator(rec.compress(rec.cell_config("tinyfree", r, 0, args), tmp_path / r))
+        weights.append(student.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    n = len(tiny["calls"])
+    argv = ["--settings", "tinyfree", "--steps", "4", "--num-samples", "8", "--out", str(tiny["out"]),
+            "--runs", str(tiny["runs"])]  # fmt: skip
+    assert rec.main([*argv, "--recipes", "late-rt"]) == 0
+    assert len(tiny["calls"]) == n + 1  # late trained once, late-rt copied from it
+    cell = json.loads((tiny["out"] / "cells" / "tinyfree__late-rt__n4__s0.json").read_text())
+    assert cell["same_run_as"] == "tinyfree__late__n4__s0" and cell["recipe"] == "late-rt"
+    assert "--recipes late-rt" in cell["command"]
+    capsys.readouterr()

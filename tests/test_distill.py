@@ -101,7 +101,7 @@ def test_compress_cli_end_to_end(setup, capsys):
                    "--set", f'perceptual_path="{perc}"', "--set", "eval_samples=8"])  # fmt: skip
     assert rc == 0
     student = load_generator(root / "cli" / "student")
-    assert student.feature_channels == [c // 2 for c in load_generator(teacher).feature_channels]
+    assert student.feature_channels() == [c // 2 for c in load_generator(teacher).feature_channels()]
     for f in ("config.json", "metrics.jsonl", "teacher_vs_student.png", "state.pt", "last/model.safetensors"):
         assert (root / "cli" / f).exists(), f
     # a second run into the same folder without --resume is refused, nothing overwritten
@@ -382,7 +382,7 @@ def test_iterative_pruning_starts_from_a_wider_student(setup):
     wide = compress(_cfg(teacher, perc, steps=2, width=0.5), root / "w05")
     d = Distiller(_cfg(teacher, perc, steps=1, width=0.25, init_from=str(wide)), root / "w025")
     t = load_generator(teacher)
-    assert d.student.model.feature_channels == [max(1, round(c * 0.25)) for c in t.feature_channels]
+    assert d.student.model.feature_channels == [max(1, round(c * 0.25)) for c in t.feature_channels()]
     from gankd.students import build_student
 
     direct = build_student(t, 0.25).state_dict()  # pruned from the teacher: other weights

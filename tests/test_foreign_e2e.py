@@ -125,7 +125,7 @@ def test_compress_with_data_and_target_macs(tmp_path):
     data = write_images(tmp_path / "imgs", {"": 40}, size=(32, 32), mode="RGB")
     run = tmp_path / "run"
     args = ["--teacher", str(teacher), "--out", str(run), "--data", f"folder:{data}", "--target-macs", "0.3",
-            "--select", "teacher-l1", *COMPRESS[2:]]  # fmt: skip
+            "--select", "teacher-l1", "--real", "data", *COMPRESS[2:]]  # fmt: skip
     assert main(["compress", *args]) == 0
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["resolved"]["real"] == "data" and cfg["resolved"]["data"] == f"folder:{data}"

@@ -201,3 +201,30 @@ def test_foreign_restorer_with_unit_ranges(capsys, tmp_path, rgb_folder, monkeyp
     assert code == 0, err
     code, out, err = run(capsys, "export", "--model", Path(out.strip().splitlines()[-1]), "--format", "onnx")
     assert code == 0, err
+
+
+def test_an_imported_teachers_recorded_spec_is_what_the_speed_pass_times(capsys, tmp_path, rgb_folder, monkeypatch):
+    """evaluate's speed pass times the loaded adapters themselves: an imported image-to-image teacher keeps its
+    recorded IOSpec ([0, 1] images here) instead of a spec guessed from its bare module."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    from foreign_models import UnitRangeRestorer
+
+    from gankd.evaluate import Pairs, Quality, Speed, evaluate
+    from gankd.metrics import efficiency
+
+    torch.save(UnitRangeRestorer().state_dict(), tmp_path / "r.pt")
+    code, out, err = run(capsys, "import", "--class", "foreign_models:UnitRangeRestorer", "--weights",
+                         tmp_path / "r.pt", "--input-image", "3,32,32", "--output-range", "0,1", "--input-range",
+                         "0,1", "--out", tmp_path / "imp")  # fmt: skip
+    assert code == 0, err
+    seen = {}
+
+    def fake_speed(models, **kw):
+        seen.update(models)
+        return {}
+
+    monkeypatch.setattr(efficiency, "interleaved_speed", fake_speed)
+    evaluate(tmp_path / "imp", tmp_path / "imp", quality=Quality(metrics=("psnr",), num_samples=4),
+             speed=Speed(rounds=1), pairs=Pairs(data=f"folder:{rgb_folder}", task="denoise", sizes=()))  # fmt: skip
+    assert set(seen) == {"teacher", "model"}
+    assert seen["teacher"].spec.output_range == (0.0, 1.0) and seen["teacher"].spec.input_range == (0.0, 1.0)

@@ -55,7 +55,7 @@ def test_train_teacher_end_to_end(two_class_folder, tmp_path, capsys):
     code, err = teacher(capsys, two_class_folder, run, "--steps", "3")
     assert code == 0, err
     g = load_generator(run / "generator")
-    assert g.feature_channels[-1] == 4 and g.num_classes == 2
+    assert g.feature_channels()[-1] == 4 and g.num_classes == 2
     img = g(torch.randn(2, g.z_dim), torch.tensor([0, 1]))
     assert img.shape == (2, 1, 32, 32) and torch.isfinite(img).all()
     load_discriminator(run / "generator")
