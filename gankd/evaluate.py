@@ -28,11 +28,11 @@ from gankd.checkpoint import CONFIG, atomic_write_bytes, load_generator, resolve
 from gankd.config import load_json
 from gankd.data import is_fmnist
 from gankd.fileio import portable_path
+from gankd.metrics.distribution import FIDELITY_METRICS as METRICS
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "gankd.eval/1"
-METRICS = ("fid", "isc", "kid", "prc")
 
 
 def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...]:

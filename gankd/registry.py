@@ -11,6 +11,7 @@ kind                   registry                         file
 generator family       ``GENERATORS``                   gankd/models/
 discriminator          ``DISCRIMINATORS``               gankd/models/
 classifier             ``CLASSIFIERS``                  gankd/models/classifiers.py
+distribution metric    ``FIDELITY_METRICS``             gankd/metrics/distribution.py
 adversarial loss       ``gankd.losses.ADVERSARIAL``     gankd/losses.py
 pixel loss             ``gankd.losses.PIXEL``           gankd/losses.py
 degradation task       ``gankd.paired.DEGRADATIONS``    gankd/paired.py

@@ -197,8 +197,8 @@ def test_compress_default_is_the_recipe_the_committed_study_chose_on_val(rec):
     assert dataclasses.asdict(DistillConfig()) == dataclasses.asdict(chosen)
 
 
-def test_on_a_data_free_setting_real_teacher_is_the_same_run_and_is_not_trained_twice(rec, tiny, tmp_path,
-                                                                                        monkeypatch, capsys):  # fmt: skip
+def test_on_a_data_free_setting_real_teacher_is_the_same_run_and_is_not_trained_twice(rec, tiny, tmp_path, monkeypatch,
+                                                                                        capsys):  # fmt: skip
     monkeypatch.setitem(rec.SETTINGS, "tinyfree", rec.Setting(str(tiny["teacher"]), "none", 0.25, tiny["data"]))
     late = {**rec.RECIPES["lean"], "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.5}
     monkeypatch.setitem(rec.RECIPES, "late", late)

@@ -113,3 +113,28 @@ def test_a_pruner_that_refuses_hands_the_student_to_the_next(scratch, monkeypatc
     pruning.PRUNERS._items.pop("torch-pruning")
     with pytest.raises(ValueError, match="no pruner takes this generator \\(refuses: not today\\); .*--keep-layers"):
         pruning.prune_generator(teacher, width=0.5)
+
+
+def test_a_new_distribution_metric_is_one_registration(scratch):
+    import torch
+
+    from gankd.evaluate import parse_metrics
+    from gankd.metrics import fidelity
+    from gankd.metrics.distribution import FIDELITY_METRICS, FidelityMetric
+
+    def mean_gap(f1, f2, layer, kwargs):  # distance between the mean features of the two sets
+        return {"mean_gap": float((f1[layer].double().mean(0) - f2[layer].double().mean(0)).norm())}
+
+    with pytest.raises(ValueError, match="choose from fid, isc, kid, prc"):
+        parse_metrics("meangap")
+    scratch(FIDELITY_METRICS, "meangap", FidelityMetric(mean_gap, {"mean_gap": "mean_gap"}, "fid", "mean gap",
+                                                         min_images=3))  # fmt: skip
+    assert parse_metrics("fid,meangap") == ("fid", "meangap")
+    g = torch.Generator().manual_seed(0)
+    a, b = ((torch.rand(20, 1, 32, 32, generator=g) * 255).to(torch.uint8) for _ in range(2))
+    r = fidelity.fidelity_metrics(a, b, ("fid", "meangap"), 20, extractor="random-conv", cache=False)
+    same = fidelity.fidelity_metrics(a, a, ("meangap",), 20, extractor="random-conv", cache=False)
+    assert r["mean_gap"] > 0 and same["mean_gap"] == 0.0 and "fid" in r
+    assert r["protocol"]["metrics"] == ["fid", "meangap"]
+    with pytest.raises(ValueError, match="mean gap needs at least 3 images in each set"):
+        fidelity.fidelity_metrics(a[:2], b[:2], ("meangap",), 2, extractor="random-conv", cache=False)

@@ -65,6 +65,7 @@ from gankd.checkpoint import CONFIG, WEIGHTS, file_sha256, load_classifier, load
 from gankd.config import load_json
 from gankd.data import SPLITS, is_fmnist, load_dataset, to_float, to_uint8
 from gankd.fileio import portable_path
+from gankd.metrics.distribution import FIDELITY_METRICS
 from gankd.perceptual import LPIPS_TRUNK_FILES, check_state, load_tensor_file, lpips_hub_file, lpips_model
 from gankd.sampling import balanced_labels
 
@@ -78,18 +79,6 @@ EXTRACTORS = (AUTO, EVALUATOR, INCEPTION, RANDOM_CONV)
 MIN_REFERENCE = 2000  # fewer reference images than this: FID/PRC are noisy, and results say so
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 DEFAULT_REFERENCE = "fashion-mnist:test"
-FIDELITY_METRICS = ("fid", "isc", "kid", "prc")
-# torch-fidelity result key -> gankd key
-_KEYS = {
-    "frechet_inception_distance": "fid",
-    "inception_score_mean": "isc_mean",
-    "inception_score_std": "isc_std",
-    "kernel_inception_distance_mean": "kid_mean",
-    "kernel_inception_distance_std": "kid_std",
-    "precision": "precision",
-    "recall": "recall",
-    "f_score": "f_score",
-}
 LPIPS_TRUNKS = LPIPS_TRUNK_FILES
 # the name under which gankd's safe Inception loader is registered with torch-fidelity
 _SAFE_INCEPTION = "gankd-inception-v3-compat"
@@ -693,9 +682,9 @@ def _slug(text: str, limit: int = 48) -> str:
 
 
 def _feature_layers(metrics: Sequence[str], extractor_name: str) -> dict[str, str]:
-    """metric -> feature layer, torch-fidelity's defaults for the extractor."""
+    """metric -> feature layer: torch-fidelity's default for the extractor, for the metric whose layer it reads."""
     cls = FEATURE_EXTRACTORS_REGISTRY[extractor_name]
-    return {m: cls.get_default_feature_layer_for_metric(m) for m in metrics}
+    return {m: cls.get_default_feature_layer_for_metric(FIDELITY_METRICS.get(m).layer_as) for m in metrics}
 
 
 def _calculate(src: ImageSet, ref: ImageSet, metrics: Sequence[str], rgb: bool, kwargs: dict,
@@ -703,10 +692,6 @@ def _calculate(src: ImageSet, ref: ImageSet, metrics: Sequence[str], rgb: bool, 
     """torch-fidelity's metric functions on features extracted here (what its
     ``calculate_metrics`` does, minus its pickle cache); reference features come from
     gankd's safetensors cache when ``cache_name`` is given."""
-    from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
-    from torch_fidelity.metric_isc import isc_featuresdict_to_metric
-    from torch_fidelity.metric_kid import kid_featuresdict_to_metric
-    from torch_fidelity.metric_prc import prc_featuresdict_to_metric
     from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
     name = kwargs["feature_extractor"]
@@ -719,7 +704,7 @@ def _calculate(src: ImageSet, ref: ImageSet, metrics: Sequence[str], rgb: bool, 
         return get_featuresdict_from_dataset(ds, fe, kwargs["batch_size"], kwargs["cuda"], True, False)
 
     f1 = features(src)
-    binary = [m for m in metrics if m != "isc"]
+    binary = [m for m in metrics if FIDELITY_METRICS.get(m).binary]
     f2 = None
     if binary:
         ref_layers = sorted({per_metric[m] for m in binary})
@@ -729,18 +714,11 @@ def _calculate(src: ImageSet, ref: ImageSet, metrics: Sequence[str], rgb: bool, 
             if cache_name:
                 save_cached_features(cache_name, {k: f2[k] for k in ref_layers}, info)
     out: dict = {}
-    if "isc" in metrics:
-        out.update(isc_featuresdict_to_metric(f1, per_metric["isc"], **kwargs))
-    if "fid" in metrics:
-        layer = per_metric["fid"]
-        s1 = fid_featuresdict_to_statistics(f1, layer)
-        s2 = fid_featuresdict_to_statistics(f2, layer)
-        out.update(fid_statistics_to_metric(s1, s2, False))
-    if "kid" in metrics:
-        out.update(kid_featuresdict_to_metric(f1, f2, per_metric["kid"], **kwargs))
-    if "prc" in metrics:
-        out.update(prc_featuresdict_to_metric(f1, f2, per_metric["prc"], **kwargs))
+    for m in metrics:
+        out.update(FIDELITY_METRICS.get(m).compute(f1, f2, per_metric[m], kwargs))
     return out
+
+
 
 
 def fidelity_metrics(
@@ -796,10 +774,11 @@ def fidelity_metrics(
     ex = extractor
     weights, w_digest = ex.weights, ex.sha256_16
     skipped = {}
-    if "isc" in metrics and not ex.has_logits:
-        skipped["isc"] = (f"IS needs class logits of a classifier for this domain; {ex.name} has none "
-                          "(a classifier trained on this data: gankd train-classifier, then --evaluator DIR)")
-        metrics = [m for m in metrics if m != "isc"]
+    for m in [m for m in metrics if FIDELITY_METRICS.get(m).needs_logits and not ex.has_logits]:
+        skipped[m] = (f"{FIDELITY_METRICS.get(m).label} needs class logits of a classifier for this domain; "
+                      f"{ex.name} has none (a classifier trained on this data: gankd train-classifier, then "
+                      "--evaluator DIR)")  # fmt: skip
+        metrics = [x for x in metrics if x != m]
     if not metrics:
         return {"skipped": skipped, "protocol": {**ex.info(), "metrics": []}, "time_s": 0.0}
     if ref.images.shape[1:] != src.images.shape[1:]:
@@ -808,10 +787,10 @@ def fidelity_metrics(
             f"{tuple(src.images.shape[1:])}; pass a reference of the same size and channels"
         )
     n1, n2 = len(src), len(ref)
-    if "kid" in metrics and min(n1, n2) < 2:
-        raise ValueError("KID needs at least 2 images in each set; raise --num-samples")
-    if "prc" in metrics and min(n1, n2) < 5:
-        raise ValueError("precision/recall needs at least 5 images in each set; raise --num-samples")
+    for m in metrics:
+        if min(n1, n2) < FIDELITY_METRICS.get(m).min_images:
+            raise ValueError(f"{FIDELITY_METRICS.get(m).label} needs at least {FIDELITY_METRICS.get(m).min_images} "
+                             "images in each set; raise --num-samples")  # fmt: skip
     rgb = ex.kind == "inception"
     tf_name = {"inception": _SAFE_INCEPTION, "classifier": EVALUATOR, "random-conv": _RANDOM_CONV_TF}[ex.kind]
     kwargs = dict(
@@ -827,7 +806,7 @@ def fidelity_metrics(
         cache=False,  # torch-fidelity's cache unpickles its files: gankd caches itself (safetensors)
     )
     cache_name = None
-    binary = [m for m in metrics if m != "isc"]  # the reference's features serve these only
+    binary = [m for m in metrics if FIDELITY_METRICS.get(m).binary]  # the reference's features serve these only
     if cache and binary and isinstance(reference, (str, ImageSet)):
         layers = set(_feature_layers(binary, kwargs["feature_extractor"]).values())
         layers_tag = "+".join(sorted(layers)).replace("_", "")
@@ -837,7 +816,8 @@ def fidelity_metrics(
                      info={"reference": ref.description, "reference_sha256_16": ref.digest, "num": n2,
                            "image_size": [ch, res, res], "extractor": ex.name,
                            "extractor_sha256_16": w_digest})  # fmt: skip
-    result: dict = {_KEYS[k]: float(v) for k, v in out.items() if k in _KEYS}
+    keys = {k: v for m in metrics for k, v in FIDELITY_METRICS.get(m).keys.items()}
+    result: dict = {keys[k]: float(v) for k, v in out.items() if k in keys}
     if skipped:
         result["skipped"] = skipped
 
