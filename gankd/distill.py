@@ -48,7 +48,7 @@ from gankd.perceptual import PERCEPTUAL_NETS, perceptual_for_data
 from gankd.runlock import holds_run_lock
 from gankd.sampling import generate, grid, pair_grid, sample_grid, save_png
 from gankd.selection import Selector, build_paired_selector, build_selector, check_rule
-from gankd.students import INITS, build_student, frozen_copy, student_channels
+from gankd.students import INITS, build_student, frozen_copy, scales_by_width, student_channels
 
 log = logging.getLogger(__name__)
 REAL_SOURCES = ("auto", "data", "teacher", "both")
@@ -281,9 +281,9 @@ def _feat_indices(cfg: DistillConfig, teacher: GeneratorAdapter) -> list[int]:
     layers = list(cfg.feat_layers or ())
     if layers and all(isinstance(v, int) or str(v).lstrip("-").isdigit() for v in layers):
         return [int(v) for v in layers]
-    if teacher.spec.features == "native":  # dcgan: the stages after the 4x4 one; other families: all taps
-        return [1, 2, 3] if getattr(teacher.model, "family", None) == "dcgan" else \
-            list(range(len(teacher.model.feature_channels)))  # fmt: skip
+    if teacher.spec.features == "native":  # the family's own choice (dcgan: after the 4x4 stage), else all taps
+        taps = getattr(teacher.model, "feature_taps", None)
+        return list(taps) if taps is not None else list(range(len(teacher.model.feature_channels)))
     return list(range(len(teacher.spec.features)))
 
 
@@ -291,7 +291,7 @@ def latency_width(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -
     """``--target-latency``: the widest student that meets the budget on this machine (:mod:`gankd.latency`)."""
     from gankd.latency import parse_latency, width_for_latency
 
-    if adapter_for(teacher).native_family == "dcgan":
+    if scales_by_width(adapter_for(teacher).native_family):
         def build(w):
             return adapter_for(build_student(teacher, w, None, "random", cfg.seed, cfg.student_upsample))
     else:
@@ -319,7 +319,7 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
         student.latency_budget = rec
         return student
     family = adapter_for(teacher).native_family
-    if family == "dcgan":
+    if scales_by_width(family):
         width = cfg.width
         if cfg.target_macs is not None:
             width = width_for_macs(teacher, cfg.target_macs)
@@ -505,7 +505,7 @@ class Distiller(Recipe):
         """The student (pruned or built), its EMA, the feature adapters and the generator's optimizer params."""
         cfg, dev = self.cfg, self.cfg.device
         taps = self.taps
-        if teacher.native_family not in (None, "dcgan"):
+        if teacher.native_family is not None and not scales_by_width(teacher.native_family):
             torch.manual_seed(cfg.seed)  # gankd's i2i families: no loader or builder seeds student, adapters, D
         student = make_student(teacher, taps, cfg)
         self.latency_budget = getattr(student, "latency_budget", None)

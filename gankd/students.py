@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from gankd.models.layers import scaled
-from gankd.registry import GENERATORS
+from gankd.registry import GENERATORS, Registry
 
 INITS = ("prune", "random")
 
@@ -48,12 +47,12 @@ def build_student(teacher: nn.Module, width: float | None = 0.25, channels: list
     torch.manual_seed(seed)
     student = GENERATORS.get(teacher.family)(cfg)
     if init == "prune":
-        if teacher.family not in PRUNERS:
+        if teacher.family not in WIDTH_PRUNERS:
             raise ValueError(
                 f"--init prune is not available for family '{teacher.family}' "
-                f"(available: {', '.join(sorted(PRUNERS))}); use --init random"
+                f"(available: {', '.join(sorted(WIDTH_PRUNERS))}); use --init random"
             )
-        PRUNERS[teacher.family](teacher, student)
+        WIDTH_PRUNERS.get(teacher.family)(teacher, student)
     return student.train()
 
 
@@ -100,7 +99,15 @@ def prune_dcgan(teacher: nn.Module, student: nn.Module) -> list[torch.Tensor]:
     return kept
 
 
-PRUNERS: dict[str, Callable[[nn.Module, nn.Module], object]] = {"dcgan": prune_dcgan}
+# families whose students are the family itself at a smaller width (their own channel plan), with a function
+# that copies the teacher's top channels into such a student; other families are cut by gankd.pruning.PRUNERS
+WIDTH_PRUNERS = Registry("width-scaled family", ordered=True)
+WIDTH_PRUNERS.add("dcgan", prune_dcgan)
+
+
+def scales_by_width(family: str | None) -> bool:
+    """Whether ``family``'s students are built at a width (:data:`WIDTH_PRUNERS`) rather than pruned."""
+    return family is not None and family in WIDTH_PRUNERS
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:

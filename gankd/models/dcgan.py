@@ -91,6 +91,7 @@ class DCGANGenerator(nn.Module):
 
     family = "dcgan"
     Config = GeneratorConfig
+    feature_taps = (1, 2, 3)  # the stages compress matches by default: those after the 4x4 one
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
