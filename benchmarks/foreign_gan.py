@@ -201,7 +201,7 @@ def main() -> None:
     # processes with 2 threads each thrash on 2 cores; ratios come from one interleaved run
     loaded = {n: load_generator(p) for n, p in models.items()}
     speed = interleaved_speed(loaded, "teacher", ("eager", "onnx"), rounds=7)
-    floor = real_floor("wesnoth-units:test", num_samples=args.num_samples, metrics=("fid",))
+    floor = real_floor("wesnoth-units:test", quality=Quality(metrics=("fid",), num_samples=args.num_samples))
     seeds = list(range(10))
     t = adapter_for(loaded["teacher"])
     rows = [generate(adapter_for(g), t.seeded_inputs(seeds)) for g in loaded.values()]

@@ -58,6 +58,7 @@ from gankd.checkpoint import CONFIG, WEIGHTS, atomic_write_bytes, load_generator
 from gankd.config import load_json  # noqa: E402
 from gankd.data import to_float  # noqa: E402
 from gankd.distill import CLASSIC, DistillConfig, compress  # noqa: E402
+from gankd.evaluate import Pairs, Quality  # noqa: E402
 from gankd.evaluate_i2i import evaluate_i2i, model_pairs  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
 from gankd.metrics.efficiency import fingerprint, interleaved_speed  # noqa: E402
@@ -170,8 +171,8 @@ def eval_cell(args, out: Path, name: str, model: Path, teacher: Path | None, com
             return res
         print(f"[i2i_matrix] {path} lacks MACs at --sizes {args.sizes}: evaluating {name} again", flush=True)
     print(f"[i2i_matrix] evaluating {name}", flush=True)
-    res = evaluate_i2i(model, teacher, metrics=METRICS, num_samples=args.num_samples, speed=False,
-                       sizes=tuple(args.sizes), device=args.device, command=command)  # fmt: skip
+    res = evaluate_i2i(model, teacher, quality=Quality(metrics=METRICS, num_samples=args.num_samples),
+                       pairs=Pairs(sizes=tuple(args.sizes)), device=args.device, command=command)  # fmt: skip
     _write_json(path, res)
     return res
 

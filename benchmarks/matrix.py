@@ -314,7 +314,8 @@ def main() -> int:
         return 0
     torch.set_num_threads(os.cpu_count() or 1)  # trainings pinned one thread; evaluation may use all cores
     if not (out / "cells" / "floor.json").exists():
-        save_result(real_floor(num_samples=args.num_samples, command=cmd), out / "cells" / "floor.json")
+        floor = real_floor(quality=Quality(num_samples=args.num_samples), command=cmd)
+        save_result(floor, out / "cells" / "floor.json")
     if not (out / "cells" / "teacher.json").exists():
         save_result(evaluate(teacher_dir, quality=Quality(num_samples=args.num_samples), role="teacher", command=cmd),
                     out / "cells" / "teacher.json")  # fmt: skip

@@ -97,8 +97,8 @@ def main(argv=None) -> int:
     floor_path = out / "floor.json"
     if not floor_path.exists():
         c, h, _ = adapter_for(load_generator(ref_model)).output_shape()
-        floor = real_floor(f"{data}:test", num_samples=args.num_samples, metrics=metrics, resolution=h, channels=c,
-                           evaluator=args.evaluator, device=args.device, command=cmd)  # fmt: skip
+        floor = real_floor(f"{data}:test", resolution=h, channels=c, device=args.device, command=cmd,
+                           quality=Quality(metrics=metrics, num_samples=args.num_samples, evaluator=args.evaluator))
         save_result(floor, floor_path)
     floor = json.loads(floor_path.read_text())["quality"]
     proto = json.loads((out / f"{rows[-1]['name']}.json").read_text())["protocol"]

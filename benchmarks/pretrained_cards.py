@@ -20,7 +20,7 @@ from pathlib import Path
 from gankd.checkpoint import atomic_write_bytes, file_sha256, load_classifier, pretrained_dir
 from gankd.config import load_json
 from gankd.data import FMNIST_CLASSES, load_dataset
-from gankd.evaluate import Quality, Reference, Speed, evaluate, save_result
+from gankd.evaluate import Pairs, Quality, Reference, Speed, evaluate, save_result
 from gankd.metrics.fidelity import classifier_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,7 +250,7 @@ def main() -> int:
         if args.render_only:
             write_card(folder / "MODEL_CARD.md", restore_card(folder, load_json(folder / "metrics.json")))
         else:
-            m = evaluate_i2i(folder, speed=not args.no_speed, sizes=(256, 512), command=cmd)
+            m = evaluate_i2i(folder, speed=not args.no_speed, pairs=Pairs(sizes=(256, 512)), command=cmd)
             m["training"] = training_facts(Path(args.restore_run))
             m["sha256"] = hashes(folder)
             save_result(m, folder / "metrics.json")

@@ -59,7 +59,7 @@ from gankd.checkpoint import atomic_write_bytes, load_generator, load_state, res
 from gankd.config import to_dict  # noqa: E402
 from gankd.data import to_uint8  # noqa: E402
 from gankd.distill import PRESETS, DistillConfig, compress  # noqa: E402
-from gankd.evaluate import REFERENCE_FIRST_SEED, real_floor, save_result  # noqa: E402
+from gankd.evaluate import REFERENCE_FIRST_SEED, Quality, real_floor, save_result  # noqa: E402
 from gankd.evaluate_i2i import evaluate_i2i, model_pairs  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
 from gankd.metrics import fidelity as fid  # noqa: E402
@@ -351,8 +351,8 @@ def score_i2i(folder: Path, setting: str, side: str, n: int, ex, device: str, se
     """One side (the val or test pairs) of an image-to-image model's scores; ``folder`` records the
     data and task (a student's folder does)."""
     teacher = _teacher(setting, device)
-    r = evaluate_i2i(folder, None if self_teacher else teacher, metrics=("psnr", "ssim", "fid", "kid"),
-                     num_samples=n, extractor=ex.name, device=device, split=side)  # fmt: skip
+    r = evaluate_i2i(folder, None if self_teacher else teacher, device=device, split=side,
+                     quality=Quality(metrics=("psnr", "ssim", "fid", "kid"), num_samples=n, extractor=ex.name))
     out = {"pairs": f"{r['data']}:{side} ({r['task']}, degradation seed 0), {r['num_pairs']} pairs",
            "fid_vs_data": r["distribution"]["fid"], "kid_vs_data": r["distribution"]["kid_mean"],
            "psnr_to_target": r["vs_target"]["psnr_db"]["mean"], "ssim_to_target": r["vs_target"]["ssim"]["mean"],
@@ -403,8 +403,8 @@ def teacher_record(setting: str, args, out: Path) -> dict:
         rec[side] = score_noise(_teacher(setting, args.device), setting, side, args.num_samples, ex, args.device,
                                 self_teacher=True)  # fmt: skip
         if s.eval_data:  # real images of the fit split against the side's split, same extractor
-            fl = real_floor(f"{s.eval_data}:{side}", real=f"{s.eval_data}:fit", num_samples=args.num_samples,
-                            metrics=("fid", "kid"), extractor=ex, device=args.device)  # fmt: skip
+            fl = real_floor(f"{s.eval_data}:{side}", real=f"{s.eval_data}:fit", device=args.device,
+                            quality=Quality(metrics=("fid", "kid"), num_samples=args.num_samples, extractor=ex))
             rec[side]["floor"] = {"fid_vs_data": fl["quality"]["fid"], "kid_vs_data": fl["quality"]["kid_mean"],
                                   "detail": fl}  # fmt: skip
     committed = folder / "metrics.json"

@@ -473,7 +473,7 @@ def _eval_command(args) -> str:
 
 
 def cmd_eval(args) -> int:
-    from gankd.evaluate import evaluate, real_floor, save_result
+    from gankd.evaluate import Quality, evaluate, real_floor, save_result
     from gankd.fileio import check_out_file
     from gankd.metrics.fidelity import DEFAULT_REFERENCE
     from gankd.report import summary_lines
@@ -489,7 +489,7 @@ def cmd_eval(args) -> int:
     lpips = {"auto": "auto", "on": True, "off": False}[args.lpips]
     command = _eval_command(args)
     if args.model:
-        from gankd.evaluate import Fidelity, Pairs, Quality, Reference, Speed, check_counts
+        from gankd.evaluate import Fidelity, Pairs, Reference, Speed, check_counts
 
         check_counts(big_batch=args.big_batch, num_reference=args.num_reference, teacher_samples=args.teacher_samples)
 
@@ -513,10 +513,11 @@ def cmd_eval(args) -> int:
             print(f"{'wrote':<26}{save_result(result, out)}")
             return 0
     else:
-        result = real_floor(args.reference or DEFAULT_REFERENCE, num_samples=args.num_samples or 10000,
-                            metrics=args.metrics, extractor=args.extractor, num_reference=args.num_reference,
-                            evaluator=args.evaluator, inception_weights=args.inception_weights, device=args.device,
-                            command=command)  # fmt: skip
+        result = real_floor(args.reference or DEFAULT_REFERENCE, num_reference=args.num_reference,
+                            quality=Quality(metrics=args.metrics, num_samples=args.num_samples or 10000,
+                                            extractor=args.extractor, evaluator=args.evaluator,
+                                            inception_weights=args.inception_weights),
+                            device=args.device, command=command)  # fmt: skip
     print("\n".join(summary_lines(result)))
     print(f"{'wrote':<26}{save_result(result, out)}")
     return 0

@@ -385,10 +385,9 @@ def evaluate(
     if ref.real_floor and q.metrics:
         ch, res, _ = adapter_for(model).output_shape()
         result["real_floor"] = real_floor(
-            plan["ref_set"], num_samples=q.num_samples, metrics=q.metrics, extractor=plan["extractor"],
-            evaluator=q.evaluator, inception_weights=q.inception_weights, num_reference=ref.num_reference,
-            resolution=res, channels=ch, class_net=plan["class_net"], batch_size=q.batch_size,
-            kid_subsets=q.kid_subsets, device=device, cache=q.cache, command=command,
+            plan["ref_set"], quality=dataclasses.replace(q, extractor=plan["extractor"]),
+            num_reference=ref.num_reference, resolution=res, channels=ch, class_net=plan["class_net"], device=device,
+            command=command,
         )  # fmt: skip
     result["command"] = command
     result["gankd_version"] = _version()
@@ -400,13 +399,11 @@ def evaluate(
 
 def _evaluate_pairs(model_dir, teacher, q: Quality, fi: Fidelity, sp: Speed | None, pp: Pairs, device: str,
                     command: str | None) -> dict:  # fmt: skip
-    """An image-to-image generator: :func:`gankd.evaluate_i2i.evaluate_i2i` with the grouped options."""
-    from gankd.evaluate_i2i import I2I_METRICS, evaluate_i2i
+    """An image-to-image generator: :func:`gankd.evaluate_i2i.evaluate_i2i`, with the same option groups."""
+    from gankd.evaluate_i2i import evaluate_i2i
 
-    return evaluate_i2i(model_dir, teacher, pp.data, pp.task, pp.task_params,
-                        q.metrics or I2I_METRICS, q.num_samples, q.extractor, q.evaluator, q.inception_weights,
-                        fi.lpips_weights, sp is not None, tuple(pp.sizes), rounds=(sp or Speed(rounds=5)).rounds,
-                        device=device, command=command)  # fmt: skip
+    return evaluate_i2i(model_dir, teacher, quality=q, fidelity=fi, speed=sp, pairs=pp, device=device,
+                        command=command)  # fmt: skip
 
 
 def _check_options(q: Quality, ref: Reference, fi: Fidelity, sp: Speed) -> None:
@@ -516,32 +513,31 @@ def real_split_for(reference: str) -> str:
 def real_floor(
     reference="fashion-mnist:test",
     real: str | None = None,
-    num_samples: int = 10000,
-    metrics: Sequence[str] | str = METRICS,
-    extractor="auto",
-    evaluator: str | Path | None = None,
-    inception_weights: str | Path | None = None,
+    *,
+    quality: Quality | None = None,
     num_reference: int | None = None,
     resolution: int | None = None,
     channels: int | None = None,
     seed: int = 0,
-    batch_size: int = 256,
-    kid_subsets: int = 100,
-    device: str = "cpu",
-    cache: bool = True,
-    command: str | None = None,
     class_net: str | Path | None = None,
+    device: str = "cpu",
+    command: str | None = None,
 ) -> dict:
-    """Quality of real images under the generator protocol: ``num_samples`` random images of
-    ``real`` (fixed subset, ``seed``; all of it when it holds fewer) scored against
-    ``reference`` (a data spec or a loaded :class:`~gankd.metrics.fidelity.ImageSet`), plus a
-    domain classifier's accuracy on them (the class-consistency ceiling). ``real`` defaults to
-    :func:`real_split_for` (a folder: its fit split against its test split); ``resolution`` and
-    ``channels`` to the reference data's. Same keys as :func:`evaluate`."""
+    """Quality of real images under the generator protocol: ``quality.num_samples`` (default 10,000)
+    random images of ``real`` (fixed subset, ``seed``; all of it when it holds fewer) scored against
+    ``reference`` (a data spec or a loaded :class:`~gankd.metrics.fidelity.ImageSet`) with
+    ``quality``'s metrics, extractor, batch size and cache, plus a domain classifier's accuracy on
+    them (the class-consistency ceiling; ``class_net``, else ``quality.evaluator``). ``real``
+    defaults to :func:`real_split_for` (a folder: its fit split against its test split);
+    ``resolution`` and ``channels`` to the reference data's. Same keys as :func:`evaluate`."""
     from gankd.data import data_info
     from gankd.metrics import efficiency as eff
     from gankd.metrics import fidelity as fid
 
+    q = quality or Quality()
+    num_samples, metrics, extractor = 10000 if q.num_samples is None else q.num_samples, q.metrics, q.extractor
+    evaluator, inception_weights, batch_size, kid_subsets, cache = (q.evaluator, q.inception_weights, q.batch_size,
+                                                                    q.kid_subsets, q.cache)  # fmt: skip
     t0 = time.perf_counter()
     metrics = parse_metrics(metrics)
     if not metrics:

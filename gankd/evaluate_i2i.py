@@ -29,6 +29,7 @@ from gankd import checkpoint as ckpt
 from gankd.adapter import adapter_for, positional
 from gankd.config import load_json
 from gankd.data import to_uint8
+from gankd.evaluate import Fidelity, Pairs, Quality, Speed
 from gankd.fileio import portable_path
 
 log = logging.getLogger(__name__)
@@ -131,25 +132,25 @@ def model_pairs(gen, folder: Path | None, split: str = "test", data: str | None 
 def evaluate_i2i(
     model,
     teacher=None,
-    data: str | None = None,
-    task: str | None = None,
-    task_params: dict | None = None,
-    metrics=I2I_METRICS,
-    num_samples: int | None = None,
-    extractor: str = "auto",
-    evaluator: str | None = None,
-    inception_weights: str | None = None,
-    lpips_weights: str | None = None,
-    speed: bool = False,
-    sizes=(256, 512),
-    rounds: int = 5,
+    *,
+    quality: Quality | None = None,
+    fidelity: Fidelity | None = None,
+    speed: Speed | bool | None = None,
+    pairs: Pairs | None = None,
     device: str = "cpu",
     command: str | None = None,
     split: str = "test",
 ) -> dict:
-    """Evaluate an image-to-image generator on the test pairs (see the module docstring).
-    ``data``/``task``/``task_params``: default the model folder's; ``num_samples``: at most this
-    many test pairs (default all)."""
+    """Evaluate an image-to-image generator on the test pairs (see the module docstring), with the
+    option groups of :func:`gankd.evaluate.evaluate`: ``quality.metrics`` from psnr, ssim, lpips, fid,
+    kid (default all), on at most ``quality.num_samples`` pairs (default all) with ``quality``'s
+    extractor; ``fidelity.lpips_weights``; ``pairs.data``/``task``/``task_params`` (default the model
+    folder's) and ``pairs.sizes``, the sides in px ``speed`` (``speed.rounds``) is timed at."""
+    q, fi, pp = quality or Quality(), fidelity or Fidelity(), pairs or Pairs()
+    sp = Speed(rounds=5) if speed is True else (speed or None)
+    data, task, task_params, metrics = pp.data, pp.task, pp.task_params, q.metrics or I2I_METRICS
+    num_samples, extractor, evaluator, inception_weights = q.num_samples, q.extractor, q.evaluator, q.inception_weights
+    lpips_weights, sizes = fi.lpips_weights, tuple(pp.sizes)
     from gankd.metrics import fidelity as fid
     from gankd.sampling import generate
 
@@ -222,14 +223,14 @@ def evaluate_i2i(
         result["efficiency"]["teacher"] = cost_at_sizes(t_gen, sizes)
         result["efficiency"]["mac_ratio"] = {s: result["efficiency"]["teacher"]["macs"][s] / m
                                              for s, m in result["efficiency"]["model"]["macs"].items()}  # fmt: skip
-    if speed:
+    if sp is not None:
         from gankd.metrics.efficiency import interleaved_speed
 
         # the adapters as loaded: an imported teacher is timed on its recorded IOSpec
         models = {k: v for k, v in {"teacher": t_gen, "model": gen}.items() if v is not None}
         result["speed"] = {}
         for s in [r, *[x for x in sizes if x != r]]:
-            result["speed"][str(s)] = interleaved_speed(models, reference=next(iter(models)), rounds=rounds,
+            result["speed"][str(s)] = interleaved_speed(models, reference=next(iter(models)), rounds=sp.rounds,
                                                         latency_calls=5 if s >= 512 else 10, throughput_calls=1,
                                                         big_batch=4, size=s, device=device)  # fmt: skip
     result["command"] = command

@@ -139,8 +139,8 @@ def test_real_floor_through_the_same_protocol(tmp_path, evaluator_dir):
     ref.mkdir()
     for i, x in enumerate(blobs(40, seed=12)):
         Image.fromarray(x[0].numpy()).save(ref / f"{i:03d}.png")
-    r = real_floor(f"folder:{ref}", real=f"folder:{real}", num_samples=30, metrics="fid,prc",
-                   evaluator=evaluator_dir, kid_subsets=5)  # fmt: skip
+    r = real_floor(f"folder:{ref}", real=f"folder:{real}",
+                   quality=Quality(num_samples=30, metrics="fid,prc", evaluator=evaluator_dir, kid_subsets=5))
     assert r["kind"] == "real-floor" and r["role"] == "floor" and r["quality"]["fid"] >= 0
     assert r["protocol"]["num_generated"] == 30 and "random subset of 30" in r["protocol"]["generated"]
     assert r["fingerprint"]["cpu"] and "real_floor" in r["command"]
