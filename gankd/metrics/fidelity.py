@@ -721,6 +721,36 @@ def _calculate(src: ImageSet, ref: ImageSet, metrics: Sequence[str], rgb: bool, 
 
 
 
+def _checked_request(metrics: Sequence[str], extractor, evaluator, inception_weights) -> list[str]:
+    """The metric names, checked with the extractor (and a named extractor's weights found) before any work:
+    fail in a second, not after sampling 10k images."""
+    metrics = [m.strip().lower() for m in metrics]
+    bad = [m for m in metrics if m not in FIDELITY_METRICS]
+    if bad or not metrics:
+        raise ValueError(f"--metrics: unknown {bad or metrics}; choose from {', '.join(FIDELITY_METRICS)}")
+    if not isinstance(extractor, Extractor) and extractor not in EXTRACTORS:
+        raise ValueError(f"--extractor {extractor!r} is unknown; choose one of: {', '.join(EXTRACTORS)}")
+    if extractor in (EVALUATOR, INCEPTION):
+        resolve_evaluator(evaluator) if extractor == EVALUATOR else find_inception_weights(inception_weights)
+    return metrics
+
+
+def _feature_notes(ex: Extractor, res: int, ch: int) -> tuple[str, str, dict]:
+    """(resize, channels, feature layers) of the protocol record: how images reach the extractor."""
+    if ex.kind == "classifier":
+        ccfg = load_json(Path(ex.weights) / CONFIG)["config"]
+        r, c = ccfg.get("resolution", 32), ccfg.get("image_channels", 1)
+        resize = "none" if r == res else f"{res}px -> {r}px bilinear (antialiased)"
+        chan = "as generated" if c == ch else ("RGB -> luma (gray)" if ch == 3 else "gray tiled to 3 channels")
+        return resize, chan, {"fid/kid/prc": "embed", "isc": "logits"}
+    chan = "gray tiled to 3 channels" if ch == 1 else "RGB"
+    if ex.kind == "inception":
+        return (f"{res}px -> 299px (torch-fidelity, TF1-compatible bilinear)", chan,
+                {"fid/kid/prc": "2048", "isc": "logits_unbiased"})  # fmt: skip
+    return ("none (features pooled over the whole image)", chan,
+            {"fid/kid/prc": f"pool ({sum(RANDOM_CONV_WIDTHS)}-d, global average of every stage)"})  # fmt: skip
+
+
 def fidelity_metrics(
     source,
     reference=DEFAULT_REFERENCE,
@@ -754,16 +784,7 @@ def fidelity_metrics(
     """
     import torch_fidelity
 
-    metrics = [m.strip().lower() for m in metrics]
-    bad = [m for m in metrics if m not in FIDELITY_METRICS]
-    if bad or not metrics:
-        raise ValueError(f"--metrics: unknown {bad or metrics}; choose from {', '.join(FIDELITY_METRICS)}")
-    if not isinstance(extractor, Extractor) and extractor not in EXTRACTORS:
-        raise ValueError(f"--extractor {extractor!r} is unknown; choose one of: {', '.join(EXTRACTORS)}")
-    # Check a named extractor's weights first: fail in a second, not after sampling 10k images.
-    if extractor in (EVALUATOR, INCEPTION):
-        resolve_evaluator(evaluator) if extractor == EVALUATOR else find_inception_weights(inception_weights)
-
+    metrics = _checked_request(metrics, extractor, evaluator, inception_weights)
     t0 = time.perf_counter()
     src = as_image_set(source, num=num_samples, first_seed=first_seed, batch_size=batch_size, device=device)
     res, ch = src.images.shape[-1], src.images.shape[1]
@@ -821,20 +842,7 @@ def fidelity_metrics(
     if skipped:
         result["skipped"] = skipped
 
-    if ex.kind == "classifier":
-        ccfg = load_json(Path(weights) / CONFIG)["config"]
-        r, c = ccfg.get("resolution", 32), ccfg.get("image_channels", 1)
-        resize = "none" if r == res else f"{res}px -> {r}px bilinear (antialiased)"
-        chan = "as generated" if c == ch else ("RGB -> luma (gray)" if ch == 3 else "gray tiled to 3 channels")
-        feats = {"fid/kid/prc": "embed", "isc": "logits"}
-    elif ex.kind == "inception":
-        resize = f"{res}px -> 299px (torch-fidelity, TF1-compatible bilinear)"
-        chan = "gray tiled to 3 channels" if ch == 1 else "RGB"
-        feats = {"fid/kid/prc": "2048", "isc": "logits_unbiased"}
-    else:
-        resize = "none (features pooled over the whole image)"
-        chan = "gray tiled to 3 channels" if ch == 1 else "RGB"
-        feats = {"fid/kid/prc": f"pool ({sum(RANDOM_CONV_WIDTHS)}-d, global average of every stage)"}
+    resize, chan, feats = _feature_notes(ex, res, ch)
     warnings = []
     if n2 < MIN_REFERENCE:
         warnings.append(f"the reference holds {n2} images (< {MIN_REFERENCE}): FID, KID and precision/recall "
