@@ -253,6 +253,45 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
             "speedup_b1": med["fp32"] / med[precision]}  # fmt: skip
 
 
+def _export_path(folder_or_model, out, format: str, precision: str, force: bool) -> Path:
+    """Where the export goes (``<folder>/export/generator[.precision].<suffix>`` by default), every flag and
+    the destination checked before the model is loaded."""
+    from gankd.precision import PRECISIONS
+
+    if format not in FORMATS:
+        raise ValueError(f"--format {format!r} is unknown; choose one of: {', '.join(FORMATS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
+    fmt = FORMATS.get(format)
+    if precision != "fp32" and format != "onnx":
+        raise ValueError(f"--precision {precision} exports ONNX (ONNX Runtime runs it): drop --format {format}")
+    folder = None if isinstance(folder_or_model, nn.Module) else Path(folder_or_model)
+    if out is None:
+        if folder is None:
+            raise ValueError("pass out=PATH when exporting a module (no model folder to write into)")
+        out = default_export_path(folder, format)
+        if precision != "fp32":
+            out = out.with_name(f"generator.{precision}{fmt.suffix}")
+    out = Path(out)
+    if out.is_dir():
+        out = out / f"generator{fmt.suffix}"
+    check_out_file(out, force, example=f"generator{fmt.suffix}", extra=(".data", ".json"))
+    return out
+
+
+def _input_record(generator: GeneratorAdapter) -> dict:
+    """The exported model's inputs as its JSON companion describes them."""
+    inputs = {}
+    for spec in generator.spec.inputs:
+        if spec.kind == "latent":
+            inputs[spec.name] = {"shape": ["batch", *spec.shape], "dtype": "float32", "distribution": "N(0, 1)"}
+        elif spec.kind == "label":
+            inputs[spec.name] = {"shape": ["batch"], "dtype": "int64", "range": [0, spec.num_classes - 1]}
+        else:
+            inputs[spec.name] = {"shape": ["batch", *spec.shape], "dtype": "float32", "range": [-1, 1]}
+    return inputs
+
+
 def export_generator(
     folder_or_model,
     out: str | Path | None = None,
@@ -281,26 +320,8 @@ def export_generator(
     ``.json`` companions) are replaced only when gankd wrote them, or with ``force``
     (:func:`gankd.fileio.check_out_file`), checked before the model is loaded.
     """
-    from gankd.precision import PRECISIONS
-
-    if format not in FORMATS:
-        raise ValueError(f"--format {format!r} is unknown; choose one of: {', '.join(FORMATS)}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
+    out = _export_path(folder_or_model, out, format, precision, force)
     fmt = FORMATS.get(format)
-    if precision != "fp32" and format != "onnx":
-        raise ValueError(f"--precision {precision} exports ONNX (ONNX Runtime runs it): drop --format {format}")
-    folder = None if isinstance(folder_or_model, nn.Module) else Path(folder_or_model)
-    if out is None:
-        if folder is None:
-            raise ValueError("pass out=PATH when exporting a module (no model folder to write into)")
-        out = default_export_path(folder, format)
-        if precision != "fp32":
-            out = out.with_name(f"generator.{precision}{fmt.suffix}")
-    out = Path(out)
-    if out.is_dir():
-        out = out / f"generator{fmt.suffix}"
-    check_out_file(out, force, example=f"generator{fmt.suffix}", extra=(".data", ".json"))
     generator, folder = _as_generator(folder_or_model)
     if precision != "fp32" and generator.is_i2i:
         raise ValueError(f"--precision {precision} covers noise-to-image generators so far; export this "
@@ -343,14 +364,7 @@ def export_generator(
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    inputs = {}
-    for spec in generator.spec.inputs:
-        if spec.kind == "latent":
-            inputs[spec.name] = {"shape": ["batch", *spec.shape], "dtype": "float32", "distribution": "N(0, 1)"}
-        elif spec.kind == "label":
-            inputs[spec.name] = {"shape": ["batch"], "dtype": "int64", "range": [0, spec.num_classes - 1]}
-        else:
-            inputs[spec.name] = {"shape": ["batch", *spec.shape], "dtype": "float32", "range": [-1, 1]}
+    inputs = _input_record(generator)
     c, h, w = generator.output_shape()
     result = {
         "schema": "gankd.export/1",

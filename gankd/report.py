@@ -245,18 +245,8 @@ def render_table(results: list[dict]) -> str:
     floors = [x for x in rows if x["role"] == "floor" and value_of(x["fid"]) is not None]
     unlearned = []
     for x in rows:
-        speedups = []
-        for rt in ("eager", "onnx"):
-            cell = "–"
-            med = value_of(x[f"x_{rt}"])
-            if med:
-                lo, hi = value_of(x[f"x_{rt}_lo"]), value_of(x[f"x_{rt}_hi"])
-                cell = f"{med:.2f}× ({lo:.2f}–{hi:.2f})" if lo and hi else f"{med:.2f}×"
-            elif teacher is not None and x is not teacher and x["machine"] == teacher["machine"]:
-                te, se = value_of(teacher[f"{rt}_ms"]), value_of(x[f"{rt}_ms"])
-                if te and se:
-                    cell, separate = f"{te / se:.2f}×*", True
-            speedups.append(cell)
+        speedups = [_speedup_cell(x, teacher, rt) for rt in ("eager", "onnx")]
+        separate = separate or any(c.endswith("*") for c in speedups)
         name = ("**" + x["name"] + "** (teacher)") if x["is_teacher"] else x["name"]
         if x["n_runs"] > 1:
             name += f" ({x['n_runs']} runs)"
@@ -290,6 +280,25 @@ def render_table(results: list[dict]) -> str:
             *speedups,
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + _table_notes(rows, unlearned, coarse, separate)) + "\n"
+
+
+def _speedup_cell(x: dict, teacher: dict | None, rt: str) -> str:
+    """× teacher in runtime ``rt``: interleaved (median, min–max), else from two separate timings on the same
+    machine (marked ``*``), else a dash."""
+    med = value_of(x[f"x_{rt}"])
+    if med:
+        lo, hi = value_of(x[f"x_{rt}_lo"]), value_of(x[f"x_{rt}_hi"])
+        return f"{med:.2f}× ({lo:.2f}–{hi:.2f})" if lo and hi else f"{med:.2f}×"
+    if teacher is not None and x is not teacher and x["machine"] == teacher["machine"]:
+        te, se = value_of(teacher[f"{rt}_ms"]), value_of(x[f"{rt}_ms"])
+        if te and se:
+            return f"{te / se:.2f}×*"
+    return "–"
+
+
+def _table_notes(rows: list[dict], unlearned: list[str], coarse: list, separate: bool) -> list[str]:
+    """The lines under the table: protocols, models that learned nothing, caveats, machine, what × means."""
     protos = {(x["extractor"], x["extractor_sha"], x["num_generated"], x["num_reference"], x["reference"])
               for x in rows}  # fmt: skip
     machines = {x["machine"] for x in rows if x["machine"][0]}
@@ -321,7 +330,7 @@ def render_table(results: list[dict]) -> str:
     )
     if len(protos) > 1:
         notes.append("**Warning:** rows use different protocols; compare only rows with the same one.")
-    return "\n".join(lines + notes) + "\n"
+    return notes
 
 
 def sanity_notes(rows: list[dict]) -> list[str]:
