@@ -425,6 +425,53 @@ def module_meta(class_path: str, kwargs: dict, spec: IOSpec, source: dict | None
     return meta
 
 
+def _first_run(model: nn.Module, spec: IOSpec, class_path: str, input_image, latent, num_classes: int):
+    """The module's output on the spec's inputs; a forward that rejects them is one line naming the flags."""
+    try:
+        return dry_run(model, spec)
+    except Exception as e:  # the user's forward rejected the inputs
+        if isinstance(e, ValueError) and "gankd needs" in str(e):
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if input_image is not None:
+            shape = ",".join(map(str, input_image))
+            raise ValueError(f"{class_path} fails on a source image (B, {shape}): {first}; check --input-image") \
+                from None  # fmt: skip
+        lat = ",".join(map(str, latent))
+        labels = " and labels" if num_classes else ""
+        raise ValueError(
+            f"{class_path} fails on latent (B, {lat}){labels}: {first}; check --latent and --num-classes"
+        ) from None
+
+
+def _fix_output_and_noise(model: nn.Module, spec: IOSpec, img: torch.Tensor, class_path: str):
+    """(spec, image): the output gankd uses when the module returns several (the largest image), and Gaussian
+    noise drawn inside the forward with no argument to fix it set to zero (else one latent would give two
+    images); a forward that still differs between two calls is refused, naming --forward-kwargs."""
+    with torch.no_grad():
+        model.eval()
+        raw = model(*GeneratorAdapter(model, spec).model_inputs(2))
+    index = pick_output(raw)[1]
+    if index is not None:
+        spec = IOSpec.from_dict({**spec.to_dict(), "output_index": index})
+        log.info("%s returns %d outputs: gankd uses output %d, the largest image %s", class_path, len(raw), index,
+                 tuple(img.shape[1:]))  # fmt: skip
+    with torch.no_grad():
+        args = GeneratorAdapter(model, spec).model_inputs(2)  # the latents are drawn here, not counted below
+        with noise_draws() as drawn:  # Gaussian noise drawn inside the forward (a zero strength hides it today)
+            model(*args)
+    if drawn[0] or not torch.equal(img, dry_run(model, spec)):
+        zero = IOSpec.from_dict({**spec.to_dict(), "noise": "zero"})
+        if not torch.equal(dry_run(model, zero), dry_run(model, zero)):
+            raise ValueError(f"{class_path} gives two different images for one latent (its forward draws noise): "
+                             "pass --forward-kwargs with the argument that fixes its noise, e.g. "
+                             "'{\"noise_mode\": \"const\"}'")  # fmt: skip
+        spec, img = zero, dry_run(model, zero)
+        log.warning("%s draws noise inside its forward with no argument to fix it: gankd sets that noise to zero "
+                    "(recorded as io.noise = zero), so one latent gives one image for teacher and student", class_path)
+    return spec, img
+
+
 def import_generator(
     class_path: str,
     kwargs: dict,
@@ -482,42 +529,8 @@ def import_generator(
     input_range = parse_range(input_range, "--input-range")
     spec = _spec(tuple(latent), num_classes, output_range, image=tuple(input_image) if input_image else None,
                  input_range=input_range, call_kwargs=call_kwargs)  # fmt: skip
-    try:
-        img = dry_run(model, spec)
-    except Exception as e:  # the user's forward rejected the inputs
-        if isinstance(e, ValueError) and "gankd needs" in str(e):
-            raise
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if input_image is not None:
-            shape = ",".join(map(str, input_image))
-            raise ValueError(f"{class_path} fails on a source image (B, {shape}): {first}; check --input-image") \
-                from None  # fmt: skip
-        lat = ",".join(map(str, latent))
-        labels = " and labels" if num_classes else ""
-        raise ValueError(
-            f"{class_path} fails on latent (B, {lat}){labels}: {first}; check --latent and --num-classes"
-        ) from None
-    with torch.no_grad():
-        model.eval()
-        raw = model(*GeneratorAdapter(model, spec).model_inputs(2))
-    index = pick_output(raw)[1]
-    if index is not None:
-        spec = IOSpec.from_dict({**spec.to_dict(), "output_index": index})
-        log.info("%s returns %d outputs: gankd uses output %d, the largest image %s", class_path, len(raw), index,
-                 tuple(img.shape[1:]))  # fmt: skip
-    with torch.no_grad():
-        args = GeneratorAdapter(model, spec).model_inputs(2)  # the latents are drawn here, not counted below
-        with noise_draws() as drawn:  # Gaussian noise drawn inside the forward (a zero strength hides it today)
-            model(*args)
-    if drawn[0] or not torch.equal(img, dry_run(model, spec)):
-        zero = IOSpec.from_dict({**spec.to_dict(), "noise": "zero"})
-        if not torch.equal(dry_run(model, zero), dry_run(model, zero)):
-            raise ValueError(f"{class_path} gives two different images for one latent (its forward draws noise): "
-                             "pass --forward-kwargs with the argument that fixes its noise, e.g. "
-                             "'{\"noise_mode\": \"const\"}'")  # fmt: skip
-        spec, img = zero, dry_run(model, zero)
-        log.warning("%s draws noise inside its forward with no argument to fix it: gankd sets that noise to zero "
-                    "(recorded as io.noise = zero), so one latent gives one image for teacher and student", class_path)
+    img = _first_run(model, spec, class_path, input_image, latent, num_classes)
+    spec, img = _fix_output_and_noise(model, spec, img, class_path)
     example = GeneratorAdapter(model, spec).model_inputs(2)
     if feat_layers:
         resolve_modules(model, list(feat_layers))
