@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "thirdparty"))
 
 import torch  # noqa: E402
-from recipes import RUNS, SETTINGS, _teacher, cell_name  # noqa: E402
+from recipes import RUNS, SETTINGS, _teacher, cell_name, same_run_as  # noqa: E402
 
 from gankd.adapter import adapter_for  # noqa: E402
 from gankd.checkpoint import load_generator  # noqa: E402
@@ -28,11 +28,16 @@ from gankd.fileio import portable_path  # noqa: E402
 from gankd.sampling import generate, grid, save_png  # noqa: E402
 
 
+def run_dir(setting: str, recipe: str, budget: str, seed: int) -> Path:
+    """The cell's run folder (a recipe that is the same run as another on this setting: that one's)."""
+    return RUNS / cell_name(setting, same_run_as(setting, recipe) or recipe, budget, seed)
+
+
 def grid_for(setting: str, recipes: list[str], budget: str, seed: int = 0, n: int = 10) -> torch.Tensor:
     teacher = adapter_for(_teacher(setting, "cpu"))
-    students = [load_generator(RUNS / cell_name(setting, r, budget, seed) / "student") for r in recipes]
+    students = [load_generator(run_dir(setting, r, budget, seed) / "student") for r in recipes]
     if SETTINGS[setting].i2i:
-        folder = RUNS / cell_name(setting, recipes[0], budget, seed) / "student"
+        folder = run_dir(setting, recipes[0], budget, seed) / "student"
         pairs = model_pairs(teacher, folder, "test")
         src = to_float(pairs.sources[:n])
         name = teacher.spec.image().name
@@ -47,7 +52,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", default="c5")
     ap.add_argument("--settings", default="wesnoth64-free,wesnoth64-data,fmnist,restore64")
-    ap.add_argument("--recipes", default="plain,default", help="student rows after the teacher's")
+    ap.add_argument("--recipes", default="plain,nofeat-advlate-90-rt",
+                    help="student rows after the teacher's (default: plain, then gankd's default recipe)")
     ap.add_argument("--out", default=str(ROOT / "samples"))
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
