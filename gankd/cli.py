@@ -181,7 +181,8 @@ def cmd_compress(args) -> int:
         "snapshot_minutes": _floats(args.snapshot_minutes, "--snapshot-minutes"),
         "d_feat": args.d_feat, "lr_schedule": args.lr_schedule, "init_from": args.init_from,
         "d_freeze": args.d_freeze, "adv_warmup": args.adv_warmup, "adv_start": args.adv_start,
-        "d_width": args.d_width, "target_latency": args.target_latency, "latency_runtime": args.latency_runtime,
+        "qat_start": args.qat_start, "d_width": args.d_width, "target_latency": args.target_latency,
+        "latency_runtime": args.latency_runtime,
         "latency_batch": args.latency_batch, "latency_threads": args.latency_threads,
         "student_upsample": args.student_upsample, "keep_layers": _paths(args.keep_layers),
     }  # fmt: skip
@@ -388,6 +389,8 @@ def add_compress(sub) -> None:
                    "(a cheap pixel/feature phase first; default 0)")
     p.add_argument("--d-width", type=float, help="width multiplier of a fresh discriminator (default 1)")
     p.add_argument("--real", choices=REAL_SOURCES, help="what D sees as real")
+    p.add_argument("--qat-start", type=float, help="fraction of the budget after which the student trains through "
+                   "the int8 rounding of export --precision int8 (quantization-aware; default 1 = never)")
     p.add_argument("--kd", type=float, help="weight of soft-label KD (perceptual net's class head)")
     p.add_argument("--kd-temperature", type=float, help="KD temperature T")
     p.add_argument("--d-feat", type=float, help="weight of feature matching through the discriminator (DCD-style; 0)")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankd import checkpoint as ckpt
+from gankd import qat
 from gankd.adapter import GeneratorAdapter, IOSpec, adapter_for
 from gankd.config import load_json, save_json, to_dict
 from gankd.data import load_dataset
@@ -137,6 +138,8 @@ class DistillConfig:
     adv_start: float = 0.9  # fraction of the run before which there is no discriminator step or adversarial
     # term: a cheap pixel/feature phase first, the adversarial phase after it (0 = adversarial from the start)
     d_width: float = 0.25  # width multiplier of a fresh discriminator (a slimmer D makes a step cheaper)
+    qat_start: float = 1.0  # fraction of the budget after which the student trains through the int8 rounding of
+    # `gankd export --precision int8` (quantization-aware distillation, gankd.qat); 1 = never
     # (a loss-weight schedule: pixel, perceptual and feature terms lead early; 0 = full weight from the start)
     real: str = "teacher"  # what D sees as real: teacher (its images on the batch's inputs), data, both; auto =
     # data if there is data, else teacher. The recipe study chose teacher on val: with data, a D that learns the
@@ -206,6 +209,8 @@ class DistillConfig:
             raise ValueError("--d-freeze and --adv-warmup act on the adversarial loss: they need --adv > 0")
         if not 0 <= self.adv_start < 1 or self.d_width <= 0:
             raise ValueError(f"--adv-start must be in [0, 1) and --d-width > 0, got {self.adv_start}, {self.d_width}")
+        if not 0 <= self.qat_start <= 1:
+            raise ValueError(f"--qat-start must be in [0, 1] (1 = no quantization-aware phase), got {self.qat_start}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'")
         if self.pixel + self.perceptual + self.feat + self.adv + self.kd + self.gt == 0:
@@ -604,6 +609,7 @@ class Distiller(Recipe):
             if cfg.lr_schedule == "constant":
                 set_lr(self.opt_d, cfg.lr_d, "--lr-d")
         self.start, self.wall_s = int(st["step"]), float(st.get("wall_s", 0.0))
+        self._qat_ranges = st.get("qat_ranges")
         # the selected model on disk is the truth (state.pt may predate its last validation)
         self.best = selected_on(self.run_dir / "student")
 
@@ -777,6 +783,10 @@ class Distiller(Recipe):
     def before_step(self, step: int, progress: float) -> None:
         cfg = self.cfg
         self.adv_on = progress >= cfg.adv_start
+        if cfg.qat_start < 1 and progress >= cfg.qat_start and not qat.enabled(self.student):
+            n = qat.enable(self.student)
+            qat.set_ranges(self.student, getattr(self, "_qat_ranges", None) or {})
+            log.info("quantization-aware phase from step %d: %d layers train through the int8 rounding", step, n)
         if cfg.adv_warmup > 0:
             self.adv_scale = min(1.0, (progress - cfg.adv_start) / cfg.adv_warmup)
         if cfg.lr_schedule != "constant":
@@ -799,6 +809,8 @@ class Distiller(Recipe):
             st["adapters"] = self.adapters.state_dict()
         if self.D is not None:
             st["D"], st["opt_d"] = self.D.state_dict(), self.opt_d.state_dict()
+        if qat.enabled(self.student):
+            st["qat_ranges"] = qat.ranges(self.student)
         return st
 
     def extra(self, step: int) -> dict:

@@ -240,8 +240,8 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
         if not gate["passed"]:
             raise ValueError(f"the {precision} model's FID rises {100 * gate['fid_rise']:.1f}% over fp32 "
                              f"({gate['fid_fp32']:.3g} -> {gate['fid_reduced']:.3g}) > --max-fid-rise "
-                             f"{max_fid_rise:g}; nothing was written. Try --precision fp16, or raise "
-                             "--max-fid-rise")  # fmt: skip
+                             f"{max_fid_rise:g}; nothing was written. Try --precision fp16, distil the student "
+                             "through the int8 rounding (gankd compress --qat-start 0.9), or raise --max-fid-rise")
     args = example_inputs(generator, 1)
     times: dict[str, list[float]] = {"fp32": [], precision: []}
     for _ in range(5):  # interleaved rounds: fp32, reduced, fp32, ...

@@ -1,0 +1,106 @@
+"""Quantization-aware distillation: the student trains through the int8 rounding its export will apply.
+
+``gankd export --precision int8`` quantizes the ops ONNX Runtime's CPU execution provider runs in
+int8 (Conv, MatMul, Gemm: in PyTorch ``Conv2d`` and ``Linear``) with static QDQ: per-output-channel
+symmetric int8 weights, and int8 activations (asymmetric, from the calibration's min/max) on each
+such op's input and output. Post-training, that rounding is noise the student never saw; with
+``gankd compress --qat-start F`` the last ``1 - F`` of the budget runs every such layer of the
+student as the export will: weights rounded per output channel, inputs and outputs rounded to
+256 levels between running min/max estimates, gradients passed straight through the rounding
+(the straight-through estimator). The weights stay fp32 parameters (the state dict, the EMA and
+every saved folder are unchanged in shape); only the forward changes while QAT is on.
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+QUANTIZED = (nn.Conv2d, nn.Linear)  # what the int8 export quantizes (ConvTranspose stays fp32 on CPU)
+MOMENTUM = 0.01  # of the running activation min/max
+
+
+def _to_grid(x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """``x`` rounded to the integers ``lo..hi`` in the forward, the identity in the backward (straight-through)."""
+    return x + (torch.round(x).clamp(lo, hi) - x).detach()
+
+
+def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel symmetric int8 (levels -127..127), straight-through."""
+    flat = w.detach().reshape(w.shape[0], -1).abs().amax(dim=1).clamp_min(1e-12)
+    scale = (flat / 127.0).reshape(-1, *([1] * (w.dim() - 1)))
+    return _to_grid(w / scale, -127, 127) * scale
+
+
+def fake_quant_activation(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """Asymmetric int8 between ``lo`` and ``hi`` (the range always holds 0, as QDQ's does), straight-through."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max(hi - lo, 1e-8) / 255.0
+    zero = round(-lo / scale) - 128
+    return _to_grid(x / scale + zero, -128, 127).sub(zero) * scale
+
+
+class _Range:
+    """Running min/max of a tensor (the first batch sets it; then an exponential average)."""
+
+    def __init__(self):
+        self.lo: float | None = None
+        self.hi: float | None = None
+
+    def update(self, x: torch.Tensor) -> tuple[float, float]:
+        lo, hi = float(x.detach().min()), float(x.detach().max())
+        if self.lo is None:
+            self.lo, self.hi = lo, hi
+        else:
+            self.lo += MOMENTUM * (lo - self.lo)
+            self.hi += MOMENTUM * (hi - self.hi)
+        return self.lo, self.hi
+
+
+def _qat_forward(self, x: torch.Tensor) -> torch.Tensor:
+    x = fake_quant_activation(x, *self._qat_in.update(x))
+    w = fake_quant_weight(self.weight)
+    out = self._conv_forward(x, w, self.bias) if isinstance(self, nn.Conv2d) else F.linear(x, w, self.bias)
+    return fake_quant_activation(out, *self._qat_out.update(out))
+
+
+def enable(model: nn.Module) -> int:
+    """Run every Conv2d / Linear of ``model`` through the int8 rounding (idempotent); returns how many."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, QUANTIZED) and "forward" not in m.__dict__:
+            m._qat_in, m._qat_out = _Range(), _Range()
+            m.forward = types.MethodType(_qat_forward, m)
+            n += 1
+    return n
+
+
+def disable(model: nn.Module) -> None:
+    """Back to the plain fp32 forward (the weights are as trained)."""
+    for m in model.modules():
+        if isinstance(m, QUANTIZED) and "forward" in m.__dict__:
+            del m.forward, m._qat_in, m._qat_out
+
+
+def enabled(model: nn.Module) -> bool:
+    return any(isinstance(m, QUANTIZED) and "forward" in m.__dict__ for m in model.modules())
+
+
+def ranges(model: nn.Module) -> dict[str, list]:
+    """The running activation ranges (module path -> [in lo, in hi, out lo, out hi]): part of a resumable state."""
+    return {name: [m._qat_in.lo, m._qat_in.hi, m._qat_out.lo, m._qat_out.hi] for name, m in model.named_modules()
+            if isinstance(m, QUANTIZED) and "forward" in m.__dict__}  # fmt: skip
+
+
+def set_ranges(model: nn.Module, saved: dict[str, list]) -> None:
+    """Restore :func:`ranges` into a model whose QAT is enabled (a resumed run continues exactly)."""
+    for name, m in model.named_modules():
+        if name in saved and "forward" in m.__dict__:
+            (m._qat_in.lo, m._qat_in.hi, m._qat_out.lo, m._qat_out.hi) = saved[name]
+
+
+__all__ = ["enable", "disable", "enabled", "ranges", "set_ranges", "fake_quant_weight", "fake_quant_activation",
+           "QUANTIZED"]
