@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from gankd import checkpoint as ckpt
 from gankd.augment import diff_augment, parse_policy
@@ -555,6 +556,43 @@ def load_teacher_classifier(cfg: ClassifierTrainConfig, num_classes: int) -> tor
     return teacher.eval().requires_grad_(False)
 
 
+def _resume_classifier(cfg: ClassifierTrainConfig, out_dir: Path, teacher_sha: str | None, model: nn.Module, opt,
+                       sched) -> int:  # fmt: skip
+    """Load state.pt into the model, optimiser, schedule and RNG (the same config and teacher, or a refusal);
+    returns the step to continue from."""
+    _check_resume_config(cfg, out_dir / "train_config.json")
+    state_path = out_dir / "state.pt"
+    st = ckpt.load_state(state_path)
+    if st.get("teacher_sha256") != teacher_sha:
+        raise ValueError(
+            f"the teacher's weights differ from the ones {out_dir} was trained with "
+            f"({st.get('teacher_sha256')} vs {teacher_sha}); resume with the same --teacher or start a new --out"
+        )
+    model.load_state_dict(st["model"])
+    opt.load_state_dict(st["opt"])
+    sched.load_state_dict(st["sched"])
+    ckpt.set_rng_state(st["rng"])  # dropout draws from the global generator
+    log.info("resumed from %s at step %d", state_path, int(st["step"]))
+    return int(st["step"])
+
+
+def _classifier_result(cfg: ClassifierTrainConfig, model: nn.Module, step: int, planned: int | None) -> dict:
+    """Steps trained and accuracies: val only when val was held out (training on fit), test always."""
+    result = {"train_steps": step, "split": cfg.split}
+    if planned is not None:
+        result["planned_steps"] = planned
+    shape = (cfg.model.resolution, cfg.model.image_channels)
+    if cfg.split == "fit":  # val is held out only when training on fit
+        result["val_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "val", *shape), device=cfg.device)
+    else:
+        log.warning("split %r contains val: no val_acc reported (train on fit for one)", cfg.split)
+    try:  # every dataset has a test split (a folder's: every 10th image from the 5th)
+        result["test_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "test", *shape), device=cfg.device)
+    except DataError as e:
+        log.warning("no test accuracy: %s", e)
+    return result
+
+
 @holds_run_lock("out_dir")  # one process per --out
 def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: bool = False,
                      resume: bool = False) -> dict:  # fmt: skip
@@ -590,21 +628,7 @@ def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: 
     steps = math.ceil(cfg.epochs * len(data) / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
-    start = 0
-    if resume:
-        _check_resume_config(cfg, out_dir / "train_config.json")
-        st = ckpt.load_state(state_path)
-        if st.get("teacher_sha256") != teacher_sha:
-            raise ValueError(
-                f"the teacher's weights differ from the ones {out_dir} was trained with "
-                f"({st.get('teacher_sha256')} vs {teacher_sha}); resume with the same --teacher or start a new --out"
-            )
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        ckpt.set_rng_state(st["rng"])  # dropout draws from the global generator
-        start = int(st["step"])
-        log.info("resumed from %s at step %d", state_path, start)
+    start = _resume_classifier(cfg, out_dir, teacher_sha, model, opt, sched) if resume else 0
     out_dir.mkdir(parents=True, exist_ok=True)
     save_json(to_dict(cfg), out_dir / "train_config.json")
     logger = RunLogger(out_dir, resume_step=start if resume else None)
@@ -665,18 +689,7 @@ def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: 
             break
     if bar is not None:
         bar.close()
-    result = {"train_steps": step, "split": cfg.split}
-    if stopped:
-        result["planned_steps"] = steps
-    shape = (cfg.model.resolution, cfg.model.image_channels)
-    if cfg.split == "fit":  # val is held out only when training on fit
-        result["val_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "val", *shape), device=cfg.device)
-    else:
-        log.warning("split %r contains val: no val_acc reported (train on fit for one)", cfg.split)
-    try:  # every dataset has a test split (a folder's: every 10th image from the 5th)
-        result["test_acc"] = classifier_accuracy(model, load_dataset(cfg.data, "test", *shape), device=cfg.device)
-    except DataError as e:
-        log.warning("no test accuracy: %s", e)
+    result = _classifier_result(cfg, model, step, steps if stopped else None)
     if any(k.endswith("_acc") for k in result):
         logger.scalars(step, {k: v for k, v in result.items() if k.endswith("_acc")})
     logger.close()
