@@ -285,16 +285,24 @@ class Recipe:
         """What a saved model folder records besides its weights."""
         return {"trained_steps": step}
 
-    def grid(self) -> torch.Tensor:
-        """(C, H, W) uint8 sample grid of the current model."""
+    def grid(self) -> torch.Tensor | None:
+        """(C, H, W) uint8 sample grid of the current model (None: a recipe with nothing to draw)."""
         raise NotImplementedError
+
+    def save(self, folder: Path, extra: dict, with_d: bool = True) -> None:
+        """The model as a loadable folder (a generator and its D by default; a classifier recipe saves a
+        classifier)."""
+        from gankd.checkpoint import save_generator
+
+        save_generator(folder, self.ema, discriminator=self.D if with_d else None, extra=extra)
 
     def agree(self, stop: bool) -> bool:
         """Every process stops at the same step (DDP recipes override)."""
         return stop
 
-    def finish(self) -> None:
-        """After the last step, once the selected model is on disk (rank 0)."""
+    def finish(self) -> dict | None:
+        """After the last step, once the selected model is on disk (rank 0); scalars it returns are logged
+        at the last step (e.g. a classifier's test accuracy)."""
 
     def pace_detail(self, steps: int) -> str:
         """What ``steps`` steps mean for this recipe (e.g. epochs), for the pace note."""
@@ -380,11 +388,14 @@ class RunSkeleton:
         if r.is_main:
             if step == r.start and not (self.out_dir / WEIGHTS).exists():
                 self.after_step(step, {}, True)  # nothing trained in this session: still leave a model
-            self.logger.close()
             if not (self.out_dir / WEIGHTS).exists():
+                self.logger.close()
                 raise TrainingDiverged(f"no validated checkpoint of {self.run_dir} had finite samples; the last "
                                        f"weights are in {self.run_dir / 'last'}: lower the learning rates")  # fmt: skip
-            r.finish()
+            final = r.finish()
+            if final:
+                self.logger.scalars(step, final)
+            self.logger.close()
         return self.out_dir
 
     def pace_note(self, step: int) -> None:
@@ -412,8 +423,9 @@ class RunSkeleton:
             from gankd.sampling import save_png
 
             g = r.grid()
-            save_png(g, self.run_dir / "samples" / f"step{step:07d}.png")
-            self.logger.image("samples", g, step)
+            if g is not None:
+                save_png(g, self.run_dir / "samples" / f"step{step:07d}.png")
+                self.logger.image("samples", g, step)
         for m in due_snapshots(s.snapshot_minutes, elapsed(), self.run_dir):
             self.save_model(snapshot_dir(self.run_dir, m), step, {"ema": r.ema},
                             snapshot={"minutes": m, "wall_s": round(elapsed(), 2)}, with_d=False)  # fmt: skip
@@ -443,8 +455,5 @@ class RunSkeleton:
     def save_model(self, folder: Path, step: int, check: dict, with_d: bool = True, **record) -> None:
         """The model (and D) as a loadable folder, never with NaN/inf weights (``check``: modules
         to verify first, when the checkpoint's own check has not just done so)."""
-        from gankd.checkpoint import save_generator
-
         check_finite_modules(check, step, self.last_good)
-        save_generator(folder, self.r.ema, discriminator=self.r.D if with_d else None,
-                       extra={**self.r.extra(step), **record})  # fmt: skip
+        self.r.save(folder, {**self.r.extra(step), **record}, with_d=with_d)

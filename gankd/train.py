@@ -24,12 +24,9 @@ from gankd.config import load_json, save_json, to_dict
 from gankd.data import DataError, load_dataset, resolve_shape
 from gankd.loop import (
     BatchStream,
-    Budget,
     Recipe,
-    RunLogger,
     RunSchedule,
     RunSkeleton,
-    check_finite,
     ema_update,
     sample_labels,
     selected_on,
@@ -42,7 +39,7 @@ from gankd.paired import TaskParams
 from gankd.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS
 from gankd.runlock import holds_run_lock
 from gankd.sampling import pair_grid, sample_grid
-from gankd.selection import DEFAULT_SELECT, build_paired_selector, build_selector, check_rule
+from gankd.selection import DEFAULT_SELECT, Selector, build_paired_selector, build_selector, check_rule
 
 log = logging.getLogger(__name__)
 
@@ -557,9 +554,9 @@ def load_teacher_classifier(cfg: ClassifierTrainConfig, num_classes: int) -> tor
 
 
 def _resume_classifier(cfg: ClassifierTrainConfig, out_dir: Path, teacher_sha: str | None, model: nn.Module, opt,
-                       sched) -> int:  # fmt: skip
+                       sched) -> tuple[int, float]:  # fmt: skip
     """Load state.pt into the model, optimiser, schedule and RNG (the same config and teacher, or a refusal);
-    returns the step to continue from."""
+    returns the step to continue from and the budget seconds already used."""
     _check_resume_config(cfg, out_dir / "train_config.json")
     state_path = out_dir / "state.pt"
     st = ckpt.load_state(state_path)
@@ -573,7 +570,7 @@ def _resume_classifier(cfg: ClassifierTrainConfig, out_dir: Path, teacher_sha: s
     sched.load_state_dict(st["sched"])
     ckpt.set_rng_state(st["rng"])  # dropout draws from the global generator
     log.info("resumed from %s at step %d", state_path, int(st["step"]))
-    return int(st["step"])
+    return int(st["step"]), float(st.get("wall_s", 0.0))
 
 
 def _classifier_result(cfg: ClassifierTrainConfig, model: nn.Module, step: int, planned: int | None) -> dict:
@@ -609,89 +606,104 @@ def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, progress: 
     ``max_minutes`` runs out. Returns ``{"train_steps", "split", "val_acc" (only after
     training on fit), "test_acc", ...}``; nothing is selected on the test split.
     """
-    set_threads(cfg.threads)
-    out_dir = Path(out_dir)
-    state_path = out_dir / "state.pt"
-    cfg = resolve_classifier_shapes(cfg)  # shapes from the data unless asked for
-    data = load_dataset(cfg.data, cfg.split, cfg.model.resolution, cfg.model.image_channels)
-    if cfg.train_images:
-        if cfg.train_images > len(data):
-            raise ValueError(f"--set train_images={cfg.train_images} but {data.name} has {len(data)} images")
-        data = replace(data, images=data.images[: cfg.train_images], labels=data.labels[: cfg.train_images])
-    teacher = load_teacher_classifier(cfg, data.num_classes)
-    teacher_sha = ckpt.file_sha256(_teacher_weights(cfg.teacher)) if teacher is not None else None
-    # after the checks above, so a refused run leaves no folder behind
-    ckpt.prepare_run_dir(out_dir, resume)  # refuses a foreign --out, or a run without --resume
-    torch.manual_seed(cfg.seed)
-    model = CLASSIFIERS.get(cfg.family)(cfg.model).to(cfg.device)
-    stream = BatchStream(data, cfg.batch_size, cfg.seed)
-    steps = math.ceil(cfg.epochs * len(data) / cfg.batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
-    start = _resume_classifier(cfg, out_dir, teacher_sha, model, opt, sched) if resume else 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_json(to_dict(cfg), out_dir / "train_config.json")
-    logger = RunLogger(out_dir, resume_step=start if resume else None)
-    budget = Budget(cfg.max_minutes)
-    last_good = state_path if resume else None
-    teacher_meta = {"teacher": {"path": cfg.teacher, "sha256": teacher_sha}} if teacher is not None else {}
+    trainer = ClassifierTrainer(cfg, out_dir, resume)
+    schedule = RunSchedule(trainer.steps, trainer.cfg.max_minutes, trainer.cfg.log_every, sample_every=10**9,
+                           checkpoint_every=trainer.cfg.checkpoint_every, eval_every=0)  # fmt: skip
+    RunSkeleton(trainer, schedule, resume, progress).run()
+    return trainer.result
 
-    def save(step: int, result: dict | None = None) -> None:
-        nonlocal last_good
-        ckpt.save_state(
-            {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-             "rng": ckpt.rng_state(), "step": step, "teacher_sha256": teacher_sha},
-            state_path,
-        )  # fmt: skip
-        ckpt.save_model(out_dir, model, "classifier", extra={
-            "train": to_dict(cfg), "trained_steps": step, **teacher_meta,
-            "result": result or {"train_steps": step, "split": cfg.split},
-        })  # fmt: skip
-        last_good = state_path
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
+class ClassifierTrainer(Recipe):
+    """Classifier training (labels, or KD from a teacher classifier) as a recipe of the run skeleton: the
+    skeleton owns budget, progress, logs, checkpoints and the finiteness guard; the model folder is the run
+    folder itself (``config.json`` + ``model.safetensors`` beside ``state.pt``)."""
 
-        name = f"train-classifier[{cfg.family}{', KD' if teacher is not None else ''}]"
-        bar = tqdm(total=steps, initial=start, desc=name, unit="step", dynamic_ncols=True)
-    model.train()
-    step, stopped = start, False
-    while step < steps:
-        x, y = stream.batch(step)
+    out_name = ""  # the run folder is the model folder
+    log_prefix = ""
+
+    def __init__(self, cfg: ClassifierTrainConfig, out_dir: str | Path, resume: bool = False):
+        set_threads(cfg.threads)
+        self.run_dir = out_dir = Path(out_dir)
+        cfg = resolve_classifier_shapes(cfg)  # shapes from the data unless asked for
+        data = load_dataset(cfg.data, cfg.split, cfg.model.resolution, cfg.model.image_channels)
+        if cfg.train_images:
+            if cfg.train_images > len(data):
+                raise ValueError(f"--set train_images={cfg.train_images} but {data.name} has {len(data)} images")
+            data = replace(data, images=data.images[: cfg.train_images], labels=data.labels[: cfg.train_images])
+        self.teacher = load_teacher_classifier(cfg, data.num_classes)
+        self.teacher_sha = ckpt.file_sha256(_teacher_weights(cfg.teacher)) if self.teacher is not None else None
+        # after the checks above, so a refused run leaves no folder behind
+        ckpt.prepare_run_dir(out_dir, resume)  # refuses a foreign --out, or a run without --resume
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.model = cfg, CLASSIFIERS.get(cfg.family)(cfg.model).to(cfg.device)
+        self.ema = self.model  # what the skeleton checks and saves: the model itself (no EMA)
+        self.stream = BatchStream(data, cfg.batch_size, cfg.seed)
+        self.steps = math.ceil(cfg.epochs * len(data) / cfg.batch_size)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=cfg.lr, total_steps=self.steps,
+                                                         pct_start=0.15)  # fmt: skip
+        if resume:
+            self.start, self.wall_s = _resume_classifier(cfg, out_dir, self.teacher_sha, self.model, self.opt,
+                                                         self.sched)  # fmt: skip
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_json(to_dict(cfg), out_dir / "train_config.json")
+        self.selector = Selector(rule="last", requested="last")
+        self.name = f"train-classifier[{cfg.family}{', KD' if self.teacher is not None else ''}]"
+        self.done = self.start
+        self.result: dict = {}
+
+    def train_mode(self) -> None:
+        self.model.train()
+
+    def step(self, step: int) -> dict[str, float]:
+        cfg = self.cfg
+        x, y = self.stream.batch(step)
         if cfg.augment:
             x = _shift_flip(x, step_generator(cfg.seed, step))
         x, y = x.to(cfg.device), y.to(cfg.device)
         t_logits = None
-        if teacher is not None and cfg.kd_alpha > 0:
+        if self.teacher is not None and cfg.kd_alpha > 0:
             with torch.no_grad():
-                t_logits = teacher(x)  # same augmented batch as the student
-        loss, parts = classifier_kd_loss(model(x), t_logits, y, cfg.kd_temperature, cfg.kd_alpha,
+                t_logits = self.teacher(x)  # same augmented batch as the student
+        loss, parts = classifier_kd_loss(self.model(x), t_logits, y, cfg.kd_temperature, cfg.kd_alpha,
                                          return_parts=True)  # fmt: skip
-        opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sched.step()
-        values = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
-        check_finite(values, step, last_good)
-        step += 1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{values['loss']:.3f}")
-        if step % cfg.log_every == 0 or step == steps:
-            logger.scalars(step, {**values, "lr": sched.get_last_lr()[0], "epoch": stream.epoch_of(step),
-                                  "wall_s": budget.elapsed()})  # fmt: skip
-        stopped = budget.exhausted() and step < steps
-        if step % cfg.checkpoint_every == 0 or step == steps or stopped:
-            save(step)
-        if stopped:
-            log.info("time budget of %.1f min reached at step %d of %d", cfg.max_minutes, step, steps)
-            break
-    if bar is not None:
-        bar.close()
-    result = _classifier_result(cfg, model, step, steps if stopped else None)
-    if any(k.endswith("_acc") for k in result):
-        logger.scalars(step, {k: v for k, v in result.items() if k.endswith("_acc")})
-    logger.close()
-    save(step, result)
-    return result
+        self.opt.step()
+        self.sched.step()
+        self.done = step + 1
+        return {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
+
+    def postfix(self, values: dict) -> dict:
+        return {"loss": f"{values['loss']:.3f}"}
+
+    def log_values(self, step: int, values: dict) -> dict:
+        return {**values, "lr": self.sched.get_last_lr()[0], "epoch": self.stream.epoch_of(step)}
+
+    def pace_detail(self, steps: int) -> str:
+        return f" ({self.stream.epoch_of(steps):.2f} epochs)"
+
+    def modules(self) -> dict:
+        return {"model": self.model}
+
+    def state(self, step: int, wall_s: float) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                "rng": ckpt.rng_state(), "step": step, "teacher_sha256": self.teacher_sha, "wall_s": wall_s}
+
+    def extra(self, step: int) -> dict:
+        teacher = {"teacher": {"path": self.cfg.teacher, "sha256": self.teacher_sha}} if self.teacher else {}
+        return {"train": to_dict(self.cfg), "trained_steps": step, **teacher,
+                "result": self.result or {"train_steps": step, "split": self.cfg.split}}  # fmt: skip
+
+    def save(self, folder: Path, extra: dict, with_d: bool = True) -> None:
+        ckpt.save_model(folder, self.model, "classifier", extra=extra)
+
+    def grid(self) -> None:
+        return None
+
+    def finish(self) -> dict:
+        """Accuracies (val only when trained on fit), recorded in the model folder and logged."""
+        self.result = _classifier_result(self.cfg, self.model, self.done,
+                                         self.steps if self.done < self.steps else None)  # fmt: skip
+        self.save(self.run_dir, {**self.extra(self.done), "selected_on": {"rule": "last", "step": self.done}})
+        return {k: v for k, v in self.result.items() if k.endswith("_acc")}
