@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 from gankd.checkpoint import atomic_write_bytes, resolve_model_path  # noqa: E402
-from gankd.distill import DistillConfig, compress  # noqa: E402
+from gankd.distill import PRESETS, DistillConfig, compress  # noqa: E402
 from gankd.export import export_generator  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
 from gankd.metrics.efficiency import fingerprint  # noqa: E402
@@ -42,8 +42,10 @@ def run(args, qat_start: float | None, name: str) -> dict:
         student = resolve_model_path(args.init_from)
     else:
         extra = {"init_from": args.init_from, "lr_g": args.lr_g} if args.init_from else {}
-        cfg = DistillConfig(teacher=args.teacher, width=args.width, steps=args.steps, seed=args.seed, threads=1,
-                            qat_start=qat_start, **extra)  # fmt: skip
+        if args.preset:  # a preset's terms, trained for --steps with the last weights (no selection run)
+            extra = {**PRESETS[args.preset], "select": "last", "eval_every": 0, "max_minutes": 0.0, **extra}
+        cfg = DistillConfig(**{**extra, "teacher": args.teacher, "width": args.width, "steps": args.steps,
+                               "seed": args.seed, "threads": 1, "qat_start": qat_start})  # fmt: skip
         student = compress(cfg, run_dir, resume=(run_dir / "state.pt").exists())
     exp = export_generator(student, run_dir / "int8" / "generator.onnx", "onnx", precision="int8",
                            max_fid_rise=math.inf, gate_samples=args.gate_samples, force=True)  # fmt: skip
@@ -66,13 +68,16 @@ def main(argv=None) -> int:
     ap.add_argument("--gate-samples", type=int, default=2000)
     ap.add_argument("--init-from", help="fine-tune this trained student (same width) instead of distilling anew")
     ap.add_argument("--lr-g", type=float, default=2e-4, help="with --init-from: the fine-tuning rate")
+    ap.add_argument("--preset", help="train with this preset's terms (e.g. full, the recipe of the shipped students) "
+                    "instead of the default recipe")
     ap.add_argument("--runs", default=str(ROOT / "runs" / "qat"))
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
-    tag = "ft_" if args.init_from else ""
+    tag = ("ft_" if args.init_from else "") + (f"{args.preset}_" if args.preset else "")
     rows = ([run(args, None, "as_shipped")] if args.init_from else []) + [
         run(args, 1.0, f"{tag}ptq_s{args.seed}"), run(args, args.qat_start, f"{tag}qat{args.qat_start:g}_s{args.seed}")]
-    res_extra = {"init_from": args.init_from, "lr_g": args.lr_g} if args.init_from else {}
+    res_extra = {**({"init_from": args.init_from, "lr_g": args.lr_g} if args.init_from else {}),
+                 "recipe": args.preset or "default"}
     res = {"schema": "gankd.qat/1", "teacher": args.teacher, "width": args.width, "steps": args.steps,
            "seed": args.seed, **res_extra, "rows": rows, "fingerprint": fingerprint("cpu"),
            "command": shlex.join(["python", "benchmarks/qat.py", *(argv if argv is not None else sys.argv[1:])])}

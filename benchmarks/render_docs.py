@@ -611,8 +611,31 @@ def t_qat(root: Path) -> str:
                          "PSNR int8 → teacher (dB)"], rows)  # fmt: skip
 
 
+QAT_FINETUNE = ("benchmarks/results/qat/finetune/results.json", "benchmarks/results/qat/finetune_full/results.json")
+
+
+def t_qat_finetune(root: Path) -> str:
+    """The shipped width-1/4 student fine-tuned with and without the int8 rounding (benchmarks/qat.py --init-from)."""
+    rows, seen = [], False
+    for rel in QAT_FINETUNE:
+        res = load(root, rel)
+        for r in res["rows"]:
+            if r["qat_start"] is None:
+                if seen:
+                    continue
+                seen, label = True, "as shipped, post-training int8"
+            else:
+                how = "plain" if r["qat_start"] >= 1 else "through the int8 rounding"
+                label = f"{res['steps']:,} steps of `{res.get('recipe', 'default')}` at lr {res['lr_g']:g}, {how}, then int8"
+            rows.append([label, f"{r['fid_fp32']:.2f}", f"{r['fid_int8']:.2f}", f"{100 * r['fid_rise']:+.1f} %",
+                         f"{r['psnr_int8_to_fp32_db']:.2f}", f"{r['psnr_int8_to_teacher_db']:.2f}"])  # fmt: skip
+    return table(["student", "FID fp32", "FID int8", "FID rise", "PSNR int8 → fp32 (dB)",
+                  "PSNR int8 → teacher (dB)"], rows)  # fmt: skip
+
+
 TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "qat": (t_qat, ("benchmarks/results/qat/results.json",)),
+    "qat-finetune": (t_qat_finetune, QAT_FINETUNE),
     "recipes": (t_recipes, ("benchmarks/results/recipes/results.json",)),
     "recipes-verdict": (t_recipes_verdict, ("benchmarks/results/recipes/results.json",)),
     "recipes-c10": (lambda root: t_recipes(root, "c10"), ("benchmarks/results/recipes/results.json",)),
