@@ -626,7 +626,8 @@ def t_qat_finetune(root: Path) -> str:
                 seen, label = True, "as shipped, post-training int8"
             else:
                 how = "plain" if r["qat_start"] >= 1 else "through the int8 rounding"
-                label = f"{res['steps']:,} steps of `{res.get('recipe', 'default')}` at lr {res['lr_g']:g}, {how}, then int8"
+                recipe = res.get("recipe", "default")
+                label = f"{res['steps']:,} steps of `{recipe}` at lr {res['lr_g']:g}, {how}, then int8"
             rows.append([label, f"{r['fid_fp32']:.2f}", f"{r['fid_int8']:.2f}", f"{100 * r['fid_rise']:+.1f} %",
                          f"{r['psnr_int8_to_fp32_db']:.2f}", f"{r['psnr_int8_to_teacher_db']:.2f}"])  # fmt: skip
     return table(["student", "FID fp32", "FID int8", "FID rise", "PSNR int8 → fp32 (dB)",
