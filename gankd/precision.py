@@ -35,7 +35,8 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 WHY_FP32 = {
     "ConvTranspose": "the CPU execution provider has no int8 ConvTranspose kernel (QDQ would run dequantize, "
-                     "fp32 ConvTranspose, quantize): a student family with upsample + conv quantizes every layer",
+                     "fp32 ConvTranspose, quantize); a student compressed with --student-upsample nearest-conv "
+                     "quantizes every layer",
 }  # fmt: skip
 
 
