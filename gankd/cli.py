@@ -184,6 +184,7 @@ def cmd_compress(args) -> int:
         "qat_start": args.qat_start, "d_width": args.d_width, "target_latency": args.target_latency,
         "latency_runtime": args.latency_runtime,
         "latency_batch": args.latency_batch, "latency_threads": args.latency_threads,
+        "latency_size": args.latency_size,
         "student_upsample": args.student_upsample, "keep_layers": _paths(args.keep_layers),
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
@@ -412,6 +413,8 @@ def add_compress(sub) -> None:
     p.add_argument("--latency-runtime", choices=RUNTIMES.accepted(),
                    help="--target-latency: what to time (default onnxruntime, as deployed)")
     p.add_argument("--latency-batch", type=int, help="--target-latency: batch size timed (default 1)")
+    p.add_argument("--latency-size", type=int, help="--target-latency, image-to-image teachers: the source side in "
+                   "px timed (default: the trained resolution)")
     p.add_argument("--latency-threads", type=int, help="--target-latency: threads timed (default 1)")
     p.add_argument("--target-macs", type=float,
                    help="student MACs as a fraction of the teacher's, e.g. 0.1 (instead of --width)")

@@ -111,6 +111,7 @@ class DistillConfig:
     latency_runtime: str = "onnxruntime"  # how --target-latency times: onnxruntime or eager
     latency_batch: int = 1
     latency_threads: int = 1
+    latency_size: int | None = None  # image-to-image: the source side in px --target-latency times (default: trained)
     student_upsample: str | None = None  # dcgan students: nearest-conv (int8-friendly); None = the teacher's
     keep_layers: tuple[str, ...] | None = None  # imported generators: module paths whose channels stay whole
     init: str = "prune"  # prune (inherit top-L1 teacher channels) or random
@@ -190,8 +191,8 @@ class DistillConfig:
                 raise ValueError("--target-latency picks the width itself: drop --target-macs / --channels")
             if self.latency_runtime not in RUNTIMES:
                 raise ValueError(f"--latency-runtime must be one of {', '.join(RUNTIMES.accepted())}")
-            if self.latency_batch < 1 or self.latency_threads < 1:
-                raise ValueError("--latency-batch and --latency-threads must be >= 1")
+            if self.latency_batch < 1 or self.latency_threads < 1 or (self.latency_size or 1) < 1:
+                raise ValueError("--latency-batch, --latency-threads and --latency-size must be >= 1")
         if self.perceptual_net not in PERCEPTUAL_NETS:
             raise ValueError(f"--perceptual must be one of {PERCEPTUAL_NETS}")
         if self.real_split == "test":
@@ -305,8 +306,12 @@ def latency_width(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -
         def build(w):
             return prune_generator(adapter_for(teacher, spec), width=w, init="prune", seed=cfg.seed,
                                    keep_layers=list(cfg.keep_layers or ()))
+    if cfg.latency_size and not adapter_for(teacher).is_i2i:
+        raise ValueError("--latency-size sets the source image side of image-to-image teachers; this teacher draws "
+                         "from noise at one resolution: drop --latency-size")  # fmt: skip
     width, rec = width_for_latency(build, adapter_for(teacher, spec), parse_latency(cfg.target_latency),
-                                   cfg.latency_runtime, cfg.latency_batch, cfg.latency_threads)  # fmt: skip
+                                   cfg.latency_runtime, cfg.latency_batch, cfg.latency_threads,
+                                   size=cfg.latency_size)  # fmt: skip
     log.info("--target-latency %s: width %.4g measures %.4g ms (%s, batch %d, %d thread(s); teacher %.4g ms)",
              cfg.target_latency, width, rec["measured_ms"], cfg.latency_runtime, cfg.latency_batch,
              cfg.latency_threads, rec["teacher_ms"])  # fmt: skip

@@ -79,8 +79,9 @@ def _time(fn: Callable[[], object], rounds: int, calls: int) -> float:
 
 @torch.no_grad()
 def measure_ms(gen: nn.Module, runtime: str = "onnxruntime", batch: int = 1, threads: int = 1, rounds: int = 5,
-               calls: int = 20) -> float:  # fmt: skip
-    """Median latency in ms of one call at ``batch`` in a registered runtime (see the module docstring)."""
+               calls: int = 20, size: int | None = None) -> float:  # fmt: skip
+    """Median latency in ms of one call at ``batch`` in a registered runtime (see the module docstring);
+    ``size``: an image-to-image generator's source side in px (default its trained resolution)."""
     from gankd.adapter import adapter_for
 
     a = adapter_for(gen)
@@ -90,25 +91,25 @@ def measure_ms(gen: nn.Module, runtime: str = "onnxruntime", batch: int = 1, thr
     torch.set_num_threads(threads)
     try:
         with tempfile.TemporaryDirectory(prefix="gankd-latency-") as tmp:
-            ready = RUNTIMES.get(runtime).prepare(a, (batch,), Options(workdir=Path(tmp)))
+            ready = RUNTIMES.get(runtime).prepare(a, (batch,), Options(size=size, workdir=Path(tmp)))
             return _time(ready.run[batch], rounds, calls)
     finally:
         torch.set_num_threads(old_threads)
         a.model.train(was)
 
 
-def cached_ms(gen: nn.Module, runtime: str, batch: int, threads: int) -> tuple[float, bool]:
+def cached_ms(gen: nn.Module, runtime: str, batch: int, threads: int, size: int | None = None) -> tuple[float, bool]:
     """(latency ms, whether it came from this machine's cache)."""
     from gankd.metrics.efficiency import fingerprint
 
     fp = fingerprint("cpu")
     fp.pop("torch_threads", None)  # the thread count is part of the key below
     path = _cache_path(fp)
-    key = f"{architecture_key(gen)}|{runtime}|b{batch}|t{threads}"
+    key = f"{architecture_key(gen)}|{runtime}|b{batch}|t{threads}" + (f"|s{size}" if size else "")
     cache = json.loads(path.read_text()) if path.is_file() else {"fingerprint": fp, "ms": {}}
     if key in cache["ms"]:
         return float(cache["ms"][key]), True
-    ms = measure_ms(gen, runtime, batch, threads)
+    ms = measure_ms(gen, runtime, batch, threads, size=size)
     cache["ms"][key] = ms
     path.parent.mkdir(parents=True, exist_ok=True)
     from gankd.checkpoint import atomic_write_bytes
@@ -119,24 +120,25 @@ def cached_ms(gen: nn.Module, runtime: str, batch: int, threads: int) -> tuple[f
 
 def width_for_latency(build: Callable[[float], nn.Module], teacher: nn.Module, budget_ms: float,
                       runtime: str = "onnxruntime", batch: int = 1, threads: int = 1,
-                      steps: int = 7) -> tuple[float, dict]:  # fmt: skip
-    """The widest width whose student (``build(width)``) meets ``budget_ms``: (width, record)."""
+                      steps: int = 7, size: int | None = None) -> tuple[float, dict]:  # fmt: skip
+    """The widest width whose student (``build(width)``) meets ``budget_ms``: (width, record). ``size``: the
+    source side in px an image-to-image generator is timed at (default its trained resolution)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"--latency-runtime {runtime!r} is unknown; choose one of: {', '.join(RUNTIMES.accepted())}")
     from gankd.metrics.efficiency import fingerprint
     from gankd.pruning import largest_width
 
-    teacher_ms, _ = cached_ms(teacher, runtime, batch, threads)
+    teacher_ms, _ = cached_ms(teacher, runtime, batch, threads, size)
     tried: list[dict] = []
 
     def fits(w: float):
-        ms, hit = cached_ms(build(w), runtime, batch, threads)
+        ms, hit = cached_ms(build(w), runtime, batch, threads, size)
         tried.append({"width": round(w, 6), "ms": ms, "cached": hit})
         log.info("--target-latency: width %.4g takes %.4g ms (%s)", w, ms, "cached" if hit else "measured")
         return ms <= budget_ms, ms
 
     best = largest_width(fits, steps=steps)
-    record = {"budget_ms": budget_ms, "runtime": runtime, "batch": batch, "threads": threads,
+    record = {"budget_ms": budget_ms, "runtime": runtime, "batch": batch, "threads": threads, "size": size,
               "teacher_ms": teacher_ms, "candidates": tried, "fingerprint": fingerprint("cpu")}  # fmt: skip
     if best is None:
         fastest = min(t["ms"] for t in tried)

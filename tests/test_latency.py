@@ -27,7 +27,7 @@ def test_width_search_uses_measurements_and_caches_them_per_machine(tmp_path, mo
     teacher = tiny(num_classes=0)
     calls = []
 
-    def fake(gen, runtime, batch, threads, rounds=5, calls_=20):  # ms grows with the student's parameter count
+    def fake(gen, runtime, batch, threads, rounds=5, calls_=20, size=None):  # ms grows with the parameter count
         calls.append(runtime)
         return sum(p.numel() for p in adapter_for(gen).model.parameters()) / 1000
 
@@ -61,3 +61,37 @@ def test_compress_to_a_latency_budget_records_the_measurement(tmp_path, monkeypa
     assert code == 0 and "latency:" in out and "budget of 1e+04 ms" in out
     lat = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["latency_budget"]
     assert lat["met"] and lat["runtime"] == "eager" and lat["width"] > 0.9  # a loose budget keeps the width
+
+
+def test_an_image_to_image_budget_is_timed_at_the_size_asked_for(tmp_path, monkeypatch):
+    from testkit import write_images
+
+    from gankd.cli import main
+
+    monkeypatch.setenv("GANKD_CACHE", str(tmp_path / "cache"))
+    folder = write_images(tmp_path / "rgb", {"": 24}, size=(32, 32), mode="RGB")
+    assert main(["train-teacher", "--data", f"folder:{folder}", "--task", "denoise", "--out", str(tmp_path / "t"),
+                 "--steps", "1", "--batch-size", "4", "--no-progress", "--select", "last",
+                 "--set", 'g_options={"base_channels": 4, "depth": 3}',
+                 "--set", 'd_options={"base_channels": 4}']) == 0  # fmt: skip
+    sizes = []
+    real = latency.measure_ms
+
+    def spy(gen, runtime, batch, threads, rounds=5, calls=20, size=None):
+        sizes.append(size)
+        return real(gen, runtime, batch, threads, rounds=1, calls=2, size=size)
+
+    monkeypatch.setattr(latency, "measure_ms", spy)
+    code = main(["compress", "--teacher", str(tmp_path / "t" / "generator"), "--data", f"folder:{folder}",
+                 "--target-latency", "10s", "--latency-runtime", "eager", "--latency-size", "64", "--steps", "1",
+                 "--out", str(tmp_path / "run"), "--no-progress", "--set", "eval_samples=4"])  # fmt: skip
+    assert code == 0 and sizes and set(sizes) == {64}
+    lat = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["latency_budget"]
+    assert lat["size"] == 64 and lat["met"]
+    cache = json.loads(next((tmp_path / "cache" / "latency").glob("*.json")).read_text())
+    assert all(k.endswith("|s64") for k in cache["ms"])
+    with pytest.raises(ValueError, match="drop --latency-size"):
+        from gankd.distill import DistillConfig, Distiller
+
+        Distiller(DistillConfig(teacher="fmnist-teacher", target_latency="10s", latency_size=64, steps=1),
+                  tmp_path / "noise")  # fmt: skip
