@@ -605,10 +605,8 @@ def t_qat(root: Path) -> str:
         label = "post-training int8" if r["qat_start"] >= 1 else f"`--qat-start {r['qat_start']:g}`, then int8"
         rows.append([label, f"{r['fid_fp32']:.2f}", f"{r['fid_int8']:.2f}", f"{100 * r['fid_rise']:+.1f} %",
                      f"{r['psnr_int8_to_fp32_db']:.2f}", f"{r['psnr_int8_to_teacher_db']:.2f}"])  # fmt: skip
-    head = (f"{res['teacher']}, width {res['width']:g}, {res['steps']:,} steps of the default recipe, seed "
-            f"{res['seed']}, one thread; FID against the test split (2,000 samples, the domain's extractor):\n\n")
-    return head + table(["student", "FID fp32", "FID int8", "FID rise", "PSNR int8 → fp32 (dB)",
-                         "PSNR int8 → teacher (dB)"], rows)  # fmt: skip
+    return table(["student", "FID fp32", "FID int8", "FID rise", "PSNR int8 → fp32 (dB)",
+                  "PSNR int8 → teacher (dB)"], rows)  # fmt: skip
 
 
 QAT_FINETUNE = ("benchmarks/results/qat/finetune/results.json", "benchmarks/results/qat/finetune_full/results.json")
