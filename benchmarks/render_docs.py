@@ -573,25 +573,32 @@ def t_recipes(root: Path, budget: str = "c5", settings: dict | None = None) -> s
 
 def t_recipes_verdict(root: Path) -> str:
     """The issue's test of the default against plain, per teacher: at the longest budget with both recipes run
-    (10 calibrated minutes; the teachers the choice never saw: 5), test side, mean over seeds: FID against teacher
-    samples below plain's, and PSNR to the teacher at most 0.3 dB below plain's."""
+    (10 calibrated minutes; the teachers the choice never saw: 5), test side, mean over the seeds both ran:
+    FID against teacher samples below plain's, and PSNR to the teacher at most 0.3 dB below plain's."""
     res = load(root, "benchmarks/results/recipes/results.json")
     chosen = get(res, "choice", "c5", "chosen")
+    by = {}  # (setting, budget, recipe) -> {seed: test side}
+    for c in res["cells"].values():
+        by.setdefault((c["setting"], c["budget"]["tag"], c["recipe"]), {})[c["seed"]] = c["test"]
     rows = []
     for setting, label in {**RECIPE_SETTINGS, **UNSEEN_SETTINGS}.items():
-        have = {(r["budget"], r["recipe"]): r for r in res["rows"] if r["setting"] == setting}
-        budget = next((b for b in ("c20", "c10", "c5") if (b, chosen) in have and (b, "plain") in have), None)
+        budget = next((b for b in ("c20", "c10", "c5") if set(by.get((setting, b, chosen), {}))
+                       & set(by.get((setting, b, "plain"), {}))), None)  # fmt: skip
         if budget is None:
             continue
-        me, base = have[(budget, chosen)], have[(budget, "plain")]
-        fid_m, fid_p = get(me, "test", "fid_vs_teacher", "mean"), get(base, "test", "fid_vs_teacher", "mean")
-        dpsnr = get(me, "test", "psnr_to_teacher", "mean") - get(base, "test", "psnr_to_teacher", "mean")
+        me, base = by[(setting, budget, chosen)], by[(setting, budget, "plain")]
+        seeds = sorted(set(me) & set(base))
+
+        def mean(side: dict, key: str) -> float:
+            return sum(side[k][key] for k in seeds) / len(seeds)
+
+        fid_m, fid_p = mean(me, "fid_vs_teacher"), mean(base, "fid_vs_teacher")
+        dpsnr = mean(me, "psnr_to_teacher") - mean(base, "psnr_to_teacher")
         wins_fid, holds_psnr = fid_m < fid_p, dpsnr >= -0.3
         verdict = "ahead" if wins_fid and holds_psnr else "behind on " + " and ".join(
             x for x, bad in (("FID", not wins_fid), ("PSNR", not holds_psnr)) if bad)
         digits = 2 if fid_p >= 1 else 3
-        seeds = min(len(me["seeds"]), len(base["seeds"]))
-        rows.append([label, f"{budget[1:]} min", str(seeds), f"{fid_m:.{digits}f} / {fid_p:.{digits}f}",
+        rows.append([label, f"{budget[1:]} min", ", ".join(map(str, seeds)), f"{fid_m:.{digits}f} / {fid_p:.{digits}f}",
                      f"{fid_m / fid_p:.2f}", f"{dpsnr:+.2f}", bold(verdict, verdict == "ahead")])  # fmt: skip
     return table(["teacher", "budget", "seeds", "FID vs teacher samples: default / plain", "ratio",
                   "PSNR: default − plain (dB)", "default vs plain"], rows)  # fmt: skip
