@@ -15,6 +15,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from gankd.adapter import GeneratorAdapter
 from gankd.models.layers import scaled
 from gankd.registry import GENERATORS, Registry
 
@@ -23,7 +24,7 @@ INITS = ("prune", "random")
 
 def student_channels(teacher: nn.Module, width: float | None, channels: list[int] | None) -> list[int]:
     """Per-stage channels of the student: explicit ``channels`` or teacher's x ``width``."""
-    t_ch = list(getattr(teacher, "model", teacher).feature_channels)
+    t_ch = list((teacher.model if isinstance(teacher, GeneratorAdapter) else teacher).feature_channels)
     if channels is not None:
         if len(channels) != len(t_ch) or min(channels) < 1:
             raise ValueError(f"--channels needs {len(t_ch)} positive entries (teacher has {t_ch})")
@@ -40,7 +41,7 @@ def build_student(teacher: nn.Module, width: float | None = 0.25, channels: list
     from the teacher's start from random weights, the rest inherit the teacher's top channels."""
     if init not in INITS:
         raise ValueError(f"--init must be one of {INITS}, got '{init}'")
-    teacher = getattr(teacher, "model", teacher)  # a family module, or its adapter
+    teacher = teacher.model if isinstance(teacher, GeneratorAdapter) else teacher  # a family module, or its adapter
     ch = student_channels(teacher, width, channels)
     extra = {"upsample": upsample} if upsample else {}
     cfg = dataclasses.replace(teacher.cfg, channels=tuple(ch), width=1.0, **extra)
