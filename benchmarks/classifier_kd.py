@@ -42,7 +42,6 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from gankd.checkpoint import WEIGHTS, atomic_write_bytes, file_sha256, load_classifier, resolve_model_path  # noqa: E402
 from gankd.config import to_dict  # noqa: E402

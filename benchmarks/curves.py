@@ -30,8 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/matrix.py: the recipes
-
 from matrix import RECIPES, parse_shard, recipe_config, teacher_sha, train_scratch  # noqa: E402
 
 from gankd.checkpoint import WEIGHTS, atomic_write_bytes, resolve_model_path  # noqa: E402

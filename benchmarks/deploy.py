@@ -31,9 +31,10 @@ from pathlib import Path
 
 import torch
 
+from gankd.adapter import adapter_for
 from gankd.checkpoint import atomic_write_bytes, load_generator, resolve_model_path
 from gankd.distill import DistillConfig, compress
-from gankd.export import example_inputs, export_generator, load_exported
+from gankd.export import export_generator, load_exported
 from gankd.fileio import portable_path
 from gankd.latency import measure_ms
 from gankd.metrics.efficiency import count_macs, fingerprint, generator_inputs
@@ -72,19 +73,21 @@ def exports(folders: dict[str, Path], gate_samples: int) -> dict:
     return out
 
 
-def interleaved_onnx(files: dict[str, Path], reference: str, model, rounds: int) -> dict:
-    """Batch-1 and batch-64 latency of ONNX files, interleaved, one thread; speed-ups vs ``reference``."""
+def interleaved_onnx(files: dict[str, Path], reference: str, model, rounds: int, size: int | None = None,
+                     batches: tuple[int, ...] = (1, 64)) -> dict:  # fmt: skip
+    """Latency at ``batches`` of ONNX files, interleaved, one thread; speed-ups vs ``reference``. ``size``: the
+    source side in px of image-to-image generators (default: the trained one)."""
     runs = {n: load_exported(p, "onnx", threads=1) for n, p in files.items()}
-    args = {b: example_inputs(model, b) for b in (1, 64)}
-    calls = {1: 20, 64: 3}
-    times: dict = {n: {1: [], 64: []} for n in runs}
+    args = {b: adapter_for(model).example_inputs(b, size=size) for b in batches}
+    calls = {b: 20 if b == 1 else 3 for b in batches}
+    times: dict = {n: {b: [] for b in batches} for n in runs}
     names = list(runs)
     for n in names:  # warm-up
-        for b in (1, 64):
+        for b in batches:
             runs[n](*args[b])
     for r in range(rounds):
         order = names[r % len(names):] + names[: r % len(names)]
-        for b in (1, 64):
+        for b in batches:
             for n in order:
                 ts = []
                 for _ in range(calls[b]):
@@ -95,7 +98,7 @@ def interleaved_onnx(files: dict[str, Path], reference: str, model, rounds: int)
     out = {}
     for n in names:
         rec = {}
-        for b in (1, 64):
+        for b in batches:
             ratios = [t / m for t, m in zip(times[reference][b], times[n][b])]
             rec[f"b{b}"] = {"median_ms": statistics.median(times[n][b]), "rounds_ms": times[n][b],
                             "speedup_median": statistics.median(ratios), "speedup_min": min(ratios),

@@ -49,7 +49,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
@@ -62,6 +61,7 @@ from gankd.evaluate import Pairs, Quality  # noqa: E402
 from gankd.evaluate_i2i import evaluate_i2i, model_pairs  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
 from gankd.metrics.efficiency import fingerprint, interleaved_speed  # noqa: E402
+from gankd.runtimes import Options  # noqa: E402
 from gankd.sampling import check_finite_images, generate, grid, save_png  # noqa: E402
 
 RECIPES = ("full", "scratch")
@@ -76,7 +76,7 @@ FLAGS = {"teacher": "--teacher", "width": "--width", "init": "--init", "steps": 
          "select": "--select", "eval_every": "--eval-every", "device": "--device"}  # fmt: skip
 PSNR_TOL_DB, MIN_MAC_RATIO, SPEED_SIZE = 0.3, 8.0, 256
 SMOKE = {"minutes": 0.05, "steps": 20, "eval_every": 5, "eval_samples": 8, "batch_size": 4, "num_samples": 8,
-         "speed": dict(rounds=2, latency_calls=1, throughput_calls=1, big_batch=2, warmup=1)}  # fmt: skip
+         "speed": dict(rounds=2, latency_calls=1, throughput_calls=1, big_batch=2)}  # fmt: skip
 SPEED = dict(rounds=5, latency_calls=5, throughput_calls=1, big_batch=4)
 
 
@@ -543,7 +543,7 @@ def main(argv=None) -> int:
         speed = {}
         for s in [trained, *[x for x in args.sizes if x != trained]]:
             print(f"[i2i_matrix] interleaved speed at {s} px", flush=True)
-            speed[str(s)] = interleaved_speed(models, "teacher", ("eager", "onnx"), size=s, device="cpu", **knobs)
+            speed[str(s)] = interleaved_speed(models, "teacher", ("eager", "onnx"), options=Options(size=s), **knobs)
     ups = speedups(speed)
     teacher_psnr = t_eval["vs_target"]["psnr_db"]["mean"]
     hl_full, hl_scratch = summary.get(f"w{headline:g} full", {}), summary.get(f"w{headline:g} scratch", {})

@@ -8,6 +8,7 @@
     python benchmarks/recipes.py --settings sg2-fmnist,sg2-fmnist-w2,fastgan64,fastgan64-w2 \\
         --recipes plain,nofeat-advlate-90 --cost-minutes 5 --seeds 0
     python benchmarks/modern_gans.py --report
+    python benchmarks/modern_gans.py --mapping
 
 ``--ship``: ``gankd import`` of each checkpoint's EMA generator (``g_ema``, as those code bases
 sample from it) into ``pretrained/<name>`` and a 64-sample grid in ``samples/``.
@@ -18,6 +19,9 @@ and test sides. ``--report``: one interleaved speed run per family (teacher and 
 students, eager PyTorch and ONNX Runtime, batch 1 and 64, one thread), a teacher / plain / gankd
 grid on the same seeds, the teachers' model cards (numbers from the study's teacher records)
 and ``benchmarks/results/modern/``: results.json (every number, the commands) and RESULTS.md.
+``--mapping``: what the StyleGAN2-style mapping network (kept whole by gankd's pruner) weighs in the teacher
+and its students: parameters, MACs, and its share of eager batch-1 latency (the mapping network called
+alone and the whole generator, interleaved, one thread), into ``mapping.json``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # recipes: settings, cells, teacher records
 sys.path.insert(0, str(ROOT / "benchmarks" / "thirdparty"))  # the teachers' own modules
 
 import torch  # noqa: E402
@@ -143,6 +146,42 @@ def report_family(name: str) -> dict:
             "grid_rows": order, "prune": json.loads((folders["plain w0.25"] / "config.json").read_text())["prune"]}
 
 
+def mapping_share(rounds: int = 7, calls: int = 50) -> dict:
+    """The mapping network's share of the StyleGAN2-style teacher and its seed-0 students (see the module doc)."""
+    import statistics
+
+    from gankd.metrics.efficiency import count_macs
+    from gankd.runtimes import time_callable
+
+    fam = FAMILIES["stylegan2"]
+    folders = {"teacher": ROOT / "pretrained" / fam["teacher"]}
+    for width, setting in fam["settings"].items():
+        for label, recipe in RECIPES.items():
+            folders[f"{label} w{width:g}"] = ROOT / _cell(setting, recipe)["train"]["student"]
+    rows = {}
+    for key, folder in folders.items():
+        g = adapter_for(load_generator(folder)).eval()
+        m = g.model.mapping
+        (z,) = g.example_inputs(1)
+        whole = {"params": sum(p.numel() for p in g.model.parameters()),
+                 "macs": count_macs(g.call_positional, (z,))["macs"]}
+        part = {"params": sum(p.numel() for p in m.parameters()), "macs": count_macs(m, (z,))["macs"]}
+        times: dict[str, list[float]] = {"mapping": [], "generator": []}
+        with torch.no_grad():
+            for r in range(rounds):  # interleaved: mapping, generator, mapping, ...
+                for name, fn in (("mapping", lambda: m(z)), ("generator", lambda: g.call_positional(z))):
+                    times[name].append(1000 * statistics.median(time_callable(fn, warmup=3 if r == 0 else 1,
+                                                                              repeats=calls)))  # fmt: skip
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows[key] = {"folder": portable_path(folder), "generator": whole, "mapping": part,
+                     "params_share": part["params"] / whole["params"], "macs_share": part["macs"] / whole["macs"],
+                     "eager_b1_ms": med, "latency_share": med["mapping"] / med["generator"], "rounds_ms": times}
+    return {"schema": "gankd.modern-mapping/1", "family": "stylegan2", "rows": rows, "threads": 1,
+            "protocol": f"eager PyTorch, batch 1, {rounds} interleaved rounds of {calls} calls, median of medians",
+            "command": shlex.join(["python", "benchmarks/modern_gans.py", *sys.argv[1:]]),
+            "fingerprint": fingerprint()}  # fmt: skip
+
+
 def render(res: dict) -> str:
     lines = ["# Modern generators: StyleGAN2- and FastGAN-style teachers trained outside gankd", ""]
     for name, r in res["families"].items():
@@ -215,6 +254,7 @@ def main() -> None:
     ap.add_argument("--families", default=",".join(FAMILIES), help=f"of {', '.join(FAMILIES)}")
     ap.add_argument("--ship", action="store_true", help="import the trained checkpoints into pretrained/")
     ap.add_argument("--report", action="store_true", help="speed, grids, cards and RESULTS.md from the study's cells")
+    ap.add_argument("--mapping", action="store_true", help="the StyleGAN2 mapping network's share: mapping.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     names = [n.strip() for n in args.families.split(",") if n.strip()]
@@ -235,6 +275,12 @@ def main() -> None:
         _write_json(path, res)
         atomic_write_bytes(OUT / "RESULTS.md", render(res).encode())
         print(render(res))
+    if args.mapping:
+        res = mapping_share()
+        _write_json(OUT / "mapping.json", res)
+        for k, r in res["rows"].items():
+            print(f"{k}: params {100 * r['params_share']:.1f} %, MACs {100 * r['macs_share']:.2f} %, "
+                  f"eager b1 latency {100 * r['latency_share']:.1f} %")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # i2i_matrix: the seed statistics
 sys.path.insert(0, str(ROOT / "benchmarks" / "thirdparty"))  # the generators of wesnoth-dcgan64, fmnist-stylegan2..
 
 import torch  # noqa: E402

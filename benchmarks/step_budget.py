@@ -32,8 +32,6 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes of matrix.py and curves.py
-
 from curves import (  # noqa: E402
     add_study_args,
     fid_figure,

@@ -652,15 +652,14 @@ def add_report(sub) -> None:
 
 
 def cmd_import(args) -> int:
-    from gankd.importer import import_generator, parse_ints, parse_kwargs, summary
+    from gankd.importer import Declared, import_generator, parse_ints, parse_kwargs, summary
 
     feat = [s.strip() for s in args.feat_layers.split(",") if s.strip()] if args.feat_layers else None
+    declared = Declared(parse_ints(args.latent, "--latent"), args.num_classes, args.output_range,
+                        parse_ints(args.input_image, "--input-image"), args.input_range, feat,
+                        parse_kwargs(args.forward_kwargs, "--forward-kwargs"))  # fmt: skip
     out = import_generator(args.class_path, parse_kwargs(args.kwargs), args.weights, args.out,
-                           state_key=args.state_key, latent=parse_ints(args.latent, "--latent"),
-                           num_classes=args.num_classes, output_range=args.output_range,
-                           feat_layers=feat, input_image=parse_ints(args.input_image, "--input-image"),
-                           input_range=args.input_range, force=args.force,
-                           call_kwargs=parse_kwargs(args.forward_kwargs, "--forward-kwargs"))  # fmt: skip
+                           state_key=args.state_key, declared=declared, force=args.force)  # fmt: skip
     print(out)
     print(summary(out))
     return 0

@@ -488,7 +488,7 @@ class Distiller(Recipe):
             if selector is None:
                 no_val = self.val_pairs is None
                 selector = build_paired_selector(
-                    "teacher-l1" if cfg.select == "perceptual-fid" and no_val else cfg.select, distill=True,
+                    "teacher-l1" if cfg.select == "perceptual-fid" and no_val else cfg.select,
                     pairs=self.pairs if no_val else self.val_pairs, eval_samples=cfg.eval_samples, device=dev,
                     teacher=self.teacher)  # fmt: skip
         elif cfg.gt > 0:
@@ -501,7 +501,7 @@ class Distiller(Recipe):
                             "selected on teacher-l1 instead")  # fmt: skip
                 select = "teacher-l1"
             selector = build_selector(
-                select, distill=True, data=self.data_spec, resolution=self.resolution,
+                select, data=self.data_spec, resolution=self.resolution,
                 image_channels=self.image_channels, z_dim=0, num_classes=self.nc,
                 eval_samples=cfg.eval_samples, device=dev, net=net, teacher=self.teacher,
             )  # fmt: skip

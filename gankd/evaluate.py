@@ -29,6 +29,7 @@ from gankd.config import load_json
 from gankd.data import is_fmnist
 from gankd.fileio import portable_path
 from gankd.metrics.distribution import FIDELITY_METRICS as METRICS
+from gankd.metrics.efficiency import Speed
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,15 @@ class Quality:
     kid_subsets: int = 100
     cache: bool = True
 
+    def features(self):
+        """The extractor as :func:`gankd.metrics.fidelity.fidelity_metrics` takes it: a name with its files,
+        or the :class:`~gankd.metrics.fidelity.Extractor` already chosen."""
+        from gankd.metrics import fidelity as fid
+
+        if isinstance(self.extractor, fid.Extractor):
+            return self.extractor
+        return fid.Features(self.extractor, self.evaluator, self.inception_weights)
+
 
 @dataclass
 class Reference:
@@ -279,18 +289,6 @@ class Fidelity:
     teacher_samples: int = 1000
     lpips: str | bool = "auto"
     lpips_weights: str | Path | None = None
-
-
-@dataclass
-class Speed:
-    """Measured speed: batch-1 latency and ``big_batch`` throughput for ``runtimes`` (eager, compile,
-    onnx), ``repeats`` calls (at least ``min_time_s``); with a teacher, ``rounds`` interleaved rounds."""
-
-    runtimes: Sequence[str] = ("eager", "onnx")
-    big_batch: int = 256
-    repeats: int = 20
-    min_time_s: float = 0.5
-    rounds: int = 7
 
 
 @dataclass
@@ -430,8 +428,7 @@ def _quality(result: dict, timings: dict, model: nn.Module, plan: dict, q: Quali
                                name=result["model"] or "generator")  # fmt: skip
     timings["generate_s"] = round(time.perf_counter() - t, 3)
     scores = fid.fidelity_metrics(images, plan["ref_set"], q.metrics, q.num_samples, None, plan["extractor"],
-                                  q.evaluator, q.inception_weights, q.first_seed, q.batch_size, device, q.cache,
-                                  kid_subsets=q.kid_subsets)  # fmt: skip
+                                  q.batch_size, device, q.cache, kid_subsets=q.kid_subsets)  # fmt: skip
     result["protocol"] = scores.pop("protocol")
     timings["fidelity_s"] = scores.pop("time_s")
     result["quality"] = scores
@@ -491,12 +488,8 @@ def _cost(result: dict, timings: dict, model: nn.Module, folder: Path | None, sp
     """Params, MACs, bytes, memory and (``sp``) measured speed, interleaved with the teacher when there is one."""
     from gankd.metrics import efficiency as eff
 
-    sp_ = sp or Speed()
     t = time.perf_counter()
-    result["efficiency"] = eff.efficiency(model, folder, speed=sp is not None, big_batch=sp_.big_batch,
-                                          runtimes=tuple(sp_.runtimes), repeats=sp_.repeats,
-                                          min_time_s=sp_.min_time_s, device=device, reference=teacher_model,
-                                          rounds=sp_.rounds)  # fmt: skip
+    result["efficiency"] = eff.efficiency(model, folder, sp, device=device, reference=teacher_model)
     result["fingerprint"] = result["efficiency"].pop("fingerprint")
     timings["efficiency_s"] = round(time.perf_counter() - t, 3)
 
@@ -536,8 +529,7 @@ def real_floor(
 
     q = quality or Quality()
     num_samples, metrics, extractor = 10000 if q.num_samples is None else q.num_samples, q.metrics, q.extractor
-    evaluator, inception_weights, batch_size, kid_subsets, cache = (q.evaluator, q.inception_weights, q.batch_size,
-                                                                    q.kid_subsets, q.cache)  # fmt: skip
+    evaluator = q.evaluator
     t0 = time.perf_counter()
     metrics = parse_metrics(metrics)
     if not metrics:
@@ -566,14 +558,11 @@ def real_floor(
         metrics,
         n,
         num_reference,
-        extractor,
-        evaluator,
-        inception_weights,
-        0,
-        batch_size,
+        q.features(),
+        q.batch_size,
         device,
-        cache,
-        kid_subsets=kid_subsets,
+        q.cache,
+        kid_subsets=q.kid_subsets,
     )
     result: dict = {
         "schema": SCHEMA,

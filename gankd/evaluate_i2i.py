@@ -31,6 +31,7 @@ from gankd.config import load_json
 from gankd.data import to_uint8
 from gankd.evaluate import Fidelity, Pairs, Quality, Speed
 from gankd.fileio import portable_path
+from gankd.runtimes import Options
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,15 @@ def model_pairs(gen, folder: Path | None, split: str = "test", data: str | None 
     return pairs
 
 
+def speed_by_size(models: dict, sizes: list[int], rounds: int, device: str) -> dict:
+    """Interleaved speed of image-to-image ``models`` (the first is the reference) at each side in ``sizes``."""
+    from gankd.metrics.efficiency import interleaved_speed
+
+    return {str(s): interleaved_speed(models, next(iter(models)), rounds=rounds, latency_calls=5 if s >= 512 else 10,
+                                      throughput_calls=1, big_batch=4, options=Options(device=device, size=s))
+            for s in sizes}  # fmt: skip
+
+
 def evaluate_i2i(
     model,
     teacher=None,
@@ -149,7 +159,7 @@ def evaluate_i2i(
     q, fi, pp = quality or Quality(), fidelity or Fidelity(), pairs or Pairs()
     sp = Speed(rounds=5) if speed is True else (speed or None)
     data, task, task_params, metrics = pp.data, pp.task, pp.task_params, q.metrics or I2I_METRICS
-    num_samples, extractor, evaluator, inception_weights = q.num_samples, q.extractor, q.evaluator, q.inception_weights
+    num_samples, features = q.num_samples, q.features()
     lpips_weights, sizes = fi.lpips_weights, tuple(pp.sizes)
     from gankd.metrics import fidelity as fid
     from gankd.sampling import generate
@@ -210,8 +220,7 @@ def evaluate_i2i(
         ref = to_uint8(tgt)
         if not data.startswith("paired:"):  # named after its data, so the extractor is chosen for that domain
             ref = fid.ImageSet(ref, None, f"{data}:{split}", fid.tensor_digest(ref), f"{n} {split} targets ({task})")
-        q = fid.fidelity_metrics(to_uint8(out_img), ref, dist, n, None, extractor, evaluator,
-                                 inception_weights, device=device)  # fmt: skip
+        q = fid.fidelity_metrics(to_uint8(out_img), ref, dist, n, None, features, device=device)
         result["distribution"] = {k: v for k, v in q.items() if k in ("fid", "kid_mean", "kid_std")}
         result["protocol"] = q.get("protocol", {})
         if n < SMALL_REFERENCE:
@@ -223,16 +232,9 @@ def evaluate_i2i(
         result["efficiency"]["teacher"] = cost_at_sizes(t_gen, sizes)
         result["efficiency"]["mac_ratio"] = {s: result["efficiency"]["teacher"]["macs"][s] / m
                                              for s, m in result["efficiency"]["model"]["macs"].items()}  # fmt: skip
-    if sp is not None:
-        from gankd.metrics.efficiency import interleaved_speed
-
-        # the adapters as loaded: an imported teacher is timed on its recorded IOSpec
+    if sp is not None:  # the adapters as loaded: an imported teacher is timed on its recorded IOSpec
         models = {k: v for k, v in {"teacher": t_gen, "model": gen}.items() if v is not None}
-        result["speed"] = {}
-        for s in [r, *[x for x in sizes if x != r]]:
-            result["speed"][str(s)] = interleaved_speed(models, reference=next(iter(models)), rounds=sp.rounds,
-                                                        latency_calls=5 if s >= 512 else 10, throughput_calls=1,
-                                                        big_batch=4, size=s, device=device)  # fmt: skip
+        result["speed"] = speed_by_size(models, [r, *[x for x in sizes if x != r]], sp.rounds, device)
     result["command"] = command
     result["time_s"] = round(time.perf_counter() - t0, 2)
     return result

@@ -205,16 +205,12 @@ def parity(generator: nn.Module, exported, batches=PARITY_BATCHES) -> float:
     return worst
 
 
-def _reduce(generator: GeneratorAdapter, fp32_file: Path, precision: str) -> Path:
-    """The fp32 ONNX file converted to ``precision`` in place (one self-contained file)."""
+def _reduce(fp32_file: Path, precision: str, feeds) -> Path:
+    """The fp32 ONNX file converted to ``precision`` in place (one self-contained file); ``feeds()``: the
+    calibration inputs (int8)."""
     from gankd import precision as prec
 
     dst = fp32_file.with_name(fp32_file.stem + f".{precision}.onnx")
-
-    def feeds():  # int8 calibration: the generator's activations for 8 batches of 16 seeded inputs
-        return [{n: a.numpy() for n, a in zip(generator.input_names, example_inputs(generator, 16, 10_000 + 16 * i))}
-                for i in range(8)]  # fmt: skip
-
     prec.PRECISIONS.get(precision)(fp32_file, dst, feeds)
     for f in list(fp32_file.parent.iterdir()):
         if f != dst:
@@ -231,7 +227,8 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
     from gankd.metrics.efficiency import time_callable
 
     fp32_run = load_exported(fp32_file, "onnx", threads=1)  # the session holds the model: the file may go
-    path = _reduce(generator, fp32_file, precision)
+    feeds, calibration = prec.calibration_feeds(generator, folder)
+    path = _reduce(fp32_file, precision, feeds)
     run = load_exported(path, "onnx", threads=1)
     worst = parity(generator, run)
     gate = None
@@ -249,6 +246,7 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
             times[name].append(1000 * statistics.median(time_callable(lambda fn=fn: fn(*args), warmup=2, repeats=20)))
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"max_abs_diff": worst, "ops": prec.op_report(path), "quality_gate": gate,
+            "calibration": calibration if precision == "int8" else None,
             "latency_b1_ms": {"fp32": med["fp32"], precision: med[precision], "rounds": times, "threads": 1},
             "speedup_b1": med["fp32"] / med[precision]}  # fmt: skip
 
@@ -323,9 +321,6 @@ def export_generator(
     out = _export_path(folder_or_model, out, format, precision, force)
     fmt = FORMATS.get(format)
     generator, folder = _as_generator(folder_or_model)
-    if precision != "fp32" and generator.is_i2i:
-        raise ValueError(f"--precision {precision} covers noise-to-image generators so far; export this "
-                         "image-to-image generator with --precision fp32")  # fmt: skip
     made = not out.parent.exists()
     reduced = None
     out.parent.mkdir(parents=True, exist_ok=True)

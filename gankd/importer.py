@@ -29,6 +29,7 @@ import importlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -472,42 +473,53 @@ def _fix_output_and_noise(model: nn.Module, spec: IOSpec, img: torch.Tensor, cla
     return spec, img
 
 
+@dataclass
+class Declared:
+    """What the user declares of a generator's call (the import flags); what is left None is found by dry runs.
+
+    ``latent``: the latent shape (None: detected from the first layer, or a mapping network's
+    ``Linear``); ``num_classes``: labels the forward takes after the latent; ``output_range``: the range
+    of the output image (B, 1 or 3, H, H); ``input_image`` (C, H, W): an image-to-image generator taking
+    one source image of that shape (at its trained size; fully convolutional ones run at other sizes
+    too) in ``input_range`` instead of a latent; ``feat_layers``: feature taps (module paths; None:
+    :func:`gankd.adapter.auto_feature_taps`); ``call_kwargs``: keyword arguments every call gets
+    (``--forward-kwargs``: truncation, noise mode)."""
+
+    latent: tuple[int, ...] | None = None
+    num_classes: int = 0
+    output_range: Any = (-1.0, 1.0)
+    input_image: tuple[int, ...] | None = None
+    input_range: Any = (-1.0, 1.0)
+    feat_layers: list[str] | None = None
+    call_kwargs: dict | None = None
+
+
 def import_generator(
     class_path: str,
     kwargs: dict,
     weights: str | Path,
     out: str | Path,
     state_key: str | None = None,
-    latent: tuple[int, ...] | None = None,
-    num_classes: int = 0,
-    output_range=(-1.0, 1.0),
-    feat_layers: list[str] | None = None,
-    input_image: tuple[int, ...] | None = None,
-    input_range=(-1.0, 1.0),
+    declared: Declared | None = None,
     force: bool = False,
-    call_kwargs: dict | None = None,
 ) -> Path:
     """Import a user's generator class + checkpoint into the gankd folder ``out``; returns it.
 
     An ``out`` that already holds a model (config.json) is refused unless ``force``; then it
     is replaced as a whole (none of its other files carried over: they described other weights).
+    ``state_key``: the entry of the checkpoint that holds the generator's state dict (None: found).
 
-    ``input_image`` (C, H, W): an image-to-image generator taking one source image of that
-    shape (at its trained size; fully convolutional ones run at other sizes too) instead of
-    a latent.
-
-    The latent shape is detected from the first layer when ``latent`` is None; the output
-    must be (B, 1 or 3, H, H) in ``output_range``; feature taps are ``feat_layers`` (module
-    paths) or chosen by :func:`gankd.adapter.auto_feature_taps`. ``call_kwargs``: keyword arguments
-    every call gets (``--forward-kwargs``: truncation, noise mode); a forward that takes
+    ``declared`` (:class:`Declared`): what the user says of the call. A forward that takes
     ``noise_mode`` or ``randomize_noise`` gets the fixed-noise setting unless given, and a forward
     whose output still differs between two calls on one latent is refused. See the module docstring
     for what runs (the class's module) and what never does (code inside the checkpoint).
     """
+    d = declared or Declared()
+    latent, num_classes, input_image, feat_layers = d.latent, d.num_classes, d.input_image, d.feat_layers
     if num_classes < 0:
         raise ValueError(f"--num-classes must be >= 0, got {num_classes}")
     check_out_folder(out, force)
-    output_range = parse_range(output_range)
+    output_range = parse_range(d.output_range)
     cls = resolve_class(class_path)
     torch.manual_seed(0)  # the fresh instance's init is irrelevant (overwritten) but reproducible
     model = instantiate(cls, kwargs, class_path)
@@ -517,7 +529,7 @@ def import_generator(
     state, stripped = strip_prefixes(state, own_keys)
     load_state_strict(model, state, f"--weights do not match {class_path}(**kwargs)")
     model.eval()
-    call_kwargs, truncation = forward_kwargs(model, call_kwargs)
+    call_kwargs, truncation = forward_kwargs(model, d.call_kwargs)
     if input_image is not None:
         if len(input_image) != 3 or min(input_image) < 1:
             raise ValueError(f"--input-image must be C,H,W such as 3,256,256, got {','.join(map(str, input_image))}")
@@ -526,7 +538,7 @@ def import_generator(
         latent = ()
     elif latent is None:
         latent = detect_latent(model, num_classes, output_range, call_kwargs)
-    input_range = parse_range(input_range, "--input-range")
+    input_range = parse_range(d.input_range, "--input-range")
     spec = _spec(tuple(latent), num_classes, output_range, image=tuple(input_image) if input_image else None,
                  input_range=input_range, call_kwargs=call_kwargs)  # fmt: skip
     img = _first_run(model, spec, class_path, input_image, latent, num_classes)
@@ -674,6 +686,6 @@ def is_module_folder(folder: str | Path) -> bool:
     return isinstance(meta, dict) and meta.get("family") == FAMILY
 
 
-__all__ = ["import_generator", "load_module_generator", "save_module_generator", "resolve_class",
+__all__ = ["Declared", "import_generator", "load_module_generator", "save_module_generator", "resolve_class",
            "shrink_to_shapes", "header_shapes", "summary", "is_module_folder", "parse_ints", "parse_range",
            "module_meta", "parse_kwargs"]  # fmt: skip

@@ -4,7 +4,7 @@
   edges), so the file runs where the fp32 one does.
 - **int8**: ONNX Runtime's static quantization in the QDQ format, weights per output channel
   (symmetric int8), activations int8 with ranges calibrated on the generator's own activations
-  (``calibration`` batches of seeded inputs; image-to-image: source images). Only Conv, MatMul and
+  (``calibration`` batches of seeded inputs; image-to-image: the val split's source images). Only Conv, MatMul and
   Gemm are quantized: the CPU execution provider fuses a QDQ Conv into an int8 kernel, but it has
   none for ConvTranspose, so a quantized ConvTranspose would run as dequantize, fp32
   ConvTranspose, quantize (slower, not faster): it stays fp32, and the report says so.
@@ -14,7 +14,9 @@
   model's own samples from disjoint seeds) with the domain's extractor, and PSNR/SSIM of the
   reduced images to the fp32 ones (and, for a student, to its teacher's) on the same inputs;
   ``passed`` when the FID rises by at most ``max_fid_rise`` (a fraction of the fp32 FID, or of
-  0.01 when that is smaller).
+  0.01 when that is smaller). Image-to-image generators are scored on their test pairs as
+  ``gankd eval`` scores them: FID of the outputs against the targets, PSNR to the targets, and
+  the reduced outputs against the fp32 ones on the same source images.
 """
 
 from __future__ import annotations
@@ -127,8 +129,7 @@ def quality_gate(generator, run, folder: Path | None, max_fid_rise: float, num_s
     t_folder = teacher_of(folder)
     teacher = adapter_for(load_generator(t_folder)).eval() if t_folder is not None else None
     if gen.is_i2i:
-        raise ValueError("the int8/fp16 quality gate scores noise-to-image generators; export an image-to-image "
-                         "generator with --precision fp32, or pass --max-fid-rise inf to skip the gate")  # fmt: skip
+        return _i2i_gate(gen, run, folder, teacher, t_folder, max_fid_rise, num_samples, batch)
     full, _ = generate_uint8(generator, num_samples, 0, batch, device)
     reduced, psnrs, ssims, t_psnrs, t_ssims = [], [], [], [], []
     for i in range(0, num_samples, batch):
@@ -163,6 +164,71 @@ def quality_gate(generator, run, folder: Path | None, max_fid_rise: float, num_s
             "extractor": ex.info()}  # fmt: skip
 
 
+@torch.no_grad()
+def _i2i_gate(gen, run, folder: Path | None, teacher, t_folder: Path | None, max_fid_rise: float, num_samples: int,
+              batch: int) -> dict:  # fmt: skip
+    """:func:`quality_gate` of an image-to-image generator, on at most ``num_samples`` of its test pairs."""
+    from gankd.data import to_uint8
+    from gankd.evaluate_i2i import model_pairs
+    from gankd.metrics import fidelity as fid
+    from gankd.metrics.fidelity import psnr, ssim
+
+    pairs = model_pairs(gen, folder, "test", label=str(folder or "the generator"))
+    n = min(num_samples, len(pairs))
+    src = pairs.sources[:n].float().div(127.5).sub(1)
+    tgt = pairs.images[:n].float().div(127.5).sub(1)
+    outs: dict[str, list[torch.Tensor]] = {"fp32": [], "reduced": [], "teacher": []}
+    for i in range(0, n, batch):
+        s = src[i : i + batch]
+        outs["fp32"].append(gen.call_positional(s).float().clamp(-1, 1))
+        outs["reduced"].append(run(s).float().clamp(-1, 1))
+        if teacher is not None:
+            outs["teacher"].append(teacher.call_positional(s).float().clamp(-1, 1))
+    a, b = torch.cat(outs["fp32"]), torch.cat(outs["reduced"])
+    ref_u8 = to_uint8(tgt)
+    ref = fid.ImageSet(ref_u8, None, f"{pairs.spec_data}:test", fid.tensor_digest(ref_u8), f"{n} test targets")
+    ex = fid.choose_extractor(fid.AUTO, channels=ref_u8.shape[1], resolution=ref_u8.shape[-1],
+                              data=fid.data_name(ref))  # fmt: skip
+    f32 = fid.fidelity_metrics(to_uint8(a), ref, ("fid",), n, extractor=ex, cache=False)["fid"]
+    fq = fid.fidelity_metrics(to_uint8(b), ref, ("fid",), n, extractor=ex, cache=False)["fid"]
+    rise = (fq - f32) / max(f32, FID_FLOOR)
+    t = torch.cat(outs["teacher"]) if teacher is not None else None
+    return {"fid_fp32": f32, "fid_reduced": fq, "fid_rise": rise, "max_fid_rise": max_fid_rise,
+            "passed": bool(rise <= max_fid_rise), "psnr_to_fp32_db": float(psnr(b, a).mean()),
+            "ssim_to_fp32": float(ssim(b, a).mean()), "num_samples": n,
+            "reference": f"{n} test pairs of {pairs.spec_data} ({pairs.task}): outputs against targets",
+            "psnr_to_target_db": {"fp32": float(psnr(a, tgt).mean()), "reduced": float(psnr(b, tgt).mean())},
+            "teacher": portable_path(t_folder) if t_folder is not None else None,
+            "psnr_to_teacher_db": float(psnr(b, t).mean()) if t is not None else None,
+            "ssim_to_teacher": float(ssim(b, t).mean()) if t is not None else None,
+            "extractor": ex.info()}  # fmt: skip
+
+
+def calibration_feeds(generator, folder: Path | None, batches: int = 8, batch: int = 16):
+    """``(feeds, description)``: int8 calibration inputs (a function giving ``batches`` feeds of ``batch``
+    inputs each, by input name). Noise-to-image: seeded latents (and balanced labels) from seeds
+    10,000..; image-to-image: the source images of the val split the model folder records (seeded
+    stand-ins, said so, when it records none)."""
+    from gankd.adapter import adapter_for
+
+    gen = adapter_for(generator)
+    names = gen.input_names
+    if gen.is_i2i and folder is not None:
+        from gankd.evaluate_i2i import model_pairs
+
+        try:
+            pairs = model_pairs(gen, folder, "val")
+        except (ValueError, FileNotFoundError) as e:
+            log.warning("int8 calibration on stand-in source images: %s", e)
+        else:
+            src = pairs.sources[: batches * batch].float().div(127.5).sub(1)
+            return ((lambda: [{names[0]: src[i : i + batch].numpy()} for i in range(0, len(src), batch)]),
+                    f"{len(src)} val source images of {pairs.spec_data} ({pairs.task})")  # fmt: skip
+    kind = "seeded stand-in source images" if gen.is_i2i else "seeded inputs"
+    return ((lambda: [{n: a.numpy() for n, a in zip(names, gen.example_inputs(batch, first_seed=10_000 + batch * i))}
+                      for i in range(batches)]), f"{batches * batch} {kind}, seeds 10000..")  # fmt: skip
+
+
 # ONNX precisions of ``gankd export --precision``: name -> converter(fp32 file, destination, feeds) where
 # feeds() gives calibration inputs (called only by converters that calibrate); fp32 converts nothing.
 PRECISIONS = Registry("export precision", ordered=True)
@@ -170,4 +236,4 @@ PRECISIONS.add("fp32", None)
 PRECISIONS.add("fp16", lambda src, dst, feeds: to_fp16(src, dst))
 PRECISIONS.add("int8", lambda src, dst, feeds: to_int8(src, dst, feeds()))
 
-__all__ = ["PRECISIONS", "to_fp16", "to_int8", "op_report", "quality_gate"]
+__all__ = ["PRECISIONS", "calibration_feeds", "to_fp16", "to_int8", "op_report", "quality_gate"]

@@ -123,8 +123,7 @@ class Selector:
             from gankd.metrics import fidelity as fid
 
             q = fid.fidelity_metrics(to_uint8(images), self.reference, ("fid",), self.eval_samples, None,
-                                     fid.EVALUATOR, self.net, first_seed=VAL_FIRST_SEED,
-                                     device=self.device)  # fmt: skip
+                                     fid.Features(fid.EVALUATOR, self.net), device=self.device)  # fmt: skip
             out["val_fid"] = q["fid"]
         key = {"perceptual-fid": "val_fid", "teacher-l1": "val_pixel_l1"}.get(self.rule)
         if key is not None:
@@ -152,24 +151,25 @@ def _same_as_evaluator(folder: Path) -> bool:
     return file_sha256(ev / WEIGHTS) == file_sha256(folder / WEIGHTS)
 
 
-def build_selector(select: str, *, distill: bool, data: str, resolution: int, image_channels: int,
+def build_selector(select: str, *, data: str, resolution: int, image_channels: int,
                    z_dim: int, num_classes: int, eval_samples: int, device: str = "cpu",
                    net: str | Path | None = None, teacher: nn.Module | None = None) -> Selector:  # fmt: skip
     """The selection rule of a run, checked when the run is built (before any training).
 
-    ``select``: one of :data:`SELECT_RULES`. ``distill``: a teacher exists (compress).
+    ``select``: one of :data:`SELECT_RULES`. ``teacher``: the teacher of a distillation (compress;
+    None: a teacher's own training), which teacher-l1 compares against.
     ``data``/``resolution``/``image_channels``: the data whose ``val`` split perceptual-fid
     scores against. ``net``: the classifier folder for perceptual-fid (default the shipped
     ``fmnist-perceptual``); refused when it holds the evaluator's weights. Raises with
     the fix when the val split is missing, unreadable or holds fewer than
     :data:`MIN_FID_IMAGES` images.
     """
+    distill = teacher is not None
     check_rule(select, distill)
     if select == "val-l1":
         raise ValueError("--select val-l1 scores image-to-image generators (--task); use perceptual-fid, "
                          f"{'teacher-l1' if distill else 'last'} or last")  # fmt: skip
-    sel = Selector(select, select, eval_samples, z_dim, num_classes, device,
-                   teacher=teacher if distill else None)  # fmt: skip
+    sel = Selector(select, select, eval_samples, z_dim, num_classes, device, teacher=teacher)
     if select == "last":
         return sel
     if eval_samples < MIN_FID_IMAGES:
@@ -269,14 +269,14 @@ class PairedSelector(Selector):
         return out
 
 
-def build_paired_selector(select: str, *, distill: bool, pairs, eval_samples: int, device: str = "cpu",
+def build_paired_selector(select: str, *, pairs, eval_samples: int, device: str = "cpu",
                           teacher: nn.Module | None = None) -> PairedSelector:  # fmt: skip
-    """The selection rule of an image-to-image run. ``pairs``: the val split's PairedDataset.
-    ``perceptual-fid`` (the config default) means ``val-l1`` here, recorded as such."""
-    check_rule(select, distill)
+    """The selection rule of an image-to-image run. ``pairs``: the val split's PairedDataset; ``teacher``:
+    the teacher of a distillation (None: a teacher's own training). ``perceptual-fid`` (the config default)
+    means ``val-l1`` here, recorded as such."""
+    check_rule(select, teacher is not None)
     rule = "val-l1" if select == "perceptual-fid" else select
-    sel = PairedSelector(rule, select, eval_samples, 0, 0, device, teacher=teacher if distill else None,
-                         pairs=pairs)  # fmt: skip
+    sel = PairedSelector(rule, select, eval_samples, 0, 0, device, teacher=teacher, pairs=pairs)
     if rule != select:
         sel.fallback = "image-to-image: selected on L1 to the val split's targets"
     if rule == "last":

@@ -271,12 +271,12 @@ class GANTrainer(Recipe):
                                   cfg.seed)  # fmt: skip
 
             data, self.val_pairs = pairs(cfg.split), pairs("val")
-            self.selector = build_paired_selector(cfg.select, distill=False, pairs=self.val_pairs,
+            self.selector = build_paired_selector(cfg.select, pairs=self.val_pairs,
                                                   eval_samples=cfg.eval_samples, device=cfg.device)  # fmt: skip
         else:
             data = load_dataset(cfg.data, cfg.split, g_cfg.resolution, g_cfg.image_channels)
             self.selector = build_selector(
-                cfg.select, distill=False, data=cfg.data, resolution=g_cfg.resolution,
+                cfg.select, data=cfg.data, resolution=g_cfg.resolution,
                 image_channels=g_cfg.image_channels, z_dim=g_cfg.z_dim, num_classes=g_cfg.num_classes,
                 eval_samples=cfg.eval_samples, device=cfg.device, net=cfg.select_net,
             )  # fmt: skip

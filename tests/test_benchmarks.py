@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from testkit import load_benchmark
 
+from gankd.runtimes import Options
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -77,8 +79,8 @@ def test_speed_target_uses_the_interleaved_ratio_not_separate_timings(matrix):
     assert t["met"] and t["value"].startswith("8.5x (rounds 7.5-9.5x") and "interleaved" in t["value"]
 
 
-FAST = dict(runtimes=("eager",), rounds=5, latency_calls=5, throughput_calls=2, big_batch=8, warmup=1,
-            channels_last="off")  # fmt: skip
+FAST = dict(runtimes=("eager",), rounds=5, latency_calls=5, throughput_calls=2, big_batch=8,
+            options=Options(warmup=1, channels_last="off"))  # fmt: skip
 
 
 def test_speed_pass_measures_afresh_and_stamps_every_cell(matrix, tmp_path):

@@ -159,9 +159,9 @@ def test_default_selection_is_perceptual_fid_on_val_never_the_evaluator(setup, i
     calls = []
     real = fid.fidelity_metrics
 
-    def spy(source, reference, metrics, n, n_ref, extractor, evaluator, *a, **k):
-        calls.append((reference, str(evaluator)))
-        return real(source, reference, metrics, n, n_ref, extractor, evaluator, *a, **k)
+    def spy(source, reference, metrics, n, n_ref, extractor, *a, **k):
+        calls.append((reference, str(extractor.evaluator)))
+        return real(source, reference, metrics, n, n_ref, extractor, *a, **k)
 
     monkeypatch.setattr(fid, "fidelity_metrics", spy)
     run = root / "pfid"
@@ -258,7 +258,7 @@ def test_non_finite_samples_are_never_selected(setup, imgs):
     kw = dict(data=f"folder:{imgs}", resolution=32, image_channels=1, z_dim=t.z_dim, num_classes=t.num_classes,
               eval_samples=8, net=perc)  # fmt: skip
     for rule, distill in (("perceptual-fid", False), ("teacher-l1", True)):
-        sel = build_selector(rule, distill=distill, teacher=t, **kw)
+        sel = build_selector(rule, teacher=t if distill else None, **kw)
         good = sel.score(t)
         assert math.isfinite(good["select"]) and sel.better(good, None)
         val = sel.score(bad)

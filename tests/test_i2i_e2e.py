@@ -219,7 +219,7 @@ def test_an_imported_teachers_recorded_spec_is_what_the_speed_pass_times(capsys,
     assert code == 0, err
     seen = {}
 
-    def fake_speed(models, **kw):
+    def fake_speed(models, *a, **kw):
         seen.update(models)
         return {}
 

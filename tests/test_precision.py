@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 from test_export import tiny
-from testkit import one_line_error
+from testkit import one_line_error, write_images
 
 from gankd.checkpoint import save_model
+from gankd.cli import main
 from gankd.export import export_generator, load_exported
 from gankd.precision import op_report
 
@@ -54,3 +55,36 @@ def test_a_failed_gate_writes_nothing_and_says_which_flag(folder, tmp_path, caps
     assert not (tmp_path / "x").exists()
     err = one_line_error(capsys, "export", "--model", folder, "--format", "torchscript", "--precision", "fp16")
     assert "--format torchscript" in err
+
+
+@pytest.fixture(scope="module")
+def i2i_folder(tmp_path_factory):
+    """A tiny denoising U-Net trained 3 steps on 40 RGB 32 px images (test 4, val 4): it records its data."""
+    root = tmp_path_factory.mktemp("prec-i2i")
+    data = write_images(root / "rgb", {"": 40}, size=(32, 32), mode="RGB")
+    code = main(["train-teacher", "--data", f"folder:{data}", "--task", "denoise", "--out", str(root / "t"),
+                 "--steps", "3", "--eval-every", "2", "--batch-size", "4", "--no-progress", "--set",
+                 'g_options={"base_channels": 4, "depth": 3}', "--set", 'd_options={"base_channels": 4}'])  # fmt: skip
+    assert code == 0
+    return root / "t" / "generator"
+
+
+def test_image_to_image_int8_calibrates_on_val_sources_and_gates_on_test_pairs(i2i_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_CACHE", str(tmp_path / "cache"))
+    r = export_generator(i2i_folder, out=tmp_path / "g8.onnx", precision="int8", max_fid_rise=float("inf"))
+    red = r["reduced"]
+    assert red["calibration"].startswith("4 val source images of folder:")  # the val split, not stand-ins
+    g = red["quality_gate"]
+    assert g["num_samples"] == 4 and "test pairs" in g["reference"] and g["passed"]
+    assert g["psnr_to_fp32_db"] > 20 and set(g["psnr_to_target_db"]) == {"fp32", "reduced"}
+    assert red["ops"]["ops"]["Conv"]["int8"] >= 1
+    x = torch.rand(2, 3, 48, 40) * 2 - 1  # fully convolutional: other sizes run too
+    assert load_exported(tmp_path / "g8.onnx")(x).shape == (2, 3, 48, 40)
+
+
+def test_image_to_image_failed_gate_writes_nothing(i2i_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GANKD_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "y" / "g.onnx"
+    err = one_line_error(capsys, "export", "--model", i2i_folder, "--out", out, "--precision", "fp16",
+                         "--max-fid-rise", "-1")  # fmt: skip
+    assert "--max-fid-rise" in err and "nothing was written" in err and not (tmp_path / "y").exists()

@@ -79,7 +79,7 @@ def test_a_new_runtime_is_timed_beside_the_others(scratch):
     from torch import nn
 
     from gankd.metrics.efficiency import interleaved_speed
-    from gankd.runtimes import RUNTIMES, Prepared, Runtime
+    from gankd.runtimes import RUNTIMES, Options, Prepared, Runtime
 
     calls = []
 
@@ -89,7 +89,7 @@ def test_a_new_runtime_is_timed_beside_the_others(scratch):
     scratch(RUNTIMES, "fake", Runtime(prepare, host_clock=True))
     net = nn.Sequential(nn.Linear(4, 4))
     r = interleaved_speed({"a": net, "b": net}, runtimes=("fake",), rounds=2, latency_calls=3, throughput_calls=1,
-                          big_batch=5, warmup=1)  # fmt: skip
+                          big_batch=5, options=Options(warmup=1))  # fmt: skip
     assert r["models"]["a"]["fake"]["kind"] == "fake" and r["protocol"]["runtimes"] == ["fake"]
     assert calls.count(1) == 2 * 2 * 3 and calls.count(5) == 2 * 2 * 1  # rounds x models x calls
 

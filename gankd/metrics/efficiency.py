@@ -34,7 +34,8 @@ import statistics
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -356,15 +357,13 @@ def interleaved_speed(
     latency_calls: int = 20,
     throughput_calls: int = 3,
     big_batch: int = 256,
-    warmup: int = 3,
-    channels_last: str = "auto",
-    device: str = "cpu",
-    size: int | None = None,
+    options: Options | None = None,
 ) -> dict:
     """Time several generators in one process, interleaved, and give speed-ups with their spread.
 
-    ``size``: for image-to-image generators, the side in px of the (stand-in) source image,
-    e.g. 256 or 512 (default: the trained resolution); ignored by noise-to-image ones.
+    ``options`` (:class:`gankd.runtimes.Options`): the device; ``size``, for image-to-image generators
+    the side in px of the (stand-in) source image, e.g. 256 or 512 (default: the trained resolution;
+    ignored by noise-to-image ones); ``channels_last``; the untimed ``warmup`` calls.
 
     ``models``: name -> generator (batch-1 latency and ``big_batch`` throughput are timed
     for each). ``reference`` (default: the first name, e.g. the teacher) is what every
@@ -374,7 +373,7 @@ def interleaved_speed(
     of each model in turn (A B A B ...; the starting model rotates every round), so slow
     drifts of the machine hit all models alike. A round's value is the median of its calls.
 
-    ``channels_last``: 'auto' picks, per model and batch size, the faster memory format
+    ``options.channels_last``: 'auto' picks, per model and batch size, the faster memory format
     from timed warm-up calls (recorded as ``memory_format``); 'on'/'off' force one.
 
     Returns a JSON-able record: ``created_utc``, ``fingerprint``, ``protocol``,
@@ -393,6 +392,8 @@ def interleaved_speed(
     bad = [r for r in runtimes if r not in RUNTIMES]
     if bad or not runtimes:
         raise ValueError(f"interleaved runtimes must be from {', '.join(RUNTIMES)}, got {list(runtimes)}")
+    opt = options or Options()
+    device, size, channels_last, warmup = opt.device, opt.size, opt.channels_last, opt.warmup
     if channels_last not in ("auto", "on", "off"):
         raise ValueError(f"channels_last must be auto, on or off, got {channels_last!r}")
     for key, v in (("rounds", rounds), ("latency_calls", latency_calls), ("throughput_calls", throughput_calls),
@@ -401,7 +402,6 @@ def interleaved_speed(
             raise ValueError(f"{key} must be >= 1, got {v}")
     stamp, t_start = utc_now(), time.perf_counter()
     batches = {"latency": (1, latency_calls), "throughput": (big_batch, throughput_calls)}
-    opt = Options(device=device, size=size, channels_last=channels_last, warmup=warmup)
     with contextlib.ExitStack() as stack:
         ready = prepare_all(models, tuple(runtimes), tuple(dict.fromkeys(b for b, _ in batches.values())), opt, stack)
         per_round = _interleave(ready, names, batches, rounds, device)
@@ -446,33 +446,42 @@ def interleaved_speed(
 
 
 # ------------------------------------------------------------------ all together
+@dataclass
+class Speed:
+    """Measured speed: batch-1 latency and ``big_batch`` throughput for ``runtimes`` (eager, compile,
+    onnx), ``repeats`` calls (at least ``min_time_s``); with a teacher, ``rounds`` interleaved rounds."""
+
+    runtimes: Sequence[str] = ("eager", "onnx")
+    big_batch: int = 256
+    repeats: int = 20
+    min_time_s: float = 0.5
+    rounds: int = 7
+
+
 def efficiency(
     model: nn.Module,
     folder: str | Path | None = None,
-    speed: bool = False,
-    big_batch: int = 256,
-    runtimes: tuple[str, ...] = ("eager", "onnx"),
+    speed: Speed | None = None,
     channels_last: str = "auto",
-    repeats: int = 20,
-    min_time_s: float = 0.5,
     memory: bool = True,
     device: str = "cpu",
     reference: nn.Module | None = None,
-    rounds: int = 7,
 ) -> dict:
-    """Params, MACs per image, weight-file size, and (``speed=True``) measured speed.
+    """Params, MACs per image, weight-file size, and (with ``speed``, a :class:`Speed`) measured speed.
 
-    ``runtimes`` from ``eager``, ``compile``, ``onnx``. Returns a JSON-able dict with
+    ``speed.runtimes`` from ``eager``, ``compile``, ``onnx``. Returns a JSON-able dict with
     ``params``, ``macs``, ``macs_by_op``, ``weights_bytes``, ``speed`` (per runtime:
-    ``latency`` at batch 1 and ``throughput`` at ``big_batch``, each stamped
+    ``latency`` at batch 1 and ``throughput`` at ``speed.big_batch``, each stamped
     ``measured_utc``), ``peak_memory`` (per batch size) and ``fingerprint``.
 
     With a ``reference`` (the teacher), eager and ONNX speed come from
-    :func:`interleaved_speed` of the reference and this model (``rounds`` rounds,
-    ``repeats`` batch-1 calls per round) and ``speed_vs_teacher`` holds ``created_utc``,
+    :func:`interleaved_speed` of the reference and this model (``speed.rounds`` rounds,
+    ``speed.repeats`` batch-1 calls per round) and ``speed_vs_teacher`` holds ``created_utc``,
     ``fingerprint``, ``protocol``, the reference's own numbers (``teacher``) and the
     speed-ups with their spread (``ratio[runtime][latency|throughput]``).
     """
+    sp = speed or Speed()
+    runtimes, big_batch, repeats, min_time_s = tuple(sp.runtimes), sp.big_batch, sp.repeats, sp.min_time_s
     bad = [r for r in runtimes if r not in ("eager", "compile", "onnx")]
     if bad:
         raise ValueError(f"unknown runtime(s) {bad}; choose from eager, compile, onnx")
@@ -485,14 +494,15 @@ def efficiency(
         "weights_bytes": w["bytes"],
         "weights_source": w["source"],
     }
-    if speed:
+    if speed is not None:
         speeds: dict = {}
         vs_teacher = None
         paired = [r for r in runtimes if r in INTERLEAVED_RUNTIMES] if reference is not None else []
         if paired:
-            rec = interleaved_speed({"teacher": reference, "model": model}, "teacher", tuple(paired), rounds=rounds,
+            rec = interleaved_speed({"teacher": reference, "model": model}, "teacher", tuple(paired), rounds=sp.rounds,
                                     latency_calls=repeats, throughput_calls=max(1, repeats // 6),
-                                    big_batch=big_batch, channels_last=channels_last, device=device)  # fmt: skip
+                                    big_batch=big_batch,
+                                    options=Options(device=device, channels_last=channels_last))  # fmt: skip
             speeds.update(rec["models"]["model"])
             vs_teacher = {k: rec[k] for k in ("created_utc", "fingerprint", "protocol")}
             vs_teacher.update(teacher=rec["models"]["teacher"], ratio=rec["ratios"]["model"])

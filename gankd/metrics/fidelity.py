@@ -721,17 +721,36 @@ def _calculate(src: ImageSet, ref: ImageSet, metrics: Sequence[str], rgb: bool, 
 
 
 
-def _checked_request(metrics: Sequence[str], extractor, evaluator, inception_weights) -> list[str]:
+@dataclass(frozen=True)
+class Features:
+    """A feature extractor by name, with the files a named one may need: ``name`` (see
+    :func:`choose_extractor`; ``auto`` picks for the reference's domain), ``evaluator`` (a classifier folder
+    of the domain: ``fmnist-evaluator``) and ``inception_weights`` (the Inception-V3 file)."""
+
+    name: str = AUTO
+    evaluator: str | Path | None = None
+    inception_weights: str | Path | None = None
+
+
+def _as_features(extractor: str | Features | Extractor) -> Features | Extractor:
+    return extractor if isinstance(extractor, (Features, Extractor)) else Features(extractor)
+
+
+def _checked_request(metrics: Sequence[str], extractor: Features | Extractor) -> list[str]:
     """The metric names, checked with the extractor (and a named extractor's weights found) before any work:
     fail in a second, not after sampling 10k images."""
     metrics = [m.strip().lower() for m in metrics]
     bad = [m for m in metrics if m not in FIDELITY_METRICS]
     if bad or not metrics:
         raise ValueError(f"--metrics: unknown {bad or metrics}; choose from {', '.join(FIDELITY_METRICS)}")
-    if not isinstance(extractor, Extractor) and extractor not in EXTRACTORS:
-        raise ValueError(f"--extractor {extractor!r} is unknown; choose one of: {', '.join(EXTRACTORS)}")
-    if extractor in (EVALUATOR, INCEPTION):
-        resolve_evaluator(evaluator) if extractor == EVALUATOR else find_inception_weights(inception_weights)
+    if isinstance(extractor, Extractor):
+        return metrics
+    if extractor.name not in EXTRACTORS:
+        raise ValueError(f"--extractor {extractor.name!r} is unknown; choose one of: {', '.join(EXTRACTORS)}")
+    if extractor.name == EVALUATOR:
+        resolve_evaluator(extractor.evaluator)
+    elif extractor.name == INCEPTION:
+        find_inception_weights(extractor.inception_weights)
     return metrics
 
 
@@ -757,10 +776,7 @@ def fidelity_metrics(
     metrics: Sequence[str] = FIDELITY_METRICS,
     num_samples: int = 10000,
     num_reference: int | None = None,
-    extractor: str | Extractor = AUTO,
-    evaluator: str | Path | None = None,
-    inception_weights: str | Path | None = None,
-    first_seed: int = 0,
+    extractor: str | Features | Extractor = AUTO,
     batch_size: int = 256,
     device: str = "cpu",
     cache: bool = True,
@@ -768,30 +784,30 @@ def fidelity_metrics(
 ) -> dict:
     """FID / IS / KID / precision-recall of ``source`` against ``reference`` via torch-fidelity.
 
-    ``source``: generator (module or folder; ``num_samples`` images from seeds
-    ``first_seed..``), data spec / image folder (``num_samples`` random images), uint8
+    ``source``: generator (module or folder; ``num_samples`` images from seeds ``0..``: other seeds
+    through :func:`generated_set`), data spec / image folder (``num_samples`` random images), uint8
     tensor (N, C, H, W) or :class:`ImageSet`. ``reference``: same kinds, default
     ``fashion-mnist:test`` (all of it, or ``num_reference`` random images), loaded at
     the source's resolution and channels. ``metrics`` from ``fid, isc, kid, prc``.
 
     ``extractor``: a name (see :func:`choose_extractor`; ``auto`` picks for the domain of the
-    reference) or an :class:`Extractor` already chosen.
+    reference), a name with its files (:class:`Features`) or an :class:`Extractor` already chosen.
 
     Returns ``{"fid", "isc_mean", "isc_std", "kid_mean", "kid_std", "precision",
     "recall", "f_score"}`` (those asked for; ``"skipped": {metric: reason}`` for those the
     extractor cannot give) plus ``"protocol"`` (extractor name, weights, hash and why it was
     chosen, sample counts, resize, channels, warnings) and ``"time_s"``.
     """
-    import torch_fidelity
-
-    metrics = _checked_request(metrics, extractor, evaluator, inception_weights)
+    extractor = _as_features(extractor)
+    metrics = _checked_request(metrics, extractor)
     t0 = time.perf_counter()
-    src = as_image_set(source, num=num_samples, first_seed=first_seed, batch_size=batch_size, device=device)
+    src = as_image_set(source, num=num_samples, batch_size=batch_size, device=device)
     res, ch = src.images.shape[-1], src.images.shape[1]
     ref = as_image_set(reference, resolution=res, channels=ch, num=num_reference)
-    if not isinstance(extractor, Extractor):
-        extractor = choose_extractor(extractor, channels=ch, resolution=res, data=data_name(ref),
-                                     evaluator=evaluator, inception_weights=inception_weights)  # fmt: skip
+    if isinstance(extractor, Features):
+        extractor = choose_extractor(extractor.name, channels=ch, resolution=res, data=data_name(ref),
+                                     evaluator=extractor.evaluator,
+                                     inception_weights=extractor.inception_weights)  # fmt: skip
     ex = extractor
     weights, w_digest = ex.weights, ex.sha256_16
     skipped = {}
@@ -842,6 +858,18 @@ def fidelity_metrics(
     if skipped:
         result["skipped"] = skipped
 
+    result["protocol"] = _protocol(ex, metrics, src, ref, kwargs, cache_name)
+    result["time_s"] = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def _protocol(ex: Extractor, metrics: Sequence[str], src: ImageSet, ref: ImageSet, kwargs: dict,
+              cache_name: str | None) -> dict:  # fmt: skip
+    """The protocol record of a :func:`fidelity_metrics` result: how its numbers were made."""
+    import torch_fidelity
+
+    n1, n2 = len(src), len(ref)
+    ch, res = src.images.shape[1], src.images.shape[-1]
     resize, chan, feats = _feature_notes(ex, res, ch)
     warnings = []
     if n2 < MIN_REFERENCE:
@@ -849,7 +877,7 @@ def fidelity_metrics(
                         "are noisy; compare only against the real-data floor measured the same way")  # fmt: skip
     if not ex.in_domain:
         warnings.append(f"extractor {ex.name} is trained on another domain ({ex.reason})")
-    result["protocol"] = {
+    return {
         **ex.info(),
         "features": feats,
         "metrics": list(metrics),
@@ -862,15 +890,13 @@ def fidelity_metrics(
         "resize": resize,
         "channels": chan,
         "kid_subset_size": kwargs["kid_subset_size"],
-        "kid_subsets": kid_subsets,
+        "kid_subsets": kwargs["kid_subsets"],
         "isc_splits": kwargs["isc_splits"],
         "prc_neighborhood": 3,
         "reference_cache": cache_name,
         "torch_fidelity": torch_fidelity.__version__,
         "warnings": warnings,
     }
-    result["time_s"] = round(time.perf_counter() - t0, 3)
-    return result
 
 
 # ------------------------------------------------------------------ class consistency

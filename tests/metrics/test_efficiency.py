@@ -13,6 +13,7 @@ from torch import nn
 from gankd.checkpoint import save_model
 from gankd.metrics import efficiency as ef
 from gankd.models.dcgan import DCGANGenerator, GeneratorConfig
+from gankd.runtimes import Options
 
 
 def hand_net() -> nn.Module:
@@ -54,7 +55,7 @@ def test_speed_numbers_positive_and_json_has_fingerprint(tmp_path):
     torch.manual_seed(0)
     g = DCGANGenerator(GeneratorConfig(base_channels=4, z_dim=16, num_classes=10)).eval()
     folder = save_model(tmp_path / "g", g, "generator")
-    r = ef.efficiency(g, folder, speed=True, big_batch=8, runtimes=("eager",), repeats=3, min_time_s=0.0)
+    r = ef.efficiency(g, folder, ef.Speed(("eager",), big_batch=8, repeats=3, min_time_s=0.0))
     r = json.loads(json.dumps(r))  # JSON-able
     eager = r["speed"]["eager"]
     assert set(eager["formats"]) == {"contiguous", "channels_last"}
@@ -117,7 +118,7 @@ class RepeatedConv(nn.Module):
 
 
 # enough calls per round that one descheduling on a busy 2-core machine cannot move a round's median
-FAST = dict(rounds=7, latency_calls=9, throughput_calls=5, big_batch=8, warmup=2, channels_last="off")
+FAST = dict(rounds=7, latency_calls=9, throughput_calls=5, big_batch=8, options=Options(warmup=2, channels_last="off"))
 
 
 # A clock that only the models below advance: timing them with it makes every round's time,
@@ -231,8 +232,8 @@ def test_interleaved_onnx_runtime_and_bad_arguments():
 
 
 def test_efficiency_with_a_reference_reports_interleaved_speedups():
-    r = ef.efficiency(RepeatedConv(1), speed=True, big_batch=8, runtimes=("eager",), repeats=3,
-                      reference=RepeatedConv(12), rounds=3, memory=False)  # fmt: skip
+    r = ef.efficiency(RepeatedConv(1), speed=ef.Speed(("eager",), big_batch=8, repeats=3, rounds=3),
+                      reference=RepeatedConv(12), memory=False)  # fmt: skip
     vt = r["speed_vs_teacher"]
     assert vt["protocol"]["rounds"] == 3 and vt["created_utc"] and vt["fingerprint"]["cpu"]
     assert vt["ratio"]["eager"]["latency"]["median"] > 1  # 12x the work: slower in the same interleaved run
@@ -241,6 +242,6 @@ def test_efficiency_with_a_reference_reports_interleaved_speedups():
 
 
 def test_solo_speed_is_stamped():
-    r = ef.efficiency(RepeatedConv(1), speed=True, big_batch=4, runtimes=("eager",), repeats=3, min_time_s=0.0,
+    r = ef.efficiency(RepeatedConv(1), speed=ef.Speed(("eager",), big_batch=4, repeats=3, min_time_s=0.0),
                       memory=False)  # fmt: skip
     assert r["speed"]["eager"]["measured_utc"] and "speed_vs_teacher" not in r and r["fingerprint"]["cpu"]

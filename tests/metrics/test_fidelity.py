@@ -29,7 +29,8 @@ def test_self_is_zero_and_corruption_is_clearly_worse(evaluator_dir):
     shifted = torch.roll(a, shifts=(9, 9), dims=(2, 3))
 
     def run(x, metrics=("fid", "kid", "prc")):
-        return fm.fidelity_metrics(x, reference=a, metrics=metrics, evaluator=evaluator_dir, **FAST)
+        ex = fm.Features(evaluator=evaluator_dir)
+        return fm.fidelity_metrics(x, reference=a, metrics=metrics, extractor=ex, **FAST)
 
     same = run(a, ("fid", "isc", "kid", "prc"))
     other = run(b, ("fid",))["fid"]  # same distribution, other samples: the noise floor
@@ -60,21 +61,21 @@ def test_reference_cache_is_keyed_by_data_and_weights(tmp_path, evaluator_dir):
     ref_dir = _folder(tmp_path, blobs(60, seed=5))
     x = blobs(60, seed=6)
     spec = f"folder:{ref_dir}"
-    first = fm.fidelity_metrics(x, spec, ("fid",), evaluator=evaluator_dir, **FAST)
+    first = fm.fidelity_metrics(x, spec, ("fid",), extractor=fm.Features(evaluator=evaluator_dir), **FAST)
     cache = fm.cache_root()
     files = sorted(p.name for p in cache.iterdir())
     assert files and all(first["protocol"]["reference_sha256_16"] in f for f in files)
     assert all(fm.file_digest(evaluator_dir) in f for f in files)
-    again = fm.fidelity_metrics(x, spec, ("fid",), evaluator=evaluator_dir, **FAST)
+    again = fm.fidelity_metrics(x, spec, ("fid",), extractor=fm.Features(evaluator=evaluator_dir), **FAST)
     assert again["fid"] == pytest.approx(first["fid"], rel=1e-9)
     # other extractor weights under the same extractor name: a new entry, not the stale one
     other_eval = make_evaluator(tmp_path / "eval2", seed=7)
-    other = fm.fidelity_metrics(x, spec, ("fid",), evaluator=other_eval, **FAST)
+    other = fm.fidelity_metrics(x, spec, ("fid",), extractor=fm.Features(evaluator=other_eval), **FAST)
     assert len(list(cache.iterdir())) > len(files)
     assert other["fid"] != pytest.approx(first["fid"], rel=1e-6)
     # changed data in the same folder: a new entry too
     Image.fromarray(blobs(1, seed=99)[0, 0].numpy()).save(ref_dir / "000.png")
-    changed = fm.fidelity_metrics(x, spec, ("fid",), evaluator=evaluator_dir, **FAST)
+    changed = fm.fidelity_metrics(x, spec, ("fid",), extractor=fm.Features(evaluator=evaluator_dir), **FAST)
     assert changed["protocol"]["reference_sha256_16"] != first["protocol"]["reference_sha256_16"]
 
 
@@ -87,8 +88,9 @@ def test_generator_samples_are_seeded_and_class_balanced(tmp_path, evaluator_dir
     assert torch.equal(imgs, expect)  # same bytes as gankd.sampling, whatever the batch size
     folder = save_model(tmp_path / "g", g, "generator")
     ref = blobs(80, seed=8)
-    r1 = fm.fidelity_metrics(folder, ref, ("fid", "isc"), num_samples=80, evaluator=evaluator_dir, **FAST)
-    r2 = fm.fidelity_metrics(g, ref, ("fid", "isc"), num_samples=80, evaluator=evaluator_dir, **FAST)
+    ex = fm.Features(evaluator=evaluator_dir)
+    r1 = fm.fidelity_metrics(folder, ref, ("fid", "isc"), num_samples=80, extractor=ex, **FAST)
+    r2 = fm.fidelity_metrics(g, ref, ("fid", "isc"), num_samples=80, extractor=ex, **FAST)
     assert r1["fid"] == pytest.approx(r2["fid"], rel=1e-9) and r1["fid"] > 0
     assert "seeds 0..79" in r1["protocol"]["generated"] and "class-balanced" in r1["protocol"]["generated"]
 
@@ -137,7 +139,8 @@ def test_missing_inception_weights_is_one_clear_line(tmp_path, monkeypatch):
     assert fm.INCEPTION_FILE in msg and str(empty / "hub" / "checkpoints") in msg
     assert "--inception-weights" in msg and "\n" not in msg
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        fm.fidelity_metrics(x, x, ("fid",), extractor="inception-v3-compat", inception_weights=tmp_path / "nope.pth")
+        missing = fm.Features("inception-v3-compat", inception_weights=tmp_path / "nope.pth")
+        fm.fidelity_metrics(x, x, ("fid",), extractor=missing)
     assert not (empty / "hub").exists()  # nothing tried to download
 
 
@@ -165,13 +168,13 @@ def test_inception_path_runs_with_a_random_trunk(tmp_path, monkeypatch):
 def test_bad_inputs_fail_with_the_fix(evaluator_dir, tmp_path):
     x = blobs(10)
     with pytest.raises(ValueError, match="choose from"):
-        fm.fidelity_metrics(x, x, ("fid", "ppl"), evaluator=evaluator_dir)
+        fm.fidelity_metrics(x, x, ("fid", "ppl"), extractor=fm.Features(evaluator=evaluator_dir))
     with pytest.raises(ValueError, match="choose one of"):
         fm.fidelity_metrics(x, x, ("fid",), extractor="clip")
     with pytest.raises(FileNotFoundError, match="train-classifier"):
-        fm.fidelity_metrics(x, x, ("fid",), evaluator=tmp_path / "no-evaluator")
+        fm.fidelity_metrics(x, x, ("fid",), extractor=fm.Features(evaluator=tmp_path / "no-evaluator"))
     with pytest.raises(ValueError, match="same size"):
-        fm.fidelity_metrics(x, blobs(10, size=16), ("fid",), evaluator=evaluator_dir)
+        fm.fidelity_metrics(x, blobs(10, size=16), ("fid",), extractor=fm.Features(evaluator=evaluator_dir))
 
 
 # ------------------------------------------------------------------ loading never runs code
@@ -200,7 +203,7 @@ def test_inception_weights_payload_is_refused_without_running(tmp_path, monkeypa
     x = blobs(4)
     given = _payload(tmp_path / "inception.pth", marker, {"fc.weight": torch.zeros(1)})
     with pytest.raises(ValueError) as e:
-        fm.fidelity_metrics(x, x, ("fid",), extractor=fm.INCEPTION, inception_weights=given)
+        fm.fidelity_metrics(x, x, ("fid",), extractor=fm.Features(fm.INCEPTION, inception_weights=given))
     assert "\n" not in str(e.value) and "--inception-weights" in str(e.value) and str(given) in str(e.value)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     default = _payload(tmp_path / "th" / "hub" / "checkpoints" / fm.INCEPTION_FILE, marker)
@@ -250,11 +253,11 @@ def test_planted_metrics_cache_files_never_run(tmp_path, evaluator_dir, caplog):
     cache = fm.cache_root()
     for suffix in ("features-embed", "features-logits", "stat-fid-embed"):
         _payload(cache / f"{old}-{fm.EVALUATOR}-{suffix}.pt", marker)
-    first = fm.fidelity_metrics(x, spec, ("fid", "kid"), evaluator=evaluator_dir, **FAST)
+    first = fm.fidelity_metrics(x, spec, ("fid", "kid"), extractor=fm.Features(evaluator=evaluator_dir), **FAST)
     assert not marker.exists()
     ours = [p for p in cache.iterdir() if p.suffix == ".safetensors"]
     assert len(ours) == 1 and first["protocol"]["reference_cache"] == ours[0].stem
-    hit = fm.fidelity_metrics(x, spec, ("fid", "kid"), evaluator=evaluator_dir, **FAST)
+    hit = fm.fidelity_metrics(x, spec, ("fid", "kid"), extractor=fm.Features(evaluator=evaluator_dir), **FAST)
     assert hit["fid"] == first["fid"] and hit["kid_mean"] == first["kid_mean"]
     for plant in ("payload", "garbage", "wrong-shape"):
         if plant == "payload":
@@ -265,7 +268,7 @@ def test_planted_metrics_cache_files_never_run(tmp_path, evaluator_dir, caplog):
             fm.save_cached_features(ours[0].stem, {"embed": torch.zeros(3, 16)}, {})
         caplog.clear()
         with caplog.at_level("WARNING", logger="gankd.metrics.fidelity"):
-            again = fm.fidelity_metrics(x, spec, ("fid", "kid"), evaluator=evaluator_dir, **FAST)
+            again = fm.fidelity_metrics(x, spec, ("fid", "kid"), extractor=fm.Features(evaluator=evaluator_dir), **FAST)
         assert again["fid"] == pytest.approx(first["fid"], rel=1e-9), plant
         assert any("ignoring unreadable metrics cache file" in r.getMessage() for r in caplog.records), plant
         assert fm.load_cached_features(ours[0].stem, ["embed"], len(ref)) is not None  # rewritten, valid

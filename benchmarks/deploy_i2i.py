@@ -1,0 +1,184 @@
+"""Deployment of an image-to-image generator: fp32 / fp16 / int8 exports of ``wesnoth-restore64`` and its
+width-1/4 students, timed at 64 and 256 px, and a latency budget at 256 px.
+
+    python benchmarks/deploy_i2i.py [--gate-samples 2000] [--rounds 7]
+
+1. Students: the recipe study's width-1/4 cells at 10 calibrated minutes, seed 0 (``plain`` and gankd's
+   default), trained here when their run folder is missing, exactly as
+   ``python benchmarks/recipes.py --settings restore64 --recipes plain,nofeat-advlate-90-rt --cost-minutes 10``
+   trains them (same config, same steps).
+2. Each model exported by ``gankd export`` at fp32, fp16 and int8 (``--max-fid-rise inf``: the gate's numbers
+   are recorded, nothing refused). int8 is calibrated on the val split's source images; the gate scores the
+   test pairs as ``gankd eval`` does: FID of the outputs against the targets (the domain's extractor), PSNR
+   to the targets, PSNR to the model's own fp32 outputs.
+3. One interleaved ONNX Runtime run per source size (one thread; A B C ... with the start rotating): 64 px at
+   batch 1 and 64, 256 px at batch 1; speed-up = fp32 teacher / model per round (median, min-max).
+4. ``gankd compress --target-latency --latency-size 256`` at budgets given as fractions of the teacher's
+   measured 256 px batch-1 latency: the width picked, then the picked student re-timed fresh at 256 px.
+
+Writes benchmarks/results/deploy_i2i/results.json (every number, the commands) and RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import torch
+from deploy import interleaved_onnx
+from recipes import OUT as RECIPES_OUT
+from recipes import RUNS as RECIPES_RUNS
+from recipes import cell_command, cell_config, cell_name, train
+
+from gankd.checkpoint import atomic_write_bytes, load_generator, resolve_model_path
+from gankd.distill import DistillConfig, compress
+from gankd.export import export_generator
+from gankd.fileio import portable_path
+from gankd.latency import measure_ms
+from gankd.metrics.efficiency import count_macs, fingerprint, generator_inputs
+from gankd.precision import PRECISIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "deploy_i2i"
+RUNS = ROOT / "runs" / "deploy_i2i"
+SETTING, RECIPES, COST_MINUTES = "restore64", {"plain": "plain", "gankd": "nofeat-advlate-90-rt"}, 10.0
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, default=str) + "\n").encode())
+
+
+def students() -> tuple[dict[str, Path], dict[str, str]]:
+    """The study's seed-0 students at 10 calibrated minutes (trained when missing) and their commands."""
+    args = Namespace(cost_minutes=COST_MINUTES, minutes=None, steps=None, out=str(RECIPES_OUT),
+                     runs=str(RECIPES_RUNS), device="cpu", num_samples=2000)  # fmt: skip
+    folders, commands = {}, {}
+    for label, recipe in RECIPES.items():
+        run = RECIPES_RUNS / cell_name(SETTING, recipe, f"c{COST_MINUTES:g}", 0)
+        train(cell_config(SETTING, recipe, 0, args), run)
+        folders[f"student w0.25 {label}"] = run / "student"
+        commands[label] = cell_command(SETTING, recipe, 0, args)
+    return folders, commands
+
+
+def exports(folders: dict[str, Path], gate_samples: int, runs: Path) -> dict:
+    out = {}
+    for name, folder in folders.items():
+        for p in PRECISIONS:
+            path = runs / "exports" / f"{name.replace(' ', '_')}.{p}.onnx"
+            meta = path.with_name(path.name + ".json")
+            if not meta.exists():
+                export_generator(folder, path, precision=p, max_fid_rise=float("inf"), gate_samples=gate_samples,
+                                 force=True)  # fmt: skip
+            out[f"{name} {p}"] = {"path": path, "record": json.loads(meta.read_text())}
+    return out
+
+
+def budgets(fractions: list[float], teacher_ms: float, size: int, runs: Path) -> list[dict]:
+    res = []
+    for f in fractions:
+        run = runs / f"budget-{f:g}-{size}px"
+        if not (run / "config.json").exists():
+            compress(DistillConfig(teacher="wesnoth-restore64", target_latency=f"{teacher_ms * f:.6f}ms",
+                                   latency_size=size, steps=1, threads=1, seed=0, eval_samples=64), run)  # fmt: skip
+        lat = json.loads((run / "config.json").read_text())["resolved"]["latency_budget"]
+        fresh = measure_ms(load_generator(run / "student"), "onnxruntime", 1, 1, rounds=7, size=size)
+        res.append({"fraction_of_teacher": f, "size": size, "budget_ms": lat["budget_ms"], "width": lat["width"],
+                    "measured_in_search_ms": lat["measured_ms"], "remeasured_ms": fresh,
+                    "within_10pct": fresh <= 1.1 * lat["budget_ms"], "candidates": lat["candidates"],
+                    "run": portable_path(run)})  # fmt: skip
+    return res
+
+
+def _row(r: dict, speed: dict) -> str:
+    ops = r.get("ops") or {}
+    tot = {k: sum(c.get(k, 0) for c in ops.values()) for k in ("int8", "fp16", "fp32")} if ops else None
+    ops_s = f"{tot['int8']} / {tot['fp16']} / {tot['fp32']}" if tot else "all fp32"
+    num = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
+    s64, s256 = speed["64"][r["key"]], speed["256"][r["key"]]
+    return (f"| {r['model']} | {r['precision']} | {r['macs'] / 1e6:.3g} M | {ops_s} | {num(r['fid'], '.3g')} | "
+            f"{num(r['psnr_to_target_db'], '.2f')} | {num(r['psnr_to_fp32_db'], '.1f')} | "
+            f"{s64['b1']['median_ms']:.3g} ({s64['b1']['speedup_median']:.2f}×) | "
+            f"{s64['b64']['median_ms']:.3g} ({s64['b64']['speedup_median']:.2f}×) | "
+            f"{s256['b1']['median_ms']:.3g} ({s256['b1']['speedup_median']:.2f}×, "
+            f"{s256['b1']['speedup_min']:.2f}–{s256['b1']['speedup_max']:.2f}) |")  # fmt: skip
+
+
+def render(res: dict) -> str:
+    lines = ["# Deployment of an image-to-image generator (wesnoth-restore64: 64 px sprite restoration)", "",
+             "ONNX Runtime, CPU execution provider, one thread, interleaved with the fp32 teacher per source size. "
+             f"Quality on {res['pairs']} test pairs, as `gankd eval` scores them: FID of the outputs against the "
+             "targets (the domain's extractor), PSNR to the targets, PSNR to the model's own fp32 outputs. "
+             "int8 is calibrated on the val split's source images.", "",
+             "| model | precision | MACs at 64 px | ops in int8 / fp16 / fp32 | FID vs targets | PSNR to targets dB | "
+             "PSNR to fp32 dB | 64 px b1 ms (× teacher) | 64 px b64 ms (×) | 256 px b1 ms (×, min–max) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [_row(r, res["speed"]) for r in res["models"].values()]
+    why = sorted({w for r in res["models"].values() for w in (r.get("why_fp32") or {}).values()})
+    lines += ["", *[f"Kept fp32: {w}." for w in why]]
+    lines += ["", "`--target-latency` at 256 px (budgets as fractions of the teacher's 256 px batch-1 latency; the "
+              "picked student re-timed fresh):", "", "| budget | width picked | ms in the search | ms re-timed | "
+              "within 10 % |", "|---|---|---|---|---|"]  # fmt: skip
+    for b in res["budgets"]:
+        lines.append(f"| {b['budget_ms']:.3g} ms ({b['fraction_of_teacher']:g} × teacher) | {b['width']:.3g} | "
+                     f"{b['measured_in_search_ms']:.3g} | {b['remeasured_ms']:.3g} | "
+                     f"{'yes' if b['within_10pct'] else 'no'} |")  # fmt: skip
+    lines += ["", "Students: " + "; ".join(f"{k}: `{v}`" for k, v in res["student_commands"].items()) + ".",
+              f"Machine: {res['fingerprint'].get('cpu')}; other jobs on the machine: {res['load']}.",
+              f"Command: `{res['command']}`", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gate-samples", type=int, default=2000, help="test pairs scored at most (default: all)")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--budgets", default="0.5,0.25", help="fractions of the teacher's 256 px batch-1 latency")
+    ap.add_argument("--load", default="quiet", help="what else ran on the machine (recorded)")
+    ap.add_argument("--out", default=str(OUT), help="results.json, RESULTS.md (default benchmarks/results/deploy_i2i)")
+    ap.add_argument("--runs", default=str(RUNS), help="exports and budget runs (default runs/deploy_i2i)")
+    args = ap.parse_args()
+    out, runs = Path(args.out), Path(args.runs)
+    torch.set_num_threads(1)
+    teacher = resolve_model_path("wesnoth-restore64")
+    folders, commands = students()
+    ex = exports({"teacher": teacher, **folders}, args.gate_samples, runs)
+    models = {}
+    for key, e in ex.items():
+        name, prec = key.rsplit(" ", 1)
+        gen = load_generator(teacher if name == "teacher" else folders[name])
+        red = e["record"].get("reduced") or {}
+        gate = red.get("quality_gate") or {}
+        models[key] = {"key": key, "model": name, "precision": prec, "path": portable_path(e["path"]),
+                       "macs": count_macs(gen, generator_inputs(gen, 1))["macs"],
+                       "ops": (red.get("ops") or {}).get("ops"), "why_fp32": (red.get("ops") or {}).get("why_fp32"),
+                       "calibration": red.get("calibration"), "fid": gate.get("fid_reduced"),
+                       "psnr_to_target_db": (gate.get("psnr_to_target_db") or {}).get("reduced"),
+                       "psnr_to_fp32_db": gate.get("psnr_to_fp32_db"), "ssim_to_fp32": gate.get("ssim_to_fp32"),
+                       "gate": gate or None}  # fmt: skip
+    for key, m in models.items():  # an fp32 row's quality: its fp16 gate measured it on the same pairs
+        if m["precision"] == "fp32":
+            g = models[key.replace(" fp32", " fp16")]["gate"]
+            m["fid"], m["psnr_to_target_db"] = g["fid_fp32"], g["psnr_to_target_db"]["fp32"]
+    t_gen = load_generator(teacher)
+    files = {k: e["path"] for k, e in ex.items()}
+    speed = {str(s): interleaved_onnx(files, "teacher fp32", t_gen, args.rounds, size=s, batches=b)
+             for s, b in ((64, (1, 64)), (256, (1,)))}  # fmt: skip
+    fractions = [float(f) for f in args.budgets.split(",") if f.strip()]
+    res = {"schema": "gankd.deploy-i2i/1", "command": shlex.join(["python", "benchmarks/deploy_i2i.py", *sys.argv[1:]]),
+           "gate_samples": args.gate_samples, "pairs": models["teacher fp16"]["gate"]["num_samples"],
+           "student_commands": commands, "models": models, "speed": speed,
+           "budgets": budgets(fractions, speed["256"]["teacher fp32"]["b1"]["median_ms"], 256, runs),
+           "fingerprint": fingerprint(), "load": args.load}  # fmt: skip
+    _write_json(out / "results.json", res)
+    atomic_write_bytes(out / "RESULTS.md", render(res).encode())
+    print(render(res))
+
+
+if __name__ == "__main__":
+    main()
