@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from recipes import OUT as RECIPES_OUT  # noqa: E402
 from recipes import cell_name, teacher_key  # noqa: E402
 
-from gankd.adapter import adapter_for  # noqa: E402
+from gankd.adapter import adapter_for, positional  # noqa: E402
 from gankd.checkpoint import WEIGHTS, atomic_write_bytes, file_sha256, load_generator  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
 from gankd.importer import import_generator  # noqa: E402
@@ -164,7 +164,7 @@ def mapping_share(rounds: int = 7, calls: int = 50) -> dict:
         m = g.model.mapping
         (z,) = g.example_inputs(1)
         whole = {"params": sum(p.numel() for p in g.model.parameters()),
-                 "macs": count_macs(g.call_positional, (z,))["macs"]}
+                 "macs": count_macs(positional(g), (z,))["macs"]}
         part = {"params": sum(p.numel() for p in m.parameters()), "macs": count_macs(m, (z,))["macs"]}
         times: dict[str, list[float]] = {"mapping": [], "generator": []}
         with torch.no_grad():

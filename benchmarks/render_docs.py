@@ -639,7 +639,18 @@ def t_qat_finetune(root: Path) -> str:
                   "PSNR int8 → teacher (dB)"], rows)  # fmt: skip
 
 
+def t_modern_mapping(root: Path) -> str:
+    """The StyleGAN2-style mapping network's share of each model (benchmarks/modern_gans.py --mapping)."""
+    res = load(root, "benchmarks/results/modern/mapping.json")
+    rows = [[k, f"{r['mapping']['params']:,} of {r['generator']['params']:,} ({100 * r['params_share']:.1f} %)",
+             f"{100 * r['macs_share']:.2f} %",
+             f"{r['eager_b1_ms']['mapping']:.3g} of {r['eager_b1_ms']['generator']:.3g} "
+             f"({100 * r['latency_share']:.1f} %)"] for k, r in res["rows"].items()]  # fmt: skip
+    return table(["model", "mapping params", "mapping MACs", "eager b1 ms (share)"], rows)
+
+
 TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
+    "modern-mapping": (t_modern_mapping, ("benchmarks/results/modern/mapping.json",)),
     "qat": (t_qat, ("benchmarks/results/qat/results.json",)),
     "qat-finetune": (t_qat_finetune, QAT_FINETUNE),
     "recipes": (t_recipes, ("benchmarks/results/recipes/results.json",)),
