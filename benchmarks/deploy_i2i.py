@@ -33,6 +33,7 @@ from deploy import interleaved_onnx
 from recipes import OUT as RECIPES_OUT
 from recipes import RUNS as RECIPES_RUNS
 from recipes import cell_command, cell_config, cell_name, train
+from render_docs import deploy_i2i_tables
 
 from gankd.checkpoint import atomic_write_bytes, load_generator, resolve_model_path
 from gankd.distill import DistillConfig, compress
@@ -95,43 +96,20 @@ def budgets(fractions: list[float], teacher_ms: float, size: int, runs: Path) ->
     return res
 
 
-def _row(r: dict, speed: dict) -> str:
-    ops = r.get("ops") or {}
-    tot = {k: sum(c.get(k, 0) for c in ops.values()) for k in ("int8", "fp16", "fp32")} if ops else None
-    ops_s = f"{tot['int8']} / {tot['fp16']} / {tot['fp32']}" if tot else "all fp32"
-    num = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
-    s64, s256 = speed["64"][r["key"]], speed["256"][r["key"]]
-    return (f"| {r['model']} | {r['precision']} | {r['macs'] / 1e6:.3g} M | {ops_s} | {num(r['fid'], '.3g')} | "
-            f"{num(r['psnr_to_target_db'], '.2f')} | {num(r['psnr_to_fp32_db'], '.1f')} | "
-            f"{s64['b1']['median_ms']:.3g} ({s64['b1']['speedup_median']:.2f}×) | "
-            f"{s64['b64']['median_ms']:.3g} ({s64['b64']['speedup_median']:.2f}×) | "
-            f"{s256['b1']['median_ms']:.3g} ({s256['b1']['speedup_median']:.2f}×, "
-            f"{s256['b1']['speedup_min']:.2f}–{s256['b1']['speedup_max']:.2f}) |")  # fmt: skip
-
-
 def render(res: dict) -> str:
-    lines = ["# Deployment of an image-to-image generator (wesnoth-restore64: 64 px sprite restoration)", "",
-             "ONNX Runtime, CPU execution provider, one thread, interleaved with the fp32 teacher per source size. "
-             f"Quality on {res['pairs']} test pairs, as `gankd eval` scores them: FID of the outputs against the "
-             "targets (the domain's extractor), PSNR to the targets, PSNR to the model's own fp32 outputs. "
-             "int8 is calibrated on the val split's source images.", "",
-             "| model | precision | MACs at 64 px | ops in int8 / fp16 / fp32 | FID vs targets | PSNR to targets dB | "
-             "PSNR to fp32 dB | 64 px b1 ms (× teacher) | 64 px b64 ms (×) | 256 px b1 ms (×, min–max) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    lines += [_row(r, res["speed"]) for r in res["models"].values()]
+    models, budget_rows = deploy_i2i_tables(res)
     why = sorted({w for r in res["models"].values() for w in (r.get("why_fp32") or {}).values()})
-    lines += ["", *[f"Kept fp32: {w}." for w in why]]
-    lines += ["", "`--target-latency` at 256 px (budgets as fractions of the teacher's 256 px batch-1 latency; the "
-              "picked student re-timed fresh):", "", "| budget | width picked | ms in the search | ms re-timed | "
-              "within 10 % |", "|---|---|---|---|---|"]  # fmt: skip
-    for b in res["budgets"]:
-        lines.append(f"| {b['budget_ms']:.3g} ms ({b['fraction_of_teacher']:g} × teacher) | {b['width']:.3g} | "
-                     f"{b['measured_in_search_ms']:.3g} | {b['remeasured_ms']:.3g} | "
-                     f"{'yes' if b['within_10pct'] else 'no'} |")  # fmt: skip
-    lines += ["", "Students: " + "; ".join(f"{k}: `{v}`" for k, v in res["student_commands"].items()) + ".",
-              f"Machine: {res['fingerprint'].get('cpu')}; other jobs on the machine: {res['load']}.",
-              f"Command: `{res['command']}`", ""]  # fmt: skip
-    return "\n".join(lines)
+    return "\n".join([
+        "# Deployment of an image-to-image generator (wesnoth-restore64: 64 px sprite restoration)", "",
+        "ONNX Runtime, CPU execution provider, one thread, interleaved with the fp32 teacher per source size. "
+        f"Quality on {res['pairs']} test pairs, as `gankd eval` scores them: FID of the outputs against the targets "
+        "(the domain's extractor), PSNR to the targets, PSNR to the model's own fp32 outputs. int8 is calibrated on "
+        "the val split's source images.", "", models, "", *[f"Kept fp32: {w}." for w in why], "",
+        "`--target-latency` at 256 px (budgets as fractions of the teacher's 256 px batch-1 latency; the picked "
+        "student re-timed fresh):", "", budget_rows, "",
+        "Students: " + "; ".join(f"{k}: `{v}`" for k, v in res["student_commands"].items()) + ".",
+        f"Machine: {res['fingerprint'].get('cpu')}; other jobs on the machine: {res['load']}.",
+        f"Command: `{res['command']}`", ""])  # fmt: skip
 
 
 def main() -> None:

@@ -639,6 +639,41 @@ def t_qat_finetune(root: Path) -> str:
                   "PSNR int8 → teacher (dB)"], rows)  # fmt: skip
 
 
+def deploy_i2i_tables(res: dict) -> tuple[str, str]:
+    """(precision table, latency-budget table) of benchmarks/deploy_i2i.py's results."""
+    rows = []
+    for r in res["models"].values():
+        ops = r.get("ops") or {}
+        tot = {k: sum(c.get(k, 0) for c in ops.values()) for k in ("int8", "fp16", "fp32")} if ops else None
+        s64, s256 = res["speed"]["64"][r["key"]], res["speed"]["256"][r["key"]]
+        rows.append([r["model"], r["precision"], f"{r['macs'] / 1e6:.3g} M",
+                     f"{tot['int8']} / {tot['fp16']} / {tot['fp32']}" if tot else "all fp32", sig(r["fid"]),
+                     DASH if r["psnr_to_target_db"] is None else f"{r['psnr_to_target_db']:.2f}",
+                     DASH if r["psnr_to_fp32_db"] is None else f"{r['psnr_to_fp32_db']:.1f}",
+                     f"{sig(s64['b1']['median_ms'])} ({s64['b1']['speedup_median']:.2f}×)",
+                     f"{sig(s64['b64']['median_ms'])} ({s64['b64']['speedup_median']:.2f}×)",
+                     f"{sig(s256['b1']['median_ms'])} ({s256['b1']['speedup_median']:.2f}×, "
+                     f"{s256['b1']['speedup_min']:.2f}–{s256['b1']['speedup_max']:.2f})"])  # fmt: skip
+    models = table(["model", "precision", "MACs at 64 px", "ops in int8 / fp16 / fp32", "FID vs targets",
+                    "PSNR to targets dB", "PSNR to fp32 dB", "64 px b1 ms (× teacher)", "64 px b64 ms (×)",
+                    "256 px b1 ms (×, min–max)"], rows)  # fmt: skip
+    budgets = table(["budget", "width picked", "ms in the search", "ms re-timed", "within 10 %"],
+                    [[f"{sig(b['budget_ms'])} ms ({b['fraction_of_teacher']:g} × teacher)", f"{b['width']:.3g}",
+                      sig(b["measured_in_search_ms"]), sig(b["remeasured_ms"]), "yes" if b["within_10pct"] else "no"]
+                     for b in res["budgets"]])  # fmt: skip
+    return models, budgets
+
+
+def t_deploy_i2i(root: Path) -> str:
+    """fp32 / fp16 / int8 of the image-to-image teacher and its students (benchmarks/deploy_i2i.py)."""
+    return deploy_i2i_tables(load(root, "benchmarks/results/deploy_i2i/results.json"))[0]
+
+
+def t_deploy_i2i_budgets(root: Path) -> str:
+    """--target-latency at 256 px for the image-to-image teacher (benchmarks/deploy_i2i.py)."""
+    return deploy_i2i_tables(load(root, "benchmarks/results/deploy_i2i/results.json"))[1]
+
+
 def t_modern_mapping(root: Path) -> str:
     """The StyleGAN2-style mapping network's share of each model (benchmarks/modern_gans.py --mapping)."""
     res = load(root, "benchmarks/results/modern/mapping.json")

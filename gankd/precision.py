@@ -37,8 +37,8 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 WHY_FP32 = {
     "ConvTranspose": "the CPU execution provider has no int8 ConvTranspose kernel (QDQ would run dequantize, "
-                     "fp32 ConvTranspose, quantize); a student compressed with --student-upsample nearest-conv "
-                     "quantizes every layer",
+                     "fp32 ConvTranspose, quantize); a generator that upsamples by nearest + conv quantizes every "
+                     "layer (gankd's dcgan students: compress with --student-upsample nearest-conv)",
 }  # fmt: skip
 
 
