@@ -60,11 +60,13 @@ def upconv_student(steps: int) -> Path:
     return run / "student"
 
 
-def exports(folders: dict[str, Path], gate_samples: int) -> dict:
+def exports(folders: dict[str, Path], gate_samples: int, runs: Path = RUNS) -> dict:
+    """Each folder exported at every precision into ``runs/exports`` (kept when its record exists), the gate's
+    numbers recorded and nothing refused."""
     out = {}
     for name, folder in folders.items():
         for p in PRECISIONS:
-            path = RUNS / "exports" / f"{name}.{p}.onnx"
+            path = runs / "exports" / f"{name}.{p}.onnx"
             meta = path.with_name(path.name + ".json")
             if not meta.exists():
                 export_generator(folder, path, precision=p, max_fid_rise=float("inf"), gate_samples=gate_samples,

@@ -29,7 +29,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import torch
-from deploy import interleaved_onnx
+from deploy import exports, interleaved_onnx
 from recipes import OUT as RECIPES_OUT
 from recipes import RUNS as RECIPES_RUNS
 from recipes import cell_command, cell_config, cell_name, train
@@ -37,11 +37,9 @@ from render_docs import deploy_i2i_tables
 
 from gankd.checkpoint import atomic_write_bytes, load_generator, resolve_model_path
 from gankd.distill import DistillConfig, compress
-from gankd.export import export_generator
 from gankd.fileio import portable_path
 from gankd.latency import measure_ms
 from gankd.metrics.efficiency import count_macs, fingerprint, generator_inputs
-from gankd.precision import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "deploy_i2i"
@@ -65,19 +63,6 @@ def students() -> tuple[dict[str, Path], dict[str, str]]:
         folders[f"student w0.25 {label}"] = run / "student"
         commands[label] = cell_command(SETTING, recipe, 0, args)
     return folders, commands
-
-
-def exports(folders: dict[str, Path], gate_samples: int, runs: Path) -> dict:
-    out = {}
-    for name, folder in folders.items():
-        for p in PRECISIONS:
-            path = runs / "exports" / f"{name.replace(' ', '_')}.{p}.onnx"
-            meta = path.with_name(path.name + ".json")
-            if not meta.exists():
-                export_generator(folder, path, precision=p, max_fid_rise=float("inf"), gate_samples=gate_samples,
-                                 force=True)  # fmt: skip
-            out[f"{name} {p}"] = {"path": path, "record": json.loads(meta.read_text())}
-    return out
 
 
 def budgets(fractions: list[float], teacher_ms: float, size: int, runs: Path) -> list[dict]:
