@@ -111,6 +111,7 @@ class Setting:  # (no `from __future__ import annotations`: tests load this file
     width: float
     eval_data: str | None  # the data the scores compare with (val and test splits); None: teacher-only scores
     i2i: bool = False
+    student_kwargs: tuple[tuple[str, int], ...] = ()  # --student-kwargs: a narrower copy of the teacher's class
 
 
 SETTINGS: dict[str, Setting] = {
@@ -123,6 +124,10 @@ SETTINGS: dict[str, Setting] = {
     # modern generators trained outside gankd (benchmarks/thirdparty, shipped by benchmarks/modern_gans.py)
     "sg2-fmnist": Setting("fmnist-stylegan2", "fashion-mnist", 0.25, "fashion-mnist"),
     "sg2-fmnist-w2": Setting("fmnist-stylegan2", "fashion-mnist", 0.5, "fashion-mnist"),
+    # the class built narrower from its constructor arguments (fresh weights): every stage at 1/4 of the teacher's
+    # 128, 128, 64, 32 channels, the shapes of sg2-fmnist's pruned student
+    "sg2-fmnist-copy": Setting("fmnist-stylegan2", "fashion-mnist", 0.25, "fashion-mnist",
+                               student_kwargs=(("channel_base", 256), ("channel_max", 32))),
     "fastgan64": Setting("wesnoth-fastgan64", "wesnoth-units", 0.25, "wesnoth-units"),
     "fastgan64-w2": Setting("wesnoth-fastgan64", "wesnoth-units", 0.5, "wesnoth-units"),
 }
@@ -249,8 +254,9 @@ def cell_config(setting: str, recipe: str, seed: int, args) -> DistillConfig:
     else:
         budget = ({"steps": UNBOUNDED_STEPS, "max_minutes": float(args.minutes)} if args.minutes
                   else {"steps": int(args.steps), "max_minutes": 0.0})  # fmt: skip
+    copy = {"student_kwargs": dict(s.student_kwargs)} if s.student_kwargs else {}
     return DistillConfig(teacher=s.teacher, data=s.data, width=s.width, seed=seed, threads=1, device=args.device,
-                         **budget, **RECIPES[recipe])  # fmt: skip
+                         **budget, **RECIPES[recipe], **copy)  # fmt: skip
 
 
 def cell_command(setting: str, recipe: str, seed: int, args) -> str:

@@ -186,6 +186,7 @@ def cmd_compress(args) -> int:
         "latency_batch": args.latency_batch, "latency_threads": args.latency_threads,
         "latency_size": args.latency_size,
         "student_upsample": args.student_upsample, "keep_layers": _paths(args.keep_layers),
+        "student_kwargs": _kwargs(args.student_kwargs, "--student-kwargs"),
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
     params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
@@ -223,6 +224,13 @@ def _taps(text: str | None) -> list | None:
 def _paths(text: str | None) -> list[str] | None:
     """A comma-separated list of module paths (None when not given)."""
     return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
+def _kwargs(text: str | None, flag: str) -> dict | None:
+    """A JSON object (or .json file) flag; None when not given."""
+    from gankd.importer import parse_kwargs
+
+    return parse_kwargs(text, flag) if text else None
 
 
 def _floats(text: str | None, flag: str) -> list[float] | None:
@@ -404,6 +412,9 @@ def add_compress(sub) -> None:
                    "400us (measured per candidate width, cached per machine; overrides --width)")
     p.add_argument("--keep-layers", help="imported generators: module paths whose output channels stay whole "
                    "when pruning, comma-separated (e.g. a layer the pruner cannot follow)")
+    p.add_argument("--student-kwargs", help="imported generators: build the student as the teacher's class with these "
+                   "constructor arguments over the teacher's (JSON object or .json file; fresh weights), e.g. "
+                   "'{\"channel_max\": 32}', instead of pruning the teacher")
     from gankd.latency import RUNTIMES
     from gankd.models.dcgan import UPSAMPLES
 

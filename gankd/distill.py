@@ -29,7 +29,7 @@ from torch import nn
 
 from gankd import checkpoint as ckpt
 from gankd import qat
-from gankd.adapter import GeneratorAdapter, IOSpec, adapter_for
+from gankd.adapter import GeneratorAdapter, IOSpec, adapter_for, positional
 from gankd.config import load_json, save_json, to_dict
 from gankd.data import load_dataset
 from gankd.fileio import portable_path
@@ -114,6 +114,9 @@ class DistillConfig:
     latency_size: int | None = None  # image-to-image: the source side in px --target-latency times (default: trained)
     student_upsample: str | None = None  # dcgan students: nearest-conv (int8-friendly); None = the teacher's
     keep_layers: tuple[str, ...] | None = None  # imported generators: module paths whose channels stay whole
+    # imported generators: the student is the teacher's class built with these constructor arguments over the
+    # teacher's (a narrower copy, random init, e.g. {"channel_max": 32}) instead of the pruned teacher
+    student_kwargs: dict | None = None
     init: str = "prune"  # prune (inherit top-L1 teacher channels) or random
     init_from: str | None = None  # prune the student from this wider student (a generator folder of the
     # teacher's family) instead of the teacher: iterative prune-and-distill (1/2 -> 1/4 -> 1/8)
@@ -210,6 +213,14 @@ class DistillConfig:
             raise ValueError("--d-freeze and --adv-warmup act on the adversarial loss: they need --adv > 0")
         if not 0 <= self.adv_start < 1 or self.d_width <= 0:
             raise ValueError(f"--adv-start must be in [0, 1) and --d-width > 0, got {self.adv_start}, {self.d_width}")
+        if self.student_kwargs is not None:
+            if not isinstance(self.student_kwargs, dict) or not self.student_kwargs:
+                raise ValueError("--student-kwargs must be a non-empty JSON object such as '{\"channel_max\": 32}'")
+            clash = [f for f, v in (("--channels", self.channels), ("--target-macs", self.target_macs),
+                                    ("--target-latency", self.target_latency), ("--init-from", self.init_from),
+                                    ("--student-upsample", self.student_upsample)) if v]  # fmt: skip
+            if clash:
+                raise ValueError(f"--student-kwargs builds the student itself: drop {', '.join(clash)}")
         if not 0 <= self.qat_start <= 1:
             raise ValueError(f"--qat-start must be in [0, 1] (1 = no quantization-aware phase), got {self.qat_start}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -323,6 +334,8 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
     channel inheritance (``gankd.students``); imported generators by torch-pruning
     (``gankd.pruning``), to ``--width``, ``--target-macs`` or ``--target-latency`` (then the
     student has ``latency_budget``, the measurements)."""
+    if cfg.student_kwargs:
+        return copy_student(teacher, spec, cfg)
     if cfg.target_latency is not None:
         width, rec = latency_width(teacher, spec, cfg)
         student = make_student(teacher, spec, dataclasses.replace(cfg, target_latency=None, width=width))
@@ -366,6 +379,43 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
     for p in student.parameters():
         p.requires_grad_(True)
     return student.train()
+
+
+def copy_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -> GeneratorAdapter:
+    """``--student-kwargs``: the teacher's own class built with those constructor arguments over the teacher's,
+    fresh weights from ``cfg.seed``, called as the teacher is (same inputs, output, forward arguments)."""
+    from gankd.importer import instantiate, resolve_class
+    from gankd.metrics.efficiency import count_macs
+
+    t = adapter_for(teacher, spec)
+    origin = getattr(teacher, "origin", None) or {}
+    if "class" not in origin:
+        raise ValueError("--student-kwargs builds the teacher's class with other arguments; this teacher records "
+                         "no class (gankd's dcgan family: use --width or --channels)")  # fmt: skip
+    kwargs = {**(origin.get("kwargs") or {}), **cfg.student_kwargs}
+    torch.manual_seed(cfg.seed)
+    model = instantiate(resolve_class(origin["class"], "--student-kwargs"), kwargs, origin["class"])
+    student = GeneratorAdapter(model.train(), IOSpec.from_dict(t.spec.to_dict()))
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        got = tuple(student.call_positional(*t.example_inputs(2)).shape[1:])
+        model.train(was)
+    if got != tuple(t.output_shape()):
+        raise ValueError(f"--student-kwargs {cfg.student_kwargs}: the student draws {got}, the teacher "
+                         f"{tuple(t.output_shape())}; change only widths, not the output size")  # fmt: skip
+    student.origin = {"class": origin["class"], "kwargs": kwargs}
+    inputs = t.example_inputs(1)
+    t_macs = count_macs(positional(t), inputs)["macs"]
+    s_macs = count_macs(positional(student), inputs)["macs"]
+    student.prune_info = {"method": "the teacher's class with --student-kwargs", "student_kwargs": cfg.student_kwargs,
+                          "init": "random", "seed": cfg.seed, "teacher_macs": t_macs, "student_macs": s_macs,
+                          "macs_ratio": s_macs / t_macs if t_macs else None,
+                          "teacher_params": sum(p.numel() for p in t.model.parameters()),
+                          "student_params": sum(p.numel() for p in model.parameters())}  # fmt: skip
+    log.info("student: %s(**%s), fresh weights, %.3g of the teacher's MACs", origin["class"], kwargs,
+             student.prune_info["macs_ratio"] or 0)  # fmt: skip
+    return student
 
 
 def family_origin(model: nn.Module) -> dict:

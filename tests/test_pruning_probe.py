@@ -209,3 +209,35 @@ def test_compress_keep_layers_flag_reaches_the_pruner(tmp_path, capsys):
     assert main([*args, "--keep-layers", "nope.1", "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--keep-layers: no module 'nope.1'" in err
+
+
+def test_student_kwargs_builds_a_narrower_copy_of_the_teachers_class(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    g = StyleGAN2Generator(**TINY_STYLEGAN2)
+    ckpt = tmp_path / "c.pt"
+    torch.save({"g_ema": g.state_dict()}, ckpt)
+    assert main(["import", "--class", "stylegan2_style:Generator", "--kwargs", json.dumps(TINY_STYLEGAN2),
+                 "--weights", str(ckpt), "--out", str(tmp_path / "t")]) == 0  # fmt: skip
+    args = ["compress", "--teacher", str(tmp_path / "t"), "--steps", "2", "--no-progress", "--set", "eval_samples=4",
+            "--set", "threads=1"]  # fmt: skip
+    narrow = {"channel_base": 32, "channel_max": 4}  # every stage at 1/4 of the tiny teacher's 16, 16, 8
+    assert main([*args, "--student-kwargs", json.dumps(narrow), "--out", str(tmp_path / "r")]) == 0
+    meta = json.loads((tmp_path / "r" / "student" / "config.json").read_text())
+    assert meta["kwargs"] == {**TINY_STYLEGAN2, **narrow} and meta["prune"]["init"] == "random"
+    assert 0 < meta["prune"]["macs_ratio"] < 0.2 and meta["prune"]["student_kwargs"] == narrow
+    # a fresh process rebuilds the class from the recorded kwargs: same weights, same images
+    code = ("import sys, torch; sys.path.insert(0, 'benchmarks/thirdparty'); from gankd import load_generator; "
+            f"g = load_generator({str(tmp_path / 'r' / 'student')!r}).eval(); "
+            "print(g.model.convs[0].conv.weight.shape[1], float(g(g.seeded_inputs([0, 1])).abs().sum()))")  # fmt: skip
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]  # fmt: skip
+    assert outs[0] == outs[1] and outs[0].split()[0] == "4"
+    capsys.readouterr()
+    assert main([*args, "--student-kwargs", '{"resolution": 32}', "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "change only widths" in err and not (tmp_path / "r2" / "student").exists()
+    assert main([*args, "--student-kwargs", json.dumps(narrow), "--width", "0.5", "--target-macs", "0.3",
+                 "--out", str(tmp_path / "r3")]) == 2  # fmt: skip
+    assert "drop --target-macs" in capsys.readouterr().err
