@@ -613,6 +613,9 @@ def cmd_export(args) -> int:
     if g:
         to_t = (f"; to its teacher {g['psnr_to_teacher_db']:.1f} dB" if g.get("psnr_to_teacher_db") is not None
                 else "")  # fmt: skip
+        if g.get("psnr_to_target_db"):  # image-to-image: the test pairs' targets
+            tt = g["psnr_to_target_db"]
+            to_t += f"; to the targets {tt['fp32']:.2f} -> {tt['reduced']:.2f} dB on {g['num_samples']} test pairs"
         print(f"FID {g['fid_fp32']:.3g} (fp32) -> {g['fid_reduced']:.3g} ({args.precision}), "
               f"{100 * g['fid_rise']:+.1f}% (limit {100 * g['max_fid_rise']:.0f}%); PSNR to fp32 "
               f"{g['psnr_to_fp32_db']:.1f} dB, SSIM {g['ssim_to_fp32']:.3f}{to_t}")  # fmt: skip

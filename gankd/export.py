@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from gankd.adapter import GeneratorAdapter, PositionalGenerator, adapter_for
-from gankd.checkpoint import atomic_write_bytes, load_generator
+from gankd.checkpoint import atomic_write_bytes, load_generator, resolve_model_path
 from gankd.fileio import check_out_file
 from gankd.registry import Registry
 
@@ -50,7 +50,7 @@ def example_inputs(generator: nn.Module, batch: int, first_seed: int = 0) -> tup
 def _as_generator(folder_or_model) -> tuple[GeneratorAdapter, Path | None]:
     if isinstance(folder_or_model, nn.Module):
         return adapter_for(copy.deepcopy(folder_or_model).cpu().eval()), None
-    folder = Path(folder_or_model)
+    folder = resolve_model_path(folder_or_model)  # a shipped name reads its folder's records too
     return adapter_for(load_generator(folder).eval()), folder
 
 
