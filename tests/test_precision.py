@@ -82,6 +82,13 @@ def test_image_to_image_int8_calibrates_on_val_sources_and_gates_on_test_pairs(i
     assert load_exported(tmp_path / "g8.onnx")(x).shape == (2, 3, 48, 40)
 
 
+def test_image_to_image_export_by_shipped_name_reads_its_folder(i2i_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GANKD_PRETRAINED", str(i2i_folder.parent))  # the folder as if shipped, by its name
+    r = export_generator(i2i_folder.name, out=tmp_path / "n16.onnx", precision="fp16", gate_samples=4)
+    assert r["reduced"]["quality_gate"]["num_samples"] == 4 and "test pairs" in r["reduced"]["quality_gate"]["reference"]
+
+
 def test_image_to_image_failed_gate_writes_nothing(i2i_folder, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GANKD_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "y" / "g.onnx"
