@@ -194,12 +194,17 @@ def test_fastgan_glu_pairs_and_excitation_gates_are_tied():
     assert 0.15 < info["macs_ratio"] < 0.4
 
 
-def test_compress_keep_layers_flag_reaches_the_pruner(tmp_path, capsys):
+def _import_tiny_stylegan2(tmp_path) -> None:
+    """The tiny StyleGAN2-style generator saved as its code base saves it, imported into tmp_path/t."""
     g = StyleGAN2Generator(**TINY_STYLEGAN2)
     ckpt = tmp_path / "c.pt"
     torch.save({"g_ema": g.state_dict()}, ckpt)
     assert main(["import", "--class", "stylegan2_style:Generator", "--kwargs", json.dumps(TINY_STYLEGAN2),
                  "--weights", str(ckpt), "--out", str(tmp_path / "t")]) == 0  # fmt: skip
+
+
+def test_compress_keep_layers_flag_reaches_the_pruner(tmp_path, capsys):
+    _import_tiny_stylegan2(tmp_path)
     args = ["compress", "--teacher", str(tmp_path / "t"), "--width", "0.5", "--steps", "1", "--no-progress",
             "--set", "eval_samples=4", "--set", "threads=1"]  # fmt: skip
     assert main([*args, "--keep-layers", "convs.0", "--out", str(tmp_path / "r")]) == 0
@@ -215,11 +220,7 @@ def test_student_kwargs_builds_a_narrower_copy_of_the_teachers_class(tmp_path, c
     import subprocess
     import sys
 
-    g = StyleGAN2Generator(**TINY_STYLEGAN2)
-    ckpt = tmp_path / "c.pt"
-    torch.save({"g_ema": g.state_dict()}, ckpt)
-    assert main(["import", "--class", "stylegan2_style:Generator", "--kwargs", json.dumps(TINY_STYLEGAN2),
-                 "--weights", str(ckpt), "--out", str(tmp_path / "t")]) == 0  # fmt: skip
+    _import_tiny_stylegan2(tmp_path)
     args = ["compress", "--teacher", str(tmp_path / "t"), "--steps", "2", "--no-progress", "--set", "eval_samples=4",
             "--set", "threads=1"]  # fmt: skip
     narrow = {"channel_base": 32, "channel_max": 4}  # every stage at 1/4 of the tiny teacher's 16, 16, 8
