@@ -86,7 +86,8 @@ def test_image_to_image_export_by_shipped_name_reads_its_folder(i2i_folder, tmp_
     monkeypatch.setenv("GANKD_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("GANKD_PRETRAINED", str(i2i_folder.parent))  # the folder as if shipped, by its name
     r = export_generator(i2i_folder.name, out=tmp_path / "n16.onnx", precision="fp16", gate_samples=4)
-    assert r["reduced"]["quality_gate"]["num_samples"] == 4 and "test pairs" in r["reduced"]["quality_gate"]["reference"]
+    gate = r["reduced"]["quality_gate"]
+    assert gate["num_samples"] == 4 and "test pairs" in gate["reference"]
 
 
 def test_image_to_image_failed_gate_writes_nothing(i2i_folder, tmp_path, capsys, monkeypatch):
