@@ -388,10 +388,10 @@ def copy_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
     from gankd.metrics.efficiency import count_macs
 
     t = adapter_for(teacher, spec)
-    origin = getattr(teacher, "origin", None) or {}
-    if "class" not in origin:
-        raise ValueError("--student-kwargs builds the teacher's class with other arguments; this teacher records "
-                         "no class (gankd's dcgan family: use --width or --channels)")  # fmt: skip
+    if scales_by_width(t.native_family):
+        raise ValueError(f"--student-kwargs builds an imported generator's class with other arguments; gankd's "
+                         f"{t.native_family} students are built by --width or --channels")  # fmt: skip
+    origin = getattr(teacher, "origin", None) or family_origin(teacher)
     kwargs = {**(origin.get("kwargs") or {}), **cfg.student_kwargs}
     torch.manual_seed(cfg.seed)
     model = instantiate(resolve_class(origin["class"], "--student-kwargs"), kwargs, origin["class"])

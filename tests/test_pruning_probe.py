@@ -242,3 +242,6 @@ def test_student_kwargs_builds_a_narrower_copy_of_the_teachers_class(tmp_path, c
     assert main([*args, "--student-kwargs", json.dumps(narrow), "--width", "0.5", "--target-macs", "0.3",
                  "--out", str(tmp_path / "r3")]) == 2  # fmt: skip
     assert "drop --target-macs" in capsys.readouterr().err
+    assert main(["compress", "--teacher", "fmnist-teacher", "--student-kwargs", json.dumps(narrow), "--steps", "1",
+                 "--out", str(tmp_path / "r4")]) == 2  # fmt: skip
+    assert "built by --width or --channels" in capsys.readouterr().err
