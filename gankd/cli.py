@@ -412,8 +412,9 @@ def add_compress(sub) -> None:
                    "400us (measured per candidate width, cached per machine; overrides --width)")
     p.add_argument("--keep-layers", help="imported generators: module paths whose output channels stay whole "
                    "when pruning, comma-separated (e.g. a layer the pruner cannot follow)")
-    p.add_argument("--student-kwargs", help="imported generators (and gankd's unet/resnet): build the student as the teacher's class with these "
-                   "constructor arguments over the teacher's (JSON object or .json file; fresh weights), e.g. "
+    p.add_argument("--student-kwargs", help="imported generators (and gankd's unet/resnet): build the student as "
+                   "the teacher's class with these constructor arguments over the teacher's (JSON object or .json "
+                   "file; fresh weights), e.g. "
                    "'{\"channel_max\": 32}', instead of pruning the teacher")
     from gankd.latency import RUNTIMES
     from gankd.models.dcgan import UPSAMPLES
