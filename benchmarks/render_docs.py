@@ -543,6 +543,7 @@ WIDTH_SETTINGS = {"fmnist-w8": "fmnist-teacher, with data, width 1/8"}
 # teachers the default was not chosen on (StyleGAN2-, FastGAN-style, trained outside gankd)
 UNSEEN_SETTINGS = {"sg2-fmnist": "fmnist-stylegan2 (StyleGAN2-style), width 1/4",
                    "sg2-fmnist-w2": "fmnist-stylegan2 (StyleGAN2-style), width 1/2",
+                   "sg2-fmnist-copy": "fmnist-stylegan2, a narrower copy of its class (`--student-kwargs`), width 1/4",
                    "fastgan64": "wesnoth-fastgan64 (FastGAN-style), width 1/4",
                    "fastgan64-w2": "wesnoth-fastgan64 (FastGAN-style), width 1/2"}  # fmt: skip
 
@@ -566,7 +567,7 @@ def t_recipes(root: Path, budget: str = "c5", settings: dict | None = None) -> s
         for r in sorted(mine, key=lambda r: first.get(r["recipe"], 3)):
             name = bold(r["recipe"] + (" = **default**" if r["recipe"] == chosen else ""), r["recipe"] == "plain")
             rows.append([label, name, str(len(r["seeds"])), f"{r['steps']['mean']:,.0f}",
-                         _pm_row(r, "test", "fid_vs_teacher", 2 if setting == "fmnist" else 3),
+                         _pm_row(r, "test", "fid_vs_teacher", 2 if setting.startswith("fmnist") else 3),
                          _pm_row(r, "test", "psnr_to_teacher", 2), _pm_row(r, "test", "ssim_to_teacher", 3),
                          _pm_row(r, "test", "fid_vs_data", 2)])  # fmt: skip
     return table(["teacher", "recipe", "seeds", "steps", "FID vs teacher samples", "PSNR to teacher (dB)",
@@ -697,7 +698,8 @@ TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "qat-finetune": (t_qat_finetune, QAT_FINETUNE),
     "recipes": (t_recipes, ("benchmarks/results/recipes/results.json",)),
     "recipes-verdict": (t_recipes_verdict, ("benchmarks/results/recipes/results.json",)),
-    "recipes-c10": (lambda root: t_recipes(root, "c10"), ("benchmarks/results/recipes/results.json",)),
+    "recipes-c10": (lambda root: t_recipes(root, "c10", {**RECIPE_SETTINGS, **WIDTH_SETTINGS}),
+                    ("benchmarks/results/recipes/results.json",)),
     "recipes-unseen": (lambda root: t_recipes(root, "c5", UNSEEN_SETTINGS),
                        ("benchmarks/results/recipes/results.json",)),
     "demo": (t_demo, ("benchmarks/results/demo/eval_teacher.json", "benchmarks/results/demo/eval_student.json")),
