@@ -187,6 +187,7 @@ def cmd_compress(args) -> int:
         "latency_size": args.latency_size,
         "student_upsample": args.student_upsample, "keep_layers": _paths(args.keep_layers),
         "student_kwargs": _kwargs(args.student_kwargs, "--student-kwargs"),
+        "export": args.export, "max_fid_rise": args.max_fid_rise,
     }  # fmt: skip
     direct.update({k: v for k, v in flags.items() if v is not None})
     params = {k: getattr(args, k) for k in TASK_PARAM_FLAGS if getattr(args, k) is not None}
@@ -210,7 +211,22 @@ def cmd_compress(args) -> int:
             print(f"latency: {lat['measured_ms']:.3g} ms measured for a budget of {lat['budget_ms']:.3g} ms "
                   f"({lat['runtime']}, batch {lat['batch']}, {lat['threads']} thread(s); teacher "
                   f"{lat['teacher_ms']:.3g} ms; width {lat['width']:.3g})")  # fmt: skip
+        if cfg.export:
+            _print_deploy(load_json(Path(args.out) / "deploy.json"))
     return 0
+
+
+def _print_deploy(d: dict) -> None:
+    """compress --export: the exported file, its gate and its measured latency against the budget."""
+    print(f"export: {d['path']} ({d['precision']})")
+    g = d.get("quality_gate")
+    if g:
+        print(f"  FID {g['fid_fp32']:.3g} (fp32) -> {g['fid_reduced']:.3g} ({d['precision']}), "
+              f"{100 * g['fid_rise']:+.1f}% (limit {100 * g['max_fid_rise']:.0f}%) against {g['reference']}")
+    lat = d.get("latency")
+    if lat:
+        print(f"  the exported file: {lat['exported_ms']:.3g} ms at batch {lat['batch']}, {lat['threads']} "
+              f"thread(s), for a budget of {lat['budget_ms']:.3g} ms: {'met' if lat['met'] else 'NOT met'}")
 
 
 def _taps(text: str | None) -> list | None:
@@ -418,7 +434,14 @@ def add_compress(sub) -> None:
                    "'{\"channel_max\": 32}', instead of pruning the teacher")
     from gankd.latency import RUNTIMES
     from gankd.models.dcgan import UPSAMPLES
+    from gankd.precision import PRECISIONS
 
+    p.add_argument("--export", choices=PRECISIONS,
+                   help="after training, export the selected student to ONNX at this precision through the quality "
+                   "gate (--max-fid-rise) and time the file against --target-latency (run folder: deploy.json)")
+    p.add_argument("--max-fid-rise", type=float,
+                   help="--export fp16/int8: refuse an export whose FID rises more than this fraction over fp32 "
+                   "(default 0.10; the trained student is kept)")
     p.add_argument("--student-upsample", choices=UPSAMPLES,
                    help="gankd's dcgan students: how a stage doubles; nearest-conv quantizes to int8 in ONNX Runtime "
                    "(its layers start fresh, the rest inherit the teacher's channels; default: the teacher's)")

@@ -142,6 +142,10 @@ class DistillConfig:
     adv_start: float = 0.9  # fraction of the run before which there is no discriminator step or adversarial
     # term: a cheap pixel/feature phase first, the adversarial phase after it (0 = adversarial from the start)
     d_width: float = 0.25  # width multiplier of a fresh discriminator (a slimmer D makes a step cheaper)
+    export: str | None = None  # after training: the selected student exported to ONNX at this precision (fp32,
+    # fp16, int8) through export's quality gate, and re-timed against --target-latency (run_dir/deploy.json)
+    max_fid_rise: float = 0.10  # --export: the gate's limit on the FID rise over fp32 (a fraction; inf: record only)
+    gate_samples: int = 2000  # --export: samples of the gate's FIDs (export's --gate-samples)
     qat_start: float = 1.0  # fraction of the budget after which the student trains through the int8 rounding of
     # `gankd export --precision int8` (quantization-aware distillation, gankd.qat); 1 = never
     # (a loss-weight schedule: pixel, perceptual and feature terms lead early; 0 = full weight from the start)
@@ -221,6 +225,11 @@ class DistillConfig:
                                     ("--student-upsample", self.student_upsample)) if v]  # fmt: skip
             if clash:
                 raise ValueError(f"--student-kwargs builds the student itself: drop {', '.join(clash)}")
+        if self.export is not None:
+            from gankd.precision import PRECISIONS
+
+            if self.export not in PRECISIONS:
+                raise ValueError(f"--export must be one of {', '.join(PRECISIONS)}, got {self.export!r}")
         if not 0 <= self.qat_start <= 1:
             raise ValueError(f"--qat-start must be in [0, 1] (1 = no quantization-aware phase), got {self.qat_start}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -941,5 +950,13 @@ def compress(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, prog
     """Distil ``cfg.teacher`` into a student; returns the selected student folder.
 
     Checkpoints are selected by ``cfg.select`` (:mod:`gankd.selection`); ``selector``
-    replaces that rule with a hand-built :class:`~gankd.selection.Selector`."""
-    return Distiller(cfg, run_dir, resume=resume, progress=progress, selector=selector).run()
+    replaces that rule with a hand-built :class:`~gankd.selection.Selector`. With ``cfg.export`` the
+    selected student is then exported and checked (:func:`gankd.export.deploy_student`)."""
+    student = Distiller(cfg, run_dir, resume=resume, progress=progress, selector=selector).run()
+    if cfg.export and int(os.environ.get("RANK", "0")) == 0:
+        from gankd.export import deploy_student
+
+        run_cfg = load_json(Path(run_dir) / "config.json")
+        deploy_student(student, cfg.export, cfg.max_fid_rise, (run_cfg.get("resolved") or {}).get("latency_budget"),
+                       Path(run_dir) / "deploy.json", gate_samples=cfg.gate_samples)  # fmt: skip
+    return student

@@ -384,3 +384,40 @@ def export_generator(
         result["reduced"] = reduced
     atomic_write_bytes(out.with_name(out.name + ".json"), json.dumps(result, indent=2).encode())
     return result
+
+
+def deploy_student(student_dir: Path, precision: str, max_fid_rise: float, budget: dict | None,
+                   record: Path, rounds: int = 5, gate_samples: int = 2000) -> dict:  # fmt: skip
+    """``compress --export``: the selected student exported to ONNX at ``precision`` through the quality gate
+    (:func:`export_generator`), then, with a latency ``budget`` (the ``--target-latency`` record), the exported
+    file itself timed at the budget's batch, threads and size (median over ``rounds`` of the median of 20 calls):
+    what deploys, against what was promised. Written to ``record`` (JSON). A refused gate raises with the flags
+    that change it; the trained student stays where it is."""
+    import statistics
+
+    from gankd.fileio import portable_path
+    from gankd.runtimes import time_callable
+
+    student_dir = Path(student_dir)
+    out = student_dir / "export" / ("generator.onnx" if precision == "fp32" else f"generator.{precision}.onnx")
+    try:
+        rec = export_generator(student_dir, out, "onnx", precision=precision, max_fid_rise=max_fid_rise, force=True,
+                               gate_samples=gate_samples)  # fmt: skip
+    except ValueError as e:
+        raise ValueError(f"compress --export {precision}: {str(e).replace('Try --precision', 'Try --export')} (the "
+                         f"trained student is kept in {student_dir})") from None  # fmt: skip
+    red = rec.get("reduced") or {}
+    res: dict = {"path": portable_path(out), "precision": precision, "max_abs_diff": rec["max_abs_diff"],
+                 "quality_gate": red.get("quality_gate"), "ops": (red.get("ops") or {}).get("ops"), "latency": None}
+    if budget:
+        gen = adapter_for(load_generator(student_dir))
+        run = load_exported(out, "onnx", threads=budget["threads"])
+        args = gen.example_inputs(budget["batch"], size=budget.get("size"))
+        ms = statistics.median(1000 * statistics.median(time_callable(lambda: run(*args), warmup=3 if r == 0 else 1,
+                                                                      repeats=20)) for r in range(rounds))  # fmt: skip
+        res["latency"] = {"budget_ms": budget["budget_ms"], "exported_ms": ms, "met": ms <= budget["budget_ms"],
+                          "search_ms": budget.get("measured_ms"), "search_runtime": budget["runtime"],
+                          "batch": budget["batch"], "threads": budget["threads"], "size": budget.get("size"),
+                          "timed": "the exported file in ONNX Runtime"}  # fmt: skip
+    atomic_write_bytes(Path(record), (json.dumps(res, indent=1) + "\n").encode())
+    return res

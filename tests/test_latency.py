@@ -95,3 +95,25 @@ def test_an_image_to_image_budget_is_timed_at_the_size_asked_for(tmp_path, monke
 
         Distiller(DistillConfig(teacher="fmnist-teacher", target_latency="10s", latency_size=64, steps=1),
                   tmp_path / "noise")  # fmt: skip
+
+
+def test_compress_export_gates_and_times_the_exported_file(tmp_path, monkeypatch, capsys):
+    from gankd.cli import main
+
+    monkeypatch.setenv("GANKD_CACHE", str(tmp_path / "cache"))
+    base = ["compress", "--teacher", "fmnist-teacher", "--steps", "1", "--no-progress", "--set", "eval_samples=8",
+            "--set", "gate_samples=64"]  # fmt: skip
+    code = main([*base, "--target-latency", "10s", "--latency-runtime", "eager", "--export", "int8",
+                 "--max-fid-rise", "inf", "--out", str(tmp_path / "run")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "export:" in out and "budget of 1e+04 ms: met" in out
+    d = json.loads((tmp_path / "run" / "deploy.json").read_text())
+    assert d["precision"] == "int8" and (tmp_path / "run" / "student" / "export" / "generator.int8.onnx").is_file()
+    assert d["quality_gate"]["reference"] == "fashion-mnist:test" and d["latency"]["met"]
+    assert d["latency"]["exported_ms"] > 0 and d["latency"]["search_runtime"] == "eager"
+    # a refused gate: one line naming the flag, the trained student kept, nothing exported
+    code = main([*base, "--export", "fp16", "--max-fid-rise", "-1", "--out", str(tmp_path / "r2")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--max-fid-rise" in err and "kept in" in err
+    assert (tmp_path / "r2" / "student" / "model.safetensors").is_file()
+    assert not (tmp_path / "r2" / "student" / "export").exists() and not (tmp_path / "r2" / "deploy.json").exists()
