@@ -173,7 +173,14 @@ def _i2i_gate(gen, run, folder: Path | None, teacher, t_folder: Path | None, max
     from gankd.metrics import fidelity as fid
     from gankd.metrics.fidelity import psnr, ssim
 
-    pairs = model_pairs(gen, folder, "test", label=str(folder or "the generator"))
+    try:
+        pairs = model_pairs(gen, folder, "test", label=str(folder or "the generator"))
+    except ValueError as e:
+        if "records no data" not in str(e):
+            raise
+        raise ValueError(f"the quality gate scores an image-to-image model on the test pairs of its data, and "
+                         f"{folder or 'this generator'} records none: export with --gate-samples 0 (no gate) or "
+                         "distil it on data first") from None  # fmt: skip
     n = min(num_samples, len(pairs))
     src = pairs.sources[:n].float().div(127.5).sub(1)
     tgt = pairs.images[:n].float().div(127.5).sub(1)

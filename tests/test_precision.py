@@ -96,3 +96,15 @@ def test_image_to_image_failed_gate_writes_nothing(i2i_folder, tmp_path, capsys,
     err = one_line_error(capsys, "export", "--model", i2i_folder, "--out", out, "--precision", "fp16",
                          "--max-fid-rise", "-1")  # fmt: skip
     assert "--max-fid-rise" in err and "nothing was written" in err and not (tmp_path / "y").exists()
+
+
+def test_image_to_image_without_data_names_the_flag_that_skips_the_gate(tmp_path, capsys):
+    from gankd.models.i2i import UNetConfig, UNetGenerator
+
+    torch.manual_seed(0)
+    folder = save_model(tmp_path / "u", UNetGenerator(UNetConfig(resolution=32, base_channels=4, depth=3)).eval(),
+                        "generator")  # fmt: skip
+    err = one_line_error(capsys, "export", "--model", folder, "--out", tmp_path / "x.onnx", "--precision", "fp16")
+    assert "--gate-samples 0" in err and not (tmp_path / "x.onnx").exists()
+    r = export_generator(folder, out=tmp_path / "y.onnx", precision="int8", gate_samples=0)
+    assert r["reduced"]["quality_gate"] is None and "stand-in" in r["reduced"]["calibration"]
