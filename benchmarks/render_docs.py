@@ -606,6 +606,8 @@ def _verdict_rows(label: str, budgets: list[str], by: dict, setting: str, chosen
         wins_fid, holds_psnr = fid_m < fid_p, dpsnr >= -0.3
         verdict = "ahead" if wins_fid and holds_psnr else "behind on " + " and ".join(
             x for x, bad in (("FID", not wins_fid), ("PSNR", not holds_psnr)) if bad)
+        if verdict == "ahead" and dpsnr < 0:
+            verdict = "ahead (PSNR below plain's, within 0.3 dB)"
         digits = 2 if fid_p >= 1 else 3
         rows.append([label, f"{budget[1:]} min", ", ".join(map(str, seeds)), f"{fid_m:.{digits}f} / {fid_p:.{digits}f}",
                      f"{fid_m / fid_p:.2f}", f"{dpsnr:+.2f}", bold(verdict, verdict == "ahead")])  # fmt: skip
@@ -700,6 +702,7 @@ TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "recipes-verdict": (t_recipes_verdict, ("benchmarks/results/recipes/results.json",)),
     "recipes-c10": (lambda root: t_recipes(root, "c10", {**RECIPE_SETTINGS, **WIDTH_SETTINGS}),
                     ("benchmarks/results/recipes/results.json",)),
+    "recipes-c20": (lambda root: t_recipes(root, "c20"), ("benchmarks/results/recipes/results.json",)),
     "recipes-unseen": (lambda root: t_recipes(root, "c5", UNSEEN_SETTINGS),
                        ("benchmarks/results/recipes/results.json",)),
     "demo": (t_demo, ("benchmarks/results/demo/eval_teacher.json", "benchmarks/results/demo/eval_student.json")),
