@@ -4,9 +4,9 @@
     python benchmarks/thirdparty/fastgan_style.py --out runs/fastgan --minutes 30 --threads 1
     python benchmarks/modern_gans.py --ship
     python benchmarks/recipes.py --calibrate --settings sg2-fmnist,sg2-fmnist-w2,fastgan64,fastgan64-w2 \\
-        --recipes plain,nofeat-advlate-90
+        --recipes plain,nofeat-advlate-90-rt
     python benchmarks/recipes.py --settings sg2-fmnist,sg2-fmnist-w2,fastgan64,fastgan64-w2 \\
-        --recipes plain,nofeat-advlate-90 --cost-minutes 5 --seeds 0
+        --recipes plain,nofeat-advlate-90-rt --cost-minutes 5 --seeds 0
     python benchmarks/modern_gans.py --report
     python benchmarks/modern_gans.py --mapping
 
@@ -14,7 +14,7 @@
 sample from it) into ``pretrained/<name>`` and a 64-sample grid in ``samples/``.
 The students are cells of the recipe study (benchmarks/recipes.py): the pruned teacher trained
 at equal calibrated cost by ``plain`` (what a user writes: L1 to the teacher's output) and by
-gankd's default recipe (``nofeat-advlate-90``), widths 1/2 and 1/4, scored there on the val
+gankd's default recipe (``nofeat-advlate-90-rt``), widths 1/2 and 1/4, scored there on the val
 and test sides. ``--report``: one interleaved speed run per family (teacher and its four
 students, eager PyTorch and ONNX Runtime, batch 1 and 64, one thread), a teacher / plain / gankd
 grid on the same seeds, the teachers' model cards (numbers from the study's teacher records)
@@ -47,7 +47,7 @@ from gankd.metrics.efficiency import fingerprint, interleaved_speed  # noqa: E40
 from gankd.sampling import generate, grid, save_png  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "modern"
-RECIPES = {"plain": "plain", "gankd": "nofeat-advlate-90"}  # row label -> recipe of the study
+RECIPES = {"plain": "plain", "gankd": "nofeat-advlate-90-rt"}  # row label -> recipe of the study
 BUDGET = "c5"
 NUM_SAMPLES = 2000
 FAMILIES = {

@@ -696,6 +696,8 @@ def t_modern_mapping(root: Path) -> str:
 
 TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "modern-mapping": (t_modern_mapping, ("benchmarks/results/modern/mapping.json",)),
+    "deploy-i2i": (t_deploy_i2i, ("benchmarks/results/deploy_i2i/results.json",)),
+    "deploy-i2i-budgets": (t_deploy_i2i_budgets, ("benchmarks/results/deploy_i2i/results.json",)),
     "qat": (t_qat, ("benchmarks/results/qat/results.json",)),
     "qat-finetune": (t_qat_finetune, QAT_FINETUNE),
     "recipes": (t_recipes, ("benchmarks/results/recipes/results.json",)),
