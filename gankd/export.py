@@ -393,10 +393,8 @@ def deploy_student(student_dir: Path, precision: str, max_fid_rise: float, budge
     file itself timed at the budget's batch, threads and size (median over ``rounds`` of the median of 20 calls):
     what deploys, against what was promised. Written to ``record`` (JSON). A refused gate raises with the flags
     that change it; the trained student stays where it is."""
-    import statistics
-
     from gankd.fileio import portable_path
-    from gankd.runtimes import time_callable
+    from gankd.latency import median_ms
 
     student_dir = Path(student_dir)
     out = student_dir / "export" / ("generator.onnx" if precision == "fp32" else f"generator.{precision}.onnx")
@@ -413,8 +411,7 @@ def deploy_student(student_dir: Path, precision: str, max_fid_rise: float, budge
         gen = adapter_for(load_generator(student_dir))
         run = load_exported(out, "onnx", threads=budget["threads"])
         args = gen.example_inputs(budget["batch"], size=budget.get("size"))
-        ms = statistics.median(1000 * statistics.median(time_callable(lambda: run(*args), warmup=3 if r == 0 else 1,
-                                                                      repeats=20)) for r in range(rounds))  # fmt: skip
+        ms = median_ms(lambda: run(*args), rounds)
         res["latency"] = {"budget_ms": budget["budget_ms"], "exported_ms": ms, "met": ms <= budget["budget_ms"],
                           "search_ms": budget.get("measured_ms"), "search_runtime": budget["runtime"],
                           "batch": budget["batch"], "threads": budget["threads"], "size": budget.get("size"),

@@ -72,7 +72,8 @@ def architecture_key(gen: nn.Module) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _time(fn: Callable[[], object], rounds: int, calls: int) -> float:
+def median_ms(fn: Callable[[], object], rounds: int = 5, calls: int = 20) -> float:
+    """Latency in ms of ``fn``: the median over ``rounds`` of each round's median of ``calls`` timed calls."""
     meds = [statistics.median(time_callable(fn, warmup=3 if r == 0 else 1, repeats=calls)) for r in range(rounds)]
     return 1000 * statistics.median(meds)
 
@@ -92,7 +93,7 @@ def measure_ms(gen: nn.Module, runtime: str = "onnxruntime", batch: int = 1, thr
     try:
         with tempfile.TemporaryDirectory(prefix="gankd-latency-") as tmp:
             ready = RUNTIMES.get(runtime).prepare(a, (batch,), Options(size=size, workdir=Path(tmp)))
-            return _time(ready.run[batch], rounds, calls)
+            return median_ms(ready.run[batch], rounds, calls)
     finally:
         torch.set_num_threads(old_threads)
         a.model.train(was)
