@@ -109,18 +109,20 @@ def interleaved_onnx(files: dict[str, Path], reference: str, model, rounds: int,
     return out
 
 
-def budgets(fractions: list[float], teacher_ms: float, steps: int) -> list[dict]:
+def budgets(fractions: list[float], teacher_ms: float, steps: int = 1, teacher: str = "fmnist-teacher",
+            size: int | None = None, runs: Path = RUNS) -> list[dict]:  # fmt: skip
+    """``compress --target-latency`` at fractions of the teacher's batch-1 latency (``size``: an image-to-image
+    teacher's source side), each picked student re-timed fresh (not from the cache)."""
     res = []
     for f in fractions:
-        budget = teacher_ms * f
-        run = RUNS / f"budget-{f:g}"
+        run = runs / (f"budget-{f:g}" + (f"-{size}px" if size else ""))
         if not (run / "config.json").exists():
-            compress(DistillConfig(teacher="fmnist-teacher", target_latency=f"{budget:.6f}ms", steps=steps, threads=1,
-                                   seed=0, eval_samples=64), run)  # fmt: skip
+            compress(DistillConfig(teacher=teacher, target_latency=f"{teacher_ms * f:.6f}ms", latency_size=size,
+                                   steps=steps, threads=1, seed=0, eval_samples=64), run)  # fmt: skip
         lat = json.loads((run / "config.json").read_text())["resolved"]["latency_budget"]
-        fresh = measure_ms(load_generator(run / "student"), "onnxruntime", 1, 1, rounds=7)
-        res.append({"fraction_of_teacher": f, "budget_ms": lat["budget_ms"], "width": lat["width"],
-                    "measured_in_search_ms": lat["measured_ms"], "remeasured_ms": fresh,
+        fresh = measure_ms(load_generator(run / "student"), "onnxruntime", 1, 1, rounds=7, size=size)
+        res.append({"fraction_of_teacher": f, **({"size": size} if size else {}), "budget_ms": lat["budget_ms"],
+                    "width": lat["width"], "measured_in_search_ms": lat["measured_ms"], "remeasured_ms": fresh,
                     "within_10pct": fresh <= 1.1 * lat["budget_ms"], "candidates": lat["candidates"],
                     "run": portable_path(run)})  # fmt: skip
     return res

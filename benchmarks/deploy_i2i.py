@@ -29,16 +29,14 @@ from argparse import Namespace
 from pathlib import Path
 
 import torch
-from deploy import exports, interleaved_onnx
+from deploy import budgets, exports, interleaved_onnx
 from recipes import OUT as RECIPES_OUT
 from recipes import RUNS as RECIPES_RUNS
 from recipes import cell_command, cell_config, cell_name, train
 from render_docs import deploy_i2i_tables
 
 from gankd.checkpoint import atomic_write_bytes, load_generator, resolve_model_path
-from gankd.distill import DistillConfig, compress
 from gankd.fileio import portable_path
-from gankd.latency import measure_ms
 from gankd.metrics.efficiency import count_macs, fingerprint, generator_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,22 +61,6 @@ def students() -> tuple[dict[str, Path], dict[str, str]]:
         folders[f"student w0.25 {label}"] = run / "student"
         commands[label] = cell_command(SETTING, recipe, 0, args)
     return folders, commands
-
-
-def budgets(fractions: list[float], teacher_ms: float, size: int, runs: Path) -> list[dict]:
-    res = []
-    for f in fractions:
-        run = runs / f"budget-{f:g}-{size}px"
-        if not (run / "config.json").exists():
-            compress(DistillConfig(teacher="wesnoth-restore64", target_latency=f"{teacher_ms * f:.6f}ms",
-                                   latency_size=size, steps=1, threads=1, seed=0, eval_samples=64), run)  # fmt: skip
-        lat = json.loads((run / "config.json").read_text())["resolved"]["latency_budget"]
-        fresh = measure_ms(load_generator(run / "student"), "onnxruntime", 1, 1, rounds=7, size=size)
-        res.append({"fraction_of_teacher": f, "size": size, "budget_ms": lat["budget_ms"], "width": lat["width"],
-                    "measured_in_search_ms": lat["measured_ms"], "remeasured_ms": fresh,
-                    "within_10pct": fresh <= 1.1 * lat["budget_ms"], "candidates": lat["candidates"],
-                    "run": portable_path(run)})  # fmt: skip
-    return res
 
 
 def render(res: dict) -> str:
@@ -136,7 +118,8 @@ def main() -> None:
     res = {"schema": "gankd.deploy-i2i/1", "command": shlex.join(["python", "benchmarks/deploy_i2i.py", *sys.argv[1:]]),
            "gate_samples": args.gate_samples, "pairs": models["teacher fp16"]["gate"]["num_samples"],
            "student_commands": commands, "models": models, "speed": speed,
-           "budgets": budgets(fractions, speed["256"]["teacher fp32"]["b1"]["median_ms"], 256, runs),
+           "budgets": budgets(fractions, speed["256"]["teacher fp32"]["b1"]["median_ms"], teacher="wesnoth-restore64",
+                              size=256, runs=runs),
            "fingerprint": fingerprint(), "load": args.load}  # fmt: skip
     _write_json(out / "results.json", res)
     atomic_write_bytes(out / "RESULTS.md", render(res).encode())
