@@ -251,6 +251,19 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
             "speedup_b1": med["fp32"] / med[precision]}  # fmt: skip
 
 
+def _deploy_form(generator: GeneratorAdapter, precision: str, subpixel: bool) -> tuple[GeneratorAdapter, dict]:
+    """The module to export: for int8 (with ``subpixel``), a copy whose qualifying ConvTranspose layers
+    are their sub-pixel Conv form; otherwise the generator itself. Also what was rewritten."""
+    if precision != "int8" or not subpixel:
+        return generator, {"ConvTranspose": 0}
+    from gankd.models.layers import subpixel_form
+
+    copied = copy.deepcopy(generator)
+    n = subpixel_form(copied)
+    return copied, {"ConvTranspose": n, "as": "Conv + PixelShuffle (DepthToSpace), the same function: "
+                    "int8 Conv kernels exist on CPU, int8 ConvTranspose kernels do not"}  # fmt: skip
+
+
 def _export_path(folder_or_model, out, format: str, precision: str, force: bool) -> Path:
     """Where the export goes (``<folder>/export/generator[.precision].<suffix>`` by default), every flag and
     the destination checked before the model is loaded."""
@@ -300,6 +313,7 @@ def export_generator(
     precision: str = "fp32",
     max_fid_rise: float = 0.10,
     gate_samples: int = 2000,
+    subpixel: bool = True,
 ) -> dict:
     """Export a generator (folder or module) and check it against eager PyTorch.
 
@@ -313,7 +327,10 @@ def export_generator(
     to the fp32 model, the FID of both under gankd's protocol (``gate_samples`` samples) and batch-1
     latency of both, interleaved. A model whose FID rises by more than ``max_fid_rise`` (a
     fraction; ``inf`` never refuses) is refused and nothing is written; ``gate_samples=0`` skips
-    the FID measurement. Existing files at ``out``
+    the FID measurement. int8 exports, unless ``subpixel`` is False, rewrite every ConvTranspose that
+    qualifies as its exact Conv + PixelShuffle form first (:func:`gankd.models.layers.subpixel_form`;
+    the parity check against the unmodified eager model proves the rewrite), so those layers
+    quantize too. Existing files at ``out``
     (and its ``.data`` and
     ``.json`` companions) are replaced only when gankd wrote them, or with ``force``
     (:func:`gankd.fileio.check_out_file`), checked before the model is loaded.
@@ -324,7 +341,8 @@ def export_generator(
     made = not out.parent.exists()
     reduced = None
     out.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = GeneratorForExport(generator).eval()
+    deployed, rewritten = _deploy_form(generator, precision, subpixel)
+    wrapper = GeneratorForExport(deployed).eval()
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".export-"))
     try:
         tmp_file = tmp / out.name
@@ -344,6 +362,7 @@ def export_generator(
         if precision != "fp32":
             reduced = _reduced_record(generator, folder, tmp_file, precision, max_fid_rise, gate_samples)
             diff = reduced.pop("max_abs_diff")
+            reduced["ops"]["rewritten"] = rewritten
         files = sorted(
             tmp.iterdir(), key=lambda p: p.name != out.name
         )  # main file last: readers see it whole

@@ -7,7 +7,10 @@
   (``calibration`` batches of seeded inputs; image-to-image: the val split's source images). Only Conv, MatMul and
   Gemm are quantized: the CPU execution provider fuses a QDQ Conv into an int8 kernel, but it has
   none for ConvTranspose, so a quantized ConvTranspose would run as dequantize, fp32
-  ConvTranspose, quantize (slower, not faster): it stays fp32, and the report says so.
+  ConvTranspose, quantize (slower, not faster). The export therefore rewrites each ConvTranspose
+  that grows by its stride into the same function made of a Conv and a DepthToSpace
+  (:class:`gankd.models.layers.SubPixelConvTranspose`), which quantizes; any other stays fp32,
+  and the report says which and why.
 - :func:`op_report`: which compute ops run in int8 / fp16 / fp32, and why.
 - :func:`quality_gate`: the reduced model against its fp32 self under gankd's protocol: FID of
   both against the same reference (the data's test split the model records, else the fp32
@@ -37,8 +40,9 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 WHY_FP32 = {
     "ConvTranspose": "the CPU execution provider has no int8 ConvTranspose kernel (QDQ would run dequantize, "
-                     "fp32 ConvTranspose, quantize); a generator that upsamples by nearest + conv quantizes every "
-                     "layer (gankd's dcgan students: compress with --student-upsample nearest-conv)",
+                     "fp32 ConvTranspose, quantize); gankd export rewrites one that grows by its stride "
+                     "(output = stride x input) as Conv + DepthToSpace, which quantizes, unless "
+                     "--keep-convtranspose: these were kept or do not qualify",
 }  # fmt: skip
 
 

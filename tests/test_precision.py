@@ -20,15 +20,21 @@ def folder(tmp_path_factory):
     return save_model(tmp_path_factory.mktemp("prec") / "gen", tiny(num_classes=0), "generator")
 
 
-def test_int8_quantizes_convs_keeps_conv_transpose_fp32_and_reports(folder):
+def test_int8_rewrites_conv_transpose_so_every_layer_quantizes(folder, tmp_path):
     r = export_generator(folder, precision="int8", gate_samples=0)
     path = folder / "export" / "generator.int8.onnx"
     assert r["path"] == str(path) and path.is_file() and r["precision"] == "int8"
     assert not (folder / "export" / "generator.int8.onnx.data").exists()  # one self-contained file
-    ops = r["reduced"]["ops"]["ops"]
-    assert ops["ConvTranspose"]["fp32"] == ops["ConvTranspose"]["int8"] + ops["ConvTranspose"]["fp32"] > 0
-    assert ops["Conv"]["int8"] >= 1 and ops["Conv"]["fp32"] == 0  # the image layer: a Conv, quantized
-    assert "int8 ConvTranspose" in r["reduced"]["ops"]["why_fp32"]["ConvTranspose"]
+    ops = r["reduced"]["ops"]
+    n_up = r["reduced"]["ops"]["rewritten"]["ConvTranspose"]
+    assert n_up == 3 and "ConvTranspose" not in ops["ops"] and not ops["why_fp32"]  # tiny(): 3 upsampling stages
+    assert ops["ops"]["Conv"] == {"int8": n_up + 1, "fp16": 0, "fp32": 0}  # + the image layer
+    # kept as they are on request: ConvTranspose stays fp32, with the reason and the flag
+    k = export_generator(folder, tmp_path / "keep.onnx", precision="int8", gate_samples=0, subpixel=False)["reduced"]
+    assert k["ops"]["ops"]["ConvTranspose"] == {"int8": 0, "fp16": 0, "fp32": 3} and k["ops"]["rewritten"] == {
+        "ConvTranspose": 0}  # fmt: skip
+    assert "int8 ConvTranspose" in k["ops"]["why_fp32"]["ConvTranspose"]
+    assert "--keep-convtranspose" in k["ops"]["why_fp32"]["ConvTranspose"]
     assert r["reduced"]["quality_gate"] is None and r["reduced"]["speedup_b1"] > 0
     assert json.loads(path.with_name(path.name + ".json").read_text())["precision"] == "int8"
     # the file runs with a dynamic batch, close to (not equal to) fp32
