@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from render_docs import deploy_tables
 
 from gankd.adapter import adapter_for
 from gankd.checkpoint import atomic_write_bytes, load_generator, resolve_model_path
@@ -60,18 +61,31 @@ def upconv_student(steps: int) -> Path:
     return run / "student"
 
 
+KEPT = "int8-ct"  # the int8 export with ConvTranspose kept fp32 (gankd export --keep-convtranspose)
+
+
+def _export(folder: Path, path: Path, precision: str, gate_samples: int) -> dict:
+    """One export (kept when its record exists and was written by today's int8 rules), its record."""
+    meta = path.with_name(path.name + ".json")
+    stale = precision == "int8" and meta.exists() and "rewritten" not in json.loads(meta.read_text())["reduced"]["ops"]
+    if not meta.exists() or stale:
+        export_generator(folder, path, precision="int8" if precision == KEPT else precision, force=True,
+                         max_fid_rise=float("inf"), gate_samples=gate_samples, subpixel=precision != KEPT)  # fmt: skip
+    return json.loads(meta.read_text())
+
+
 def exports(folders: dict[str, Path], gate_samples: int, runs: Path = RUNS) -> dict:
     """Each folder exported at every precision into ``runs/exports`` (kept when its record exists), the gate's
-    numbers recorded and nothing refused."""
+    numbers recorded and nothing refused. A model whose int8 export rewrote ConvTranspose layers is also
+    exported with them kept fp32 (``int8-ct``), so one timing run shows what the rewrite buys."""
     out = {}
     for name, folder in folders.items():
         for p in PRECISIONS:
             path = runs / "exports" / f"{name}.{p}.onnx"
-            meta = path.with_name(path.name + ".json")
-            if not meta.exists():
-                export_generator(folder, path, precision=p, max_fid_rise=float("inf"), gate_samples=gate_samples,
-                                 force=True)  # fmt: skip
-            out[f"{name} {p}"] = {"path": path, "record": json.loads(meta.read_text())}
+            out[f"{name} {p}"] = {"path": path, "record": _export(folder, path, p, gate_samples)}
+        if out[f"{name} int8"]["record"]["reduced"]["ops"]["rewritten"]["ConvTranspose"]:
+            path = runs / "exports" / f"{name}.{KEPT}.onnx"
+            out[f"{name} {KEPT}"] = {"path": path, "record": _export(folder, path, KEPT, gate_samples)}
     return out
 
 
@@ -129,35 +143,19 @@ def budgets(fractions: list[float], teacher_ms: float, steps: int = 1, teacher: 
 
 
 def render(res: dict) -> str:
-    lines = ["# Deployment: precision and latency budgets (Fashion-MNIST students)", "",
-             "ONNX Runtime, CPU execution provider, one thread, interleaved with the fp32 teacher; FID against the "
-             f"test split ({res['gate_samples']} samples, the domain's extractor); PSNR to the model's own fp32 "
-             "outputs.",
-             "",
-             "| model | precision | MACs/img | ops in int8 / fp16 / fp32 | FID | PSNR to fp32 dB | b1 ms | "
-             "b1 × teacher | "
-             "b64 ms | b64 × teacher |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for key, r in res["models"].items():
-        s = res["speed"][key]
-        ops = r.get("ops") or {}
-        tot = {k: sum(c.get(k, 0) for c in ops.values()) for k in ("int8", "fp16", "fp32")} if ops else None
-        ops_s = f"{tot['int8']} / {tot['fp16']} / {tot['fp32']}" if tot else "all fp32"
-        fid = f"{r['fid']:.3g}" if r.get("fid") is not None else "–"
-        psnr = f"{r['psnr_to_fp32_db']:.1f}" if r.get("psnr_to_fp32_db") is not None else "–"
-        lines.append(f"| {r['model']} | {r['precision']} | {r['macs'] / 1e6:.3g} M | {ops_s} | {fid} | {psnr} | "
-                     f"{s['b1']['median_ms']:.3g} | {s['b1']['speedup_median']:.2f}× ({s['b1']['speedup_min']:.2f}–"
-                     f"{s['b1']['speedup_max']:.2f}) | {s['b64']['median_ms']:.3g} | "
-                     f"{s['b64']['speedup_median']:.2f}× |")
-    lines += ["", "`--target-latency` (budgets as fractions of the teacher's batch-1 latency; the picked student "
-              "re-timed fresh):", "", "| budget | width picked | ms in the search | ms re-timed | within 10 % |",
-              "|---|---|---|---|---|"]  # fmt: skip
-    for b in res["budgets"]:
-        lines.append(f"| {b['budget_ms']:.3g} ms ({b['fraction_of_teacher']:g} × teacher) | {b['width']:.3g} | "
-                     f"{b['measured_in_search_ms']:.3g} | {b['remeasured_ms']:.3g} | "
-                     f"{'yes' if b['within_10pct'] else 'no'} |")
-    lines += ["", f"Machine: {res['fingerprint'].get('cpu')}; other jobs on the machine: {res['load']}.",
-              f"Command: `{res['command']}`", ""]
-    return "\n".join(lines)
+    models, budget_rows = deploy_tables(res)
+    why = sorted({w for r in res["models"].values() for w in (r.get("why_fp32") or {}).values()})
+    return "\n".join([
+        "# Deployment: precision and latency budgets (Fashion-MNIST students)", "",
+        "ONNX Runtime, CPU execution provider, one thread, interleaved with the fp32 teacher; FID against the test "
+        f"split ({res['gate_samples']} samples, the domain's extractor); PSNR to the model's own fp32 outputs. int8 "
+        "rewrites ConvTranspose as Conv + DepthToSpace (the same function) so it quantizes; `int8, ConvTranspose "
+        "kept fp32` is the same export with `--keep-convtranspose`.", "", models, "",
+        *[f"Kept fp32: {w}." for w in why], "",
+        "`--target-latency` (budgets as fractions of the teacher's batch-1 latency; the picked student re-timed "
+        "fresh):", "", budget_rows, "",
+        f"Machine: {res['fingerprint'].get('cpu')}; other jobs on the machine: {res['load']}.",
+        f"Command: `{res['command']}`", ""])  # fmt: skip
 
 
 def main() -> None:

@@ -649,15 +649,43 @@ def t_qat_finetune(root: Path) -> str:
                   "PSNR int8 → teacher (dB)"], rows)  # fmt: skip
 
 
+PRECISION_LABELS = {"int8-ct": "int8, ConvTranspose kept fp32"}  # benchmarks/deploy.py's export variants
+
+
+def _ops_cell(r: dict) -> str:
+    """Compute ops in int8 / fp16 / fp32 (``all fp32`` for the fp32 export)."""
+    ops = r.get("ops") or {}
+    tot = {k: sum(c.get(k, 0) for c in ops.values()) for k in ("int8", "fp16", "fp32")} if ops else None
+    return f"{tot['int8']} / {tot['fp16']} / {tot['fp32']}" if tot else "all fp32"
+
+
+def deploy_tables(res: dict) -> tuple[str, str]:
+    """(precision table, latency-budget table) of benchmarks/deploy.py's results (Fashion-MNIST students)."""
+    rows = []
+    for key, r in res["models"].items():
+        s = res["speed"][key]
+        rows.append([r["model"], PRECISION_LABELS.get(r["precision"], r["precision"]), f"{r['macs'] / 1e6:.3g} M",
+                     _ops_cell(r), sig(r.get("fid")),
+                     DASH if r.get("psnr_to_fp32_db") is None else f"{r['psnr_to_fp32_db']:.1f}",
+                     f"{sig(s['b1']['median_ms'])} ({s['b1']['speedup_median']:.2f}×, {s['b1']['speedup_min']:.2f}–"
+                     f"{s['b1']['speedup_max']:.2f})",
+                     f"{sig(s['b64']['median_ms'])} ({s['b64']['speedup_median']:.2f}×)"])  # fmt: skip
+    models = table(["model", "precision", "MACs/img", "ops in int8 / fp16 / fp32", "FID", "PSNR to fp32 dB",
+                    "b1 ms (× teacher, min–max)", "b64 ms (× teacher)"], rows)  # fmt: skip
+    budgets = table(["budget", "width picked", "ms in the search", "ms re-timed", "within 10 %"],
+                    [[f"{sig(b['budget_ms'])} ms ({b['fraction_of_teacher']:g} × teacher)", f"{b['width']:.3g}",
+                      sig(b["measured_in_search_ms"]), sig(b["remeasured_ms"]), "yes" if b["within_10pct"] else "no"]
+                     for b in res["budgets"]])  # fmt: skip
+    return models, budgets
+
+
 def deploy_i2i_tables(res: dict) -> tuple[str, str]:
     """(precision table, latency-budget table) of benchmarks/deploy_i2i.py's results."""
     rows = []
     for r in res["models"].values():
-        ops = r.get("ops") or {}
-        tot = {k: sum(c.get(k, 0) for c in ops.values()) for k in ("int8", "fp16", "fp32")} if ops else None
         s64, s256 = res["speed"]["64"][r["key"]], res["speed"]["256"][r["key"]]
-        rows.append([r["model"], r["precision"], f"{r['macs'] / 1e6:.3g} M",
-                     f"{tot['int8']} / {tot['fp16']} / {tot['fp32']}" if tot else "all fp32", sig(r["fid"]),
+        rows.append([r["model"], PRECISION_LABELS.get(r["precision"], r["precision"]), f"{r['macs'] / 1e6:.3g} M",
+                     _ops_cell(r), sig(r["fid"]),
                      DASH if r["psnr_to_target_db"] is None else f"{r['psnr_to_target_db']:.2f}",
                      DASH if r["psnr_to_fp32_db"] is None else f"{r['psnr_to_fp32_db']:.1f}",
                      f"{sig(s64['b1']['median_ms'])} ({s64['b1']['speedup_median']:.2f}×)",
@@ -667,11 +695,17 @@ def deploy_i2i_tables(res: dict) -> tuple[str, str]:
     models = table(["model", "precision", "MACs at 64 px", "ops in int8 / fp16 / fp32", "FID vs targets",
                     "PSNR to targets dB", "PSNR to fp32 dB", "64 px b1 ms (× teacher)", "64 px b64 ms (×)",
                     "256 px b1 ms (×, min–max)"], rows)  # fmt: skip
-    budgets = table(["budget", "width picked", "ms in the search", "ms re-timed", "within 10 %"],
-                    [[f"{sig(b['budget_ms'])} ms ({b['fraction_of_teacher']:g} × teacher)", f"{b['width']:.3g}",
-                      sig(b["measured_in_search_ms"]), sig(b["remeasured_ms"]), "yes" if b["within_10pct"] else "no"]
-                     for b in res["budgets"]])  # fmt: skip
-    return models, budgets
+    return models, deploy_tables({"models": {}, "budgets": res["budgets"]})[1]
+
+
+def t_deploy(root: Path) -> str:
+    """fp32 / fp16 / int8 of the Fashion-MNIST teacher and its students (benchmarks/deploy.py)."""
+    return deploy_tables(load(root, "benchmarks/results/deploy/results.json"))[0]
+
+
+def t_deploy_budgets(root: Path) -> str:
+    """--target-latency for the Fashion-MNIST teacher (benchmarks/deploy.py)."""
+    return deploy_tables(load(root, "benchmarks/results/deploy/results.json"))[1]
 
 
 def t_deploy_i2i(root: Path) -> str:
@@ -696,6 +730,8 @@ def t_modern_mapping(root: Path) -> str:
 
 TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "modern-mapping": (t_modern_mapping, ("benchmarks/results/modern/mapping.json",)),
+    "deploy": (t_deploy, ("benchmarks/results/deploy/results.json",)),
+    "deploy-budgets": (t_deploy_budgets, ("benchmarks/results/deploy/results.json",)),
     "deploy-i2i": (t_deploy_i2i, ("benchmarks/results/deploy_i2i/results.json",)),
     "deploy-i2i-budgets": (t_deploy_i2i_budgets, ("benchmarks/results/deploy_i2i/results.json",)),
     "qat": (t_qat, ("benchmarks/results/qat/results.json",)),

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-QUANTIZED = (nn.Conv2d, nn.Linear)  # what the int8 export quantizes (ConvTranspose stays fp32 on CPU)
+# the layers rounded here: what the int8 export quantizes as they are. ConvTranspose layers are quantized only in their
+# rewritten form (gankd.models.layers.SubPixelConvTranspose), whose per-channel grid is the export's, not rounded here
+QUANTIZED = (nn.Conv2d, nn.Linear)
 MOMENTUM = 0.01  # of the running activation min/max
 
 
