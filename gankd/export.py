@@ -219,14 +219,17 @@ def _reduce(fp32_file: Path, precision: str, feeds) -> Path:
 
 
 def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file: Path, precision: str,
-                    max_fid_rise: float, gate_samples: int) -> dict:  # fmt: skip
-    """Convert, compare with the fp32 file (ops, outputs, quality gate, latency); refuse a failed gate."""
+                    max_fid_rise: float, gate_samples: int, fp32_run=None) -> dict:  # fmt: skip
+    """Convert, compare with the fp32 file (ops, outputs, quality gate, latency); refuse a failed gate.
+    ``fp32_run``: the fp32 model to time against when ``fp32_file`` is a rewritten form of it."""
     import statistics
 
     from gankd import precision as prec
     from gankd.metrics.efficiency import time_callable
 
-    fp32_run = load_exported(fp32_file, "onnx", threads=1)  # the session holds the model: the file may go
+    rewritten = fp32_run is not None
+    if fp32_run is None:  # the session holds the model: the file may go
+        fp32_run = load_exported(fp32_file, "onnx", threads=1)
     feeds, calibration = prec.calibration_feeds(generator, folder)
     path = _reduce(fp32_file, precision, feeds)
     run = load_exported(path, "onnx", threads=1)
@@ -247,7 +250,8 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"max_abs_diff": worst, "ops": prec.op_report(path), "quality_gate": gate,
             "calibration": calibration if precision == "int8" else None,
-            "latency_b1_ms": {"fp32": med["fp32"], precision: med[precision], "rounds": times, "threads": 1},
+            "latency_b1_ms": {"fp32": med["fp32"], precision: med[precision], "rounds": times, "threads": 1,
+                              "fp32_timed": "the unmodified fp32 export" if rewritten else "the fp32 export"},
             "speedup_b1": med["fp32"] / med[precision]}  # fmt: skip
 
 
@@ -262,6 +266,16 @@ def _deploy_form(generator: GeneratorAdapter, precision: str, subpixel: bool) ->
     n = subpixel_form(copied)
     return copied, {"ConvTranspose": n, "as": "Conv + PixelShuffle (DepthToSpace), the same function: "
                     "int8 Conv kernels exist on CPU, int8 ConvTranspose kernels do not"}  # fmt: skip
+
+
+def _plain_reference(generator: GeneratorAdapter, tmp: Path, opset: int | None):
+    """The unmodified fp32 ONNX model, loaded (its file removed), as the latency baseline of a rewritten export."""
+    ref = tmp / "reference"
+    ref.mkdir()
+    _export_onnx(GeneratorForExport(generator).eval(), ref / "generator.onnx", opset)
+    run = load_exported(ref / "generator.onnx", "onnx", threads=1)
+    shutil.rmtree(ref)
+    return run
 
 
 def _export_path(folder_or_model, out, format: str, precision: str, force: bool) -> Path:
@@ -360,7 +374,8 @@ def export_generator(
                 f"{tolerance:g}; nothing was written. Raise --tolerance if that precision is acceptable"
             )
         if precision != "fp32":
-            reduced = _reduced_record(generator, folder, tmp_file, precision, max_fid_rise, gate_samples)
+            reference = _plain_reference(generator, tmp, opset) if rewritten["ConvTranspose"] else None
+            reduced = _reduced_record(generator, folder, tmp_file, precision, max_fid_rise, gate_samples, reference)
             diff = reduced.pop("max_abs_diff")
             reduced["ops"]["rewritten"] = rewritten
         files = sorted(

@@ -29,6 +29,7 @@ def test_int8_rewrites_conv_transpose_so_every_layer_quantizes(folder, tmp_path)
     n_up = r["reduced"]["ops"]["rewritten"]["ConvTranspose"]
     assert n_up == 3 and "ConvTranspose" not in ops["ops"] and not ops["why_fp32"]  # tiny(): 3 upsampling stages
     assert ops["ops"]["Conv"] == {"int8": n_up + 1, "fp16": 0, "fp32": 0}  # + the image layer
+    assert r["reduced"]["latency_b1_ms"]["fp32_timed"] == "the unmodified fp32 export"  # not the slower rewrite
     # kept as they are on request: ConvTranspose stays fp32, with the reason and the flag
     k = export_generator(folder, tmp_path / "keep.onnx", precision="int8", gate_samples=0, subpixel=False)["reduced"]
     assert k["ops"]["ops"]["ConvTranspose"] == {"int8": 0, "fp16": 0, "fp32": 3} and k["ops"]["rewritten"] == {
