@@ -446,7 +446,8 @@ def add_compress(sub) -> None:
                    help="gankd's dcgan students: how a stage doubles; nearest-conv quantizes to int8 in ONNX Runtime "
                    "(its layers start fresh, the rest inherit the teacher's channels; default: the teacher's)")
     p.add_argument("--latency-runtime", choices=RUNTIMES.accepted(),
-                   help="--target-latency: what to time (default onnxruntime, as deployed)")
+                   help="--target-latency: what to time (default onnxruntime, as deployed; with --export int8, "
+                   "onnx-int8: the int8 export)")
     p.add_argument("--latency-batch", type=int, help="--target-latency: batch size timed (default 1)")
     p.add_argument("--latency-size", type=int, help="--target-latency, image-to-image teachers: the source side in "
                    "px timed (default: the trained resolution)")

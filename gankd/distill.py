@@ -313,9 +313,21 @@ def _feat_indices(cfg: DistillConfig, teacher: GeneratorAdapter) -> list[int]:
     return list(range(len(teacher.spec.features)))
 
 
+def timed_runtime(cfg: DistillConfig) -> str:
+    """What ``--target-latency`` times: ``--latency-runtime``; with ``--export int8`` and the default ONNX
+    Runtime, the int8 export (what deploys), so the budget buys the width int8 can afford."""
+    from gankd.runtimes import RUNTIMES
+
+    if cfg.export == "int8" and RUNTIMES.canonical(cfg.latency_runtime) == "onnx":
+        return "onnx-int8"
+    return cfg.latency_runtime
+
+
 def latency_width(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -> tuple[float, dict]:
     """``--target-latency``: the widest student that meets the budget on this machine (:mod:`gankd.latency`)."""
     from gankd.latency import parse_latency, width_for_latency
+
+    runtime = timed_runtime(cfg)
 
     if scales_by_width(adapter_for(teacher).native_family):
         def build(w):
@@ -330,10 +342,10 @@ def latency_width(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -
         raise ValueError("--latency-size sets the source image side of image-to-image teachers; this teacher draws "
                          "from noise at one resolution: drop --latency-size")  # fmt: skip
     width, rec = width_for_latency(build, adapter_for(teacher, spec), parse_latency(cfg.target_latency),
-                                   cfg.latency_runtime, cfg.latency_batch, cfg.latency_threads,
+                                   runtime, cfg.latency_batch, cfg.latency_threads,
                                    size=cfg.latency_size)  # fmt: skip
     log.info("--target-latency %s: width %.4g measures %.4g ms (%s, batch %d, %d thread(s); teacher %.4g ms)",
-             cfg.target_latency, width, rec["measured_ms"], cfg.latency_runtime, cfg.latency_batch,
+             cfg.target_latency, width, rec["measured_ms"], runtime, cfg.latency_batch,
              cfg.latency_threads, rec["teacher_ms"])  # fmt: skip
     return width, rec
 

@@ -11,6 +11,8 @@ those. Adding a runtime is one registration here.
 - ``onnx``: exported with ``gankd export`` (parity checked), run by ONNX Runtime's CPU
   execution provider (CUDA first on a GPU when onnxruntime has it) with torch's thread count;
   ORT returns only when done, so host wall-clock timing is right on any device.
+- ``onnx-int8``: the same, exported as ``gankd export --precision int8`` writes it (ConvTranspose
+  rewritten, calibrated on seeded inputs; no quality gate: this times, it does not judge).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import io
 import statistics
 import time
@@ -177,17 +180,19 @@ def _prepare_eager(model: nn.Module, batches: tuple[int, ...], opt: Options) -> 
     return out
 
 
-def _prepare_onnx(model: nn.Module, batches: tuple[int, ...], opt: Options) -> Prepared:
+def _prepare_onnx(model: nn.Module, batches: tuple[int, ...], opt: Options, precision: str = "fp32") -> Prepared:
     from gankd.export import export_generator
 
     if opt.workdir is None:
         raise ValueError("the onnx runtime needs Options.workdir for its exported file")
-    # Exporter and ORT may write progress to stdout; library code stays silent.
+    # Exporter and ORT may write progress to stdout; library code stays silent. A reduced precision is
+    # exported as `gankd export --precision` writes it (int8 calibrated on seeded inputs), ungated: timing only.
     with contextlib.redirect_stdout(io.StringIO()):
-        exp = export_generator(model, Path(opt.workdir) / "generator.onnx", "onnx")
+        exp = export_generator(model, Path(opt.workdir) / "generator.onnx", "onnx", precision=precision,
+                               max_fid_rise=float("inf"), gate_samples=0)  # fmt: skip
     sess, for_batch = onnx_runner(exp["path"], model, opt.device, opt.size)
     out = Prepared(run={}, info={"providers": sess.get_providers(), "parity_max_abs_diff": exp["max_abs_diff"],
-                                 "intra_op_threads": torch.get_num_threads()})  # fmt: skip
+                                 "intra_op_threads": torch.get_num_threads(), "precision": precision})  # fmt: skip
     for b in batches:
         out.run[b] = for_batch(b)
         time_callable(out.run[b], warmup=0, repeats=max(1, opt.warmup))  # warm-up, once, before any timing
@@ -196,6 +201,8 @@ def _prepare_onnx(model: nn.Module, batches: tuple[int, ...], opt: Options) -> P
 
 RUNTIMES.add("eager", Runtime(_prepare_eager, host_clock=False))
 RUNTIMES.add("onnx", Runtime(_prepare_onnx, host_clock=True), aliases=("onnxruntime",))
+RUNTIMES.add("onnx-int8", Runtime(functools.partial(_prepare_onnx, precision="int8"), host_clock=True),
+             aliases=("onnxruntime-int8",))  # fmt: skip
 
 
 def prepare_all(models: Mapping[str, nn.Module], runtimes: tuple[str, ...], batches: tuple[int, ...],

@@ -117,3 +117,16 @@ def test_compress_export_gates_and_times_the_exported_file(tmp_path, monkeypatch
     assert code == 2 and len(err.splitlines()) == 1 and "--max-fid-rise" in err and "kept in" in err
     assert (tmp_path / "r2" / "student" / "model.safetensors").is_file()
     assert not (tmp_path / "r2" / "student" / "export").exists() and not (tmp_path / "r2" / "deploy.json").exists()
+
+
+def test_a_budget_for_an_int8_export_times_the_int8_export(tmp_path, monkeypatch):
+    from gankd.distill import DistillConfig, timed_runtime
+    from gankd.runtimes import RUNTIMES, Options
+
+    assert timed_runtime(DistillConfig(target_latency="1ms", export="int8")) == "onnx-int8"
+    assert timed_runtime(DistillConfig(target_latency="1ms", export="fp16")) == "onnxruntime"
+    assert timed_runtime(DistillConfig(target_latency="1ms", export="int8", latency_runtime="eager")) == "eager"
+    ready = RUNTIMES.get("onnxruntime-int8").prepare(tiny(num_classes=0), (1,), Options(workdir=tmp_path))
+    assert ready.info["precision"] == "int8" and ready.run[1]()[0].shape == (1, 1, 32, 32)
+    monkeypatch.setenv("GANKD_CACHE", str(tmp_path / "cache"))
+    assert latency.measure_ms(tiny(num_classes=0), "onnx-int8", rounds=1) > 0
