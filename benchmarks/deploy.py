@@ -124,18 +124,22 @@ def interleaved_onnx(files: dict[str, Path], reference: str, model, rounds: int,
 
 
 def budgets(fractions: list[float], teacher_ms: float, steps: int = 1, teacher: str = "fmnist-teacher",
-            size: int | None = None, runs: Path = RUNS) -> list[dict]:  # fmt: skip
+            size: int | None = None, runs: Path = RUNS, runtime: str = "onnxruntime") -> list[dict]:  # fmt: skip
     """``compress --target-latency`` at fractions of the teacher's batch-1 latency (``size``: an image-to-image
-    teacher's source side), each picked student re-timed fresh (not from the cache)."""
+    teacher's source side; ``runtime``: what the search times, e.g. ``onnx-int8``), each picked student re-timed
+    fresh (not from the cache) in that runtime."""
     res = []
     for f in fractions:
-        run = runs / (f"budget-{f:g}" + (f"-{size}px" if size else ""))
+        run = runs / (f"budget-{f:g}" + (f"-{size}px" if size else "") + ("" if runtime == "onnxruntime" else
+                                                                           f"-{runtime}"))  # fmt: skip
         if not (run / "config.json").exists():
             compress(DistillConfig(teacher=teacher, target_latency=f"{teacher_ms * f:.6f}ms", latency_size=size,
-                                   steps=steps, threads=1, seed=0, eval_samples=64), run)  # fmt: skip
+                                   latency_runtime=runtime, steps=steps, threads=1, seed=0, eval_samples=64),
+                     run)  # fmt: skip
         lat = json.loads((run / "config.json").read_text())["resolved"]["latency_budget"]
-        fresh = measure_ms(load_generator(run / "student"), "onnxruntime", 1, 1, rounds=7, size=size)
-        res.append({"fraction_of_teacher": f, **({"size": size} if size else {}), "budget_ms": lat["budget_ms"],
+        fresh = measure_ms(load_generator(run / "student"), runtime, 1, 1, rounds=7, size=size)
+        res.append({"fraction_of_teacher": f, **({"size": size} if size else {}), "runtime": runtime,
+                    "budget_ms": lat["budget_ms"],
                     "width": lat["width"], "measured_in_search_ms": lat["measured_ms"], "remeasured_ms": fresh,
                     "within_10pct": fresh <= 1.1 * lat["budget_ms"], "candidates": lat["candidates"],
                     "run": portable_path(run)})  # fmt: skip
@@ -163,6 +167,7 @@ def main() -> None:
     ap.add_argument("--gate-samples", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--budgets", default="0.5,0.25,0.125", help="fractions of the teacher's batch-1 latency")
+    ap.add_argument("--int8-budgets", default="0.125", help="the same, the search timing int8 exports")
     ap.add_argument("--upconv-steps", type=int, default=3000)
     ap.add_argument("--load", default="quiet", help="what else ran on the machine (recorded)")
     args = ap.parse_args()
@@ -194,7 +199,9 @@ def main() -> None:
     fractions = [float(f) for f in args.budgets.split(",") if f.strip()]
     res = {"schema": "gankd.deploy/1", "command": shlex.join(["python", "benchmarks/deploy.py", *sys.argv[1:]]),
            "gate_samples": args.gate_samples, "models": models, "speed": speed,
-           "budgets": budgets(fractions, teacher_ms, steps=1), "fingerprint": fingerprint(),
+           "budgets": budgets(fractions, teacher_ms, steps=1) + budgets(
+               [float(f) for f in args.int8_budgets.split(",") if f.strip()], teacher_ms, steps=1, runtime="onnx-int8"),
+           "fingerprint": fingerprint(),
            "load": args.load}  # fmt: skip
     _write_json(OUT / "results.json", res)
     atomic_write_bytes(OUT / "RESULTS.md", render(res).encode())
