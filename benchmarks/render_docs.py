@@ -649,7 +649,7 @@ def t_qat_finetune(root: Path) -> str:
                   "PSNR int8 → teacher (dB)"], rows)  # fmt: skip
 
 
-PRECISION_LABELS = {"int8-ct": "int8, ConvTranspose kept fp32"}  # benchmarks/deploy.py's export variants
+PRECISION_LABELS = {"int8-ct": "int8, ConvTranspose kept fp32", "int8-sp": "int8, ConvTranspose rewritten"}
 
 
 def _ops_cell(r: dict) -> str:

@@ -625,7 +625,7 @@ def cmd_export(args) -> int:
 
     r = export_generator(args.model, args.out, args.format, tolerance=args.tolerance, force=args.force,
                          precision=args.precision, max_fid_rise=args.max_fid_rise, gate_samples=args.gate_samples,
-                         subpixel=not args.keep_convtranspose)  # fmt: skip
+                         convtranspose=args.convtranspose)  # fmt: skip
     print(r["path"])
     red = r.get("reduced")
     if red is None:
@@ -633,9 +633,12 @@ def cmd_export(args) -> int:
         return 0
     ops = ", ".join(f"{op}: " + "/".join(f"{n} {k}" for k, n in c.items() if n) for op, c in red["ops"]["ops"].items())
     print(f"{args.precision}: {ops}")
-    if red["ops"].get("rewritten", {}).get("ConvTranspose"):
-        print(f"  {red['ops']['rewritten']['ConvTranspose']} ConvTranspose rewritten as Conv + DepthToSpace (the same "
-              "function; --keep-convtranspose keeps them)")  # fmt: skip
+    rw = red["ops"].get("rewritten") or {}
+    if rw.get("qualifying"):
+        how = ("rewritten as Conv + DepthToSpace (the same function)" if rw["ConvTranspose"] else "kept fp32")
+        timed = rw.get("timed_b1_ms")
+        why = (f": int8 batch 1 rewritten {timed['rewrite']:.3g} ms, kept {timed['keep']:.3g} ms" if timed else "")
+        print(f"  {rw['qualifying']} ConvTranspose {how} (--convtranspose {rw['mode']}{why})")
     for op, why in red["ops"]["why_fp32"].items():
         print(f"  {op} stays fp32: {why}")
     g = red["quality_gate"]
@@ -673,9 +676,11 @@ def add_export(sub) -> None:
                    "0.10; inf records the FIDs and never refuses)")
     p.add_argument("--gate-samples", type=int, default=2000,
                    help="fp16/int8: samples for the FID gate (2000; 0 skips the FID measurement)")
-    p.add_argument("--keep-convtranspose", action="store_true",
-                   help="int8: keep ConvTranspose layers fp32 instead of rewriting them as their exact Conv + "
-                   "DepthToSpace form (which quantizes)")
+    from gankd.export import CONVTRANSPOSE
+
+    p.add_argument("--convtranspose", default="auto", choices=CONVTRANSPOSE,
+                   help="int8: rewrite ConvTranspose layers as their exact Conv + DepthToSpace form (which quantizes), "
+                   "keep them fp32, or auto (default: quantize both, keep the faster at batch 1 here)")
     _add_common(p)
     p.set_defaults(fn=cmd_export)
 

@@ -255,17 +255,58 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
             "speedup_b1": med["fp32"] / med[precision]}  # fmt: skip
 
 
-def _deploy_form(generator: GeneratorAdapter, precision: str, subpixel: bool) -> tuple[GeneratorAdapter, dict]:
-    """The module to export: for int8 (with ``subpixel``), a copy whose qualifying ConvTranspose layers
-    are their sub-pixel Conv form; otherwise the generator itself. Also what was rewritten."""
-    if precision != "int8" or not subpixel:
-        return generator, {"ConvTranspose": 0}
+CONVTRANSPOSE = ("auto", "rewrite", "keep")  # int8: what becomes of ConvTranspose layers (see export_generator)
+REWRITE_NOTE = ("Conv + PixelShuffle (DepthToSpace), the same function: int8 Conv kernels exist on CPU, int8 "
+                "ConvTranspose kernels do not")  # fmt: skip
+
+
+def _deploy_form(generator: GeneratorAdapter, folder: Path | None, precision: str, mode: str, tmp: Path,
+                 opset: int | None) -> tuple[GeneratorAdapter, dict]:  # fmt: skip
+    """The module to export and its record: for int8, ``rewrite`` exports a copy whose qualifying ConvTranspose
+    layers are their sub-pixel Conv form, ``keep`` the generator as it is, and ``auto`` whichever of the two
+    int8 models runs a batch of 1 faster here (both quantized and timed interleaved, one thread)."""
+    if mode not in CONVTRANSPOSE:
+        raise ValueError(f"--convtranspose {mode!r} is unknown; choose one of: {', '.join(CONVTRANSPOSE)}")
+    if precision != "int8":
+        return generator, {"ConvTranspose": 0, "qualifying": 0, "mode": mode}
     from gankd.models.layers import subpixel_form
 
     copied = copy.deepcopy(generator)
     n = subpixel_form(copied)
-    return copied, {"ConvTranspose": n, "as": "Conv + PixelShuffle (DepthToSpace), the same function: "
-                    "int8 Conv kernels exist on CPU, int8 ConvTranspose kernels do not"}  # fmt: skip
+    record = {"ConvTranspose": n, "qualifying": n, "mode": mode, "as": REWRITE_NOTE}
+    if n == 0 or mode == "keep":
+        return generator, {**record, "ConvTranspose": 0}
+    if mode == "rewrite":
+        return copied, record
+    ms = _time_int8_forms({"rewrite": copied, "keep": generator}, generator, folder, tmp, opset)
+    record["timed_b1_ms"] = ms
+    return (copied, record) if ms["rewrite"] <= ms["keep"] else (generator, {**record, "ConvTranspose": 0})
+
+
+def _time_int8_forms(forms: dict[str, nn.Module], generator: GeneratorAdapter, folder: Path | None, tmp: Path,
+                     opset: int | None, rounds: int = 5) -> dict[str, float]:  # fmt: skip
+    """Batch-1 latency (ms, one thread, median over interleaved rounds of the median of 20 calls) of each form's
+    int8 export, calibrated as the export is."""
+    import statistics
+
+    from gankd import precision as prec
+    from gankd.metrics.efficiency import time_callable
+
+    feeds, _ = prec.calibration_feeds(generator, folder)
+    runs = {}
+    for name, form in forms.items():
+        work = tmp / f"form-{name}"
+        work.mkdir()
+        _export_onnx(GeneratorForExport(form).eval(), work / "fp32.onnx", opset)
+        prec.to_int8(work / "fp32.onnx", work / "int8.onnx", feeds())
+        runs[name] = load_exported(work / "int8.onnx", "onnx", threads=1)
+        shutil.rmtree(work)
+    args = example_inputs(generator, 1)
+    times: dict[str, list[float]] = {n: [] for n in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            times[name].append(1000 * statistics.median(time_callable(lambda fn=fn: fn(*args), warmup=2, repeats=20)))
+    return {n: statistics.median(t) for n, t in times.items()}
 
 
 def _plain_reference(generator: GeneratorAdapter, tmp: Path, opset: int | None):
@@ -327,7 +368,7 @@ def export_generator(
     precision: str = "fp32",
     max_fid_rise: float = 0.10,
     gate_samples: int = 2000,
-    subpixel: bool = True,
+    convtranspose: str = "auto",
 ) -> dict:
     """Export a generator (folder or module) and check it against eager PyTorch.
 
@@ -341,10 +382,11 @@ def export_generator(
     to the fp32 model, the FID of both under gankd's protocol (``gate_samples`` samples) and batch-1
     latency of both, interleaved. A model whose FID rises by more than ``max_fid_rise`` (a
     fraction; ``inf`` never refuses) is refused and nothing is written; ``gate_samples=0`` skips
-    the FID measurement. int8 exports, unless ``subpixel`` is False, rewrite every ConvTranspose that
-    qualifies as its exact Conv + PixelShuffle form first (:func:`gankd.models.layers.subpixel_form`;
-    the parity check against the unmodified eager model proves the rewrite), so those layers
-    quantize too. Existing files at ``out``
+    the FID measurement. ``convtranspose`` (int8): ``rewrite`` turns every ConvTranspose that qualifies
+    into its exact Conv + PixelShuffle form first (:func:`gankd.models.layers.subpixel_form`; the parity
+    check against the unmodified eager model proves the rewrite), so those layers quantize too; ``keep``
+    leaves them fp32; ``auto`` quantizes both forms and keeps the one faster at batch 1 here. Existing
+    files at ``out``
     (and its ``.data`` and
     ``.json`` companions) are replaced only when gankd wrote them, or with ``force``
     (:func:`gankd.fileio.check_out_file`), checked before the model is loaded.
@@ -355,10 +397,10 @@ def export_generator(
     made = not out.parent.exists()
     reduced = None
     out.parent.mkdir(parents=True, exist_ok=True)
-    deployed, rewritten = _deploy_form(generator, precision, subpixel)
-    wrapper = GeneratorForExport(deployed).eval()
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".export-"))
     try:
+        deployed, rewritten = _deploy_form(generator, folder, precision, convtranspose, tmp, opset)
+        wrapper = GeneratorForExport(deployed).eval()
         tmp_file = tmp / out.name
         try:
             fmt.write(wrapper, tmp_file, opset)

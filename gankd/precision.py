@@ -41,8 +41,8 @@ COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 WHY_FP32 = {
     "ConvTranspose": "the CPU execution provider has no int8 ConvTranspose kernel (QDQ would run dequantize, "
                      "fp32 ConvTranspose, quantize); gankd export rewrites one that grows by its stride "
-                     "(output = stride x input) as Conv + DepthToSpace, which quantizes, unless "
-                     "--keep-convtranspose: these were kept or do not qualify",
+                     "(output = stride x input) as Conv + DepthToSpace, which quantizes (--convtranspose rewrite; auto "
+                     "when that runs faster): these were kept or do not qualify",
 }  # fmt: skip
 
 

@@ -21,7 +21,7 @@ def folder(tmp_path_factory):
 
 
 def test_int8_rewrites_conv_transpose_so_every_layer_quantizes(folder, tmp_path):
-    r = export_generator(folder, precision="int8", gate_samples=0)
+    r = export_generator(folder, precision="int8", gate_samples=0, convtranspose="rewrite")
     path = folder / "export" / "generator.int8.onnx"
     assert r["path"] == str(path) and path.is_file() and r["precision"] == "int8"
     assert not (folder / "export" / "generator.int8.onnx.data").exists()  # one self-contained file
@@ -31,11 +31,18 @@ def test_int8_rewrites_conv_transpose_so_every_layer_quantizes(folder, tmp_path)
     assert ops["ops"]["Conv"] == {"int8": n_up + 1, "fp16": 0, "fp32": 0}  # + the image layer
     assert r["reduced"]["latency_b1_ms"]["fp32_timed"] == "the unmodified fp32 export"  # not the slower rewrite
     # kept as they are on request: ConvTranspose stays fp32, with the reason and the flag
-    k = export_generator(folder, tmp_path / "keep.onnx", precision="int8", gate_samples=0, subpixel=False)["reduced"]
-    assert k["ops"]["ops"]["ConvTranspose"] == {"int8": 0, "fp16": 0, "fp32": 3} and k["ops"]["rewritten"] == {
-        "ConvTranspose": 0}  # fmt: skip
-    assert "int8 ConvTranspose" in k["ops"]["why_fp32"]["ConvTranspose"]
-    assert "--keep-convtranspose" in k["ops"]["why_fp32"]["ConvTranspose"]
+    k = export_generator(folder, tmp_path / "keep.onnx", precision="int8", gate_samples=0, convtranspose="keep")
+    k = k["reduced"]["ops"]
+    assert k["ops"]["ConvTranspose"] == {"int8": 0, "fp16": 0, "fp32": 3}
+    assert k["rewritten"]["ConvTranspose"] == 0 and k["rewritten"]["qualifying"] == 3
+    why = k["why_fp32"]["ConvTranspose"]
+    assert "int8 ConvTranspose" in why and "--convtranspose" in why
+    # auto: both forms quantized and timed here, the faster one written (and what it chose recorded)
+    a = export_generator(folder, tmp_path / "auto.onnx", precision="int8", gate_samples=0)["reduced"]["ops"]
+    ms = a["rewritten"]["timed_b1_ms"]
+    assert a["rewritten"]["mode"] == "auto" and set(ms) == {"rewrite", "keep"} and min(ms.values()) > 0
+    assert a["rewritten"]["ConvTranspose"] == (3 if ms["rewrite"] <= ms["keep"] else 0)
+    assert ("ConvTranspose" in a["ops"]) == (ms["rewrite"] > ms["keep"])
     assert r["reduced"]["quality_gate"] is None and r["reduced"]["speedup_b1"] > 0
     assert json.loads(path.with_name(path.name + ".json").read_text())["precision"] == "int8"
     # the file runs with a dynamic batch, close to (not equal to) fp32
