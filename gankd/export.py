@@ -139,6 +139,7 @@ def _load_onnx(path: Path, threads: int | None):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or torch.get_num_threads()
     so.inter_op_num_threads = 1
+    so.log_severity_level = 3  # errors only: graph clean-up notes (unused initializers) are not the user's concern
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     specs = sess.get_inputs()
 

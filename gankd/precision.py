@@ -77,13 +77,25 @@ def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> None:
 
     single = dst.with_name(dst.stem + ".fp32-single.onnx")  # the quantizer reads one self-contained file
     onnx.save(_load(src), str(single))
+    root = logging.getLogger()
+    root.addFilter(_no_preprocess_hint)
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)  # the calibration sessions' graph clean-up notes: errors only
     try:
         quantize_static(str(single), str(dst), _Batches(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
                         op_types_to_quantize=list(QUANTIZED_OPS),
                         calibrate_method=CalibrationMethod.MinMax)  # fmt: skip
     finally:
+        root.removeFilter(_no_preprocess_hint)
         single.unlink(missing_ok=True)
+
+
+def _no_preprocess_hint(record: logging.LogRecord) -> bool:
+    """The quantizer's advice to run its shape-inference pre-processing (on the root logger): gankd's graphs
+    come from the exporter with shapes inferred, so the hint is noise in every export."""
+    return "pre-processing before quantization" not in record.getMessage()
 
 
 def op_report(path: Path) -> dict:
