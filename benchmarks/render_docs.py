@@ -575,7 +575,7 @@ def t_recipes(root: Path, budget: str = "c5", settings: dict | None = None) -> s
 
 
 def t_recipes_verdict(root: Path) -> str:
-    """The issue's test of the default against plain, per teacher and budget (10 and 20 calibrated minutes where
+    """The issue's test of the default against plain, per teacher and budget (10, 20 and 40 calibrated minutes where
     both recipes ran them, else the longest budget both ran), test side, mean over the seeds both ran: FID
     against teacher samples below plain's, and PSNR to the teacher at most 0.3 dB below plain's."""
     res = load(root, "benchmarks/results/recipes/results.json")
@@ -585,7 +585,7 @@ def t_recipes_verdict(root: Path) -> str:
         by.setdefault((c["setting"], c["budget"]["tag"], c["recipe"]), {})[c["seed"]] = c["test"]
     rows = []
     for setting, label in {**RECIPE_SETTINGS, **WIDTH_SETTINGS, **UNSEEN_SETTINGS}.items():
-        both = [b for b in ("c5", "c10", "c20") if set(by.get((setting, b, chosen), {}))
+        both = [b for b in ("c5", "c10", "c20", "c40") if set(by.get((setting, b, chosen), {}))
                 & set(by.get((setting, b, "plain"), {}))]  # fmt: skip
         rows += _verdict_rows(label, [b for b in both if b != "c5"] or both[-1:], by, setting, chosen)
     return table(["teacher", "budget", "seeds", "FID vs teacher samples: default / plain", "ratio",
