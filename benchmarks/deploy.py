@@ -150,21 +150,28 @@ def budgets(fractions: list[float], teacher_ms: float, steps: int = 1, teacher: 
     return res
 
 
-def render(res: dict) -> str:
-    models, budget_rows = deploy_tables(res)
+def render_page(res: dict, title: str, intro: str, tables: tuple[str, str], budgets_intro: str,
+                extra: tuple[str, ...] = ()) -> str:  # fmt: skip
+    """A deployment RESULTS.md: title, how it was measured, the precision table, why ops stayed fp32, the
+    latency-budget table, then ``extra`` lines, the machine and the command."""
+    models, budget_rows = tables
     why = sorted({w for r in res["models"].values() for w in (r.get("why_fp32") or {}).values()})
-    return "\n".join([
-        "# Deployment: precision and latency budgets (Fashion-MNIST students)", "",
+    return "\n".join([f"# {title}", "", intro, "", models, "", *[f"Kept fp32: {w}." for w in why], "",
+                      budgets_intro, "", budget_rows, "", *extra,
+                      f"Machine: {res['fingerprint'].get('cpu')}; other jobs on the machine: {res['load']}.",
+                      f"Command: `{res['command']}`", ""])  # fmt: skip
+
+
+def render(res: dict) -> str:
+    return render_page(
+        res, "Deployment: precision and latency budgets (Fashion-MNIST students)",
         "ONNX Runtime, CPU execution provider, one thread, interleaved with the fp32 teacher; FID against the test "
         f"split ({res['gate_samples']} samples, the domain's extractor); PSNR to the model's own fp32 outputs. int8 "
         "(`--convtranspose auto`) quantizes a generator twice, ConvTranspose rewritten as Conv + DepthToSpace (the "
         "same function, which quantizes) and kept fp32, and keeps the form faster at batch 1; the other form is the "
-        "row below it.", "", models, "",
-        *[f"Kept fp32: {w}." for w in why], "",
+        "row below it.", deploy_tables(res),
         "`--target-latency` (budgets as fractions of the teacher's batch-1 latency; the picked student re-timed "
-        "fresh):", "", budget_rows, "",
-        f"Machine: {res['fingerprint'].get('cpu')}; other jobs on the machine: {res['load']}.",
-        f"Command: `{res['command']}`", ""])  # fmt: skip
+        "fresh):")  # fmt: skip
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import torch
-from deploy import budgets, exports, interleaved_onnx
+from deploy import budgets, exports, interleaved_onnx, render_page
 from recipes import OUT as RECIPES_OUT
 from recipes import RUNS as RECIPES_RUNS
 from recipes import cell_command, cell_config, cell_name, train
@@ -64,19 +64,15 @@ def students() -> tuple[dict[str, Path], dict[str, str]]:
 
 
 def render(res: dict) -> str:
-    models, budget_rows = deploy_i2i_tables(res)
-    why = sorted({w for r in res["models"].values() for w in (r.get("why_fp32") or {}).values()})
-    return "\n".join([
-        "# Deployment of an image-to-image generator (wesnoth-restore64: 64 px sprite restoration)", "",
+    return render_page(
+        res, "Deployment of an image-to-image generator (wesnoth-restore64: 64 px sprite restoration)",
         "ONNX Runtime, CPU execution provider, one thread, interleaved with the fp32 teacher per source size. "
         f"Quality on {res['pairs']} test pairs, as `gankd eval` scores them: FID of the outputs against the targets "
         "(the domain's extractor), PSNR to the targets, PSNR to the model's own fp32 outputs. int8 is calibrated on "
-        "the val split's source images.", "", models, "", *[f"Kept fp32: {w}." for w in why], "",
+        "the val split's source images.", deploy_i2i_tables(res),
         "`--target-latency` at 256 px (budgets as fractions of the teacher's 256 px batch-1 latency; the picked "
-        "student re-timed fresh):", "", budget_rows, "",
-        "Students: " + "; ".join(f"{k}: `{v}`" for k, v in res["student_commands"].items()) + ".",
-        f"Machine: {res['fingerprint'].get('cpu')}; other jobs on the machine: {res['load']}.",
-        f"Command: `{res['command']}`", ""])  # fmt: skip
+        "student re-timed fresh):",
+        ("Students: " + "; ".join(f"{k}: `{v}`" for k, v in res["student_commands"].items()) + ".",))  # fmt: skip
 
 
 def main() -> None:
