@@ -310,6 +310,24 @@ def _time_int8_forms(forms: dict[str, nn.Module], generator: GeneratorAdapter, f
     return {n: statistics.median(t) for n, t in times.items()}
 
 
+def _write_checked(deployed: GeneratorAdapter, generator: GeneratorAdapter, path: Path, format: str,
+                   opset: int | None, tolerance: float, folder: Path | None) -> float:  # fmt: skip
+    """Write ``deployed`` in ``format`` to ``path`` and return the file's largest difference from the eager
+    ``generator`` (the model as given, before any rewrite); one-line refusals when either step fails."""
+    try:
+        FORMATS.get(format).write(GeneratorForExport(deployed).eval(), path, opset)
+    except Exception as e:  # noqa: BLE001 - the exporters' messages are pages of graph dumps
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        other = " or ".join(n for n in FORMATS if n != format)
+        raise ValueError(f"exporting {folder or 'the generator'} to {format} failed ({type(e).__name__}: "
+                         f"{first}); nothing was written; try --format {other}") from None  # fmt: skip
+    diff = parity(generator, load_exported(path, format))
+    if not diff <= tolerance:
+        raise ValueError(f"exported {format} model differs from eager PyTorch by {diff:.3g} > tolerance "
+                         f"{tolerance:g}; nothing was written. Raise --tolerance if that precision is acceptable")
+    return diff
+
+
 def _plain_reference(generator: GeneratorAdapter, tmp: Path, opset: int | None):
     """The unmodified fp32 ONNX model, loaded (its file removed), as the latency baseline of a rewritten export."""
     ref = tmp / "reference"
@@ -393,7 +411,6 @@ def export_generator(
     (:func:`gankd.fileio.check_out_file`), checked before the model is loaded.
     """
     out = _export_path(folder_or_model, out, format, precision, force)
-    fmt = FORMATS.get(format)
     generator, folder = _as_generator(folder_or_model)
     made = not out.parent.exists()
     reduced = None
@@ -401,21 +418,8 @@ def export_generator(
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".export-"))
     try:
         deployed, rewritten = _deploy_form(generator, folder, precision, convtranspose, tmp, opset)
-        wrapper = GeneratorForExport(deployed).eval()
         tmp_file = tmp / out.name
-        try:
-            fmt.write(wrapper, tmp_file, opset)
-        except Exception as e:  # noqa: BLE001 - the exporters' messages are pages of graph dumps
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            other = " or ".join(n for n in FORMATS if n != format)
-            raise ValueError(f"exporting {folder or 'the generator'} to {format} failed ({type(e).__name__}: "
-                             f"{first}); nothing was written; try --format {other}") from None  # fmt: skip
-        diff = parity(generator, load_exported(tmp_file, format))
-        if not diff <= tolerance:
-            raise ValueError(
-                f"exported {format} model differs from eager PyTorch by {diff:.3g} > tolerance "
-                f"{tolerance:g}; nothing was written. Raise --tolerance if that precision is acceptable"
-            )
+        diff = _write_checked(deployed, generator, tmp_file, format, opset, tolerance, folder)
         if precision != "fp32":
             reference = _plain_reference(generator, tmp, opset) if rewritten["ConvTranspose"] else None
             reduced = _reduced_record(generator, folder, tmp_file, precision, max_fid_rise, gate_samples, reference)
