@@ -742,6 +742,7 @@ TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "recipes-c10": (lambda root: t_recipes(root, "c10", {**RECIPE_SETTINGS, **WIDTH_SETTINGS}),
                     ("benchmarks/results/recipes/results.json",)),
     "recipes-c20": (lambda root: t_recipes(root, "c20"), ("benchmarks/results/recipes/results.json",)),
+    "recipes-c40": (lambda root: t_recipes(root, "c40"), ("benchmarks/results/recipes/results.json",)),
     "recipes-unseen": (lambda root: t_recipes(root, "c5", UNSEEN_SETTINGS),
                        ("benchmarks/results/recipes/results.json",)),
     "demo": (t_demo, ("benchmarks/results/demo/eval_teacher.json", "benchmarks/results/demo/eval_student.json")),
