@@ -223,10 +223,8 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
                     max_fid_rise: float, gate_samples: int, fp32_run=None) -> dict:  # fmt: skip
     """Convert, compare with the fp32 file (ops, outputs, quality gate, latency); refuse a failed gate.
     ``fp32_run``: the fp32 model to time against when ``fp32_file`` is a rewritten form of it."""
-    import statistics
 
     from gankd import precision as prec
-    from gankd.metrics.efficiency import time_callable
 
     rewritten = fp32_run is not None
     if fp32_run is None:  # the session holds the model: the file may go
@@ -243,12 +241,7 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
                              f"({gate['fid_fp32']:.3g} -> {gate['fid_reduced']:.3g}) > --max-fid-rise "
                              f"{max_fid_rise:g}; nothing was written. Try --precision fp16, distil the student "
                              "through the int8 rounding (gankd compress --qat-start 0.9), or raise --max-fid-rise")
-    args = example_inputs(generator, 1)
-    times: dict[str, list[float]] = {"fp32": [], precision: []}
-    for _ in range(5):  # interleaved rounds: fp32, reduced, fp32, ...
-        for name, fn in (("fp32", fp32_run), (precision, run)):
-            times[name].append(1000 * statistics.median(time_callable(lambda fn=fn: fn(*args), warmup=2, repeats=20)))
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med, times = _interleaved_b1_ms({"fp32": fp32_run, precision: run}, example_inputs(generator, 1))
     return {"max_abs_diff": worst, "ops": prec.op_report(path), "quality_gate": gate,
             "calibration": calibration if precision == "int8" else None,
             "latency_b1_ms": {"fp32": med["fp32"], precision: med[precision], "rounds": times, "threads": 1,
@@ -285,13 +278,10 @@ def _deploy_form(generator: GeneratorAdapter, folder: Path | None, precision: st
 
 
 def _time_int8_forms(forms: dict[str, nn.Module], generator: GeneratorAdapter, folder: Path | None, tmp: Path,
-                     opset: int | None, rounds: int = 5) -> dict[str, float]:  # fmt: skip
-    """Batch-1 latency (ms, one thread, median over interleaved rounds of the median of 20 calls) of each form's
-    int8 export, calibrated as the export is."""
-    import statistics
-
+                     opset: int | None) -> dict[str, float]:  # fmt: skip
+    """Batch-1 latency (ms, one thread, :func:`_interleaved_b1_ms`) of each form's int8 export, calibrated as
+    the export is."""
     from gankd import precision as prec
-    from gankd.metrics.efficiency import time_callable
 
     feeds, _ = prec.calibration_feeds(generator, folder)
     runs = {}
@@ -302,12 +292,21 @@ def _time_int8_forms(forms: dict[str, nn.Module], generator: GeneratorAdapter, f
         prec.to_int8(work / "fp32.onnx", work / "int8.onnx", feeds())
         runs[name] = load_exported(work / "int8.onnx", "onnx", threads=1)
         shutil.rmtree(work)
-    args = example_inputs(generator, 1)
+    return _interleaved_b1_ms(runs, example_inputs(generator, 1))[0]
+
+
+def _interleaved_b1_ms(runs: dict, args: tuple, rounds: int = 5) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Batch-1 latency in ms of each exported model on the same ``args``: per round the median of 20 calls, the
+    models interleaved (A B A B ...); returns (median over rounds, every round)."""
+    import statistics
+
+    from gankd.metrics.efficiency import time_callable
+
     times: dict[str, list[float]] = {n: [] for n in runs}
     for _ in range(rounds):
         for name, fn in runs.items():
             times[name].append(1000 * statistics.median(time_callable(lambda fn=fn: fn(*args), warmup=2, repeats=20)))
-    return {n: statistics.median(t) for n, t in times.items()}
+    return {n: statistics.median(t) for n, t in times.items()}, times
 
 
 def _write_checked(deployed: GeneratorAdapter, generator: GeneratorAdapter, path: Path, format: str,

@@ -12,7 +12,8 @@ those. Adding a runtime is one registration here.
   execution provider (CUDA first on a GPU when onnxruntime has it) with torch's thread count;
   ORT returns only when done, so host wall-clock timing is right on any device.
 - ``onnx-int8``: the same, exported as ``gankd export --precision int8`` writes it (ConvTranspose
-  rewritten, calibrated on seeded inputs; no quality gate: this times, it does not judge).
+  rewritten where that is faster here, calibrated on seeded inputs; no quality gate: this times,
+  it does not judge).
 """
 
 from __future__ import annotations
