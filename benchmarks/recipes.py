@@ -38,6 +38,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -101,6 +102,11 @@ RECIPES: dict[str, dict] = {
     # scratch, for comparison with the pruned start (modern teachers)
     "nofeat-advlate-90-scratch": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25,
                                   "adv_start": 0.9, "init": "random"},
+    # the default with its adversarial phase capped at 2,000 steps, about its length at 10 calibrated minutes on
+    # every study teacher (1,030-1,920 steps), where it was chosen: at longer budgets the phase no longer grows
+    # with the budget (unchanged wherever a tenth of the run is at most 2,000 steps)
+    "nofeat-advlate-90-rt-cap2k": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25,
+                                   "adv_start": 0.9, "real": "teacher", "adv_max_steps": 2000},
 }  # fmt: skip
 
 
@@ -182,6 +188,10 @@ def calibrate(settings: list[str], recipes: list[str], args, out: Path, rounds: 
 
     from gankd.distill import Distiller
 
+    capped = {r: uncapped_twin(r) for r in recipes if RECIPES[r].get("adv_max_steps")}
+    if capped:
+        raise SystemExit(f"{', '.join(capped)}: a capped adversarial phase is priced from its uncapped twin "
+                         f"({', '.join(str(t) for t in capped.values())}); calibrate that one")
     path = out / COST_FILE
     res = json.loads(path.read_text()) if path.exists() else {"schema": SCHEMA, "settings": {}}
     ends = (0.0, 0.999)
@@ -233,14 +243,39 @@ def calibrate(settings: list[str], recipes: list[str], args, out: Path, rounds: 
     return res
 
 
+def uncapped_twin(recipe: str) -> str | None:
+    """The recipe this one is without its ``adv_max_steps`` cap: the same training step, so the same step costs
+    in each phase; only the phases' lengths differ (None: the recipe has no cap, or no twin)."""
+    over = RECIPES[recipe]
+    if not over.get("adv_max_steps"):
+        return None
+    rest = {k: v for k, v in over.items() if k != "adv_max_steps"}
+    return next((r for r in RECIPES if RECIPES[r] == rest), None)
+
+
 def calibrated_steps(setting: str, recipe: str, minutes: float, out: Path) -> tuple[int, float]:
-    """(steps, seconds per step) of a calibrated budget of ``minutes`` (see :func:`calibrate`)."""
+    """(steps, seconds per step) of a calibrated budget of ``minutes`` (see :func:`calibrate`). A recipe with a
+    capped adversarial phase is priced from its uncapped twin's two phases: where a ``1 - adv_start`` share of
+    the twin's steps exceeds the cap, the budget buys the cap's steps at the adversarial phase's cost and the
+    rest at the cheap phase's (on the twin's committed scale); elsewhere the twin's steps, the same run."""
     path = out / COST_FILE
-    cost = json.loads(path.read_text())["settings"].get(setting, {}).get(recipe) if path.exists() else None
+    costs = json.loads(path.read_text())["settings"].get(setting, {}) if path.exists() else {}
+    twin = uncapped_twin(recipe)
+    priced = twin or recipe
+    cost = costs.get(priced) or costs.get(same_run_as(setting, priced) or "")
     if cost is None:
-        raise SystemExit(f"no step cost for {setting}/{recipe} in {portable_path(path)}: run "
-                         f"python benchmarks/recipes.py --calibrate --settings {setting} --recipes {recipe}")
-    return max(1, round(minutes * 60 / cost["s_per_step"])), cost["s_per_step"]
+        raise SystemExit(f"no step cost for {setting}/{priced} in {portable_path(path)}: run "
+                         f"python benchmarks/recipes.py --calibrate --settings {setting} --recipes {priced}")
+    seconds, per = minutes * 60, cost["s_per_step"]
+    steps = max(1, round(seconds / per))
+    cap = RECIPES[recipe].get("adv_max_steps", 0)
+    a = cost.get("adv_start", 0.0)
+    if twin and steps - math.ceil(a * steps) > cap:
+        start, end = cost["s_per_step_start"], cost["s_per_step_end"]
+        scale = per / (a * start + (1 - a) * end)  # measured phases -> the committed (anchored) scale
+        steps = max(1, round((seconds / scale - cap * (end - start)) / start))
+        per = seconds / steps
+    return steps, per
 
 
 def cell_name(setting: str, recipe: str, tag: str, seed: int) -> str:
@@ -436,6 +471,17 @@ def same_run_as(setting: str, recipe: str) -> str | None:
     return next((r for r in names[: names.index(recipe)] if plain_real(r) == plain_real(recipe)), None)
 
 
+def unbound_cap_twin(setting: str, recipe: str, seed: int, args) -> str | None:
+    """The uncapped twin of a capped recipe when the cap does not bind at this budget (the phase from
+    ``adv_start`` is no longer than the cap): the same run bit for bit (see :func:`gankd.distill.adversarial_phase`).
+    A wall budget (``--minutes``) has no known step count: None."""
+    twin = uncapped_twin(recipe)
+    if twin is None or getattr(args, "minutes", None):
+        return None
+    cfg = cell_config(setting, recipe, seed, args)
+    return twin if cfg.steps - math.ceil(cfg.adv_start * cfg.steps) <= cfg.adv_max_steps else None
+
+
 def run_cell(setting: str, recipe: str, seed: int, args, out: Path) -> dict:
     """Train and score one cell unless its JSON exists (then it is returned as it is)."""
     name = cell_name(setting, recipe, budget_tag(args), seed)
@@ -443,13 +489,13 @@ def run_cell(setting: str, recipe: str, seed: int, args, out: Path) -> dict:
     if path.exists():
         log.info("kept %s", portable_path(path))
         return json.loads(path.read_text())
-    alias = same_run_as(setting, recipe)
+    alias = same_run_as(setting, recipe) or unbound_cap_twin(setting, recipe, seed, args)
     if alias is not None:  # the same training: its cell, under this recipe's name
         src = run_cell(setting, alias, seed, args, out)
         rec = {**src, "name": name, "recipe": recipe, "overrides": RECIPES[recipe], "same_run_as": src["name"],
                "command": cell_command(setting, recipe, seed, args), "invoked_as": _command(args)}  # fmt: skip
         save_result(rec, path)
-        log.info("cell %s: the same run as %s (data-free: real=teacher is real=auto)", name, src["name"])
+        log.info("cell %s: the same run as %s", name, src["name"])
         return rec
     s = SETTINGS[setting]
     cfg = cell_config(setting, recipe, seed, args)

@@ -56,6 +56,20 @@ REAL_SOURCES = ("auto", "data", "teacher", "both")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 
 
+def adversarial_phase(cfg: DistillConfig, step: int, progress: float) -> bool:
+    """Whether ``step`` (at ``progress`` of the run) is in the adversarial phase: from ``adv_start`` on and,
+    with ``adv_max_steps``, among the run's last that many steps. With a wall budget the steps left are
+    the fewer of ``steps - step`` and what the time left buys at the pace so far."""
+    if progress < cfg.adv_start:
+        return False
+    if not cfg.adv_max_steps:
+        return True
+    left = cfg.steps - step
+    if cfg.max_minutes and 0 < progress < 1:
+        left = min(left, step * (1 - progress) / progress)
+    return left <= cfg.adv_max_steps
+
+
 def lr_factor(schedule: str, progress: float) -> float:
     """Multiplier on the base learning rates at ``progress`` in [0, 1] of the run."""
     p = min(max(progress, 0.0), 1.0)
@@ -141,6 +155,9 @@ class DistillConfig:
     adv_warmup: float = 0.0  # fraction of the run over which the adversarial weight ramps from 0 to --adv
     adv_start: float = 0.9  # fraction of the run before which there is no discriminator step or adversarial
     # term: a cheap pixel/feature phase first, the adversarial phase after it (0 = adversarial from the start)
+    adv_max_steps: int = 0  # the adversarial phase's most steps: it starts at the later of --adv-start and this many
+    # steps before the end, so it does not grow with the budget (0 = no cap; a wall budget without --steps
+    # estimates the steps left at the pace so far, and adversarial steps cost more, so it then runs fewer)
     d_width: float = 0.25  # width multiplier of a fresh discriminator (a slimmer D makes a step cheaper)
     export: str | None = None  # after training: the selected student exported to ONNX at this precision (fp32,
     # fp16, int8) through export's quality gate, and re-timed against --target-latency (run_dir/deploy.json)
@@ -217,6 +234,8 @@ class DistillConfig:
             raise ValueError("--d-freeze and --adv-warmup act on the adversarial loss: they need --adv > 0")
         if not 0 <= self.adv_start < 1 or self.d_width <= 0:
             raise ValueError(f"--adv-start must be in [0, 1) and --d-width > 0, got {self.adv_start}, {self.d_width}")
+        if self.adv_max_steps < 0:
+            raise ValueError(f"--adv-max-steps must be >= 0 (0 = no cap), got {self.adv_max_steps}")
         if self.student_kwargs is not None:
             if not isinstance(self.student_kwargs, dict) or not self.student_kwargs:
                 raise ValueError("--student-kwargs must be a non-empty JSON object such as '{\"channel_max\": 32}'")
@@ -858,7 +877,7 @@ class Distiller(Recipe):
 
     def before_step(self, step: int, progress: float) -> None:
         cfg = self.cfg
-        self.adv_on = progress >= cfg.adv_start
+        self.adv_on = adversarial_phase(cfg, step, progress)
         if cfg.qat_start < 1 and progress >= cfg.qat_start and not qat.enabled(self.student):
             n = qat.enable(self.student)
             qat.set_ranges(self.student, getattr(self, "_qat_ranges", None) or {})

@@ -158,6 +158,31 @@ def test_calibrated_budgets_turn_minutes_into_each_recipes_steps(rec, tiny, monk
         rec.cell_config("tiny", "lean", 0, args)  # not calibrated: the refusal names the command
 
 
+def test_a_capped_adversarial_phase_is_priced_from_its_twin_and_reuses_its_run_where_the_cap_does_not_bind(
+        rec, tiny, monkeypatch, capsys):  # fmt: skip
+    late = {**rec.RECIPES["lean"], "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.5}
+    monkeypatch.setitem(rec.RECIPES, "late", late)
+    monkeypatch.setitem(rec.RECIPES, "late-cap", {**late, "adv_max_steps": 2})
+    assert rec.uncapped_twin("late-cap") == "late" and rec.uncapped_twin("late") is None
+    cost = {"s_per_step": 2.0, "s_per_step_start": 1.0, "s_per_step_end": 3.0, "adv_start": 0.5}
+    tiny["out"].mkdir(parents=True)
+    (tiny["out"] / rec.COST_FILE).write_text(json.dumps({"settings": {"tiny": {"late": cost}}}))
+    assert rec.calibrated_steps("tiny", "late", 0.1, tiny["out"]) == (3, 2.0)  # 6 s: 3 steps, cap not binding
+    assert rec.calibrated_steps("tiny", "late-cap", 0.1, tiny["out"]) == (3, 2.0)  # the same run
+    steps, per = rec.calibrated_steps("tiny", "late-cap", 1.0, tiny["out"])  # 60 s: 2 steps at 3 s, 54 at 1 s
+    assert steps == 56 and per == pytest.approx(60 / 56)
+    with pytest.raises(SystemExit, match="uncapped twin"):
+        rec.calibrate(["tiny"], ["late-cap"], rec.parse_args(["--calibrate"]), tiny["out"])
+    argv = ["--settings", "tiny", "--num-samples", "8", "--out", str(tiny["out"]), "--runs", str(tiny["runs"])]
+    assert rec.main([*argv, "--steps", "4", "--recipes", "late-cap"]) == 0  # half of 4 steps = the cap: late's run
+    assert [c.adv_max_steps for c in tiny["calls"]] == [0]
+    cell = json.loads((tiny["out"] / "cells" / "tiny__late-cap__n4__s0.json").read_text())
+    assert cell["same_run_as"] == "tiny__late__n4__s0"
+    assert rec.main([*argv, "--steps", "6", "--recipes", "late-cap"]) == 0  # 3 > 2: trained with the cap
+    assert [c.adv_max_steps for c in tiny["calls"]] == [0, 2]
+    capsys.readouterr()
+
+
 def test_the_default_is_chosen_on_val_numbers_only(rec):
     def row(setting, recipe, fid, psnr, test_fid=0.0):
         return {"setting": setting, "budget": "c5", "recipe": recipe,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from testkit import tiny_discriminator, tiny_generator, write_images
 
 import gankd.distill
@@ -480,6 +481,34 @@ def test_adv_start_leaves_the_discriminator_alone_in_the_cheap_phase(setup):
     assert not all(torch.equal(before[k], v) for k, v in d.D.state_dict().items())
     with pytest.raises(ValueError, match="--adv-start"):
         DistillConfig(adv_start=1.0)
+
+
+def test_adv_max_steps_caps_the_adversarial_phase():
+    from gankd.distill import adversarial_phase
+
+    def on(**kw):
+        cfg = DistillConfig(**{"adv_start": 0.5, **kw})
+        return [s for s in range(cfg.steps) if adversarial_phase(cfg, s, s / cfg.steps)]
+
+    assert on(steps=100) == list(range(50, 100))  # no cap: from --adv-start on
+    assert on(steps=100, adv_max_steps=20) == list(range(80, 100))  # the cap binds: the last 20 steps
+    assert on(steps=100, adv_max_steps=60) == list(range(50, 100))  # it does not: --adv-start decides
+    # a wall budget (steps unbounded): the steps left at the pace so far, 100 steps a minute here
+    cfg = DistillConfig(adv_start=0.5, adv_max_steps=20, steps=10**9, max_minutes=1.0)
+    assert not adversarial_phase(cfg, 75, 0.75) and adversarial_phase(cfg, 85, 0.85)
+    assert adversarial_phase(cfg, 30, 0.85)  # a slower pace: fewer steps left, the phase has begun
+    with pytest.raises(ValueError, match="--adv-max-steps"):
+        DistillConfig(adv_max_steps=-1)
+
+
+def test_an_unbinding_adv_cap_trains_the_same_student(setup):
+    root, teacher, _, perc = setup
+    kw = dict(steps=8, adv=0.1, adv_start=0.5, perceptual=0.0, kd=0.0, d_init="fresh", checkpoint_every=100)
+    runs = {cap: Distiller(_cfg(teacher, perc, adv_max_steps=cap, **kw), root / f"cap{cap}").run()
+            for cap in (0, 4, 2)}  # fmt: skip
+    weights = {cap: load_file(str(d / WEIGHTS)) for cap, d in runs.items()}
+    assert all(torch.equal(weights[0][k], weights[4][k]) for k in weights[0])  # 4 = the last half anyway
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
 
 
 def test_d_width_slims_a_fresh_discriminator(setup):
