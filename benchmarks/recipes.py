@@ -703,8 +703,9 @@ def write_table(out: Path, command: str) -> str:
     res = {"schema": SCHEMA, "kind": "results", "command": command, "recipes": RECIPES,
            "settings": {k: dataclasses.asdict(v) for k, v in SETTINGS.items()},
            "seed_blocks": {side: {k: f"{v}.." for k, v in s.items()} for side, s in SEEDS.items()},
-           "rows": rows, "cells": {c["name"]: {k: c[k] for k in ("setting", "recipe", "seed", "budget", "train", "val",
-                                                                 "test", "command")} for c in cells},
+           "rows": rows, "cells": {c["name"]: {k: c.get(k) for k in ("setting", "recipe", "seed", "budget", "train",
+                                                                     "val", "test", "command", "same_run_as")}
+                                   for c in cells},
            "teachers": teachers, "tabulated_on": fingerprint(),
            "choice": {b: choose(rows, b) for b in sorted({r["budget"] for r in rows})}}  # fmt: skip
     _strip_detail(res)

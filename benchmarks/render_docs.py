@@ -556,6 +556,13 @@ def _pm_row(row: dict, side: str, key: str, digits: int) -> str:
     return text + (f" ± {st['std']:.{digits}f}" if st.get("std") is not None else "")
 
 
+def _uncapped_here(res: dict, row: dict) -> bool:
+    """A recipe with a capped adversarial phase whose every cell in ``row`` is its twin's run (the cap did not
+    bind at this budget): the twin's row already shows those numbers."""
+    return bool(res["recipes"].get(row["recipe"], {}).get("adv_max_steps")) and all(
+        res["cells"][c].get("same_run_as") for c in row["cells"])
+
+
 def t_recipes(root: Path, budget: str = "c5", settings: dict | None = None) -> str:
     """Every recipe of the study at one calibrated budget, test side, plain first (mean ± std over seeds)."""
     res = load(root, "benchmarks/results/recipes/results.json")
@@ -563,7 +570,8 @@ def t_recipes(root: Path, budget: str = "c5", settings: dict | None = None) -> s
     first = {"plain": 0, "classic": 1, chosen: 2}
     rows = []
     for setting, label in (settings or RECIPE_SETTINGS).items():
-        mine = [r for r in res["rows"] if r["setting"] == setting and r["budget"] == budget]
+        mine = [r for r in res["rows"] if r["setting"] == setting and r["budget"] == budget
+                and not _uncapped_here(res, r)]  # fmt: skip
         for r in sorted(mine, key=lambda r: first.get(r["recipe"], 3)):
             name = bold(r["recipe"] + (" = **default**" if r["recipe"] == chosen else ""), r["recipe"] == "plain")
             rows.append([label, name, str(len(r["seeds"])), f"{r['steps']['mean']:,.0f}",

@@ -111,3 +111,18 @@ def test_docs_cite_no_file_outside_the_repository():
         for link in re.findall(r"\]\(([^)#]+)", text):
             if not link.startswith("http"):
                 assert (p.parent / link).exists(), (p.name, link)
+
+
+def test_a_capped_recipe_is_shown_only_where_its_cap_binds(rd, copy):
+    """At budgets where every cell of the capped candidate is its uncapped twin's run, the recipe tables show the twin's
+    row alone; where the cap binds (a run of its own), the row is there."""
+    res = json.loads((ROOT / "benchmarks/results/recipes/results.json").read_text())
+    cap = next(r for r, o in res["recipes"].items() if o.get("adv_max_steps"))
+    text = rd.t_recipes(ROOT, "c10")
+    assert any(r["recipe"] == cap and r["budget"] == "c10" for r in res["rows"]) and f"| {cap} |" not in text
+    path = copy / "benchmarks/results/recipes/results.json"
+    for c in res["cells"].values():
+        if c["recipe"] == cap:
+            c["same_run_as"] = None
+    path.write_text(json.dumps(res))
+    assert f"| {cap} |" in rd.t_recipes(copy, "c10")
