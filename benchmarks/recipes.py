@@ -693,6 +693,14 @@ def render(rows: list[dict], cells: list[dict], teachers: dict[str, dict], comma
     return "\n".join(lines)
 
 
+def compress_default() -> str | None:
+    """The recipe ``gankd compress`` runs with no flag: the one whose overrides build :class:`DistillConfig`'s
+    defaults (``default`` itself, the defaults of whatever version ran its cells, is left out)."""
+    want = dataclasses.asdict(DistillConfig())
+    return next((r for r, o in RECIPES.items() if r != "default" and dataclasses.asdict(DistillConfig(**o)) == want),
+                None)  # fmt: skip
+
+
 def write_table(out: Path, command: str) -> str:
     cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
     if not cells:
@@ -706,7 +714,7 @@ def write_table(out: Path, command: str) -> str:
            "rows": rows, "cells": {c["name"]: {k: c.get(k) for k in ("setting", "recipe", "seed", "budget", "train",
                                                                      "val", "test", "command", "same_run_as")}
                                    for c in cells},
-           "teachers": teachers, "tabulated_on": fingerprint(),
+           "teachers": teachers, "tabulated_on": fingerprint(), "compress_default": compress_default(),
            "choice": {b: choose(rows, b) for b in sorted({r["budget"] for r in rows})}}  # fmt: skip
     _strip_detail(res)
     for b, c in res["choice"].items():

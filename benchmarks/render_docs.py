@@ -556,6 +556,13 @@ def _pm_row(row: dict, side: str, key: str, digits: int) -> str:
     return text + (f" ± {st['std']:.{digits}f}" if st.get("std") is not None else "")
 
 
+def _twin(res: dict, recipe: str) -> str | None:
+    """The recipe that is ``recipe`` without its ``adv_max_steps`` cap (None: no cap or no such recipe)."""
+    over = res["recipes"].get(recipe, {})
+    rest = {k: v for k, v in over.items() if k != "adv_max_steps"}
+    return next((r for r, o in res["recipes"].items() if o == rest), None) if over.get("adv_max_steps") else None
+
+
 def _uncapped_here(res: dict, row: dict) -> bool:
     """A recipe with a capped adversarial phase whose every cell in ``row`` is its twin's run (the cap did not
     bind at this budget): the twin's row already shows those numbers."""
@@ -566,14 +573,17 @@ def _uncapped_here(res: dict, row: dict) -> bool:
 def t_recipes(root: Path, budget: str = "c5", settings: dict | None = None) -> str:
     """Every recipe of the study at one calibrated budget, test side, plain first (mean ± std over seeds)."""
     res = load(root, "benchmarks/results/recipes/results.json")
-    chosen = get(res, "choice", "c5", "chosen")
-    first = {"plain": 0, "classic": 1, chosen: 2}
+    chosen = res["compress_default"]
+    twin = _twin(res, chosen)
+    first = {"plain": 0, "classic": 1, twin: 2, chosen: 2}
     rows = []
     for setting, label in (settings or RECIPE_SETTINGS).items():
-        mine = [r for r in res["rows"] if r["setting"] == setting and r["budget"] == budget
-                and not _uncapped_here(res, r)]  # fmt: skip
-        for r in sorted(mine, key=lambda r: first.get(r["recipe"], 3)):
-            name = bold(r["recipe"] + (" = **default**" if r["recipe"] == chosen else ""), r["recipe"] == "plain")
+        mine = [r for r in res["rows"] if r["setting"] == setting and r["budget"] == budget]
+        hidden = {r["recipe"] for r in mine if _uncapped_here(res, r)}
+        for r in sorted((r for r in mine if r["recipe"] not in hidden), key=lambda r: first.get(r["recipe"], 3)):
+            tag = (" = **default**" if r["recipe"] == chosen else
+                   " = **default** (its cap does not bind here)" if chosen in hidden and r["recipe"] == twin else "")
+            name = bold(r["recipe"] + tag, r["recipe"] == "plain")
             rows.append([label, name, str(len(r["seeds"])), f"{r['steps']['mean']:,.0f}",
                          _pm_row(r, "test", "fid_vs_teacher", 2 if setting.startswith("fmnist") else 3),
                          _pm_row(r, "test", "psnr_to_teacher", 2), _pm_row(r, "test", "ssim_to_teacher", 3),
@@ -587,7 +597,7 @@ def t_recipes_verdict(root: Path) -> str:
     both recipes ran them, else the longest budget both ran), test side, mean over the seeds both ran: FID
     against teacher samples below plain's, and PSNR to the teacher at most 0.3 dB below plain's."""
     res = load(root, "benchmarks/results/recipes/results.json")
-    chosen = get(res, "choice", "c5", "chosen")
+    chosen = res["compress_default"]
     by = {}  # (setting, budget, recipe) -> {seed: test side}
     for c in res["cells"].values():
         by.setdefault((c["setting"], c["budget"]["tag"], c["recipe"]), {})[c["seed"]] = c["test"]
