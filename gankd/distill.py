@@ -877,7 +877,10 @@ class Distiller(Recipe):
 
     def before_step(self, step: int, progress: float) -> None:
         cfg = self.cfg
-        self.adv_on = adversarial_phase(cfg, step, progress)
+        on = adversarial_phase(cfg, step, progress)
+        if on and not self.adv_on and self.D is not None:
+            log.info("adversarial phase from step %d (progress %.3f)", step, progress)
+        self.adv_on = on
         if cfg.qat_start < 1 and progress >= cfg.qat_start and not qat.enabled(self.student):
             n = qat.enable(self.student)
             qat.set_ranges(self.student, getattr(self, "_qat_ranges", None) or {})
