@@ -214,21 +214,32 @@ def test_without_an_eligible_recipe_the_fallback_takes_the_most_settings_met(rec
 
 
 def test_compress_default_is_the_recipe_the_committed_study_chose_on_val(rec):
-    """gankd compress with no flag runs exactly the recipe the committed study chose (val side only) at every budget
-    the choice covered all four study teachers; where the default's cells are its uncapped twin's runs (its cap does
-    not bind there) the two tie, and the twin may stand for it."""
+    """gankd compress with no flag runs exactly the recipe the committed study chose over every budget (val side
+    only, ``DEFAULT_RULE``); where the default's cells are all its uncapped twin's runs (its cap never bound), the
+    two tie and the twin may stand for it."""
     res = json.loads((rec.OUT / "results.json").read_text())
     default = rec.compress_default()
     assert default and res["compress_default"] == default
     assert dataclasses.asdict(DistillConfig()) == dataclasses.asdict(DistillConfig(**rec.RECIPES[default]))
-    full = {b: c for b, c in res["choice"].items() if set(c["settings"]) == set(rec.CHOICE_SETTINGS)}
-    assert {"c5", "c10", "c20"} <= set(full), sorted(full)
-    twin = rec.uncapped_twin(default)
-    for budget, c in full.items():
-        mine = [x for x in res["cells"].values() if x["recipe"] == default and x["budget"]["tag"] == budget]
-        same = bool(twin and mine and all(x["same_run_as"] for x in mine))
-        assert c["split"] == "val" and (c["chosen"] == default or (same and c["chosen"] == twin)), (budget, c["chosen"])
+    full = {b for b, c in res["choice"].items() if set(c["settings"]) == set(rec.CHOICE_SETTINGS)}
+    assert {"c5", "c10", "c20"} <= full, sorted(full)
+    chosen, twin = res["default_choice"]["chosen"], rec.uncapped_twin(default)
+    mine = [x for x in res["cells"].values() if x["recipe"] == default]
+    same = bool(twin and mine and all(x["same_run_as"] for x in mine))
+    assert res["default_choice"]["split"] == "val" and (chosen == default or (same and chosen == twin)), chosen
 
+
+def test_the_default_over_budgets_meets_the_test_on_the_most_pairs(rec):
+    def choice(per: dict) -> dict:
+        return {"recipes": {r: {"settings": {s: None if v is None else {"ok": v[0], "fid_ratio_to_plain": v[1]}
+                                             for s, v in st.items()}} for r, st in per.items()}}  # fmt: skip
+
+    choices = {"c10": choice({"a": {"x": (True, 0.5), "y": (True, 0.9)}, "b": {"x": (True, 0.6), "y": (True, 0.8)}}),
+               "c40": choice({"a": {"x": (False, 1.3), "y": None}, "b": {"x": (True, 0.9), "y": None}})}  # fmt: skip
+    d = rec.choose_default(choices)
+    assert d["chosen"] == "b" and d["pairs_met"] == {"a": 2, "b": 3} and d["split"] == "val"
+    choices["c40"] = choice({"a": {"x": (True, 0.7)}, "b": {"x": (True, 0.9)}})  # a tie on pairs: the FID ratio
+    assert rec.choose_default(choices)["chosen"] == "a"
 
 def test_on_a_data_free_setting_real_teacher_is_the_same_run_and_is_not_trained_twice(rec, tiny, tmp_path, monkeypatch,
                                                                                         capsys):  # fmt: skip
