@@ -4,6 +4,8 @@ Scores students of the recipe study (benchmarks/recipes.py cells) against the te
 disjoint seed blocks per sample count, with the domain's extractor, and writes the spread:
 
     python benchmarks/fid_noise.py --setting wesnoth64-free --recipes plain,lean-nofeat --budget c5
+
+(writes benchmarks/results/recipes/fid_noise_SETTING.json; another budget than c5: fid_noise_SETTING_BUDGET.json)
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def main(argv=None) -> int:
                 vals.append(fid.fidelity_metrics(s, t, ("fid",), n, extractor=ex)["fid"])
             res["fid_vs_teacher"][recipe][str(n)] = vals
             print(recipe, n, [round(v, 4) for v in vals], flush=True)
-    out = OUT / f"fid_noise_{a.setting}.json"
+    out = OUT / f"fid_noise_{a.setting}{'' if a.budget == 'c5' else '_' + a.budget}.json"
     atomic_write_bytes(out, (json.dumps(res, indent=1) + "\n").encode())
     print(portable_path(out))
     return 0

@@ -610,6 +610,29 @@ def t_recipes_verdict(root: Path) -> str:
                   "PSNR: default − plain (dB)", "default vs plain"], rows)  # fmt: skip
 
 
+def t_recipes_choice(root: Path) -> str:
+    """The val-side choice at 10, 20 and 40 calibrated minutes (results.json -> choice, default_choice): per recipe
+    that ran every study teacher of the budget, the settings where it meets the test against plain, its mean FID
+    ratio and PSNR gain; a capped recipe whose numbers are its twin's (the same runs) is left out."""
+    res = load(root, "benchmarks/results/recipes/results.json")
+    pairs = res["default_choice"]["pairs_met"]
+    rows = []
+    for budget in ("c10", "c20", "c40"):
+        c = res["choice"].get(budget)
+        if c is None:
+            continue
+        for recipe, v in c["recipes"].items():
+            twin = _twin(res, recipe)
+            if not v["complete"] or (twin and c["recipes"].get(twin, {}).get("settings") == v["settings"]):
+                continue
+            per = ", ".join(f"{s} {'yes' if x['ok'] else 'no'} ({x['fid_ratio_to_plain']:.2f}x, "
+                            f"{x['psnr_gain_db']:+.2f} dB)" for s, x in v["settings"].items())  # fmt: skip
+            rows.append([f"{budget[1:]} min", recipe, f"{v['settings_met']} of {len(v['settings'])}", per,
+                         bold(f"{pairs.get(recipe, 0)}", recipe == res["default_choice"]["chosen"])])  # fmt: skip
+    return table(["budget", "recipe", "meets the test", "per teacher: met (FID / plain's, PSNR − plain's)",
+                  "pairs met, all budgets"], rows)  # fmt: skip
+
+
 def _verdict_rows(label: str, budgets: list[str], by: dict, setting: str, chosen: str) -> list[list[str]]:
     rows = []
     for budget in budgets:
@@ -759,6 +782,7 @@ TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "recipes-verdict": (t_recipes_verdict, ("benchmarks/results/recipes/results.json",)),
     "recipes-c10": (lambda root: t_recipes(root, "c10", {**RECIPE_SETTINGS, **WIDTH_SETTINGS}),
                     ("benchmarks/results/recipes/results.json",)),
+    "recipes-choice": (t_recipes_choice, ("benchmarks/results/recipes/results.json",)),
     "recipes-c20": (lambda root: t_recipes(root, "c20"), ("benchmarks/results/recipes/results.json",)),
     "recipes-c40": (lambda root: t_recipes(root, "c40"), ("benchmarks/results/recipes/results.json",)),
     "recipes-unseen": (lambda root: t_recipes(root, "c5", UNSEEN_SETTINGS),
