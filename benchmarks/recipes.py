@@ -107,6 +107,10 @@ RECIPES: dict[str, dict] = {
     # with the budget (unchanged wherever a tenth of the run is at most 2,000 steps)
     "nofeat-advlate-90-rt-cap2k": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25,
                                    "adv_start": 0.9, "real": "teacher", "adv_max_steps": 2000},
+    # the same, the learning rates decaying over each phase as at 10 minutes (--lr-phases): the cap alone put the
+    # adversarial phase where the cosine is near 0
+    "nofeat-advlate-90-rt-cap2k-lrp": {**_LEAN, "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25,
+                                       "adv_start": 0.9, "real": "teacher", "adv_max_steps": 2000, "lr_phases": True},
 }  # fmt: skip
 
 
@@ -243,13 +247,16 @@ def calibrate(settings: list[str], recipes: list[str], args, out: Path, rounds: 
     return res
 
 
+CAP_KEYS = ("adv_max_steps", "lr_phases")  # lr_phases acts only where the cap binds
+
+
 def uncapped_twin(recipe: str) -> str | None:
-    """The recipe this one is without its ``adv_max_steps`` cap: the same training step, so the same step costs
-    in each phase; only the phases' lengths differ (None: the recipe has no cap, or no twin)."""
+    """The recipe this one is without its ``adv_max_steps`` cap (and ``lr_phases``): the same training step, so
+    the same step costs in each phase; only the phases' lengths differ (None: no cap, or no twin)."""
     over = RECIPES[recipe]
     if not over.get("adv_max_steps"):
         return None
-    rest = {k: v for k, v in over.items() if k != "adv_max_steps"}
+    rest = {k: v for k, v in over.items() if k not in CAP_KEYS}
     return next((r for r in RECIPES if RECIPES[r] == rest), None)
 
 

@@ -181,7 +181,7 @@ def cmd_compress(args) -> int:
         "snapshot_minutes": _floats(args.snapshot_minutes, "--snapshot-minutes"),
         "d_feat": args.d_feat, "lr_schedule": args.lr_schedule, "init_from": args.init_from,
         "d_freeze": args.d_freeze, "adv_warmup": args.adv_warmup, "adv_start": args.adv_start,
-        "adv_max_steps": args.adv_max_steps,
+        "adv_max_steps": args.adv_max_steps, "lr_phases": args.lr_phases,
         "qat_start": args.qat_start, "d_width": args.d_width, "target_latency": args.target_latency,
         "latency_runtime": args.latency_runtime,
         "latency_batch": args.latency_batch, "latency_threads": args.latency_threads,
@@ -415,6 +415,8 @@ def add_compress(sub) -> None:
                    "(a cheap pixel/feature phase first; default 0.9)")
     p.add_argument("--adv-max-steps", type=int, help="the adversarial phase's most steps: it then starts at the later "
                    "of --adv-start and this many steps before the end (default 0 = no cap)")
+    p.add_argument("--lr-phases", action="store_true", default=None, help="where --adv-max-steps binds: the learning "
+                   "rates decay over each phase as in a run whose phases fit --adv-start")
     p.add_argument("--d-width", type=float, help="width multiplier of a fresh discriminator (default 1)")
     p.add_argument("--real", choices=REAL_SOURCES, help="what D sees as real")
     p.add_argument("--qat-start", type=float, help="fraction of the budget after which the student trains through "

@@ -70,6 +70,18 @@ def adversarial_phase(cfg: DistillConfig, step: int, progress: float) -> bool:
     return left <= cfg.adv_max_steps
 
 
+def schedule_progress(cfg: DistillConfig, step: int, progress: float) -> float:
+    """The progress the learning-rate schedule reads: ``progress`` itself, or with ``lr_phases`` where the
+    ``adv_max_steps`` cap binds on ``steps``, each phase mapped onto its share of a run whose phases fit
+    ``adv_start``: the cheap phase onto [0, adv_start), the capped adversarial phase onto [adv_start, 1]."""
+    start = cfg.steps - cfg.adv_max_steps
+    if not (cfg.lr_phases and cfg.adv_max_steps) or start <= math.ceil(cfg.adv_start * cfg.steps):
+        return progress
+    if step < start:
+        return cfg.adv_start * step / start
+    return cfg.adv_start + (1 - cfg.adv_start) * (step - start) / cfg.adv_max_steps
+
+
 def lr_factor(schedule: str, progress: float) -> float:
     """Multiplier on the base learning rates at ``progress`` in [0, 1] of the run."""
     p = min(max(progress, 0.0), 1.0)
@@ -158,6 +170,9 @@ class DistillConfig:
     adv_max_steps: int = 0  # the adversarial phase's most steps: it starts at the later of --adv-start and this many
     # steps before the end, so it does not grow with the budget (0 = no cap; a wall budget without --steps
     # estimates the steps left at the pace so far, and adversarial steps cost more, so it then runs fewer)
+    lr_phases: bool = False  # where --adv-max-steps binds (by --steps): the learning-rate schedule runs over each
+    # phase as over a run whose phases fit --adv-start: the cheap phase ends at --adv-start's rate, the capped
+    # adversarial phase decays from there to 0 (without it the cap puts that phase in the schedule's last breath)
     d_width: float = 0.25  # width multiplier of a fresh discriminator (a slimmer D makes a step cheaper)
     export: str | None = None  # after training: the selected student exported to ONNX at this precision (fp32,
     # fp16, int8) through export's quality gate, and re-timed against --target-latency (run_dir/deploy.json)
@@ -888,7 +903,7 @@ class Distiller(Recipe):
         if cfg.adv_warmup > 0:
             self.adv_scale = min(1.0, (progress - cfg.adv_start) / cfg.adv_warmup)
         if cfg.lr_schedule != "constant":
-            f = lr_factor(cfg.lr_schedule, progress)
+            f = lr_factor(cfg.lr_schedule, schedule_progress(cfg, step, progress))
             for opt, base in ((self.opt_g, cfg.lr_g), (getattr(self, "opt_d", None), cfg.lr_d)):
                 for g in opt.param_groups if opt is not None else ():
                     g["lr"] = base * f

@@ -164,6 +164,7 @@ def test_a_capped_adversarial_phase_is_priced_from_its_twin_and_reuses_its_run_w
     monkeypatch.setitem(rec.RECIPES, "late", late)
     monkeypatch.setitem(rec.RECIPES, "late-cap", {**late, "adv_max_steps": 2})
     assert rec.uncapped_twin("late-cap") == "late" and rec.uncapped_twin("late") is None
+    assert rec.uncapped_twin("nofeat-advlate-90-rt-cap2k-lrp") == "nofeat-advlate-90-rt"  # lr_phases: cap only
     cost = {"s_per_step": 2.0, "s_per_step_start": 1.0, "s_per_step_end": 3.0, "adv_start": 0.5}
     tiny["out"].mkdir(parents=True)
     (tiny["out"] / rec.COST_FILE).write_text(json.dumps({"settings": {"tiny": {"late": cost}}}))

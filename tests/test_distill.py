@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import os
@@ -501,13 +502,28 @@ def test_adv_max_steps_caps_the_adversarial_phase():
         DistillConfig(adv_max_steps=-1)
 
 
+def test_lr_phases_decay_each_phase_as_at_the_budget_where_the_phases_fit():
+    from gankd.distill import schedule_progress
+
+    cfg = DistillConfig(steps=1000, adv_start=0.9, adv_max_steps=50, lr_phases=True)
+    assert schedule_progress(cfg, 0, 0.0) == 0.0
+    assert schedule_progress(cfg, 475, 0.475) == pytest.approx(0.45)  # half the cheap phase: half of 0.9
+    assert schedule_progress(cfg, 950, 0.95) == pytest.approx(0.9)  # the capped phase begins at --adv-start's rate
+    assert schedule_progress(cfg, 975, 0.975) == pytest.approx(0.95)
+    for off in (dict(lr_phases=False), dict(adv_max_steps=100), dict(adv_max_steps=0)):  # off, unbinding, no cap
+        other = DistillConfig(**{**dataclasses.asdict(cfg), **off})
+        assert schedule_progress(other, 475, 0.475) == 0.475
+
+
 def test_an_unbinding_adv_cap_trains_the_same_student(setup):
     root, teacher, _, perc = setup
     kw = dict(steps=8, adv=0.1, adv_start=0.5, perceptual=0.0, kd=0.0, d_init="fresh", checkpoint_every=100)
     runs = {cap: Distiller(_cfg(teacher, perc, adv_max_steps=cap, **kw), root / f"cap{cap}").run()
             for cap in (0, 4, 2)}  # fmt: skip
+    runs["lrp"] = Distiller(_cfg(teacher, perc, adv_max_steps=4, lr_phases=True, **kw), root / "lrp").run()
     weights = {cap: load_file(str(d / WEIGHTS)) for cap, d in runs.items()}
     assert all(torch.equal(weights[0][k], weights[4][k]) for k in weights[0])  # 4 = the last half anyway
+    assert all(torch.equal(weights[0][k], weights["lrp"][k]) for k in weights[0])  # lr_phases: only a binding cap
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
 
 
