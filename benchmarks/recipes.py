@@ -38,7 +38,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import re
 import shlex
@@ -58,7 +57,7 @@ from gankd.adapter import adapter_for  # noqa: E402
 from gankd.checkpoint import atomic_write_bytes, load_generator, load_state, resolve_model_path  # noqa: E402
 from gankd.config import to_dict  # noqa: E402
 from gankd.data import to_uint8  # noqa: E402
-from gankd.distill import PRESETS, DistillConfig, compress  # noqa: E402
+from gankd.distill import PRESETS, DistillConfig, adv_cap_binds, compress  # noqa: E402
 from gankd.evaluate import REFERENCE_FIRST_SEED, Quality, real_floor, save_result  # noqa: E402
 from gankd.evaluate_i2i import evaluate_i2i, model_pairs  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
@@ -277,7 +276,7 @@ def calibrated_steps(setting: str, recipe: str, minutes: float, out: Path) -> tu
     steps = max(1, round(seconds / per))
     cap = RECIPES[recipe].get("adv_max_steps", 0)
     a = cost.get("adv_start", 0.0)
-    if twin and steps - math.ceil(a * steps) > cap:
+    if twin and adv_cap_binds(steps, a, cap):
         start, end = cost["s_per_step_start"], cost["s_per_step_end"]
         scale = per / (a * start + (1 - a) * end)  # measured phases -> the committed (anchored) scale
         steps = max(1, round((seconds / scale - cap * (end - start)) / start))
@@ -486,7 +485,7 @@ def unbound_cap_twin(setting: str, recipe: str, seed: int, args) -> str | None:
     if twin is None or getattr(args, "minutes", None):
         return None
     cfg = cell_config(setting, recipe, seed, args)
-    return twin if cfg.steps - math.ceil(cfg.adv_start * cfg.steps) <= cfg.adv_max_steps else None
+    return None if adv_cap_binds(cfg.steps, cfg.adv_start, cfg.adv_max_steps) else twin
 
 
 def run_cell(setting: str, recipe: str, seed: int, args, out: Path) -> dict:

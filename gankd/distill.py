@@ -70,13 +70,19 @@ def adversarial_phase(cfg: DistillConfig, step: int, progress: float) -> bool:
     return left <= cfg.adv_max_steps
 
 
+def adv_cap_binds(steps: int, adv_start: float, cap: int) -> bool:
+    """Whether an adversarial phase from ``adv_start`` of ``steps`` would run more than ``cap`` steps (0 = no cap):
+    only then does ``--adv-max-steps`` change the run."""
+    return bool(cap) and steps - math.ceil(adv_start * steps) > cap
+
+
 def schedule_progress(cfg: DistillConfig, step: int, progress: float) -> float:
     """The progress the learning-rate schedule reads: ``progress`` itself, or with ``lr_phases`` where the
     ``adv_max_steps`` cap binds on ``steps``, each phase mapped onto its share of a run whose phases fit
     ``adv_start``: the cheap phase onto [0, adv_start), the capped adversarial phase onto [adv_start, 1]."""
-    start = cfg.steps - cfg.adv_max_steps
-    if not (cfg.lr_phases and cfg.adv_max_steps) or start <= math.ceil(cfg.adv_start * cfg.steps):
+    if not (cfg.lr_phases and adv_cap_binds(cfg.steps, cfg.adv_start, cfg.adv_max_steps)):
         return progress
+    start = cfg.steps - cfg.adv_max_steps
     if step < start:
         return cfg.adv_start * step / start
     return cfg.adv_start + (1 - cfg.adv_start) * (step - start) / cfg.adv_max_steps
@@ -251,6 +257,11 @@ class DistillConfig:
             raise ValueError(f"--adv-start must be in [0, 1) and --d-width > 0, got {self.adv_start}, {self.d_width}")
         if self.adv_max_steps < 0:
             raise ValueError(f"--adv-max-steps must be >= 0 (0 = no cap), got {self.adv_max_steps}")
+        if self.lr_phases and not self.adv_max_steps:
+            raise ValueError("--lr-phases shapes the schedule around a capped adversarial phase: add --adv-max-steps")
+        if self.adv_warmup and self.adv_max_steps:
+            raise ValueError("--adv-warmup ramps from --adv-start, not from a capped phase's start: drop one of "
+                             "--adv-warmup and --adv-max-steps")
         if self.student_kwargs is not None:
             if not isinstance(self.student_kwargs, dict) or not self.student_kwargs:
                 raise ValueError("--student-kwargs must be a non-empty JSON object such as '{\"channel_max\": 32}'")

@@ -500,6 +500,10 @@ def test_adv_max_steps_caps_the_adversarial_phase():
     assert adversarial_phase(cfg, 30, 0.85)  # a slower pace: fewer steps left, the phase has begun
     with pytest.raises(ValueError, match="--adv-max-steps"):
         DistillConfig(adv_max_steps=-1)
+    with pytest.raises(ValueError, match="add --adv-max-steps"):
+        DistillConfig(lr_phases=True)  # alone it would change nothing
+    with pytest.raises(ValueError, match="--adv-warmup and --adv-max-steps"):
+        DistillConfig(adv_max_steps=10, adv_warmup=0.1)
 
 
 def test_lr_phases_decay_each_phase_as_at_the_budget_where_the_phases_fit():
@@ -510,7 +514,8 @@ def test_lr_phases_decay_each_phase_as_at_the_budget_where_the_phases_fit():
     assert schedule_progress(cfg, 475, 0.475) == pytest.approx(0.45)  # half the cheap phase: half of 0.9
     assert schedule_progress(cfg, 950, 0.95) == pytest.approx(0.9)  # the capped phase begins at --adv-start's rate
     assert schedule_progress(cfg, 975, 0.975) == pytest.approx(0.95)
-    for off in (dict(lr_phases=False), dict(adv_max_steps=100), dict(adv_max_steps=0)):  # off, unbinding, no cap
+    for off in (dict(lr_phases=False), dict(adv_max_steps=100), dict(lr_phases=False, adv_max_steps=0)):
+        # off, unbinding, no cap (--lr-phases without a cap is refused)
         other = DistillConfig(**{**dataclasses.asdict(cfg), **off})
         assert schedule_progress(other, 475, 0.475) == 0.475
 
