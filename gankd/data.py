@@ -239,6 +239,19 @@ def _load_image(path: Path, resolution: int, channels: int) -> tuple[torch.Tenso
     return torch.from_numpy(arr.copy()), done
 
 
+
+def load_or_skip(path: Path, resolution: int, channels: int, strict: bool,
+                 bad: list) -> tuple[torch.Tensor, dict] | None:  # fmt: skip
+    """:func:`_load_image`, or ``None`` with ``path`` added to ``bad`` when the file cannot be read; with
+    ``strict`` an unreadable file is a one-line :class:`DataError` instead."""
+    try:
+        return _load_image(path, resolution, channels)
+    except Exception as e:  # PIL raises many types for corrupt files
+        if strict:
+            raise DataError(f"cannot read image {path} ({e}); remove it or drop --strict") from e
+        bad.append(path)
+        return None
+
 def _folder_source(spec: str) -> tuple[Path, bool]:
     """(root, class folders only) of ``folder:PATH`` or a named folder."""
     if spec in NAMED_FOLDERS:
@@ -306,13 +319,10 @@ def load_folder(path: str | Path, split: str = "train", resolution: int | None =
     images, labels, bad = [], [], []
     counts = {"alpha": 0, "gray": 0, "resized": 0}
     for f, parts in zip(files, rel_parts, strict=True):
-        try:
-            img, done = _load_image(f, resolution, channels)
-        except Exception as e:  # PIL raises many types for corrupt files
-            if strict:
-                raise DataError(f"cannot read image {f} ({e}); remove it or drop --strict") from e
-            bad.append(f)
+        loaded = load_or_skip(f, resolution, channels, strict, bad)
+        if loaded is None:
             continue
+        img, done = loaded
         images.append(img)
         for k, v in done.items():
             counts[k] += bool(v)

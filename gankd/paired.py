@@ -50,12 +50,12 @@ from gankd.data import (
     DataError,
     DataInfo,
     ImageShape,
-    _load_image,
     _say_once,
     _scan,
     data_info,
     folder_split_of,
     load_dataset,
+    load_or_skip,
     resolve_shape,
     to_float,
     to_uint8,
@@ -370,14 +370,10 @@ def _load_paired(spec: str, split: str, resolution: int | None, channels: int | 
     for k in chosen:
         pair = []
         for f in (src[k], tgt[k]):
-            try:
-                img, done = _load_image(f, resolution, channels)
-            except Exception as e:  # PIL raises many types for corrupt files
-                if strict:
-                    raise DataError(f"cannot read image {f} ({e}); remove it or drop --strict") from e
-                bad.append(f)
+            loaded = load_or_skip(f, resolution, channels, strict, bad)
+            if loaded is None:
                 break
-            pair.append((img, done))
+            pair.append(loaded)
         if len(pair) < 2:
             continue
         for _img, done in pair:
