@@ -80,7 +80,8 @@ def prune_dcgan(teacher: nn.Module, student: nn.Module) -> list[torch.Tensor]:
     """Copy the teacher's top-L1 channels into ``student`` (DCGAN family). Returns kept indices."""
     t_ch, s_ch = teacher.feature_channels, student.feature_channels
     if any(s > t for s, t in zip(s_ch, t_ch)):
-        raise ValueError(f"student channels {s_ch} exceed the teacher's {t_ch}; prune only shrinks")
+        raise ValueError(f"student channels {s_ch} exceed the teacher's {t_ch}; prune only shrinks: pass a --width "
+                         f"below 1, or --init random for a student wider than its teacher")  # fmt: skip
     kept = []
     # stage 0: the linear layer emits C0 x 4 x 4, channel-major (view(B, C0, 4, 4))
     w = teacher.fc.weight.view(t_ch[0], 16, -1)
