@@ -11,6 +11,7 @@ from torch import nn
 from gankd import qat
 from gankd.checkpoint import load_state
 from gankd.distill import DistillConfig, compress
+from gankd.models.layers import SubPixelConvTranspose
 
 
 def test_weights_round_per_output_channel_and_gradients_pass_straight_through():
@@ -34,17 +35,35 @@ def test_activations_take_256_levels_and_keep_zero_exact():
     assert qat.fake_quant_activation(torch.zeros(3), -0.3, 2.0).abs().max() == 0
 
 
-def test_enable_rounds_conv_and_linear_only_and_disable_restores():
+@pytest.mark.parametrize("k,s,p,op", [(4, 2, 1, 0), (3, 2, 1, 1), (3, 1, 1, 0), (6, 3, 2, 1)])
+def test_convtranspose_rounds_on_the_grid_of_its_exported_form(k, s, p, op):
+    """The export quantizes a ConvTranspose as its sub-pixel Conv, one scale per output channel of that Conv: QAT's
+    rounding of the ConvTranspose weight, rewritten, is that Conv's weight rounded per channel."""
+    torch.manual_seed(0)
+    ct = nn.ConvTranspose2d(3, 4, k, s, p, output_padding=op)
+    with torch.no_grad():  # channels and taps of very different sizes, so that a shared scale would show
+        ct.weight.mul_(torch.logspace(-2, 1, 4).view(1, 4, 1, 1) * torch.rand(1, 1, k, k).add(0.05))
+    assert qat.rounded(ct)
+    rounded = nn.ConvTranspose2d(3, 4, k, s, p, output_padding=op)
+    rounded.load_state_dict({"weight": qat.fake_quant_convtranspose_weight(ct.weight, s, p), "bias": ct.bias})
+    exported = SubPixelConvTranspose(ct).conv.weight
+    assert torch.allclose(SubPixelConvTranspose(rounded).conv.weight, qat.fake_quant_weight(exported), atol=1e-6)
+    assert not torch.allclose(qat.fake_quant_weight(ct.weight.transpose(0, 1)).transpose(0, 1),
+                              qat.fake_quant_convtranspose_weight(ct.weight, s, p), atol=1e-6) or s == 1  # fmt: skip
+
+
+def test_enable_rounds_what_the_export_quantizes_and_disable_restores():
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(8, 16), nn.Unflatten(1, (1, 4, 4)), nn.ConvTranspose2d(1, 2, 4, 2, 1),
-                      nn.Conv2d(2, 3, 3, padding=1))  # fmt: skip
+                      nn.Conv2d(2, 3, 3, padding=1), nn.ConvTranspose2d(3, 2, 3, 2, 0))  # fmt: skip
     x = torch.randn(5, 8)
     plain = m(x)
-    assert qat.enable(m) == 2 and qat.enabled(m) and "forward" not in m[2].__dict__  # ConvTranspose: fp32 on CPU
+    # the last ConvTranspose (9 -> 19 px) has no sub-pixel form: the export keeps it fp32, so QAT leaves it alone
+    assert qat.enable(m) == 3 and qat.enabled(m) and "forward" not in m[4].__dict__
     rounded = m(x)
     assert not torch.equal(rounded, plain) and (rounded - plain).abs().max() < 0.1
-    assert set(qat.ranges(m)) == {"0", "3"} and list(m.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias",
-                                                                         "3.weight", "3.bias"]  # fmt: skip
+    assert set(qat.ranges(m)) == {"0", "2", "3"}
+    assert list(m.state_dict()) == [f"{i}.{p}" for i in (0, 2, 3, 4) for p in ("weight", "bias")]
     qat.disable(m)
     assert not qat.enabled(m) and torch.equal(m(x), plain)
 

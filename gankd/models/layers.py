@@ -72,7 +72,7 @@ class SubPixelConvTranspose(nn.Module):
         return self.shuffle(self.conv(x))
 
 
-def _subpixel_ok(ct: nn.ConvTranspose2d) -> bool:
+def subpixel_ok(ct: nn.ConvTranspose2d) -> bool:
     """Square, ungrouped, undilated, and (stride > 1) growing by exactly the stride: K + op - 2p == s."""
     k, s, p, op = ct.kernel_size, ct.stride, ct.padding, ct.output_padding
     if len({k[0], k[1]}) > 1 or len({s[0], s[1]}) > 1 or len({p[0], p[1]}) > 1 or len({op[0], op[1]}) > 1:
@@ -89,7 +89,7 @@ def subpixel_form(model: nn.Module) -> int:
     :class:`SubPixelConvTranspose` (for int8 export: every layer then quantizes). Returns how many."""
     count = 0
     for name, child in list(model.named_children()):
-        if isinstance(child, nn.ConvTranspose2d) and _subpixel_ok(child):
+        if isinstance(child, nn.ConvTranspose2d) and subpixel_ok(child):
             setattr(model, name, SubPixelConvTranspose(child))
             count += 1
         else:
