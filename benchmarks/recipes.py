@@ -77,7 +77,8 @@ UNBOUNDED_STEPS = 10**9  # --minutes: the wall budget stops the run, never the s
 # only what every cell shares: teacher, data, width, seed, threads=1, device and the budget (steps, max_minutes).
 # (real: auto, as every cell of these recipes ran before the study made real=teacher the default)
 _LEAN = {"pixel": 1.0, "feat": 1.0, "adv": 0.0, "perceptual": 0.0, "kd": 0.0, "batch_size": 32, "lr_g": 1e-3,
-         "lr_schedule": "cosine", "ema_decay": 0.999, "select": "last", "eval_every": 0, "real": "auto"}  # fmt: skip
+         "lr_schedule": "cosine", "ema_decay": 0.999, "select": "last", "eval_every": 0, "real": "auto",
+         "adv_max_steps": 0, "lr_phases": False}  # fmt: skip
 RECIPES: dict[str, dict] = {
     # what a user writes in 40 lines: the pruned student, L1 to the teacher's output, Adam, nothing else
     "plain": dict(PRESETS["plain"]),
@@ -261,8 +262,11 @@ def uncapped_twin(recipe: str) -> str | None:
     over = RECIPES[recipe]
     if not over.get("adv_max_steps"):
         return None
-    rest = {k: v for k, v in over.items() if k not in CAP_KEYS}
-    return next((r for r in RECIPES if RECIPES[r] == rest), None)
+    def without_cap(o: dict) -> dict:
+        return {k: v for k, v in o.items() if k not in CAP_KEYS}
+
+    return next((r for r, o in RECIPES.items() if not o.get("adv_max_steps") and without_cap(o) == without_cap(over)),
+                None)  # fmt: skip
 
 
 def calibrated_steps(setting: str, recipe: str, minutes: float, out: Path) -> tuple[int, float]:
@@ -757,6 +761,7 @@ def write_table(out: Path, command: str) -> str:
                                                                      "val", "test", "command", "same_run_as")}
                                    for c in cells},
            "teachers": teachers, "tabulated_on": fingerprint(), "compress_default": compress_default(),
+           "uncapped_twins": {r: t for r in RECIPES if (t := uncapped_twin(r))},
            "choice": {b: choose(rows, b) for b in sorted({r["budget"] for r in rows})}}  # fmt: skip
     res["default_choice"] = choose_default(res["choice"])
     _strip_detail(res)

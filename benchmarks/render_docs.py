@@ -558,9 +558,7 @@ def _pm_row(row: dict, side: str, key: str, digits: int) -> str:
 
 def _twin(res: dict, recipe: str) -> str | None:
     """The recipe that is ``recipe`` without its ``adv_max_steps`` cap (None: no cap or no such recipe)."""
-    over = res["recipes"].get(recipe, {})
-    rest = {k: v for k, v in over.items() if k not in ("adv_max_steps", "lr_phases")}
-    return next((r for r, o in res["recipes"].items() if o == rest), None) if over.get("adv_max_steps") else None
+    return res.get("uncapped_twins", {}).get(recipe)
 
 
 def _uncapped_here(res: dict, row: dict) -> bool:

@@ -62,12 +62,16 @@ def adversarial_phase(cfg: DistillConfig, step: int, progress: float) -> bool:
     the fewer of ``steps - step`` and what the time left buys at the pace so far."""
     if progress < cfg.adv_start:
         return False
-    if not cfg.adv_max_steps:
-        return True
+    return not cfg.adv_max_steps or steps_left(cfg, step, progress) <= cfg.adv_max_steps
+
+
+def steps_left(cfg: DistillConfig, step: int, progress: float) -> float:
+    """The steps the run has left after ``step``: ``steps - step``, or with a wall budget the fewer of that and
+    what the time left buys at the pace so far."""
     left = cfg.steps - step
     if cfg.max_minutes and 0 < progress < 1:
         left = min(left, step * (1 - progress) / progress)
-    return left <= cfg.adv_max_steps
+    return left
 
 
 def adv_cap_binds(steps: int, adv_start: float, cap: int) -> bool:
@@ -78,14 +82,20 @@ def adv_cap_binds(steps: int, adv_start: float, cap: int) -> bool:
 
 def schedule_progress(cfg: DistillConfig, step: int, progress: float) -> float:
     """The progress the learning-rate schedule reads: ``progress`` itself, or with ``lr_phases`` where the
-    ``adv_max_steps`` cap binds on ``steps``, each phase mapped onto its share of a run whose phases fit
-    ``adv_start``: the cheap phase onto [0, adv_start), the capped adversarial phase onto [adv_start, 1]."""
-    if not (cfg.lr_phases and adv_cap_binds(cfg.steps, cfg.adv_start, cfg.adv_max_steps)):
+    ``adv_max_steps`` cap binds, each phase mapped onto its share of a run whose phases fit ``adv_start``: the
+    cheap phase onto [0, adv_start), the capped adversarial phase onto [adv_start, 1]. The run's length is
+    ``step`` + :func:`steps_left` (by ``steps``, or under a wall budget at the pace so far); where it is about
+    the length at which the cap starts to bind, both mappings give ``progress``, so an estimate that crosses it
+    moves the rate smoothly."""
+    cap = cfg.adv_max_steps
+    if not (cfg.lr_phases and cap and cfg.adv > 0):
         return progress
-    start = cfg.steps - cfg.adv_max_steps
-    if step < start:
-        return cfg.adv_start * step / start
-    return cfg.adv_start + (1 - cfg.adv_start) * (step - start) / cfg.adv_max_steps
+    left = steps_left(cfg, step, progress)
+    if not adv_cap_binds(round(step + left), cfg.adv_start, cap):
+        return progress
+    if left > cap:
+        return cfg.adv_start * step / (step + left - cap)
+    return cfg.adv_start + (1 - cfg.adv_start) * (cap - left) / cap
 
 
 def lr_factor(schedule: str, progress: float) -> float:
@@ -109,7 +119,7 @@ PRESET_LR_G = 1.6e-3
 CLASSIC = {"batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4, "lr_schedule": "constant", "pixel": 1.0, "perceptual": 1.0,
            "kd": 0.1, "feat": 1.0, "adv": 0.05, "adv_start": 0.0, "d_init": "auto", "d_width": 1.0,
            "ema_decay": 0.999, "select": "perceptual-fid", "eval_every": 500, "eval_samples": 2000,
-           "real": "auto"}  # fmt: skip
+           "real": "auto", "adv_max_steps": 0, "lr_phases": False}  # fmt: skip
 PRESETS = {
     "classic": dict(CLASSIC),
     # 6 minutes of training (about 9 with the evaluation of `gankd demo`) on a 2-core CPU; without the perceptual
@@ -120,7 +130,8 @@ PRESETS = {
     # teacher's output, batch 32, Adam 2e-4, nothing else, last weights); every result stands beside it
     "plain": {"init": "prune", "pixel": 1.0, "pixel_kind": "l1", "gt": 0.0, "batch_size": 32, "lr_g": 2e-4,
               "betas": (0.5, 0.999), "lr_schedule": "constant", "adv": 0.0, "feat": 0.0, "perceptual": 0.0,
-              "kd": 0.0, "d_feat": 0.0, "ema_decay": 0.0, "select": "last", "eval_every": 0},
+              "kd": 0.0, "d_feat": 0.0, "ema_decay": 0.0, "select": "last", "eval_every": 0, "adv_max_steps": 0,
+              "lr_phases": False},
     # the 8x rate decayed to 0 by a cosine over 2,712 steps (25 % of the fmnist teacher's 10,850) with no
     # perceptual or KD term (they cost a third of a step on CPU and do worse at equal steps): FID 1.64 +- 0.23
     # at width 1/4 over 3 seeds, 1.02x the teacher (benchmarks/results/step_budget, on a GPU); 33.5 min and
@@ -176,7 +187,7 @@ class DistillConfig:
     adv_max_steps: int = 0  # the adversarial phase's most steps: it starts at the later of --adv-start and this many
     # steps before the end, so it does not grow with the budget (0 = no cap; a wall budget without --steps
     # estimates the steps left at the pace so far, and adversarial steps cost more, so it then runs fewer)
-    lr_phases: bool = False  # where --adv-max-steps binds (by --steps): the learning-rate schedule runs over each
+    lr_phases: bool = False  # where --adv-max-steps binds: the learning-rate schedule runs over each
     # phase as over a run whose phases fit --adv-start: the cheap phase ends at --adv-start's rate, the capped
     # adversarial phase decays from there to 0 (without it the cap puts that phase in the schedule's last breath)
     d_width: float = 0.25  # width multiplier of a fresh discriminator (a slimmer D makes a step cheaper)
@@ -257,11 +268,9 @@ class DistillConfig:
             raise ValueError(f"--adv-start must be in [0, 1) and --d-width > 0, got {self.adv_start}, {self.d_width}")
         if self.adv_max_steps < 0:
             raise ValueError(f"--adv-max-steps must be >= 0 (0 = no cap), got {self.adv_max_steps}")
-        if self.lr_phases and not self.adv_max_steps:
-            raise ValueError("--lr-phases shapes the schedule around a capped adversarial phase: add --adv-max-steps")
         if self.adv_warmup and self.adv_max_steps:
-            raise ValueError("--adv-warmup ramps from --adv-start, not from a capped phase's start: drop one of "
-                             "--adv-warmup and --adv-max-steps")
+            raise ValueError("--adv-warmup ramps from --adv-start, not from a capped phase's start: add "
+                             "--adv-max-steps 0 (no cap) or drop --adv-warmup")
         if self.student_kwargs is not None:
             if not isinstance(self.student_kwargs, dict) or not self.student_kwargs:
                 raise ValueError("--student-kwargs must be a non-empty JSON object such as '{\"channel_max\": 32}'")

@@ -500,9 +500,7 @@ def test_adv_max_steps_caps_the_adversarial_phase():
     assert adversarial_phase(cfg, 30, 0.85)  # a slower pace: fewer steps left, the phase has begun
     with pytest.raises(ValueError, match="--adv-max-steps"):
         DistillConfig(adv_max_steps=-1)
-    with pytest.raises(ValueError, match="add --adv-max-steps"):
-        DistillConfig(lr_phases=True)  # alone it would change nothing
-    with pytest.raises(ValueError, match="--adv-warmup and --adv-max-steps"):
+    with pytest.raises(ValueError, match="add --adv-max-steps 0"):
         DistillConfig(adv_max_steps=10, adv_warmup=0.1)
 
 
@@ -514,10 +512,29 @@ def test_lr_phases_decay_each_phase_as_at_the_budget_where_the_phases_fit():
     assert schedule_progress(cfg, 475, 0.475) == pytest.approx(0.45)  # half the cheap phase: half of 0.9
     assert schedule_progress(cfg, 950, 0.95) == pytest.approx(0.9)  # the capped phase begins at --adv-start's rate
     assert schedule_progress(cfg, 975, 0.975) == pytest.approx(0.95)
-    for off in (dict(lr_phases=False), dict(adv_max_steps=100), dict(lr_phases=False, adv_max_steps=0)):
-        # off, unbinding, no cap (--lr-phases without a cap is refused)
+    for off in (dict(lr_phases=False), dict(adv_max_steps=100), dict(adv_max_steps=0), dict(adv=0.0)):
+        # off, unbinding, no cap, no adversarial phase at all
         other = DistillConfig(**{**dataclasses.asdict(cfg), **off})
         assert schedule_progress(other, 475, 0.475) == 0.475
+
+
+def test_lr_phases_under_a_wall_budget_read_the_run_length_at_the_pace_so_far():
+    from gankd.distill import adversarial_phase, schedule_progress
+
+    # steps unbounded, 1,000 steps in the budget at this pace: the same mapping as --steps 1000
+    wall = DistillConfig(steps=10**9, max_minutes=1.0, adv_start=0.9, adv_max_steps=50, lr_phases=True)
+    by_steps = DistillConfig(steps=1000, adv_start=0.9, adv_max_steps=50, lr_phases=True)
+    for step in (1, 300, 475, 949, 951, 975, 999):  # (at 950 exactly the two differ by float rounding)
+        p = step / 1000
+        assert schedule_progress(wall, step, p) == pytest.approx(schedule_progress(by_steps, step, p))
+        assert adversarial_phase(wall, step, p) == adversarial_phase(by_steps, step, p)
+    # runs just shorter and just longer than where the cap starts to bind (500 steps here): the phase mapping then
+    # gives about the progress itself, so an estimate that crosses 500 does not make the rate jump
+    for total, binds in ((495, False), (515, True)):
+        for step in (100, 300, 480):
+            p = step / total
+            assert (schedule_progress(wall, step, p) != p) == binds
+            assert schedule_progress(wall, step, p) == pytest.approx(p, abs=3e-3)
 
 
 def test_an_unbinding_adv_cap_trains_the_same_student(setup):
