@@ -44,7 +44,8 @@ def _main(rec, tiny, *extra):
 
 PLAIN = {"init": "prune", "pixel": 1.0, "pixel_kind": "l1", "gt": 0.0, "batch_size": 32, "lr_g": 2e-4,
          "betas": (0.5, 0.999), "lr_schedule": "constant", "adv": 0.0, "feat": 0.0, "perceptual": 0.0, "kd": 0.0,
-         "d_feat": 0.0, "ema_decay": 0.0, "select": "last", "eval_every": 0}  # fmt: skip
+         "d_feat": 0.0, "ema_decay": 0.0, "select": "last", "eval_every": 0,
+         "adv_max_steps": 0, "lr_phases": False}  # fmt: skip  (no adversarial phase to cap: pinned off)
 
 
 def test_plain_is_exactly_as_specified_and_trains_without_a_discriminator(rec, tiny, capsys):

@@ -500,8 +500,11 @@ def test_adv_max_steps_caps_the_adversarial_phase():
     assert adversarial_phase(cfg, 30, 0.85)  # a slower pace: fewer steps left, the phase has begun
     with pytest.raises(ValueError, match="--adv-max-steps"):
         DistillConfig(adv_max_steps=-1)
-    with pytest.raises(ValueError, match="add --adv-max-steps 0"):
-        DistillConfig(adv_max_steps=10, adv_warmup=0.1)
+    # --adv-warmup ramps from the phase's start: --adv-start, or where the cap binds its steps before the end
+    from gankd.distill import adversarial_start
+
+    assert adversarial_start(DistillConfig(steps=100, adv_start=0.5, adv_max_steps=60), 10, 0.1) == 0.5
+    assert adversarial_start(DistillConfig(steps=100, adv_start=0.5, adv_max_steps=20), 10, 0.1) == pytest.approx(0.8)
 
 
 def test_lr_phases_decay_each_phase_as_at_the_budget_where_the_phases_fit():
