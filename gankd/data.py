@@ -239,7 +239,6 @@ def _load_image(path: Path, resolution: int, channels: int) -> tuple[torch.Tenso
     return torch.from_numpy(arr.copy()), done
 
 
-
 def load_or_skip(path: Path, resolution: int, channels: int, strict: bool,
                  bad: list) -> tuple[torch.Tensor, dict] | None:  # fmt: skip
     """:func:`_load_image`, or ``None`` with ``path`` added to ``bad`` when the file cannot be read; with
@@ -251,6 +250,7 @@ def load_or_skip(path: Path, resolution: int, channels: int, strict: bool,
             raise DataError(f"cannot read image {path} ({e}); remove it or drop --strict") from e
         bad.append(path)
         return None
+
 
 def _folder_source(spec: str) -> tuple[Path, bool]:
     """(root, class folders only) of ``folder:PATH`` or a named folder."""
