@@ -415,9 +415,8 @@ def add_compress(sub) -> None:
                    "(a cheap pixel/feature phase first; default 0.9)")
     p.add_argument("--adv-max-steps", type=int, help="the adversarial phase's most steps: it then starts at the later "
                    "of --adv-start and this many steps before the end (default 4000; 0 = no cap)")
-    p.add_argument("--lr-phases", action=argparse.BooleanOptionalAction, default=None,
-                   help="where --adv-max-steps binds: the learning rates decay over each phase as in a run whose "
-                   "phases fit --adv-start (default on)")
+    p.add_argument("--lr-phases", action=argparse.BooleanOptionalAction, help="where --adv-max-steps binds: the "
+                   "learning rates decay over each phase as in a run whose phases fit --adv-start (default on)")
     p.add_argument("--d-width", type=float, help="width multiplier of a fresh discriminator (default 0.25)")
     p.add_argument("--real", choices=REAL_SOURCES, help="what D sees as real")
     p.add_argument("--qat-start", type=float, help="fraction of the budget after which the student trains through "
