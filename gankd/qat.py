@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankd.models.layers import subpixel_ok
+from gankd.models.layers import subpixel_ok, tap_phases
 
 # the layers the int8 export quantizes as they are; ConvTranspose layers quantize in their rewritten form (see
 # rounded(): those that qualify for it, on its grid)
@@ -44,10 +44,9 @@ def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
 
 def fake_quant_convtranspose_weight(w: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
     """A ConvTranspose weight ``(C_in, C_out, K, K)`` on the int8 grid of its sub-pixel Conv form: symmetric, one
-    scale per output channel and output-pixel phase (tap ``t`` lands on phase ``(t - padding) % stride`` in each
+    scale per output channel and output-pixel phase (:func:`gankd.models.layers.tap_phases`, in each
     dimension; that form's zeros do not change a channel's largest weight), straight-through."""
-    k = w.shape[-1]
-    phase = (torch.arange(k) - padding) % stride
+    phase = torch.tensor(tap_phases(w.shape[-1], stride, padding))
     group = phase[:, None] * stride + phase[None, :]  # (K, K): the phase pair of each tap
     absw = w.detach().abs().amax(dim=0)  # (C_out, K, K)
     scale = torch.ones_like(absw)

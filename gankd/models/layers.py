@@ -54,7 +54,8 @@ class SubPixelConvTranspose(nn.Module):
             self.conv.weight.data = w.flip(2, 3).transpose(0, 1).contiguous()
             self.shuffle = nn.Identity()
         else:  # output pixel s*m + a takes kernel tap k from input m + d, d = -(k - a - p) / s
-            taps = [[(-((t - a - p) // s), t) for t in range(k) if (t - a - p) % s == 0] for a in range(s)]
+            phase = tap_phases(k, s, p)
+            taps = [[(-((t - a - p) // s), t) for t in range(k) if phase[t] == a] for a in range(s)]
             r = max(abs(d) for phase in taps for d, _ in phase)
             kern = torch.zeros(cout, s, s, cin, 2 * r + 1, 2 * r + 1, dtype=w.dtype)
             for a in range(s):
@@ -70,6 +71,12 @@ class SubPixelConvTranspose(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.conv(x))
+
+
+def tap_phases(k: int, s: int, p: int) -> list[int]:
+    """The output-pixel phase each kernel tap of a ConvTranspose (kernel ``k``, stride ``s``, padding ``p``) lands on,
+    per dimension: tap ``t`` feeds outputs ``s*m + a`` with ``a = (t - p) mod s``."""
+    return [(t - p) % s for t in range(k)]
 
 
 def subpixel_ok(ct: nn.ConvTranspose2d) -> bool:
