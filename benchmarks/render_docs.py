@@ -608,6 +608,28 @@ def t_recipes_verdict(root: Path) -> str:
                   "PSNR: default − plain (dB)", "default vs plain"], rows)  # fmt: skip
 
 
+REPRODUCED = "benchmarks/results/recipes/reproduce"
+
+
+def t_recipes_reproduce(root: Path) -> str:
+    """The user's command for a committed cell of the default recipe, rerun in a fresh process
+    (benchmarks/reproduce_default.py): its test numbers beside the cell's and whether all agree."""
+    rows = []
+    for f in sorted((root / REPRODUCED).glob("*.json")):
+        r = json.loads(f.read_text())
+        t = r["numbers"]["test"]
+        same = {True: "yes", False: "**no**", None: "run folder not here"}
+        rel = max(abs(v["cell"] - v["command"]) / max(abs(v["cell"]), 1e-12)
+                  for side in r["numbers"].values() for v in side.values())  # fmt: skip
+        rows.append([f"`{r['cell']}`", f"`{r['command']}`", f"{r['steps']:,}",
+                     f"{sig(t['fid_vs_teacher']['cell'], 4)} / {sig(t['fid_vs_teacher']['command'], 4)}",
+                     f"{t['psnr_to_teacher']['cell']:.3f} / {t['psnr_to_teacher']['command']:.3f}",
+                     "0 (all equal)" if rel == 0 else f"{rel:.1g}", same[r["weights_equal_to_cell_run"]]])  # fmt: skip
+    return table(["cell", "the user's command", "steps", "test FID vs teacher: cell / command",
+                  "test PSNR (dB): cell / command", "largest relative difference, every val and test number",
+                  "weights bit for bit"], rows)  # fmt: skip
+
+
 def t_recipes_choice(root: Path) -> str:
     """The val-side choice at 10, 20 and 40 calibrated minutes (results.json -> choice, default_choice): per recipe
     that ran every study teacher of the budget, the settings where it meets the test against plain, its mean FID
@@ -780,6 +802,8 @@ TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "recipes-verdict": (t_recipes_verdict, ("benchmarks/results/recipes/results.json",)),
     "recipes-c10": (lambda root: t_recipes(root, "c10", {**RECIPE_SETTINGS, **WIDTH_SETTINGS}),
                     ("benchmarks/results/recipes/results.json",)),
+    "recipes-reproduce": (t_recipes_reproduce, tuple(str(p.relative_to(ROOT)) for p in sorted((ROOT / REPRODUCED)
+                                                                                          .glob("*.json")))),
     "recipes-choice": (t_recipes_choice, ("benchmarks/results/recipes/results.json",)),
     "recipes-c20": (lambda root: t_recipes(root, "c20"), ("benchmarks/results/recipes/results.json",)),
     "recipes-c40": (lambda root: t_recipes(root, "c40"), ("benchmarks/results/recipes/results.json",)),

@@ -9,7 +9,8 @@ headline number (and, when the cell's run folder is here, every weight) with the
     python benchmarks/reproduce_default.py --cell fmnist__nofeat-advlate-90-rt-cap4k-lrp__c5__s0
 
 The cell ran on one torch thread, so the command does too (``--set threads=1``): float sums then
-come out the same, and the numbers must agree exactly, not within noise. A wall budget
+come out the same: the weights must be equal bit for bit and every number agree to a relative 1e-4 (two
+processes scoring the same weights gave FID/KID that differed in their last digits). A wall budget
 (``--max-minutes``) buys a different number of steps on another machine; the step count is what
 a wall budget becomes here. Writes benchmarks/results/recipes/reproduce/<cell>.json.
 """
@@ -39,6 +40,8 @@ from gankd.evaluate import save_result  # noqa: E402
 from gankd.fileio import portable_path  # noqa: E402
 from gankd.metrics.efficiency import fingerprint  # noqa: E402
 
+# the same weights scored in two processes: FID/KID differed in their last digits (a relative 4e-5)
+METRIC_RTOL = 1e-4
 HEADLINE = ("fid_vs_teacher", "kid_vs_teacher", "fid_vs_data", "kid_vs_data", "psnr_to_teacher", "ssim_to_teacher")
 
 
@@ -87,12 +90,14 @@ def reproduce(name: str, out: Path, runs: Path, device: str = "cpu") -> dict:
         sides = {side: score_noise(model, cell["setting"], side, n, ex, device) for side in ("val", "test")}
     compare = {side: {k: {"cell": cell[side].get(k), "command": sides[side].get(k)} for k in HEADLINE
                       if cell[side].get(k) is not None} for side in ("val", "test")}  # fmt: skip
+    rel = max(abs(v["cell"] - v["command"]) / max(abs(v["cell"]), 1e-12) for d in compare.values() for v in d.values())
     equal = all(v["cell"] == v["command"] for side in compare.values() for v in side.values())
     cell_run = ROOT / cell["train"]["run"] / "student"
     rec = {"schema": "gankd.reproduce/1", "cell": name, "cell_command": cell["command"],
            "command": shlex.join(argv), "environment": "PYTHONPATH=benchmarks/thirdparty",
            "recipe": cell["recipe"], "steps": cell["budget"]["steps"],
-           "numbers": compare, "all_numbers_equal": equal,
+           "numbers": compare, "all_numbers_equal": equal, "max_relative_difference": rel,
+           "agrees": rel <= METRIC_RTOL, "metric_rtol": METRIC_RTOL,
            "weights_equal_to_cell_run": same_weights(student, cell_run), "train_s": round(train_s, 1),
            "fingerprint": fingerprint(device),
            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
@@ -111,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     rec = reproduce(a.cell, Path(a.out), Path(a.runs))
     for side, nums in rec["numbers"].items():
         print(side, ", ".join(f"{k} {v['cell']:.6g} / {v['command']:.6g}" for k, v in nums.items()))
-    print(f"all numbers equal: {rec['all_numbers_equal']}; weights equal: {rec['weights_equal_to_cell_run']}")
-    return 0 if rec["all_numbers_equal"] else 1
+    print(f"all numbers equal: {rec['all_numbers_equal']} (largest relative difference "
+          f"{rec['max_relative_difference']:.2g}); weights equal: {rec['weights_equal_to_cell_run']}")
+    return 0 if rec["agrees"] and rec["weights_equal_to_cell_run"] is not False else 1
 
 
 if __name__ == "__main__":
