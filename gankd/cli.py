@@ -745,7 +745,26 @@ def add_import(sub) -> None:
     p.set_defaults(fn=cmd_import)
 
 
-_EXTRA_COMMANDS += [add_eval, add_export, add_report, add_import]
+def cmd_vs_plain(args) -> int:
+    from gankd.versus import summary, versus_plain
+
+    rec = versus_plain(args.run, num_samples=args.num_samples, device=args.device, progress=not args.no_progress)
+    print(summary(rec))
+    print(Path(args.run) / "vs_plain.json")
+    return 0
+
+
+def add_vs_plain(sub) -> None:
+    p = sub.add_parser("vs-plain", help="train the plain baseline (prune + pixel L1) for a compress run's wall "
+                       "time and score both students the same way")  # fmt: skip
+    p.add_argument("run", help="the --out folder of a finished gankd compress")
+    p.add_argument("--num-samples", type=int, default=2000, help="samples (or test pairs) per score (default 2000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_common(p)
+    p.set_defaults(fn=cmd_vs_plain)
+
+
+_EXTRA_COMMANDS += [add_eval, add_export, add_report, add_import, add_vs_plain]
 
 
 def main(argv: list[str] | None = None) -> int:
