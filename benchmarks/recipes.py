@@ -427,6 +427,14 @@ def score_i2i(folder: Path, setting: str, side: str, n: int, ex, device: str, se
     return out
 
 
+def score_sides(student: Path, setting: str, n: int, ex, device: str) -> dict:
+    """A student folder's val and test scores (:func:`score_i2i` or :func:`score_noise`)."""
+    if SETTINGS[setting].i2i:
+        return {side: score_i2i(student, setting, side, n, ex, device) for side in ("val", "test")}
+    model = load_generator(student, device)
+    return {side: score_noise(model, setting, side, n, ex, device) for side in ("val", "test")}
+
+
 def efficiency_of(student: Path, device: str) -> dict:
     e = efficiency(load_generator(student, device), student, device=device)
     return {k: e[k] for k in ("params", "macs", "weights_bytes")}
@@ -524,11 +532,7 @@ def run_cell(setting: str, recipe: str, seed: int, args, out: Path) -> dict:
     t0 = time.monotonic()
     student = run / "student"
     ex = domain_extractor(setting, args.device)
-    if s.i2i:
-        sides = {side: score_i2i(student, setting, side, args.num_samples, ex, args.device) for side in ("val", "test")}
-    else:
-        model = load_generator(student, args.device)
-        sides = {side: score_noise(model, setting, side, args.num_samples, ex, args.device) for side in ("val", "test")}
+    sides = score_sides(student, setting, args.num_samples, ex, args.device)
     teacher_dir = resolve_model_path(s.teacher)
     rec = {
         "schema": SCHEMA, "kind": "cell", "name": name, "setting": setting, "recipe": recipe, "seed": seed,

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks" / "thirdparty"))
 
 import torch  # noqa: E402
-from recipes import OUT, RECIPES, RUNS, SETTINGS, domain_extractor, score_i2i, score_noise  # noqa: E402
+from recipes import OUT, RECIPES, RUNS, SETTINGS, domain_extractor, score_sides  # noqa: E402
 
 from gankd.checkpoint import load_generator  # noqa: E402
 from gankd.distill import DistillConfig  # noqa: E402
@@ -80,14 +80,8 @@ def reproduce(name: str, out: Path, runs: Path, device: str = "cpu") -> dict:
                    "PYTHONPATH": path})  # fmt: skip
     train_s = time.monotonic() - t0
     student = run / "student"
-    s = SETTINGS[cell["setting"]]
     ex = domain_extractor(cell["setting"], device)
-    n = cell["num_samples"]
-    if s.i2i:
-        sides = {side: score_i2i(student, cell["setting"], side, n, ex, device) for side in ("val", "test")}
-    else:
-        model = load_generator(student, device)
-        sides = {side: score_noise(model, cell["setting"], side, n, ex, device) for side in ("val", "test")}
+    sides = score_sides(student, cell["setting"], cell["num_samples"], ex, device)
     compare = {side: {k: {"cell": cell[side].get(k), "command": sides[side].get(k)} for k in HEADLINE
                       if cell[side].get(k) is not None} for side in ("val", "test")}  # fmt: skip
     rel = max(abs(v["cell"] - v["command"]) / max(abs(v["cell"]), 1e-12) for d in compare.values() for v in d.values())
