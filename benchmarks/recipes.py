@@ -141,6 +141,7 @@ class Setting:  # (no `from __future__ import annotations`: tests load this file
     eval_data: str | None  # the data the scores compare with (val and test splits); None: teacher-only scores
     i2i: bool = False
     student_kwargs: tuple[tuple[str, int], ...] = ()  # --student-kwargs: a narrower copy of the teacher's class
+    student_upsample: str | None = None  # --student-upsample: the student's decoder doubles by nearest + conv
 
 
 SETTINGS: dict[str, Setting] = {
@@ -150,6 +151,9 @@ SETTINGS: dict[str, Setting] = {
     "wesnoth64-free": Setting("wesnoth-dcgan64", "none", 0.25, "wesnoth-units"),
     "wesnoth64-data": Setting("wesnoth-dcgan64", "wesnoth-units", 0.25, "wesnoth-units"),
     "restore64": Setting("wesnoth-restore64", "wesnoth-units", 0.25, "wesnoth-units", i2i=True),
+    # the same U-Net student upsampling by nearest + 3x3 conv (fresh weights), which quantizes to int8 throughout
+    "restore64-nc": Setting("wesnoth-restore64", "wesnoth-units", 0.25, "wesnoth-units", i2i=True,
+                            student_upsample="nearest-conv"),
     # modern generators trained outside gankd (benchmarks/thirdparty, shipped by benchmarks/modern_gans.py)
     "sg2-fmnist": Setting("fmnist-stylegan2", "fashion-mnist", 0.25, "fashion-mnist"),
     "sg2-fmnist-w2": Setting("fmnist-stylegan2", "fashion-mnist", 0.5, "fashion-mnist"),
@@ -319,6 +323,8 @@ def cell_config(setting: str, recipe: str, seed: int, args) -> DistillConfig:
         budget = ({"steps": UNBOUNDED_STEPS, "max_minutes": float(args.minutes)} if args.minutes
                   else {"steps": int(args.steps), "max_minutes": 0.0})  # fmt: skip
     copy = {"student_kwargs": dict(s.student_kwargs)} if s.student_kwargs else {}
+    if s.student_upsample:
+        copy["student_upsample"] = s.student_upsample
     return DistillConfig(teacher=s.teacher, data=s.data, width=s.width, seed=seed, threads=1, device=args.device,
                          **budget, **RECIPES[recipe], **copy)  # fmt: skip
 

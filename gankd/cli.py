@@ -438,7 +438,7 @@ def add_compress(sub) -> None:
                    "file; fresh weights), e.g. "
                    "'{\"channel_max\": 32}', instead of pruning the teacher")
     from gankd.latency import RUNTIMES
-    from gankd.models.dcgan import UPSAMPLES
+    from gankd.models.layers import UPSAMPLES
     from gankd.precision import PRECISIONS
 
     p.add_argument("--export", choices=PRECISIONS,

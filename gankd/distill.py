@@ -163,7 +163,7 @@ class DistillConfig:
     latency_batch: int = 1
     latency_threads: int = 1
     latency_size: int | None = None  # image-to-image: the source side in px --target-latency times (default: trained)
-    student_upsample: str | None = None  # dcgan students: nearest-conv (int8-friendly); None = the teacher's
+    student_upsample: str | None = None  # dcgan and U-Net students: nearest-conv (int8-friendly); None = the teacher's
     keep_layers: tuple[str, ...] | None = None  # imported generators: module paths whose channels stay whole
     # imported generators: the student is the teacher's class built with these constructor arguments over the
     # teacher's (a narrower copy, random init, e.g. {"channel_max": 32}) instead of the pruned teacher
@@ -394,6 +394,9 @@ def latency_width(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -
     if scales_by_width(adapter_for(teacher).native_family):
         def build(w):
             return adapter_for(build_student(teacher, w, None, "random", cfg.seed, cfg.student_upsample))
+    elif cfg.student_upsample:
+        def build(w):
+            return upsample_student(teacher, spec, dataclasses.replace(cfg, target_latency=None, width=w))
     else:
         from gankd.pruning import prune_generator
 
@@ -445,8 +448,7 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
         return adapter_for(build_student(teacher, None if channels else width, channels, cfg.init, cfg.seed,
                                          cfg.student_upsample))  # fmt: skip
     if cfg.student_upsample:
-        raise ValueError("--student-upsample changes gankd's dcgan family students; an imported generator's "
-                         "student keeps its layers (drop --student-upsample)")  # fmt: skip
+        return upsample_student(teacher, spec, cfg)
     if cfg.channels:
         raise ValueError("--channels sets per-stage channels of gankd's own generators; for an imported "
                          "generator use --width or --target-macs")  # fmt: skip
@@ -498,6 +500,23 @@ def copy_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
                           "student_params": sum(p.numel() for p in model.parameters())}  # fmt: skip
     log.info("student: %s(**%s), fresh weights, %.3g of the teacher's MACs", origin["class"], kwargs,
              student.prune_info["macs_ratio"] or 0)  # fmt: skip
+    return student
+
+
+def upsample_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -> GeneratorAdapter:
+    """``--student-upsample`` on a family whose config has an ``upsample`` field (gankd's U-Net): the teacher's class
+    at ``--width`` with that upsampling, fresh weights (its decoder's shapes differ from the teacher's), built and
+    saved as ``--student-kwargs`` builds a student."""
+    m = adapter_for(teacher).model
+    if adapter_for(teacher).native_family is None or not hasattr(getattr(m, "cfg", None), "upsample"):
+        raise ValueError("--student-upsample changes gankd's dcgan and U-Net students; this generator's student "
+                         "keeps its layers (drop --student-upsample)")  # fmt: skip
+    if cfg.width is None or cfg.target_macs is not None or cfg.channels:
+        raise ValueError("--student-upsample on a U-Net teacher builds the student at --width: drop --target-macs "
+                         "and --channels")  # fmt: skip
+    kwargs = {"width": m.cfg.width * cfg.width, "upsample": cfg.student_upsample}
+    student = copy_student(teacher, spec, dataclasses.replace(cfg, student_kwargs=kwargs, student_upsample=None))
+    student.prune_info["method"] = f"the teacher's class at --width with --student-upsample {cfg.student_upsample}"
     return student
 
 

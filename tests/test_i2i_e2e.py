@@ -228,3 +228,30 @@ def test_an_imported_teachers_recorded_spec_is_what_the_speed_pass_times(capsys,
              speed=Speed(rounds=1), pairs=Pairs(data=f"folder:{rgb_folder}", task="denoise", sizes=()))  # fmt: skip
     assert set(seen) == {"teacher", "model"}
     assert seen["teacher"].spec.output_range == (0.0, 1.0) and seen["teacher"].spec.input_range == (0.0, 1.0)
+
+
+def test_nearest_conv_unet_student_quantizes_every_conv(capsys, tmp_path, rgb_folder):
+    from gankd.export import export_generator
+
+    teacher = _teacher(capsys, tmp_path, f"folder:{rgb_folder}", "--task", "denoise")
+    code, out, err = run(capsys, "compress", "--teacher", teacher, "--out", tmp_path / "c", "--steps", 2,
+                         "--width", 0.5, "--student-upsample", "nearest-conv", *FAST)  # fmt: skip
+    assert code == 0, err
+    student = Path(out.strip().splitlines()[-1])
+    s, t = load_generator(student), load_generator(teacher)
+    assert s.model.cfg.upsample == "nearest-conv" and s.model.cfg.width == 0.5
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in s.model.modules())
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in t.model.modules())
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert s.eval()({"src": x}).shape == (2, 3, 32, 32)
+    run_cfg = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert "nearest-conv" in json.dumps(run_cfg)
+    r = export_generator(student, out=tmp_path / "s8.onnx", precision="int8", max_fid_rise=float("inf"),
+                         gate_samples=0)  # fmt: skip
+    ops = r["reduced"]["ops"]["ops"]
+    n_conv = sum(isinstance(m, torch.nn.Conv2d) for m in s.model.modules())
+    assert "ConvTranspose" not in ops and ops["Conv"] == {"int8": n_conv, "fp16": 0, "fp32": 0}
+    # a family without an upsample choice, and a U-Net student sized by MACs, are refused in one line naming flags
+    err = one_line_error(capsys, "compress", "--teacher", teacher, "--out", tmp_path / "m", "--steps", 1,
+                         "--target-macs", 0.2, "--student-upsample", "nearest-conv", *FAST)  # fmt: skip
+    assert "--target-macs" in err and "--width" in err

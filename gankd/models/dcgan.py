@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from gankd.models.layers import ConditionalBatchNorm2d, scaled
+from gankd.models.layers import UPSAMPLES, ConditionalBatchNorm2d, scaled, upsample2x
 from gankd.registry import DISCRIMINATORS, GENERATORS
 
 D_NORMS = ("spectral", "batch", "none")
@@ -71,15 +71,6 @@ class GeneratorConfig:
         return [scaled(self.base_channels * m, self.width) for m in mults]
 
 
-UPSAMPLES = ("convtranspose", "nearest-conv")
-
-
-def _up(c_in: int, c_out: int, kind: str) -> nn.Module:
-    if kind == "nearest-conv":
-        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False))
-    return nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False)
-
-
 @GENERATORS.register("dcgan")
 class DCGANGenerator(nn.Module):
     """z (B, z_dim), y (B,) -> image (B, C, R, R) in [-1, 1].
@@ -102,7 +93,7 @@ class DCGANGenerator(nn.Module):
         self.num_classes = cfg.num_classes
         self.fc = nn.Linear(cfg.z_dim, ch[0] * 16, bias=False)
         self.norms = nn.ModuleList([ConditionalBatchNorm2d(c, cfg.num_classes) for c in ch])
-        self.ups = nn.ModuleList([_up(ch[i], ch[i + 1], cfg.upsample) for i in range(len(ch) - 1)])
+        self.ups = nn.ModuleList([upsample2x(ch[i], ch[i + 1], cfg.upsample, bias=False) for i in range(len(ch) - 1)])
         self.to_img = nn.Conv2d(ch[-1], cfg.image_channels, 3, 1, 1)
         self.act = nn.ReLU()
         for m in self.modules():

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gankd.config import from_dict
-from gankd.models.layers import scaled
+from gankd.models.layers import UPSAMPLES, out_channels, scaled, upsample2x
 from gankd.registry import DISCRIMINATORS, GENERATORS
 
 NORMS = ("batch", "instance", "none")
@@ -121,8 +121,13 @@ class UNetConfig:
     depth: int = 4  # number of stride-2 downsamplings (the bottleneck is at 1 / 2**depth)
     max_mult: int = 8  # cap on a level's channel multiplier (x base_channels)
     norm: str = "batch"  # batch | instance | none
+    # how the decoder doubles: convtranspose (4x4, stride 2, pix2pix) or nearest-conv (nearest 2x upsample + 3x3
+    # conv: every layer then quantizes to int8 in ONNX Runtime, whose CPU provider has no int8 ConvTranspose)
+    upsample: str = "convtranspose"
 
     def __post_init__(self):
+        if self.upsample not in UPSAMPLES:
+            raise ValueError(f"--student-upsample must be one of {', '.join(UPSAMPLES)}, got {self.upsample!r}")
         if self.depth < 3:
             raise ValueError(f"--depth must be >= 3 (features are tapped at 1/4 and 1/2), got {self.depth}")
         if self.resolution < 2**self.depth or self.resolution % 2**self.depth:
@@ -147,6 +152,7 @@ class UNetGenerator(nn.Module):
     Decoder (``ups``): per level a 4x4 stride-2 ConvTranspose + norm + ReLU whose input is the
     level below concatenated (channels) with the mirrored encoder map, except the innermost,
     which sees the bottleneck alone; ``to_img`` (ConvTranspose to image_channels) + tanh.
+    ``upsample="nearest-conv"``: each ConvTranspose is a nearest 2x upsample + 3x3 conv instead.
 
     ``return_features=True`` also returns 3 maps: the bottleneck, and the decoder outputs at
     1/4 and 1/2 of the input size (post-activation).
@@ -173,16 +179,16 @@ class UNetGenerator(nn.Module):
         for i in range(d - 2, -1, -1):  # output level i, at 1 / 2**(i+1)
             c_in = ch[d - 1] if i == d - 2 else 2 * ch[i + 1]
             ups.append(nn.Sequential(
-                nn.ConvTranspose2d(c_in, ch[i], 4, 2, 1, bias=bias), *_norm_layer(cfg.norm, ch[i]), nn.ReLU()
+                upsample2x(c_in, ch[i], cfg.upsample, bias), *_norm_layer(cfg.norm, ch[i]), nn.ReLU()
             ))  # fmt: skip
         self.ups = nn.ModuleList(ups)
-        self.to_img = nn.ConvTranspose2d(2 * ch[0], cfg.image_channels, 4, 2, 1)
+        self.to_img = upsample2x(2 * ch[0], cfg.image_channels, cfg.upsample, bias=True)
         _init_weights(self)
 
     @property
     def feature_channels(self) -> list[int]:
         """Channels of the bottleneck, the 1/4 and the 1/2 decoder maps (read from the layers)."""
-        return [self.downs[-1][0].out_channels, self.ups[-2][0].out_channels, self.ups[-1][0].out_channels]
+        return [self.downs[-1][0].out_channels, out_channels(self.ups[-2][0]), out_channels(self.ups[-1][0])]
 
     def forward(self, src: torch.Tensor, return_features: bool = False):
         m = 2**self.depth

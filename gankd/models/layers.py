@@ -104,6 +104,25 @@ def subpixel_form(model: nn.Module) -> int:
     return count
 
 
+UPSAMPLES = ("convtranspose", "nearest-conv")
+
+
+def upsample2x(c_in: int, c_out: int, kind: str, bias: bool) -> nn.Module:
+    """A layer that doubles H and W: a 4x4 stride-2 ConvTranspose, or (``nearest-conv``) a nearest 2x upsample and
+    a 3x3 conv, which int8 runtimes quantize (ONNX Runtime's CPU provider has no int8 ConvTranspose)."""
+    if kind == "nearest-conv":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias))
+    if kind != "convtranspose":
+        raise ValueError(f"--student-upsample must be one of {', '.join(UPSAMPLES)}, got {kind!r}")
+    return nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)
+
+
+def out_channels(layer: nn.Module) -> int:
+    """Output channels of a conv, or of the last conv in a Sequential (an :func:`upsample2x` layer)."""
+    convs = [m for m in layer.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    return convs[-1].out_channels
+
+
 def scaled(channels: int, width: float) -> int:
     """Channel count at a width multiplier, never below 1."""
     return max(1, int(round(channels * width)))
