@@ -700,6 +700,33 @@ def choose_default(choices: dict[str, dict]) -> dict:
             "tied": tied}  # fmt: skip
 
 
+def choose_data(rows: list[dict], teachers: dict[str, dict], setting: str = "fmnist", budget: str = "c20") -> dict:
+    """Apply :data:`DATA_RULE` (val numbers only); the test side and the ratios to the teacher are reported beside."""
+    at = {r["recipe"]: r for r in rows if r["setting"] == setting and r["budget"] == budget}
+
+    def fid(recipe: str | None, side: str) -> float | None:
+        s = at[recipe][side].get("fid_vs_data") if recipe in at else None
+        return s["mean"] if s else None
+
+    n = sorted({n for r in at.values() for n in r["num_samples"]})
+    teacher = teachers.get(teacher_key(setting, n[0])) if len(n) == 1 else None
+    default = compress_default()
+    ran = [r for r in DATA_CANDIDATES if fid(r, "val") is not None]
+    best = min(ran, key=lambda r: fid(r, "val")) if ran else None
+    bars = [fid(r, "val") for r in ("plain", default)]
+    worth = best is not None and all(b is not None and fid(best, "val") < b for b in bars)
+    rec = {"rule": DATA_RULE, "split": "val", "setting": setting, "budget": budget, "chosen": best,
+           "worth_a_preset": worth, "default": default, "rows": {}}  # fmt: skip
+    for r in ("plain", default, *DATA_CANDIDATES):
+        if r in at:
+            rec["rows"][r] = {side: {"fid_vs_data": fid(r, side),
+                                     "x_teacher": (fid(r, side) / teacher[side]["fid_vs_data"] if teacher else None),
+                                     "fid_vs_teacher": at[r][side]["fid_vs_teacher"]["mean"],
+                                     "psnr_to_teacher": at[r][side]["psnr_to_teacher"]["mean"]}
+                              for side in ("val", "test")}  # fmt: skip
+    return rec
+
+
 def _pm(s: dict | None, digits: int) -> str:
     if not s or s.get("mean") is None:
         return "–"
@@ -787,6 +814,7 @@ def write_table(out: Path, command: str) -> str:
            "uncapped_twins": {r: t for r in RECIPES if (t := uncapped_twin(r))},
            "choice": {b: choose(rows, b) for b in sorted({r["budget"] for r in rows})}}  # fmt: skip
     res["default_choice"] = choose_default(res["choice"])
+    res["data_choice"] = choose_data(rows, teachers)
     _strip_detail(res)
     for b, c in res["choice"].items():
         md += (f"\n## Choice at {b} (val split only)\n\nRule: {c['rule']}.\n\n| recipe | complete | eligible | "
@@ -799,6 +827,17 @@ def write_table(out: Path, command: str) -> str:
     md += (f"\n## The default over every budget (val split only)\n\nRule: {d['rule']}.\n\n"
            + "".join(f"- {r}: {n} pairs met\n" for r, n in sorted(d["pairs_met"].items(), key=lambda x: -x[1]))
            + f"\nChosen: **{d['chosen'] or 'none'}**\n")  # fmt: skip
+    c = res["data_choice"]
+    md += (f"\n## For FID against the data ({c['setting']}, {c['budget']}; val chooses)\n\nRule: {c['rule']}.\n\n"
+           "| recipe | val FID vs data (x teacher) | test FID vs data (x teacher) | test FID vs T | test PSNR→T |\n"
+           "|---|---|---|---|---|\n")  # fmt: skip
+    for r, v in c["rows"].items():
+        val, test = v["val"], v["test"]
+        md += (f"| {r} | {_num(val['fid_vs_data'], 2)} ({_num(val['x_teacher'], 2)}x) | {_num(test['fid_vs_data'], 2)} "
+               f"({_num(test['x_teacher'], 2)}x) | {_num(test['fid_vs_teacher'], 2)} | "
+               f"{_num(test['psnr_to_teacher'], 2)} |\n")  # fmt: skip
+    md += (f"\nChosen: **{c['chosen'] or 'none'}**" + ("" if c["chosen"] is None else
+           " (worth a preset)" if c["worth_a_preset"] else " (not below both the default and plain: no preset)") + "\n")
     save_result(res, out / "results.json")
     atomic_write_bytes(out / "RESULTS.md", md.encode())
     return md

@@ -161,7 +161,7 @@ def test_calibrated_budgets_turn_minutes_into_each_recipes_steps(rec, tiny, monk
 
 def test_a_capped_adversarial_phase_is_priced_from_its_twin_and_reuses_its_run_where_the_cap_does_not_bind(
         rec, tiny, monkeypatch, capsys):  # fmt: skip
-    late = {**rec.RECIPES["lean"], "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.5}
+    late = {**rec.RECIPES["lean"], "feat": 0.0, "adv": 0.04, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.5}
     monkeypatch.setitem(rec.RECIPES, "late", late)
     monkeypatch.setitem(rec.RECIPES, "late-cap", {**late, "adv_max_steps": 2})
     assert rec.uncapped_twin("late-cap") == "late" and rec.uncapped_twin("late") is None
@@ -243,10 +243,30 @@ def test_the_default_over_budgets_meets_the_test_on_the_most_pairs(rec):
     choices["c40"] = choice({"a": {"x": (True, 0.7)}, "b": {"x": (True, 0.9)}})  # a tie on pairs: the FID ratio
     assert rec.choose_default(choices)["chosen"] == "a"
 
+def test_the_data_recipe_is_chosen_on_val_and_must_beat_both_the_default_and_plain(rec):
+    def row(recipe, val_fid, test_fid, budget="c20"):
+        side = lambda f: {"fid_vs_data": {"mean": f}, "fid_vs_teacher": {"mean": 1.0},  # noqa: E731
+                          "psnr_to_teacher": {"mean": 25.0}}
+        return {"setting": "fmnist", "budget": budget, "recipe": recipe, "num_samples": [10],
+                "val": side(val_fid), "test": side(test_fid)}  # fmt: skip
+
+    default = rec.compress_default()
+    a, b, c = rec.DATA_CANDIDATES[:3]
+    teachers = {rec.teacher_key("fmnist", 10): {"val": {"fid_vs_data": 2.0}, "test": {"fid_vs_data": 1.0}}}
+    rows = [row("plain", 6.0, 6.0), row(default, 5.0, 5.0), row(a, 4.0, 9.0), row(b, 4.5, 0.1),
+            row(c, 0.1, 0.1, budget="c10")]  # fmt: skip  (b: best on test, never chosen; c: another budget)
+    d = rec.choose_data(rows, teachers)
+    assert d["chosen"] == a and d["worth_a_preset"] and d["split"] == "val"
+    assert d["rows"][a]["val"]["x_teacher"] == 2.0 and d["rows"][a]["test"]["x_teacher"] == 9.0
+    rows[2:4] = [row(a, 5.5, 1.0), row(b, 5.8, 0.1)]  # below plain, not below the default: no preset
+    d = rec.choose_data(rows, teachers)
+    assert d["chosen"] == a and not d["worth_a_preset"]
+
+
 def test_on_a_data_free_setting_real_teacher_is_the_same_run_and_is_not_trained_twice(rec, tiny, tmp_path, monkeypatch,
                                                                                         capsys):  # fmt: skip
     monkeypatch.setitem(rec.SETTINGS, "tinyfree", rec.Setting(str(tiny["teacher"]), "none", 0.25, tiny["data"]))
-    late = {**rec.RECIPES["lean"], "feat": 0.0, "adv": 0.05, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.5}
+    late = {**rec.RECIPES["lean"], "feat": 0.0, "adv": 0.04, "d_init": "fresh", "d_width": 0.25, "adv_start": 0.5}
     monkeypatch.setitem(rec.RECIPES, "late", late)
     monkeypatch.setitem(rec.RECIPES, "late-rt", {**late, "real": "teacher"})
     assert rec.same_run_as("tinyfree", "late-rt") == "late" and rec.same_run_as("tiny", "late-rt") is None
