@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -136,10 +137,10 @@ def budgets(fractions: list[float], teacher_ms: float, steps: int = 1, teacher: 
     for f in fractions:
         run = runs / (f"budget-{f:g}" + (f"-{size}px" if size else "") + ("" if runtime == "onnxruntime" else
                                                                            f"-{runtime}"))  # fmt: skip
-        if not (run / "config.json").exists():
-            compress(DistillConfig(teacher=teacher, target_latency=f"{teacher_ms * f:.6f}ms", latency_size=size,
-                                   latency_runtime=runtime, steps=steps, threads=1, seed=0, eval_samples=64),
-                     run)  # fmt: skip
+        shutil.rmtree(run, ignore_errors=True)  # searched again each time, as its re-timing is: not on another day
+        compress(DistillConfig(teacher=teacher, target_latency=f"{teacher_ms * f:.6f}ms", latency_size=size,
+                               latency_runtime=runtime, steps=steps, threads=1, seed=0, eval_samples=64),
+                 run)  # fmt: skip
         lat = json.loads((run / "config.json").read_text())["resolved"]["latency_budget"]
         fresh = measure_ms(load_generator(run / "student"), runtime, 1, 1, rounds=7, size=size)
         res.append({"fraction_of_teacher": f, **({"size": size} if size else {}), "runtime": runtime,

@@ -6,7 +6,9 @@ width-1/4 students, timed at 64 and 256 px, and a latency budget at 256 px.
 1. Students: the recipe study's width-1/4 cells at 10 calibrated minutes, seed 0 (``plain`` and gankd's
    default), trained here when their run folder is missing, exactly as
    ``python benchmarks/recipes.py --settings restore64 --recipes plain,nofeat-advlate-90-rt --cost-minutes 10``
-   trains them (same config, same steps).
+   trains them (same config, same steps); and gankd's default on a width-1/4 student whose decoder upsamples by
+   nearest + 3x3 conv (``--student-upsample nearest-conv``, study setting ``restore64-nc``), trained for the
+   ConvTranspose student's steps (its step costs more, so this is equal steps, not equal time).
 2. Each model exported by ``gankd export`` at fp32, fp16 and int8 (``--max-fid-rise inf``: the gate's numbers
    are recorded, nothing refused). int8 is calibrated on the val split's source images; the gate scores the
    test pairs as ``gankd eval`` does: FID of the outputs against the targets (the domain's extractor), PSNR
@@ -32,7 +34,7 @@ import torch
 from deploy import budgets, exports, interleaved_onnx, render_page
 from recipes import OUT as RECIPES_OUT
 from recipes import RUNS as RECIPES_RUNS
-from recipes import cell_command, cell_config, cell_name, train
+from recipes import budget_tag, calibrated_steps, cell_command, cell_config, cell_name, train
 from render_docs import deploy_i2i_tables
 
 from gankd.checkpoint import atomic_write_bytes, load_generator, resolve_model_path
@@ -51,15 +53,19 @@ def _write_json(path: Path, obj) -> None:
 
 
 def students() -> tuple[dict[str, Path], dict[str, str]]:
-    """The study's seed-0 students at 10 calibrated minutes (trained when missing) and their commands."""
+    """The study's seed-0 students at 10 calibrated minutes (trained when missing), the nearest-conv student at
+    the gankd student's steps, and their commands."""
     args = Namespace(cost_minutes=COST_MINUTES, minutes=None, steps=None, out=str(RECIPES_OUT),
                      runs=str(RECIPES_RUNS), device="cpu", num_samples=2000)  # fmt: skip
+    steps = calibrated_steps(SETTING, RECIPES["gankd"], COST_MINUTES, RECIPES_OUT)[0]
+    by_steps = Namespace(**{**vars(args), "cost_minutes": None, "steps": steps})
     folders, commands = {}, {}
-    for label, recipe in RECIPES.items():
-        run = RECIPES_RUNS / cell_name(SETTING, recipe, f"c{COST_MINUTES:g}", 0)
-        train(cell_config(SETTING, recipe, 0, args), run)
+    for label, setting, recipe, budget in [*((k, SETTING, r, args) for k, r in RECIPES.items()),
+                                           ("gankd nearest-conv", "restore64-nc", RECIPES["gankd"], by_steps)]:
+        run = RECIPES_RUNS / cell_name(setting, recipe, budget_tag(budget), 0)
+        train(cell_config(setting, recipe, 0, budget), run)
         folders[f"student w0.25 {label}"] = run / "student"
-        commands[label] = cell_command(SETTING, recipe, 0, args)
+        commands[label] = cell_command(setting, recipe, 0, budget)
     return folders, commands
 
 

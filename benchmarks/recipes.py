@@ -719,11 +719,11 @@ def choose_data(rows: list[dict], teachers: dict[str, dict], setting: str = "fmn
            "worth_a_preset": worth, "default": default, "rows": {}}  # fmt: skip
     for r in ("plain", default, *DATA_CANDIDATES):
         if r in at:
-            rec["rows"][r] = {side: {"fid_vs_data": fid(r, side),
+            rec["rows"][r] = {"seeds": at[r]["seeds"], **{side: {"fid_vs_data": fid(r, side),
                                      "x_teacher": (fid(r, side) / teacher[side]["fid_vs_data"] if teacher else None),
                                      "fid_vs_teacher": at[r][side]["fid_vs_teacher"]["mean"],
                                      "psnr_to_teacher": at[r][side]["psnr_to_teacher"]["mean"]}
-                              for side in ("val", "test")}  # fmt: skip
+                              for side in ("val", "test")}}  # fmt: skip
     return rec
 
 
@@ -829,15 +829,16 @@ def write_table(out: Path, command: str) -> str:
            + f"\nChosen: **{d['chosen'] or 'none'}**\n")  # fmt: skip
     c = res["data_choice"]
     md += (f"\n## For FID against the data ({c['setting']}, {c['budget']}; val chooses)\n\nRule: {c['rule']}.\n\n"
-           "| recipe | val FID vs data (x teacher) | test FID vs data (x teacher) | test FID vs T | test PSNR→T |\n"
-           "|---|---|---|---|---|\n")  # fmt: skip
+           "| recipe | seeds | val FID vs data (x teacher) | test FID vs data (x teacher) | test FID vs T | test "
+           "PSNR→T |\n|---|---|---|---|---|---|\n")  # fmt: skip
     for r, v in c["rows"].items():
-        val, test = v["val"], v["test"]
-        md += (f"| {r} | {_num(val['fid_vs_data'], 2)} ({_num(val['x_teacher'], 2)}x) | {_num(test['fid_vs_data'], 2)} "
-               f"({_num(test['x_teacher'], 2)}x) | {_num(test['fid_vs_teacher'], 2)} | "
-               f"{_num(test['psnr_to_teacher'], 2)} |\n")  # fmt: skip
-    md += (f"\nChosen: **{c['chosen'] or 'none'}**" + ("" if c["chosen"] is None else
-           " (worth a preset)" if c["worth_a_preset"] else " (not below both the default and plain: no preset)") + "\n")
+        fids = [f"{_num(v[s]['fid_vs_data'], 2)} ({_num(v[s]['x_teacher'], 2)}x)" for s in ("val", "test")]
+        cols = [r, ", ".join(map(str, v["seeds"])), *fids, _num(v["test"]["fid_vs_teacher"], 2),
+                _num(v["test"]["psnr_to_teacher"], 2)]  # fmt: skip
+        md += "| " + " | ".join(cols) + " |\n"
+    verdict = "" if c["chosen"] is None else (" (worth a preset)" if c["worth_a_preset"] else
+                                              " (not below both the default and plain: no preset)")  # fmt: skip
+    md += f"\nChosen: **{c['chosen'] or 'none'}**{verdict}\n"
     save_result(res, out / "results.json")
     atomic_write_bytes(out / "RESULTS.md", md.encode())
     return md

@@ -630,6 +630,21 @@ def t_recipes_reproduce(root: Path) -> str:
                   "weights bit for bit"], rows)  # fmt: skip
 
 
+def t_recipes_data(root: Path) -> str:
+    """The recipes for FID against the data (Fashion-MNIST, 20 calibrated minutes): val chooses, test reported,
+    each FID also as a multiple of the teacher's on the same split; plain and the default beside."""
+    c = load(root, "benchmarks/results/recipes/results.json")["data_choice"]
+    rows = []
+    for r, v in c["rows"].items():
+        role = ("plain" if r == "plain" else "default" if r == c["default"] else
+                "**chosen on val**" if r == c["chosen"] else "candidate")  # fmt: skip
+        rows.append([f"`{r}`", role, ", ".join(map(str, v["seeds"])),
+                     *(f"{sig(v[s]['fid_vs_data'])} ({v[s]['x_teacher']:.2f}x)" for s in ("val", "test")),
+                     sig(v["test"]["fid_vs_teacher"]), f"{v['test']['psnr_to_teacher']:.2f}"])  # fmt: skip
+    return table(["recipe", "role", "seeds", "val FID vs data (x teacher's)", "test FID vs data (x teacher's)",
+                  "test FID vs teacher samples", "test PSNR to teacher (dB)"], rows)  # fmt: skip
+
+
 def t_recipes_choice(root: Path) -> str:
     """The val-side choice at 10, 20 and 40 calibrated minutes (results.json -> choice, default_choice): per recipe
     that ran every study teacher of the budget, the settings where it meets the test against plain, its mean FID
@@ -805,6 +820,7 @@ TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "recipes-reproduce": (t_recipes_reproduce, tuple(str(p.relative_to(ROOT)) for p in sorted((ROOT / REPRODUCED)
                                                                                           .glob("*.json")))),
     "recipes-choice": (t_recipes_choice, ("benchmarks/results/recipes/results.json",)),
+    "recipes-data": (t_recipes_data, ("benchmarks/results/recipes/results.json",)),
     "recipes-c20": (lambda root: t_recipes(root, "c20"), ("benchmarks/results/recipes/results.json",)),
     "recipes-c40": (lambda root: t_recipes(root, "c40"), ("benchmarks/results/recipes/results.json",)),
     "recipes-unseen": (lambda root: t_recipes(root, "c5", UNSEEN_SETTINGS),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from test_export import tiny
@@ -47,6 +48,10 @@ def test_width_search_uses_measurements_and_caches_them_per_machine(tmp_path, mo
     assert all(c["cached"] for c in rec2["candidates"])
     cache = json.loads(next((tmp_path / "latency").glob("*.json")).read_text())
     assert cache["fingerprint"]["cpu"] and len(cache["ms"]) == n - 1  # one measurement per call but the first
+    now = time.time()  # a day later the machine is measured again
+    monkeypatch.setattr(latency.time, "time", lambda: now + latency.CACHE_MAX_AGE_S + 1)
+    latency.width_for_latency(build, teacher, full / 4, runtime="eager")
+    assert len(calls) == n + len(cache["ms"])  # each entry measured again, once
     with pytest.raises(ValueError, match="raise --target-latency"):
         latency.width_for_latency(build, teacher, 1e-9, runtime="eager")
 
