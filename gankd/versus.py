@@ -7,7 +7,9 @@ training took (equal wall time on this machine; RUN/plain), then scores both stu
 way: noise-to-image, FID/KID against teacher samples from seeds 2,000,000.. (the extractor gankd
 picks for the domain) and PSNR/SSIM to the teacher on the same latents (seeds 0..); image-to-image,
 PSNR/SSIM to the teacher's outputs and to the targets and FID against the targets on the test
-pairs. Writes RUN/vs_plain.json.
+pairs. A noise-to-image run with data is also scored by FID/KID against the data's test split, and one whose
+discriminator learned the data (``--preset data``, ``--real data``) is judged on that: lower FID against the
+data than plain's. Writes RUN/vs_plain.json.
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ def plain_config(run: Path):
                                      "max_minutes": wall / 60})  # fmt: skip
 
 
-def score(student: Path, teacher: Path, num_samples: int, device: str) -> dict:
-    """The headline numbers of one student against its teacher (see the module doc)."""
+def score(student: Path, teacher: Path, num_samples: int, device: str, data: str | None = None) -> dict:
+    """The headline numbers of one student against its teacher, and against ``data``'s test split when given (see
+    the module doc)."""
     from gankd.evaluate_i2i import is_i2i_model
 
     fi = Fidelity(teacher_samples=num_samples, lpips=False)
@@ -67,13 +70,20 @@ def score(student: Path, teacher: Path, num_samples: int, device: str) -> dict:
                 "pairs": r["num_pairs"]}  # fmt: skip
     q = Quality(metrics=("fid", "kid"), num_samples=num_samples, class_consistency=False)
     r = evaluate(student, teacher, quality=q, reference=Reference(str(teacher)), fidelity=fi, device=device)
-    return {"fid_vs_teacher": r["quality"]["fid"], "kid_vs_teacher": r["quality"]["kid_mean"],
-            "psnr_to_teacher": r["teacher_fidelity"]["psnr_db"], "ssim_to_teacher": r["teacher_fidelity"]["ssim"]}
+    row = {"fid_vs_teacher": r["quality"]["fid"], "kid_vs_teacher": r["quality"]["kid_mean"],
+           "psnr_to_teacher": r["teacher_fidelity"]["psnr_db"], "ssim_to_teacher": r["teacher_fidelity"]["ssim"]}
+    if data:
+        d = evaluate(student, quality=q, reference=Reference(f"{data}:test"), device=device)["quality"]
+        row.update(fid_vs_data=d["fid"], kid_vs_data=d["kid_mean"])
+    return row
 
 
-def verdict(gankd: dict, plain: dict) -> str:
+def verdict(gankd: dict, plain: dict, goal: str = "teacher") -> str:
     """The recipe study's test, on this run: lower FID against teacher samples than plain's and PSNR to the
-    teacher at most 0.3 dB below plain's (image-to-image: PSNR alone)."""
+    teacher at most 0.3 dB below plain's (image-to-image: PSNR alone); ``goal="data"``: lower FID against the
+    data's test split than plain's."""
+    if goal == "data":
+        return "ahead (FID against the data)" if gankd["fid_vs_data"] < plain["fid_vs_data"] else "behind"
     dpsnr = gankd["psnr_to_teacher"] - plain["psnr_to_teacher"]
     fid = "fid_vs_teacher" in gankd
     if dpsnr >= 0 and (not fid or gankd["fid_vs_teacher"] < plain["fid_vs_teacher"]):
@@ -88,6 +98,7 @@ def versus_plain(run: str | Path, num_samples: int = 2000, device: str = "cpu", 
     returns (and writes to RUN/vs_plain.json) both rows, the budget and the verdict."""
     from gankd.checkpoint import resolve_model_path
     from gankd.distill import compress
+    from gankd.evaluate_i2i import is_i2i_model
 
     run = Path(run)
     cfg = plain_config(run)
@@ -96,12 +107,16 @@ def versus_plain(run: str | Path, num_samples: int = 2000, device: str = "cpu", 
     plain = compress(cfg, plain_run, resume=(plain_run / "state.pt").is_file(), progress=progress)
     teacher = resolve_model_path(cfg.teacher)
     steps = {k: int(load_state(r / "state.pt")["step"]) for k, r in (("gankd", run), ("plain", plain_run))}
-    rows = {"gankd": score(run / "student", teacher, num_samples, device),
-            "plain": score(plain, teacher, num_samples, device)}  # fmt: skip
+    ran = load_json(run / "config.json")
+    resolved = ran.get("resolved") or {}
+    data = resolved.get("data") if resolved.get("data") not in (None, "none") and not is_i2i_model(plain) else None
+    goal = "data" if data and ran.get("adv", 0) > 0 and resolved.get("real") == "data" else "teacher"
+    rows = {"gankd": score(run / "student", teacher, num_samples, device, data),
+            "plain": score(plain, teacher, num_samples, device, data)}  # fmt: skip
     rec = {"schema": "gankd.vs-plain/1", "run": portable_path(run), "teacher": portable_path(teacher),
            "plain_run": portable_path(plain_run), "wall_minutes": round(cfg.max_minutes, 3), "steps": steps,
            "num_samples": num_samples, "teacher_reference_seeds": f"{REFERENCE_FIRST_SEED}..",
-           **rows, "verdict": verdict(rows["gankd"], rows["plain"])}  # fmt: skip
+           "goal": goal, **rows, "verdict": verdict(rows["gankd"], rows["plain"], goal)}  # fmt: skip
     save_result(rec, run / RESULT)
     return rec
 
@@ -113,5 +128,7 @@ def summary(rec: dict) -> str:
     lines = [f"{'':8s} {'steps':>8s} " + " ".join(f"{k:>16s}" for k in keys)]
     for name in ("plain", "gankd"):
         lines.append(f"{name:8s} {rec['steps'][name]:8d} " + " ".join(f"{rec[name][k]:16.4g}" for k in keys))
-    lines.append(f"equal wall time: {rec['wall_minutes']:.3g} min each; gankd vs plain: {rec['verdict']}")
+    goal = "FID against the data" if rec.get("goal") == "data" else "fidelity to the teacher"
+    lines.append(f"equal wall time: {rec['wall_minutes']:.3g} min each; gankd vs plain, judged on {goal}: "
+                 f"{rec['verdict']}")
     return "\n".join(lines)

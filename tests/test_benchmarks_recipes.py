@@ -231,6 +231,17 @@ def test_compress_default_is_the_recipe_the_committed_study_chose_on_val(rec):
     assert res["default_choice"]["split"] == "val" and (chosen == default or (same and chosen == twin)), chosen
 
 
+def test_the_data_preset_is_the_recipe_the_committed_study_chose_on_val(rec):
+    """--preset data trains what DATA_RULE chose on val (real auto = the data on the study's setting, which the preset
+    spells out as real data so that a data-free run is refused)."""
+    from gankd.distill import PRESETS
+
+    c = json.loads((rec.OUT / "results.json").read_text())["data_choice"]
+    assert c["split"] == "val" and c["worth_a_preset"] and c["chosen"] in rec.DATA_CANDIDATES
+    want = DistillConfig(**{**rec.RECIPES[c["chosen"]], "real": "data"})
+    assert dataclasses.asdict(DistillConfig(**PRESETS["data"])) == dataclasses.asdict(want)
+
+
 def test_the_default_over_budgets_meets_the_test_on_the_most_pairs(rec):
     def choice(per: dict) -> dict:
         return {"recipes": {r: {"settings": {s: None if v is None else {"ok": v[0], "fid_ratio_to_plain": v[1]}
@@ -247,7 +258,7 @@ def test_the_data_recipe_is_chosen_on_val_and_must_beat_both_the_default_and_pla
     def row(recipe, val_fid, test_fid, budget="c20"):
         side = lambda f: {"fid_vs_data": {"mean": f}, "fid_vs_teacher": {"mean": 1.0},  # noqa: E731
                           "psnr_to_teacher": {"mean": 25.0}}
-        return {"setting": "fmnist", "budget": budget, "recipe": recipe, "num_samples": [10],
+        return {"setting": "fmnist", "budget": budget, "recipe": recipe, "num_samples": [10], "seeds": [0],
                 "val": side(val_fid), "test": side(test_fid)}  # fmt: skip
 
     default = rec.compress_default()

@@ -218,6 +218,8 @@ def test_compress_presets_carry_the_measured_learning_rate_and_flags_win(tmp_pat
     run_cli(capsys, "compress", "--out", tmp_path / "r", "--preset", "quick")
     assert (seen[-1].max_minutes, seen[-1].perceptual, seen[-1].kd) == (6.0, 0.0, 0.0)
     assert (seen[-1].batch_size, seen[-1].select) == (64, "perceptual-fid")  # built on classic, not the defaults
+    run_cli(capsys, "compress", "--out", tmp_path / "r", "--preset", "data")
+    assert (seen[-1].real, seen[-1].adv_start, seen[-1].d_width, seen[-1].adv) == ("data", 0.0, 0.25, 0.05)
     run_cli(capsys, "compress", "--out", tmp_path / "r", "--preset", "plain")
     p = seen[-1]
     assert (p.batch_size, p.lr_g, p.lr_schedule, p.adv, p.feat, p.perceptual, p.kd, p.ema_decay, p.select) == (

@@ -9,7 +9,7 @@ import math
 
 import pytest
 from evalkit import private_cache_fixture  # noqa: F401  (fixture)
-from testkit import run_cli, tiny_generator
+from testkit import run_cli, tiny_generator, write_images
 
 from gankd.checkpoint import load_state, save_model
 from gankd.distill import PRESETS, DistillConfig, compress
@@ -51,6 +51,21 @@ def test_the_verdict_is_the_studys_test():
     assert verdict({"fid_vs_teacher": 0.9, "psnr_to_teacher": 19.6}, plain) == "behind"
     assert verdict({"fid_vs_teacher": 1.1, "psnr_to_teacher": 21.0}, plain) == "behind"
     assert verdict({"psnr_to_teacher": 20.5}, {"psnr_to_teacher": 20.0}) == "ahead"  # image-to-image: PSNR
+
+
+def test_a_run_whose_discriminator_learned_the_data_is_judged_on_fid_against_the_data(tmp_path, private_cache, capsys):
+    teacher = save_model(tmp_path / "teacher", tiny_generator(num_classes=0), "generator")
+    data = f"folder:{write_images(tmp_path / 'gray', {'': 40}, size=(32, 32))}"
+    cfg = DistillConfig(teacher=str(teacher), data=data, width=0.5, seed=1, threads=1,
+                        **{**PRESETS["data"], "batch_size": 4}, steps=3)  # fmt: skip
+    compress(cfg, tmp_path / "run")
+    code, out, _ = run_cli(capsys, "vs-plain", str(tmp_path / "run"), "--num-samples", "16", "--no-progress")
+    assert code == 0 and "judged on FID against the data" in out
+    rec = json.loads((tmp_path / "run" / "vs_plain.json").read_text())
+    assert rec["goal"] == "data" and all(math.isfinite(rec[n]["fid_vs_data"]) for n in ("gankd", "plain"))
+    assert rec["verdict"] == verdict(rec["gankd"], rec["plain"], "data")
+    assert verdict({"fid_vs_data": 1.0, "fid_vs_teacher": 9.0, "psnr_to_teacher": 1.0},
+                   {"fid_vs_data": 2.0, "fid_vs_teacher": 1.0, "psnr_to_teacher": 30.0}, "data").startswith("ahead")
 
 
 def test_a_folder_that_is_not_a_finished_run_is_refused_naming_compress(tmp_path, capsys):
