@@ -83,7 +83,7 @@ def verdict(gankd: dict, plain: dict, goal: str = "teacher") -> str:
     teacher at most 0.3 dB below plain's (image-to-image: PSNR alone); ``goal="data"``: lower FID against the
     data's test split than plain's."""
     if goal == "data":
-        return "ahead (FID against the data)" if gankd["fid_vs_data"] < plain["fid_vs_data"] else "behind"
+        return "ahead" if gankd["fid_vs_data"] < plain["fid_vs_data"] else "behind"
     dpsnr = gankd["psnr_to_teacher"] - plain["psnr_to_teacher"]
     fid = "fid_vs_teacher" in gankd
     if dpsnr >= 0 and (not fid or gankd["fid_vs_teacher"] < plain["fid_vs_teacher"]):
