@@ -403,7 +403,7 @@ def latency_width(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -
     if scales_by_width(adapter_for(teacher).native_family):
         def build(w):
             return adapter_for(build_student(teacher, w, None, "random", cfg.seed, cfg.student_upsample))
-    elif cfg.student_upsample:
+    elif other_upsample(teacher, cfg):
         def build(w):
             return upsample_student(teacher, spec, dataclasses.replace(cfg, target_latency=None, width=w))
     else:
@@ -456,7 +456,7 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
             return adapter_for(build_student(src, None, want, "prune", cfg.seed))
         return adapter_for(build_student(teacher, None if channels else width, channels, cfg.init, cfg.seed,
                                          cfg.student_upsample))  # fmt: skip
-    if cfg.student_upsample:
+    if other_upsample(teacher, cfg):
         return upsample_student(teacher, spec, cfg)
     if cfg.channels:
         raise ValueError("--channels sets per-stage channels of gankd's own generators; for an imported "
@@ -510,6 +510,13 @@ def copy_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
     log.info("student: %s(**%s), fresh weights, %.3g of the teacher's MACs", origin["class"], kwargs,
              student.prune_info["macs_ratio"] or 0)  # fmt: skip
     return student
+
+
+def other_upsample(teacher: nn.Module, cfg: DistillConfig) -> bool:
+    """Whether ``--student-upsample`` asks for another upsampling than the teacher's (a teacher without the choice,
+    an imported generator: any)."""
+    teacher_kind = getattr(getattr(adapter_for(teacher).model, "cfg", None), "upsample", None)
+    return bool(cfg.student_upsample) and cfg.student_upsample != teacher_kind
 
 
 def upsample_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -> GeneratorAdapter:

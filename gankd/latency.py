@@ -13,7 +13,7 @@ latency meets the budget:
   ``~/.cache/gankd/latency/<fingerprint hash>.json``), keyed by the candidate's architecture (its
   tensor shapes and call), the runtime, batch and threads; never reused on another machine, and
   measured again after :data:`CACHE_MAX_AGE_S` (a day): the same machine measured on another day ran
-  this benchmark's students 5-7 % slower, enough to miss a budget by more than the 10 % it promises.
+  the same students 5-7 % slower, enough to miss a budget by more than the 10 % it promises.
 
 The result records the budget, every candidate measured (width, ms, cached or not), the chosen
 width's measured latency and the teacher's, so a user sees the promise and the measurement side by side.
