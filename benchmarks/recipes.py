@@ -717,13 +717,15 @@ def choose_data(rows: list[dict], teachers: dict[str, dict], setting: str = "fmn
     worth = best is not None and all(b is not None and fid(best, "val") < b for b in bars)
     rec = {"rule": DATA_RULE, "split": "val", "setting": setting, "budget": budget, "chosen": best,
            "worth_a_preset": worth, "default": default, "rows": {}}  # fmt: skip
+    def numbers(r: str, side: str) -> dict:
+        return {"fid_vs_data": fid(r, side),
+                "x_teacher": fid(r, side) / teacher[side]["fid_vs_data"] if teacher else None,
+                "fid_vs_teacher": at[r][side]["fid_vs_teacher"]["mean"],
+                "psnr_to_teacher": at[r][side]["psnr_to_teacher"]["mean"]}  # fmt: skip
+
     for r in ("plain", default, *DATA_CANDIDATES):
         if r in at:
-            rec["rows"][r] = {"seeds": at[r]["seeds"], **{side: {"fid_vs_data": fid(r, side),
-                                     "x_teacher": (fid(r, side) / teacher[side]["fid_vs_data"] if teacher else None),
-                                     "fid_vs_teacher": at[r][side]["fid_vs_teacher"]["mean"],
-                                     "psnr_to_teacher": at[r][side]["psnr_to_teacher"]["mean"]}
-                              for side in ("val", "test")}}  # fmt: skip
+            rec["rows"][r] = {"seeds": at[r]["seeds"], "val": numbers(r, "val"), "test": numbers(r, "test")}
     return rec
 
 
