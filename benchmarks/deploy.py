@@ -35,7 +35,7 @@ from render_docs import deploy_tables
 
 from gankd.adapter import adapter_for
 from gankd.checkpoint import atomic_write_bytes, load_generator, resolve_model_path
-from gankd.distill import DistillConfig, compress
+from gankd.distill import PRESETS, DistillConfig, compress
 from gankd.export import export_generator, load_exported
 from gankd.fileio import portable_path
 from gankd.latency import measure_ms
@@ -58,6 +58,18 @@ def upconv_student(steps: int) -> Path:
     if not (run / "student" / "model.safetensors").exists() or not (run / "DONE").exists():
         compress(DistillConfig(teacher="fmnist-teacher", width=0.25, student_upsample="nearest-conv", steps=steps,
                                threads=1, seed=0), run, resume=(run / "state.pt").exists())  # fmt: skip
+        (run / "DONE").write_text("done\n")
+    return run / "student"
+
+
+def latency_student(threads: int = 2) -> Path:
+    """The width-1/4 student in the latency layout (``--student-layout latency``: the class as an input embedding,
+    plain BatchNorm, the last doubling writing the pixels), trained with the full preset, seed 0."""
+    run = RUNS / "w0.25-latency"
+    if not (run / "student" / "model.safetensors").exists() or not (run / "DONE").exists():
+        compress(DistillConfig(**{**PRESETS["full"], "teacher": "fmnist-teacher", "width": 0.25,
+                                  "student_layout": "latency", "threads": threads, "seed": 0}),
+                 run, resume=(run / "state.pt").exists())  # fmt: skip
         (run / "DONE").write_text("done\n")
     return run / "student"
 

@@ -186,7 +186,8 @@ def cmd_compress(args) -> int:
         "latency_runtime": args.latency_runtime,
         "latency_batch": args.latency_batch, "latency_threads": args.latency_threads,
         "latency_size": args.latency_size,
-        "student_upsample": args.student_upsample, "keep_layers": _paths(args.keep_layers),
+        "student_upsample": args.student_upsample,
+        "student_layout": args.student_layout, "keep_layers": _paths(args.keep_layers),
         "student_kwargs": _kwargs(args.student_kwargs, "--student-kwargs"),
         "export": args.export, "max_fid_rise": args.max_fid_rise,
     }  # fmt: skip
@@ -438,6 +439,7 @@ def add_compress(sub) -> None:
                    "file; fresh weights), e.g. "
                    "'{\"channel_max\": 32}', instead of pruning the teacher")
     from gankd.latency import RUNTIMES
+    from gankd.models.dcgan import LAYOUTS
     from gankd.models.layers import UPSAMPLES
     from gankd.precision import PRECISIONS
 
@@ -450,6 +452,10 @@ def add_compress(sub) -> None:
     p.add_argument("--student-upsample", choices=UPSAMPLES,
                    help="gankd's dcgan students: how a stage doubles; nearest-conv quantizes to int8 in ONNX Runtime "
                    "(its layers start fresh, the rest inherit the teacher's channels; default: the teacher's)")
+    p.add_argument("--student-layout", choices=LAYOUTS,
+                   help="gankd's dcgan students: latency conditions on the class once at the input (plain BatchNorm) "
+                   "and lets the last doubling write the pixels: fewer ops, faster at batch 1 (the new last layer "
+                   "starts fresh; default: the teacher's layout)")
     p.add_argument("--latency-runtime", choices=RUNTIMES.accepted(),
                    help="--target-latency: what to time (default onnxruntime, as deployed; with --export int8, "
                    "onnx-int8: the int8 export)")

@@ -173,6 +173,7 @@ class DistillConfig:
     latency_threads: int = 1
     latency_size: int | None = None  # image-to-image: the source side in px --target-latency times (default: trained)
     student_upsample: str | None = None  # dcgan and U-Net students: nearest-conv (int8-friendly); None = the teacher's
+    student_layout: str | None = None  # dcgan students: latency (fewer, larger ops for batch 1); None = the teacher's
     keep_layers: tuple[str, ...] | None = None  # imported generators: module paths whose channels stay whole
     # imported generators: the student is the teacher's class built with these constructor arguments over the
     # teacher's (a narrower copy, random init, e.g. {"channel_max": 32}) instead of the pruned teacher
@@ -293,7 +294,8 @@ class DistillConfig:
                 raise ValueError("--student-kwargs must be a non-empty JSON object such as '{\"channel_max\": 32}'")
             clash = [f for f, v in (("--channels", self.channels), ("--target-macs", self.target_macs),
                                     ("--target-latency", self.target_latency), ("--init-from", self.init_from),
-                                    ("--student-upsample", self.student_upsample)) if v]  # fmt: skip
+                                    ("--student-upsample", self.student_upsample),
+                                    ("--student-layout", self.student_layout)) if v]  # fmt: skip
             if clash:
                 raise ValueError(f"--student-kwargs builds the student itself: drop {', '.join(clash)}")
         if self.export is not None:
@@ -402,7 +404,8 @@ def latency_width(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) -
 
     if scales_by_width(adapter_for(teacher).native_family):
         def build(w):
-            return adapter_for(build_student(teacher, w, None, "random", cfg.seed, cfg.student_upsample))
+            return adapter_for(build_student(teacher, w, None, "random", cfg.seed, cfg.student_upsample,
+                                             cfg.student_layout))  # fmt: skip
     elif other_upsample(teacher, cfg):
         def build(w):
             return upsample_student(teacher, spec, dataclasses.replace(cfg, target_latency=None, width=w))
@@ -431,16 +434,19 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
     student has ``latency_budget``, the measurements)."""
     if cfg.student_kwargs:
         return copy_student(teacher, spec, cfg)
+    family = adapter_for(teacher).native_family
+    if cfg.student_layout and not scales_by_width(family):
+        raise ValueError("--student-layout changes gankd's dcgan students; this teacher's student keeps the "
+                         "teacher's layout (drop --student-layout)")  # fmt: skip
     if cfg.target_latency is not None:
         width, rec = latency_width(teacher, spec, cfg)
         student = make_student(teacher, spec, dataclasses.replace(cfg, target_latency=None, width=width))
         student.latency_budget = rec
         return student
-    family = adapter_for(teacher).native_family
     if scales_by_width(family):
         width = cfg.width
         if cfg.target_macs is not None:
-            width = width_for_macs(teacher, cfg.target_macs)
+            width = width_for_macs(teacher, cfg.target_macs, cfg.student_upsample, cfg.student_layout)
             log.info("--target-macs %g: width %.4g", cfg.target_macs, width)
         channels = list(cfg.channels) if cfg.channels else None
         if cfg.init_from:  # the teacher's channel plan, the weights of a wider student
@@ -453,9 +459,10 @@ def make_student(teacher: nn.Module, spec: IOSpec | None, cfg: DistillConfig) ->
                 raise ValueError(f"--init-from {cfg.init_from} has channels {have}: the student needs {want}, "
                                  "so start from a wider student (or drop --init-from)")  # fmt: skip
             log.info("student pruned from %s (%s -> %s channels)", cfg.init_from, have, want)
-            return adapter_for(build_student(src, None, want, "prune", cfg.seed))
+            return adapter_for(build_student(src, None, want, "prune", cfg.seed, cfg.student_upsample,
+                                             cfg.student_layout))  # fmt: skip
         return adapter_for(build_student(teacher, None if channels else width, channels, cfg.init, cfg.seed,
-                                         cfg.student_upsample))  # fmt: skip
+                                         cfg.student_upsample, cfg.student_layout))  # fmt: skip
     if other_upsample(teacher, cfg):
         return upsample_student(teacher, spec, cfg)
     if cfg.channels:
@@ -543,16 +550,20 @@ def family_origin(model: nn.Module) -> dict:
     return {"class": f"{type(m).__module__}:{type(m).__qualname__}", "kwargs": to_dict(m.cfg)}
 
 
-def width_for_macs(teacher: nn.Module, target: float) -> float:
-    """The largest width whose student has at most ``target`` x the teacher's MACs (bisection)."""
+def width_for_macs(teacher: nn.Module, target: float, upsample: str | None = None, layout: str | None = None) -> float:
+    """The largest width whose student (with that ``upsample`` and ``layout``) has at most ``target`` x the
+    teacher's MACs (bisection)."""
     from gankd.metrics.efficiency import count_macs
     from gankd.pruning import largest_width
 
     t = adapter_for(teacher)
     ex = t.example_inputs(1)
     full = count_macs(t.model, ex)["macs"]
-    best = largest_width(lambda w: (count_macs(build_student(teacher, w, None, "random", 0), ex)["macs"]
-                                    <= target * full, None), steps=20)  # fmt: skip
+
+    def macs(w: float) -> int:
+        return count_macs(build_student(teacher, w, None, "random", 0, upsample, layout), ex)["macs"]
+
+    best = largest_width(lambda w: (macs(w) <= target * full, None), steps=20)
     if best is None:
         raise ValueError(f"--target-macs {target} is below what the narrowest student reaches")
     return best[0]
@@ -697,6 +708,10 @@ class Distiller(Recipe):
         self.adapters = None
         if cfg.feat > 0:
             layers = _feat_indices(cfg, self.teacher)
+            n_student = len(student.feature_channels())
+            if any(i >= n_student for i in layers):  # a student with fewer stages (--student-layout latency)
+                layers = [i for i in layers if i < n_student]
+                log.info("feature loss on taps %s: the student has %d feature maps", layers, n_student)
             if layers:
                 self.adapters = FeatureAdapters(student.feature_channels(), self.teacher.feature_channels(),
                                                 layers).to(dev)  # fmt: skip

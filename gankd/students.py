@@ -35,15 +35,17 @@ def student_channels(teacher: nn.Module, width: float | None, channels: list[int
 
 
 def build_student(teacher: nn.Module, width: float | None = 0.25, channels: list[int] | None = None,
-                  init: str = "prune", seed: int = 0, upsample: str | None = None) -> nn.Module:  # fmt: skip
+                  init: str = "prune", seed: int = 0, upsample: str | None = None,
+                  layout: str | None = None) -> nn.Module:  # fmt: skip
     """A student of the teacher's family with fewer channels (train mode, CPU). ``upsample``: the
-    student's own way of doubling a stage (dcgan: ``nearest-conv``); layers whose shapes then differ
-    from the teacher's start from random weights, the rest inherit the teacher's top channels."""
+    student's own way of doubling a stage (dcgan: ``nearest-conv``); ``layout``: its own layout
+    (dcgan: ``latency``); layers whose shapes then differ from the teacher's start from random
+    weights, the rest inherit the teacher's top channels."""
     if init not in INITS:
         raise ValueError(f"--init must be one of {INITS}, got '{init}'")
     teacher = teacher.model if isinstance(teacher, GeneratorAdapter) else teacher  # a family module, or its adapter
     ch = student_channels(teacher, width, channels)
-    extra = {"upsample": upsample} if upsample else {}
+    extra = {k: v for k, v in (("upsample", upsample), ("layout", layout)) if v}
     cfg = dataclasses.replace(teacher.cfg, channels=tuple(ch), width=1.0, **extra)
     torch.manual_seed(seed)
     student = GENERATORS.get(teacher.family)(cfg)
@@ -67,9 +69,9 @@ def _copy_cbn(dst, src, keep: torch.Tensor) -> None:
     dst.bn.running_mean.copy_(src.bn.running_mean[keep])
     dst.bn.running_var.copy_(src.bn.running_var[keep])
     dst.bn.num_batches_tracked.copy_(src.bn.num_batches_tracked)
-    if src.num_classes == 0:
-        dst.bn.weight.copy_(src.bn.weight[keep])
-        dst.bn.bias.copy_(src.bn.bias[keep])
+    if dst.num_classes == 0:  # a plain BatchNorm: a conditional one's scale and shift averaged over the classes
+        dst.bn.weight.copy_(src.bn.weight[keep] if src.num_classes == 0 else src.gamma.weight[:, keep].mean(0))
+        dst.bn.bias.copy_(src.bn.bias[keep] if src.num_classes == 0 else src.beta.weight[:, keep].mean(0))
     else:
         dst.gamma.weight.copy_(src.gamma.weight[:, keep])
         dst.beta.weight.copy_(src.beta.weight[:, keep])
@@ -89,15 +91,16 @@ def prune_dcgan(teacher: nn.Module, student: nn.Module) -> list[torch.Tensor]:
     student.fc.weight.copy_(w[keep].reshape(-1, w.shape[-1]))
     _copy_cbn(student.norms[0], teacher.norms[0], keep)
     kept.append(keep)
-    for i, (s_up, t_up) in enumerate(zip(student.ups, teacher.ups)):
+    for i, (s_up, t_up) in enumerate(zip(student.ups, teacher.ups)):  # a latency-layout student has one fewer
         w = t_up.weight  # (C_in, C_out, k, k)
         keep_out = _topk(w.abs().sum(dim=(0, 2, 3)), s_ch[i + 1])
         if isinstance(s_up, type(t_up)):  # another upsampling layer (nearest-conv): its fresh weights stay
             s_up.weight.copy_(w[kept[-1]][:, keep_out])
         _copy_cbn(student.norms[i + 1], teacher.norms[i + 1], keep_out)
         kept.append(keep_out)
-    student.to_img.weight.copy_(teacher.to_img.weight[:, kept[-1]])
-    student.to_img.bias.copy_(teacher.to_img.bias)
+    if isinstance(student.to_img, type(teacher.to_img)):  # else the latency layout's last doubling: fresh weights
+        student.to_img.weight.copy_(teacher.to_img.weight[:, kept[-1]])
+        student.to_img.bias.copy_(teacher.to_img.bias)
     return kept
 
 

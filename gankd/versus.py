@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 PLAIN_DIR = "plain"
 RESULT = "vs_plain.json"
 # what the two students share: the teacher, the student's shape, the data, the seed and where they run
-SHARED = ("teacher", "data", "width", "channels", "target_macs", "student_upsample", "keep_layers", "student_kwargs",
-          "task", "task_params", "real_split", "seed", "device", "threads", "channels_last")  # fmt: skip
+SHARED = ("teacher", "data", "width", "channels", "target_macs", "student_upsample", "student_layout", "keep_layers",
+          "student_kwargs", "task", "task_params", "real_split", "seed", "device", "threads",
+          "channels_last")  # fmt: skip
 UNBOUNDED_STEPS = 10**9  # the wall budget stops the plain run, never the step count
 PSNR_TOLERANCE_DB = 0.3  # "ahead": lower FID against teacher samples, PSNR at most this far below plain's
 

@@ -22,6 +22,11 @@ from gankd.models.layers import UPSAMPLES, ConditionalBatchNorm2d, scaled, upsam
 from gankd.registry import DISCRIMINATORS, GENERATORS
 
 D_NORMS = ("spectral", "batch", "none")
+# standard: class-conditional BatchNorm in every stage and a 3x3 conv from the last stage to the pixels; latency (a
+# student for batch-1 speed): the class enters once, as an embedding added to z, every BatchNorm is plain (folded
+# into the convolutions at export), and the last doubling writes the pixels (no full-resolution feature stage, no
+# 3x3 image conv): fewer and larger ops, which is what a batch of 1 on a CPU pays for
+LAYOUTS = ("standard", "latency")
 MAX_MULT = 8  # cap on the default channel multiplier of a stage (x base_channels)
 
 
@@ -44,6 +49,7 @@ class GeneratorConfig:
     # how a stage doubles: convtranspose (4x4, stride 2) or nearest-conv (nearest 2x upsample + 3x3 conv,
     # which int8 runtimes quantize; ONNX Runtime's CPU provider has no int8 ConvTranspose)
     upsample: str = "convtranspose"
+    layout: str = "standard"  # one of LAYOUTS
 
     def __post_init__(self):
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
@@ -58,6 +64,8 @@ class GeneratorConfig:
             raise ValueError(f"base_channels must be >= 1, got {self.base_channels}")
         if self.upsample not in UPSAMPLES:
             raise ValueError(f"--student-upsample must be one of {', '.join(UPSAMPLES)}, got {self.upsample!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"--student-layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         n = int(math.log2(self.resolution // 4)) + 1
         if self.channel_mults is not None and len(self.channel_mults) != n:
             raise ValueError(f"channel_mults needs {n} entries for resolution {self.resolution}")
@@ -77,7 +85,10 @@ class DCGANGenerator(nn.Module):
 
     Stages: linear to 4x4, then one ConvTranspose(4, stride 2) + CBN + ReLU per
     doubling; a 3x3 conv + tanh maps the last stage to pixels. Features returned by
-    ``return_features=True`` are the post-activation maps of every stage.
+    ``return_features=True`` are the post-activation maps of every stage. The ``latency``
+    layout (:data:`LAYOUTS`) adds a class embedding to z instead, uses plain BatchNorm, and
+    its last doubling (to image channels, with a bias) + tanh writes the pixels: one stage
+    fewer (the channels' last entry is unused) and feature taps (1, 2) at 32 px.
     """
 
     family = "dcgan"
@@ -88,23 +99,38 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         self.cfg = cfg
         ch = cfg.stage_channels()
-        self.feature_channels = list(ch)
+        latency = cfg.layout == "latency"
+        stages = ch[:-1] if latency else ch
+        self.feature_channels = list(stages)
+        if latency:  # the stages after the 4x4 one that exist
+            self.feature_taps = tuple(i for i in type(self).feature_taps if i < len(stages))
         self.z_dim = cfg.z_dim
         self.num_classes = cfg.num_classes
+        self.embed = nn.Embedding(cfg.num_classes, cfg.z_dim) if latency and cfg.num_classes else None
         self.fc = nn.Linear(cfg.z_dim, ch[0] * 16, bias=False)
-        self.norms = nn.ModuleList([ConditionalBatchNorm2d(c, cfg.num_classes) for c in ch])
-        self.ups = nn.ModuleList([upsample2x(ch[i], ch[i + 1], cfg.upsample, bias=False) for i in range(len(ch) - 1)])
-        self.to_img = nn.Conv2d(ch[-1], cfg.image_channels, 3, 1, 1)
+        self.norms = nn.ModuleList([ConditionalBatchNorm2d(c, 0 if latency else cfg.num_classes) for c in stages])
+        self.ups = nn.ModuleList([upsample2x(ch[i], ch[i + 1], cfg.upsample, bias=False)
+                                  for i in range(len(stages) - 1)])  # fmt: skip
+        if latency:
+            self.to_img = upsample2x(ch[-2], cfg.image_channels, cfg.upsample, bias=True)
+        else:
+            self.to_img = nn.Conv2d(ch[-1], cfg.image_channels, 3, 1, 1)
         self.act = nn.ReLU()
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
                 nn.init.normal_(m.weight, 0.0, 0.02)
+        if self.embed is not None:  # starts unconditional; the class offsets are learned
+            nn.init.zeros_(self.embed.weight)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None, return_features: bool = False):
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape (B, {self.z_dim}), got {tuple(z.shape)}")
         if self.num_classes == 0:
             y = None
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("this model is class-conditional: pass labels y (B,) int64")
+            z = z + self.embed(y)
         h = self.fc(z).view(z.shape[0], -1, 4, 4)
         h = self.act(self.norms[0](h, y))
         feats = [h]
