@@ -569,3 +569,31 @@ def test_d_width_slims_a_fresh_discriminator(setup):
     assert sizes[0.25] < sizes[1.0] / 4
     with pytest.raises(ValueError, match="--d-width"):
         DistillConfig(d_width=0)
+
+
+def test_latency_layout_student_end_to_end(setup, capsys, tmp_path):
+    from gankd.distill import width_for_macs
+    from gankd.export import export_generator
+    from gankd.metrics.efficiency import count_macs
+
+    root, teacher, _, perc = setup
+    rc = cli.main(["compress", "--teacher", str(teacher), "--out", str(root / "lat"), "--steps", "2",
+                   "--width", "0.5", "--batch-size", "4", "--no-progress", "--select", "teacher-l1",
+                   "--student-layout", "latency", "--feat", "1",
+                   "--set", f'perceptual_path="{perc}"', "--set", "eval_samples=8"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    student = load_generator(root / "lat" / "student")
+    t = load_generator(teacher)
+    assert student.model.cfg.layout == "latency"  # saved and rebuilt with its layout
+    assert student.feature_channels() == [c // 2 for c in t.feature_channels()][:-1]
+    r = export_generator(root / "lat" / "student", out=tmp_path / "lat.onnx")
+    assert r["max_abs_diff"] <= 1e-4
+    # --target-macs sizes the student it will build: the latency layout affords a wider one at the same MACs
+    t_model = t.model
+    w_std, w_lat = width_for_macs(t_model, 0.3), width_for_macs(t_model, 0.3, layout="latency")
+    assert w_lat > w_std
+    ex = t.example_inputs(1)
+    from gankd.students import build_student
+
+    full = count_macs(t_model, ex)["macs"]
+    assert count_macs(build_student(t_model, w_lat, layout="latency"), ex)["macs"] <= 0.3 * full

@@ -255,3 +255,6 @@ def test_nearest_conv_unet_student_quantizes_every_conv(capsys, tmp_path, rgb_fo
     err = one_line_error(capsys, "compress", "--teacher", teacher, "--out", tmp_path / "m", "--steps", 1,
                          "--target-macs", 0.2, "--student-upsample", "nearest-conv", *FAST)  # fmt: skip
     assert "--target-macs" in err and "--width" in err
+    err = one_line_error(capsys, "compress", "--teacher", teacher, "--out", tmp_path / "l", "--steps", 1,
+                         "--student-layout", "latency", *FAST)  # fmt: skip
+    assert "drop --student-layout" in err

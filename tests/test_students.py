@@ -112,3 +112,41 @@ def test_nearest_conv_student_inherits_what_fits_and_quantizes_every_conv():
     assert s(z).shape == t(z).shape
     with pytest.raises(ValueError, match="--student-upsample"):
         GeneratorConfig(upsample="bilinear")
+
+
+def test_latency_layout_student_inherits_what_fits():
+    from gankd.models.dcgan import DCGANGenerator, GeneratorConfig
+    from gankd.students import build_student
+
+    torch.manual_seed(0)
+    t = DCGANGenerator(GeneratorConfig(base_channels=8, z_dim=16, num_classes=10))
+    with torch.no_grad():  # classes that differ, so the averaged scale and shift are not the identity
+        for n in t.norms:
+            n.gamma.weight.normal_(1, 0.3)
+            n.beta.weight.normal_(0, 0.3)
+    t.eval()
+    s = build_student(t, 0.5, layout="latency").eval()
+    p = build_student(t, 0.5).eval()  # the standard student of the same width: the same channels kept
+    assert s.cfg.layout == "latency" and len(s.ups) == len(p.ups) - 1 and len(s.norms) == len(p.norms) - 1
+    assert s.feature_channels == p.feature_channels[:-1]
+    assert torch.equal(s.fc.weight, p.fc.weight)
+    for su, pu in zip(s.ups, p.ups):
+        assert torch.equal(su.weight, pu.weight)
+    for sn, pn in zip(s.norms, p.norms):  # a plain BatchNorm: the conditional one's scale and shift, class mean
+        assert sn.num_classes == 0 and torch.equal(sn.bn.running_var, pn.bn.running_var)
+        assert torch.allclose(sn.bn.weight, pn.gamma.weight.mean(0))
+        assert torch.allclose(sn.bn.bias, pn.beta.weight.mean(0))
+    # the last doubling writes the pixels (fresh weights); the class enters once, as an embedding added to z
+    assert isinstance(s.to_img, torch.nn.ConvTranspose2d) and s.to_img.out_channels == 1
+    assert torch.count_nonzero(s.embed.weight) == 0
+    z, y = torch.randn(3, 16), torch.tensor([0, 1, 2])
+    img, feats = s(z, y, return_features=True)
+    assert img.shape == t(z, y).shape and len(feats) == len(s.feature_channels)
+    with torch.no_grad():
+        s.embed.weight.normal_()
+    a = s(z[:1].repeat(2, 1), torch.tensor([0, 1]))
+    assert not torch.allclose(a[0], a[1])
+    with pytest.raises(ValueError, match="labels"):
+        s(z)
+    with pytest.raises(ValueError, match="--student-layout"):
+        GeneratorConfig(layout="fast")

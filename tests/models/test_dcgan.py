@@ -199,3 +199,18 @@ def test_discriminator_norms(norm):
     assert out.shape == (B,) and [f.shape[1] for f in feats] == d.feature_channels and len(d.blocks()) == 4
     with pytest.raises(ValueError, match="discriminator.norm must be one of spectral, batch, none"):
         make_d("dcgan", 32, 3, 0, norm="layer")
+
+
+@pytest.mark.parametrize("res", [8, 32, 64])
+def test_latency_layout_has_one_stage_fewer_and_fewer_ops(res):
+    from gankd.models.dcgan import DCGANGenerator, GeneratorConfig
+
+    std = DCGANGenerator(GeneratorConfig(resolution=res, base_channels=8, z_dim=16))
+    lat = DCGANGenerator(GeneratorConfig(resolution=res, base_channels=8, z_dim=16, layout="latency"))
+    assert lat.feature_channels == std.feature_channels[:-1]
+    assert lat.feature_taps == tuple(i for i in (1, 2, 3) if i < len(lat.feature_channels))
+    assert type(lat).feature_taps == (1, 2, 3)  # the instance's taps shadow the class's, for this model only
+    z, y = torch.randn(2, 16), torch.tensor([3, 4])
+    img, feats = lat(z, y, return_features=True)
+    assert img.shape == (2, 1, res, res) and feats[-1].shape[-1] == res // 2
+    assert macs(lat, z, y) < macs(std, z, y)
