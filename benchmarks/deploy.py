@@ -4,7 +4,10 @@
 
 1. Students of ``fmnist-teacher``: the shipped widths 1/2, 1/4, 1/8 (ConvTranspose upsampling), and
    a width-1/4 student with nearest-conv upsampling (``--student-upsample nearest-conv``, trained
-   here with the default recipe for ``--upconv-steps`` steps) whose every conv quantizes.
+   here with the default recipe for ``--upconv-steps`` steps) whose every conv quantizes, and a
+   width-1/4 student in the latency layout (``--student-layout latency``: the class enters once as
+   an input embedding, plain BatchNorm, the last doubling writes the pixels), trained here with the
+   full preset (seed 0, two threads).
 2. Each exported by ``gankd export`` at fp32, fp16 and int8 (``--max-fid-rise inf``: the gate's
    numbers are recorded, nothing refused): FID of each precision against the test split (the
    domain's extractor, ``--gate-samples`` samples), PSNR/SSIM to its fp32 self, which ops run in
@@ -14,7 +17,8 @@
    each round's median call; speed-up = teacher / model per round (median, min-max).
 4. ``gankd compress --target-latency`` at budgets given as fractions of the teacher's measured
    batch-1 latency: the width picked and its latency, then each picked student re-timed fresh
-   (not from the cache) to check the budget holds within 10 %.
+   (not from the cache) to check the budget holds within 10 %; ``--layout-budgets`` searches
+   latency-layout students (1/12 of the teacher's latency by default: the 12x target).
 
 Writes benchmarks/results/deploy/results.json (every number, the commands) and RESULTS.md.
 """
@@ -141,21 +145,25 @@ def interleaved_onnx(files: dict[str, Path], reference: str, model, rounds: int,
 
 
 def budgets(fractions: list[float], teacher_ms: float, steps: int = 1, teacher: str = "fmnist-teacher",
-            size: int | None = None, runs: Path = RUNS, runtime: str = "onnxruntime") -> list[dict]:  # fmt: skip
+            size: int | None = None, runs: Path = RUNS, runtime: str = "onnxruntime",
+            layout: str | None = None) -> list[dict]:  # fmt: skip
     """``compress --target-latency`` at fractions of the teacher's batch-1 latency (``size``: an image-to-image
-    teacher's source side; ``runtime``: what the search times, e.g. ``onnx-int8``), each picked student re-timed
-    fresh (not from the cache) in that runtime."""
+    teacher's source side; ``runtime``: what the search times, e.g. ``onnx-int8``; ``layout``: the students'
+    ``--student-layout``), each picked student re-timed fresh (not from the cache) in that runtime."""
     res = []
     for f in fractions:
         run = runs / (f"budget-{f:g}" + (f"-{size}px" if size else "") + ("" if runtime == "onnxruntime" else
-                                                                           f"-{runtime}"))  # fmt: skip
+                                                                           f"-{runtime}") + (f"-{layout}" if layout
+                                                                                             else ""))  # fmt: skip
         shutil.rmtree(run, ignore_errors=True)  # searched again each time, as its re-timing is: not on another day
         compress(DistillConfig(teacher=teacher, target_latency=f"{teacher_ms * f:.6f}ms", latency_size=size,
-                               latency_runtime=runtime, steps=steps, threads=1, seed=0, eval_samples=64),
+                               latency_runtime=runtime, student_layout=layout, steps=steps, threads=1, seed=0,
+                               eval_samples=64),
                  run)  # fmt: skip
         lat = json.loads((run / "config.json").read_text())["resolved"]["latency_budget"]
         fresh = measure_ms(load_generator(run / "student"), runtime, 1, 1, rounds=7, size=size)
         res.append({"fraction_of_teacher": f, **({"size": size} if size else {}), "runtime": runtime,
+                    **({"layout": layout} if layout else {}),
                     "budget_ms": lat["budget_ms"],
                     "width": lat["width"], "measured_in_search_ms": lat["measured_ms"], "remeasured_ms": fresh,
                     "within_10pct": fresh <= 1.1 * lat["budget_ms"], "candidates": lat["candidates"],
@@ -193,6 +201,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--budgets", default="0.5,0.25,0.125", help="fractions of the teacher's batch-1 latency")
     ap.add_argument("--int8-budgets", default="0.125", help="the same, the search timing int8 exports")
+    ap.add_argument("--layout-budgets", default="0.0833", help="the same, searching latency-layout students")
     ap.add_argument("--upconv-steps", type=int, default=3000)
     ap.add_argument("--load", default="quiet", help="what else ran on the machine (recorded)")
     args = ap.parse_args()
@@ -200,6 +209,7 @@ def main() -> None:
     teacher = resolve_model_path("fmnist-teacher")
     folders = {k: resolve_model_path(v) for k, v in STUDENTS.items()}
     folders["w0.25 nearest-conv"] = upconv_student(args.upconv_steps)
+    folders["w0.25 latency"] = latency_student()
     ex = exports({"teacher": teacher, **folders}, args.gate_samples)
     models = {}
     for key, e in ex.items():
@@ -221,11 +231,15 @@ def main() -> None:
     speed = interleaved_onnx({k: e["path"] for k, e in ex.items()}, "teacher fp32", load_generator(teacher),
                              args.rounds)  # fmt: skip
     teacher_ms = speed["teacher fp32"]["b1"]["median_ms"]
-    fractions = [float(f) for f in args.budgets.split(",") if f.strip()]
+
+    def fractions(text: str) -> list[float]:
+        return [float(f) for f in text.split(",") if f.strip()]
+
+    searched = (budgets(fractions(args.budgets), teacher_ms) + budgets(fractions(args.int8_budgets), teacher_ms,
+                                                                       runtime="onnx-int8")
+                + budgets(fractions(args.layout_budgets), teacher_ms, layout="latency"))  # fmt: skip
     res = {"schema": "gankd.deploy/1", "command": shlex.join(["python", "benchmarks/deploy.py", *sys.argv[1:]]),
-           "gate_samples": args.gate_samples, "models": models, "speed": speed,
-           "budgets": budgets(fractions, teacher_ms, steps=1) + budgets(
-               [float(f) for f in args.int8_budgets.split(",") if f.strip()], teacher_ms, steps=1, runtime="onnx-int8"),
+           "gate_samples": args.gate_samples, "models": models, "speed": speed, "budgets": searched,
            "fingerprint": fingerprint(),
            "load": args.load}  # fmt: skip
     _write_json(OUT / "results.json", res)

@@ -750,7 +750,8 @@ def deploy_tables(res: dict) -> tuple[str, str]:
                     "b1 ms (× teacher, min–max)", "b64 ms (× teacher)"], rows)  # fmt: skip
     budgets = table(["budget", "student timed as", "width picked", "ms in the search", "ms re-timed", "within 10 %"],
                     [[f"{sig(b['budget_ms'])} ms ({b['fraction_of_teacher']:g} × teacher)",
-                      "int8 export" if b.get("runtime") == "onnx-int8" else "fp32 export", f"{b['width']:.3g}",
+                      ("int8 export" if b.get("runtime") == "onnx-int8" else "fp32 export")
+                      + (f", {b['layout']} layout" if b.get("layout") else ""), f"{b['width']:.3g}",
                       sig(b["measured_in_search_ms"]), sig(b["remeasured_ms"]), "yes" if b["within_10pct"] else "no"]
                      for b in res["budgets"]])  # fmt: skip
     return models, budgets

@@ -135,3 +135,22 @@ def test_a_budget_for_an_int8_export_times_the_int8_export(tmp_path, monkeypatch
     assert ready.info["precision"] == "int8" and ready.run[1]()[0].shape == (1, 1, 32, 32)
     monkeypatch.setenv("GANKD_CACHE", str(tmp_path / "cache"))
     assert latency.measure_ms(tiny(num_classes=0), "onnx-int8", rounds=1) > 0
+
+
+def test_a_latency_layout_budget_searches_latency_layout_students(tmp_path, monkeypatch):
+    from gankd.distill import DistillConfig, latency_width
+
+    monkeypatch.setenv("GANKD_CACHE", str(tmp_path))
+    seen = []
+
+    def fake(gen, runtime, batch, threads, rounds=5, calls_=20, size=None):
+        seen.append(adapter_for(gen).model.cfg.layout)
+        return sum(p.numel() for p in adapter_for(gen).model.parameters()) / 1000
+
+    monkeypatch.setattr(latency, "measure_ms", fake)
+    teacher = tiny()
+    full = fake(teacher, "eager", 1, 1)
+    seen.clear()
+    width, rec = latency_width(teacher, None, DistillConfig(target_latency=f"{full / 4}ms", student_layout="latency"))
+    assert seen[0] == "standard" and set(seen[1:]) == {"latency"}  # the teacher, then the candidates
+    assert rec["met"] and rec["measured_ms"] <= full / 4
