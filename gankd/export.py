@@ -256,18 +256,21 @@ REWRITE_NOTE = ("Conv + PixelShuffle (DepthToSpace), the same function: int8 Con
 
 def _deploy_form(generator: GeneratorAdapter, folder: Path | None, precision: str, mode: str, tmp: Path,
                  opset: int | None) -> tuple[GeneratorAdapter, dict]:  # fmt: skip
-    """The module to export and its record: for int8, ``rewrite`` exports a copy whose qualifying ConvTranspose
-    layers are their sub-pixel Conv form, ``keep`` the generator as it is, and ``auto`` whichever of the two
-    int8 models runs a batch of 1 faster here (both quantized and timed interleaved, one thread)."""
+    """The module to export and its record: plain BatchNorms folded into the layers before them where the family
+    can (``fold_norms``: the dcgan family's latency layout and unconditional models); then, for int8, ``rewrite``
+    exports a copy whose qualifying ConvTranspose layers are their sub-pixel Conv form, ``keep`` the generator as
+    it is, and ``auto`` whichever of the two int8 models runs a batch of 1 faster here (both quantized and timed
+    interleaved, one thread)."""
     if mode not in CONVTRANSPOSE:
         raise ValueError(f"--convtranspose {mode!r} is unknown; choose one of: {', '.join(CONVTRANSPOSE)}")
+    generator, folded = _fold_norms(generator)
     if precision != "int8":
-        return generator, {"ConvTranspose": 0, "qualifying": 0, "mode": mode}
+        return generator, {"ConvTranspose": 0, "qualifying": 0, "mode": mode, "norms_folded": folded}
     from gankd.models.layers import subpixel_form
 
     copied = copy.deepcopy(generator)
     n = subpixel_form(copied)
-    record = {"ConvTranspose": n, "qualifying": n, "mode": mode, "as": REWRITE_NOTE}
+    record = {"ConvTranspose": n, "qualifying": n, "mode": mode, "as": REWRITE_NOTE, "norms_folded": folded}
     if n == 0 or mode == "keep":
         return generator, {**record, "ConvTranspose": 0}
     if mode == "rewrite":
@@ -275,6 +278,16 @@ def _deploy_form(generator: GeneratorAdapter, folder: Path | None, precision: st
     ms = _time_int8_forms({"rewrite": copied, "keep": generator}, generator, folder, tmp, opset)
     record["timed_b1_ms"] = ms
     return (copied, record) if ms["rewrite"] <= ms["keep"] else (generator, {**record, "ConvTranspose": 0})
+
+
+def _fold_norms(generator: GeneratorAdapter) -> tuple[GeneratorAdapter, int]:
+    """A copy of ``generator`` with its plain BatchNorms folded into the layers before them (its model's
+    ``fold_norms``), and how many; the generator itself where there are none."""
+    if not callable(getattr(generator.model, "fold_norms", None)):
+        return generator, 0
+    copied = copy.deepcopy(generator)
+    n = copied.model.fold_norms()
+    return (copied, n) if n else (generator, 0)
 
 
 def _time_int8_forms(forms: dict[str, nn.Module], generator: GeneratorAdapter, folder: Path | None, tmp: Path,

@@ -106,3 +106,19 @@ def test_an_exporter_failure_is_one_line_and_writes_nothing(tmp_path, capsys, mo
     assert err.strip() == (f"gankd export: error: exporting {folder} to torchscript failed (RuntimeError: Failed to "
                            "export the model with torch.export.); nothing was written; try --format onnx")  # fmt: skip
     assert sorted(p.name for p in folder.rglob("*")) == before  # not even an empty export/ folder
+
+
+def test_plain_batchnorms_are_folded_into_the_export(tmp_path):
+    import onnx
+
+    torch.manual_seed(0)
+    g = DCGANGenerator(GeneratorConfig(base_channels=4, z_dim=16, layout="latency"))
+    g(torch.randn(8, 16), torch.arange(8))
+    g.eval()
+    r = export_generator(g, tmp_path / "g.onnx")
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "g.onnx")).graph.node]
+    assert r["max_abs_diff"] <= 1e-4 and "BatchNormalization" not in ops  # checked against the unfolded model
+    r8 = export_generator(g, tmp_path / "g8.onnx", precision="int8", gate_samples=0, max_fid_rise=float("inf"),
+                          convtranspose="rewrite")  # fmt: skip
+    assert r8["reduced"]["ops"]["rewritten"]["norms_folded"] == 3
+    assert "BatchNormalization" not in [n.op_type for n in onnx.load(str(tmp_path / "g8.onnx")).graph.node]

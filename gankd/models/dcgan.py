@@ -11,6 +11,7 @@ per-stage multipliers double per stage but stop at :data:`MAX_MULT` (8x the base
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -79,6 +80,33 @@ class GeneratorConfig:
         return [scaled(self.base_channels * m, self.width) for m in mults]
 
 
+class FoldedNorm(nn.Module):
+    """Where a BatchNorm was folded into the layer before it (:meth:`DCGANGenerator.fold_norms`): the identity."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return x
+
+
+@torch.no_grad()
+def _fold_into(layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor, group: int = 1) -> nn.Module:
+    """``layer`` (Linear, Conv2d or ConvTranspose2d, or a Sequential ending in one) followed by a per-channel
+    ``x * scale + shift`` as one layer with a bias; ``group``: outputs per channel (the 4x4 stage's Linear: 16)."""
+    if isinstance(layer, nn.Sequential):
+        return nn.Sequential(*layer[:-1], _fold_into(layer[-1], scale, shift, group))
+    w = layer.weight
+    if isinstance(layer, nn.Linear):
+        new = nn.Linear(layer.in_features, layer.out_features, bias=True)
+    else:
+        new = copy.deepcopy(layer)
+        new.bias = nn.Parameter(torch.zeros(new.out_channels))
+    s, b = scale.repeat_interleave(group), shift.repeat_interleave(group)
+    view = (1, -1, 1, 1) if isinstance(layer, nn.ConvTranspose2d) else (-1,) + (1,) * (w.dim() - 1)
+    new.weight.copy_(w * s.view(view))
+    bias = layer.bias if layer.bias is not None else torch.zeros_like(b)
+    new.bias.copy_(bias * s + b)
+    return new
+
+
 @GENERATORS.register("dcgan")
 class DCGANGenerator(nn.Module):
     """z (B, z_dim), y (B,) -> image (B, C, R, R) in [-1, 1].
@@ -121,6 +149,26 @@ class DCGANGenerator(nn.Module):
                 nn.init.normal_(m.weight, 0.0, 0.02)
         if self.embed is not None:  # starts unconditional; the class offsets are learned
             nn.init.zeros_(self.embed.weight)
+
+    @torch.no_grad()
+    def fold_norms(self) -> int:
+        """Fold every plain BatchNorm (the latency layout's, an unconditional model's) into the layer before it,
+        with its running statistics: the same function in eval mode with fewer ops to export. In place; returns how
+        many were folded (class-conditional ones stay)."""
+        n = 0
+        for i, norm in enumerate(self.norms):
+            if not isinstance(norm, ConditionalBatchNorm2d) or norm.num_classes:
+                continue
+            bn = norm.bn
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            shift = bn.bias - scale * bn.running_mean
+            if i == 0:
+                self.fc = _fold_into(self.fc, scale, shift, group=16)
+            else:
+                self.ups[i - 1] = _fold_into(self.ups[i - 1], scale, shift)
+            self.norms[i] = FoldedNorm()
+            n += 1
+        return n
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None, return_features: bool = False):
         if z.dim() != 2 or z.shape[1] != self.z_dim:

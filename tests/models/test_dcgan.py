@@ -214,3 +214,27 @@ def test_latency_layout_has_one_stage_fewer_and_fewer_ops(res):
     img, feats = lat(z, y, return_features=True)
     assert img.shape == (2, 1, res, res) and feats[-1].shape[-1] == res // 2
     assert macs(lat, z, y) < macs(std, z, y)
+
+
+@pytest.mark.parametrize("kw, folded", [({"layout": "latency"}, 3), ({"num_classes": 0}, 4), ({}, 0),
+                                        ({"layout": "latency", "upsample": "nearest-conv"}, 3)])  # fmt: skip
+def test_fold_norms_keeps_the_function(kw, folded):
+    import copy
+
+    from gankd.models.dcgan import DCGANGenerator, FoldedNorm, GeneratorConfig
+
+    torch.manual_seed(0)
+    g = DCGANGenerator(GeneratorConfig(base_channels=8, z_dim=16, **kw))
+    y = torch.arange(16) % 10 if g.num_classes else None
+    with torch.no_grad():  # non-trivial running statistics, scales and shifts
+        for m in g.modules():
+            if isinstance(m, nn.BatchNorm2d) and m.affine:
+                m.weight.normal_(1, 0.3)
+                m.bias.normal_(0, 0.3)
+        g(torch.randn(16, 16), y)
+    g.eval()
+    f = copy.deepcopy(g)
+    assert f.fold_norms() == folded
+    assert sum(isinstance(n, FoldedNorm) for n in f.norms) == folded
+    z = torch.randn(16, 16)
+    assert torch.allclose(f(z, y), g(z, y), atol=1e-5)
