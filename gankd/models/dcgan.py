@@ -94,13 +94,11 @@ def _fold_into(layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor, group
     if isinstance(layer, nn.Sequential):
         return nn.Sequential(*layer[:-1], _fold_into(layer[-1], scale, shift, group))
     w = layer.weight
-    if isinstance(layer, nn.Linear):
-        new = nn.Linear(layer.in_features, layer.out_features, bias=True)
-    else:
-        new = copy.deepcopy(layer)
-        new.bias = nn.Parameter(torch.zeros(new.out_channels))
+    transposed = isinstance(layer, nn.ConvTranspose2d)  # weight (in, out, k, k); the others (out, ...)
+    new = copy.deepcopy(layer)  # no fresh layer: folding draws no random numbers
+    new.bias = nn.Parameter(torch.zeros(w.shape[1] if transposed else w.shape[0]))
     s, b = scale.repeat_interleave(group), shift.repeat_interleave(group)
-    view = (1, -1, 1, 1) if isinstance(layer, nn.ConvTranspose2d) else (-1,) + (1,) * (w.dim() - 1)
+    view = (1, -1, 1, 1) if transposed else (-1,) + (1,) * (w.dim() - 1)
     new.weight.copy_(w * s.view(view))
     bias = layer.bias if layer.bias is not None else torch.zeros_like(b)
     new.bias.copy_(bias * s + b)
