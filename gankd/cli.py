@@ -650,6 +650,10 @@ def cmd_export(args) -> int:
         timed = rw.get("timed_b1_ms")
         why = (f": int8 batch 1 rewritten {timed['rewrite']:.3g} ms, kept {timed['keep']:.3g} ms" if timed else "")
         print(f"  {rw['qualifying']} ConvTranspose {how} (--convtranspose {rw['mode']}{why})")
+        for refused in rw.get("refused_by_gate", []):
+            form, g = ("rewritten" if refused["ConvTranspose"] else "kept"), refused["quality_gate"]
+            print(f"  the {form} form failed the quality gate (FID {g['fid_fp32']:.3g} -> {g['fid_reduced']:.3g}): "
+                  "the other form was gated and written")
     for op, why in red["ops"]["why_fp32"].items():
         print(f"  {op} stays fp32: {why}")
     g = red["quality_gate"]

@@ -219,6 +219,14 @@ def _reduce(fp32_file: Path, precision: str, feeds) -> Path:
     return dst.rename(fp32_file)
 
 
+class GateRefused(ValueError):
+    """A reduced-precision export whose FID rose past ``--max-fid-rise`` (``.gate``: the gate's numbers)."""
+
+    def __init__(self, gate: dict, message: str):
+        super().__init__(message)
+        self.gate = gate
+
+
 def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file: Path, precision: str,
                     max_fid_rise: float, gate_samples: int, fp32_run=None) -> dict:  # fmt: skip
     """Convert, compare with the fp32 file (ops, outputs, quality gate, latency); refuse a failed gate.
@@ -237,7 +245,7 @@ def _reduced_record(generator: GeneratorAdapter, folder: Path | None, fp32_file:
     if gate_samples > 0:
         gate = prec.quality_gate(generator, run, folder, max_fid_rise, gate_samples)
         if not gate["passed"]:
-            raise ValueError(f"the {precision} model's FID rises {100 * gate['fid_rise']:.1f}% over fp32 "
+            raise GateRefused(gate, f"the {precision} model's FID rises {100 * gate['fid_rise']:.1f}% over fp32 "
                              f"({gate['fid_fp32']:.3g} -> {gate['fid_reduced']:.3g}) > --max-fid-rise "
                              f"{max_fid_rise:g}; nothing was written. Try --precision fp16, distil the student "
                              "through the int8 rounding (gankd compress --qat-start 0.9), or raise --max-fid-rise")
@@ -254,30 +262,32 @@ REWRITE_NOTE = ("Conv + PixelShuffle (DepthToSpace), the same function: int8 Con
                 "ConvTranspose kernels do not")  # fmt: skip
 
 
-def _deploy_form(generator: GeneratorAdapter, folder: Path | None, precision: str, mode: str, tmp: Path,
-                 opset: int | None) -> tuple[GeneratorAdapter, dict]:  # fmt: skip
-    """The module to export and its record: plain BatchNorms folded into the layers before them where the family
-    can (``fold_norms``: the dcgan family's latency layout and unconditional models); then, for int8, ``rewrite``
-    exports a copy whose qualifying ConvTranspose layers are their sub-pixel Conv form, ``keep`` the generator as
-    it is, and ``auto`` whichever of the two int8 models runs a batch of 1 faster here (both quantized and timed
-    interleaved, one thread)."""
+def _deploy_forms(generator: GeneratorAdapter, folder: Path | None, precision: str, mode: str, tmp: Path,
+                  opset: int | None) -> list[tuple[GeneratorAdapter, dict]]:  # fmt: skip
+    """The modules to export, in the order to try them, each with its record: plain BatchNorms folded into the
+    layers before them where the family can (``fold_norms``: the dcgan family's latency layout and unconditional
+    models); then, for int8, ``rewrite`` exports a copy whose qualifying ConvTranspose layers are their sub-pixel
+    Conv form, ``keep`` the generator as it is, and ``auto`` both, the one that runs a batch of 1 faster here
+    first (both quantized and timed interleaved, one thread): the other is the export when the first fails the
+    quality gate."""
     if mode not in CONVTRANSPOSE:
         raise ValueError(f"--convtranspose {mode!r} is unknown; choose one of: {', '.join(CONVTRANSPOSE)}")
     generator, folded = _fold_norms(generator)
     if precision != "int8":
-        return generator, {"ConvTranspose": 0, "qualifying": 0, "mode": mode, "norms_folded": folded}
+        return [(generator, {"ConvTranspose": 0, "qualifying": 0, "mode": mode, "norms_folded": folded})]
     from gankd.models.layers import subpixel_form
 
     copied = copy.deepcopy(generator)
     n = subpixel_form(copied)
     record = {"ConvTranspose": n, "qualifying": n, "mode": mode, "as": REWRITE_NOTE, "norms_folded": folded}
+    kept = (generator, {**record, "ConvTranspose": 0})
     if n == 0 or mode == "keep":
-        return generator, {**record, "ConvTranspose": 0}
+        return [kept]
     if mode == "rewrite":
-        return copied, record
+        return [(copied, record)]
     ms = _time_int8_forms({"rewrite": copied, "keep": generator}, generator, folder, tmp, opset)
-    record["timed_b1_ms"] = ms
-    return (copied, record) if ms["rewrite"] <= ms["keep"] else (generator, {**record, "ConvTranspose": 0})
+    forms = [(copied, {**record, "timed_b1_ms": ms}), (kept[0], {**kept[1], "timed_b1_ms": ms})]
+    return forms if ms["rewrite"] <= ms["keep"] else forms[::-1]
 
 
 def _fold_norms(generator: GeneratorAdapter) -> tuple[GeneratorAdapter, int]:
@@ -416,7 +426,8 @@ def export_generator(
     the FID measurement. ``convtranspose`` (int8): ``rewrite`` turns every ConvTranspose that qualifies
     into its exact Conv + PixelShuffle form first (:func:`gankd.models.layers.subpixel_form`; the parity
     check against the unmodified eager model proves the rewrite), so those layers quantize too; ``keep``
-    leaves them fp32; ``auto`` quantizes both forms and keeps the one faster at batch 1 here. Existing
+    leaves them fp32; ``auto`` quantizes both forms and keeps the one faster at batch 1 here, or the other
+    when that one fails the quality gate (the record's ``refused_by_gate``). Existing
     files at ``out``
     (and its ``.data`` and
     ``.json`` companions) are replaced only when gankd wrote them, or with ``force``
@@ -429,14 +440,26 @@ def export_generator(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".export-"))
     try:
-        deployed, rewritten = _deploy_form(generator, folder, precision, convtranspose, tmp, opset)
-        tmp_file = tmp / out.name
-        diff = _write_checked(deployed, generator, tmp_file, format, opset, tolerance, folder)
-        if precision != "fp32":
+        forms, refused = _deploy_forms(generator, folder, precision, convtranspose, tmp, opset), []
+        for i, (deployed, rewritten) in enumerate(forms):
+            tmp_file = tmp / out.name
+            diff = _write_checked(deployed, generator, tmp_file, format, opset, tolerance, folder)
+            if precision == "fp32":
+                break
             reference = _plain_reference(generator, tmp, opset) if rewritten["ConvTranspose"] else None
-            reduced = _reduced_record(generator, folder, tmp_file, precision, max_fid_rise, gate_samples, reference)
+            try:
+                reduced = _reduced_record(generator, folder, tmp_file, precision, max_fid_rise, gate_samples,
+                                          reference)  # fmt: skip
+            except GateRefused as e:  # the faster form failed the gate: the other one, when there is one
+                if i + 1 == len(forms):
+                    raise
+                refused.append({"ConvTranspose": rewritten["ConvTranspose"], "quality_gate": e.gate})
+                for f in tmp.iterdir():
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+                continue
             diff = reduced.pop("max_abs_diff")
-            reduced["ops"]["rewritten"] = rewritten
+            reduced["ops"]["rewritten"] = {**rewritten, **({"refused_by_gate": refused} if refused else {})}
+            break
         files = sorted(
             tmp.iterdir(), key=lambda p: p.name != out.name
         )  # main file last: readers see it whole

@@ -71,6 +71,33 @@ def test_a_failed_gate_writes_nothing_and_says_which_flag(folder, tmp_path, caps
     assert "--format torchscript" in err
 
 
+def test_auto_writes_the_other_form_when_the_faster_fails_the_gate(folder, tmp_path, monkeypatch, capsys):
+    import gankd.export
+    import gankd.precision
+
+    monkeypatch.setattr(gankd.export, "_time_int8_forms", lambda *a: {"rewrite": 1.0, "keep": 2.0})
+    calls = []
+
+    def gate(generator, run, folder, max_fid_rise, num_samples=2000):  # the rewritten form fails, the kept passes
+        calls.append(1)
+        rise = 0.5 if len(calls) == 1 else 0.0
+        return {"fid_fp32": 1.0, "fid_reduced": 1.0 + rise, "fid_rise": rise, "passed": rise <= max_fid_rise,
+                "max_fid_rise": max_fid_rise, "psnr_to_fp32_db": 40.0, "ssim_to_fp32": 0.99}
+
+    monkeypatch.setattr(gankd.precision, "quality_gate", gate)
+    r = export_generator(folder, tmp_path / "g.onnx", precision="int8", gate_samples=8)["reduced"]
+    rw = r["ops"]["rewritten"]
+    assert len(calls) == 2 and rw["ConvTranspose"] == 0 and r["quality_gate"]["passed"]
+    assert [(f["ConvTranspose"], f["quality_gate"]["fid_reduced"], f["quality_gate"]["passed"])
+            for f in rw["refused_by_gate"]] == [(3, 1.5, False)]  # fmt: skip
+    assert r["ops"]["ops"]["ConvTranspose"] == {"int8": 0, "fp16": 0, "fp32": 3}  # the written file: the kept form
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx", "g.onnx.json"]
+    calls.clear()
+    assert main(["export", "--model", str(folder), "--out", str(tmp_path / "c.onnx"), "--precision", "int8",
+                 "--gate-samples", "8"]) == 0  # fmt: skip
+    assert "the rewritten form failed the quality gate (FID 1 -> 1.5)" in capsys.readouterr().out
+
+
 @pytest.fixture(scope="module")
 def i2i_folder(tmp_path_factory):
     """A tiny denoising U-Net trained 3 steps on 40 RGB 32 px images (test 4, val 4): it records its data."""
