@@ -786,6 +786,11 @@ def t_deploy_budgets(root: Path) -> str:
     return deploy_tables(load(root, "benchmarks/results/deploy/results.json"))[1]
 
 
+def t_deploy_foreign(root: Path) -> str:
+    """fp32 / fp16 / int8 of the imported wesnoth-dcgan64 and two of its students (benchmarks/deploy_foreign.py)."""
+    return deploy_tables(load(root, "benchmarks/results/deploy_foreign/results.json"))[0]
+
+
 def t_deploy_i2i(root: Path) -> str:
     """fp32 / fp16 / int8 of the image-to-image teacher and its students (benchmarks/deploy_i2i.py)."""
     return deploy_i2i_tables(load(root, "benchmarks/results/deploy_i2i/results.json"))[0]
@@ -810,6 +815,7 @@ TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "modern-mapping": (t_modern_mapping, ("benchmarks/results/modern/mapping.json",)),
     "deploy": (t_deploy, ("benchmarks/results/deploy/results.json",)),
     "deploy-budgets": (t_deploy_budgets, ("benchmarks/results/deploy/results.json",)),
+    "deploy-foreign": (t_deploy_foreign, ("benchmarks/results/deploy_foreign/results.json",)),
     "deploy-i2i": (t_deploy_i2i, ("benchmarks/results/deploy_i2i/results.json",)),
     "deploy-i2i-budgets": (t_deploy_i2i_budgets, ("benchmarks/results/deploy_i2i/results.json",)),
     "qat": (t_qat, ("benchmarks/results/qat/results.json",)),
