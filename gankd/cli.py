@@ -375,6 +375,35 @@ def add_train_classifier(sub) -> None:
 
 
 
+def _add_deploy_flags(p) -> None:
+    """compress: the student's shape for deployment, the export after training and how --target-latency times."""
+    from gankd.latency import RUNTIMES
+    from gankd.models.dcgan import LAYOUTS
+    from gankd.models.layers import UPSAMPLES
+    from gankd.precision import PRECISIONS
+
+    p.add_argument("--export", choices=PRECISIONS,
+                   help="after training, export the selected student to ONNX at this precision through the quality "
+                   "gate (--max-fid-rise) and time the file against --target-latency (run folder: deploy.json)")
+    p.add_argument("--max-fid-rise", type=float,
+                   help="--export fp16/int8: refuse an export whose FID rises more than this fraction over fp32 "
+                   "(default 0.10; the trained student is kept)")
+    p.add_argument("--student-upsample", choices=UPSAMPLES,
+                   help="gankd's dcgan students: how a stage doubles; nearest-conv quantizes to int8 in ONNX Runtime "
+                   "(its layers start fresh, the rest inherit the teacher's channels; default: the teacher's)")
+    p.add_argument("--student-layout", choices=LAYOUTS,
+                   help="gankd's dcgan students: latency conditions on the class once at the input (plain BatchNorm) "
+                   "and lets the last doubling write the pixels: fewer ops, faster at batch 1 (the new last layer "
+                   "starts fresh; default: the teacher's layout)")
+    p.add_argument("--latency-runtime", choices=RUNTIMES.accepted(),
+                   help="--target-latency: what to time (default onnxruntime, as deployed; with --export int8, "
+                   "onnx-int8: the int8 export)")
+    p.add_argument("--latency-batch", type=int, help="--target-latency: batch size timed (default 1)")
+    p.add_argument("--latency-size", type=int, help="--target-latency, image-to-image teachers: the source side in "
+                   "px timed (default: the trained resolution)")
+    p.add_argument("--latency-threads", type=int, help="--target-latency: threads timed (default 1)")
+
+
 def add_compress(sub) -> None:
     from gankd.distill import D_INITS, PRESETS, REAL_SOURCES
     from gankd.losses import ADVERSARIAL
@@ -438,31 +467,7 @@ def add_compress(sub) -> None:
                    "the teacher's class with these constructor arguments over the teacher's (JSON object or .json "
                    "file; fresh weights), e.g. "
                    "'{\"channel_max\": 32}', instead of pruning the teacher")
-    from gankd.latency import RUNTIMES
-    from gankd.models.dcgan import LAYOUTS
-    from gankd.models.layers import UPSAMPLES
-    from gankd.precision import PRECISIONS
-
-    p.add_argument("--export", choices=PRECISIONS,
-                   help="after training, export the selected student to ONNX at this precision through the quality "
-                   "gate (--max-fid-rise) and time the file against --target-latency (run folder: deploy.json)")
-    p.add_argument("--max-fid-rise", type=float,
-                   help="--export fp16/int8: refuse an export whose FID rises more than this fraction over fp32 "
-                   "(default 0.10; the trained student is kept)")
-    p.add_argument("--student-upsample", choices=UPSAMPLES,
-                   help="gankd's dcgan students: how a stage doubles; nearest-conv quantizes to int8 in ONNX Runtime "
-                   "(its layers start fresh, the rest inherit the teacher's channels; default: the teacher's)")
-    p.add_argument("--student-layout", choices=LAYOUTS,
-                   help="gankd's dcgan students: latency conditions on the class once at the input (plain BatchNorm) "
-                   "and lets the last doubling write the pixels: fewer ops, faster at batch 1 (the new last layer "
-                   "starts fresh; default: the teacher's layout)")
-    p.add_argument("--latency-runtime", choices=RUNTIMES.accepted(),
-                   help="--target-latency: what to time (default onnxruntime, as deployed; with --export int8, "
-                   "onnx-int8: the int8 export)")
-    p.add_argument("--latency-batch", type=int, help="--target-latency: batch size timed (default 1)")
-    p.add_argument("--latency-size", type=int, help="--target-latency, image-to-image teachers: the source side in "
-                   "px timed (default: the trained resolution)")
-    p.add_argument("--latency-threads", type=int, help="--target-latency: threads timed (default 1)")
+    _add_deploy_flags(p)
     p.add_argument("--target-macs", type=float,
                    help="student MACs as a fraction of the teacher's, e.g. 0.1 (instead of --width)")
     _add_task_flags(p, training=False)

@@ -350,6 +350,33 @@ def _write_checked(deployed: GeneratorAdapter, generator: GeneratorAdapter, path
     return diff
 
 
+def _write_first_passing(forms: list, generator: GeneratorAdapter, folder: Path | None, tmp_file: Path, format: str,
+                         opset: int | None, tolerance: float,
+                         gate: tuple[str, float, int]) -> tuple[float, dict | None]:  # fmt: skip
+    """Write the first of ``forms`` (:func:`_deploy_forms`) whose reduced model passes the quality gate into
+    ``tmp_file``'s folder; ``gate``: (precision, max_fid_rise, gate_samples). Returns (largest difference from
+    eager, the reduced record or None for fp32); the last form's refusal is raised when none passes."""
+    precision, max_fid_rise, gate_samples = gate
+    refused = []
+    for i, (deployed, rewritten) in enumerate(forms):
+        diff = _write_checked(deployed, generator, tmp_file, format, opset, tolerance, folder)
+        if precision == "fp32":
+            return diff, None
+        reference = _plain_reference(generator, tmp_file.parent, opset) if rewritten["ConvTranspose"] else None
+        try:
+            reduced = _reduced_record(generator, folder, tmp_file, precision, max_fid_rise, gate_samples, reference)
+        except GateRefused as e:  # the faster form failed the gate: the other one, when there is one
+            if i + 1 == len(forms):
+                raise
+            refused.append({"ConvTranspose": rewritten["ConvTranspose"], "quality_gate": e.gate})
+            for f in tmp_file.parent.iterdir():
+                shutil.rmtree(f) if f.is_dir() else f.unlink()
+            continue
+        reduced["ops"]["rewritten"] = {**rewritten, **({"refused_by_gate": refused} if refused else {})}
+        return reduced.pop("max_abs_diff"), reduced
+    raise AssertionError("no export form to write")  # _deploy_forms returns at least one
+
+
 def _plain_reference(generator: GeneratorAdapter, tmp: Path, opset: int | None):
     """The unmodified fp32 ONNX model, loaded (its file removed), as the latency baseline of a rewritten export."""
     ref = tmp / "reference"
@@ -436,30 +463,12 @@ def export_generator(
     out = _export_path(folder_or_model, out, format, precision, force)
     generator, folder = _as_generator(folder_or_model)
     made = not out.parent.exists()
-    reduced = None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".export-"))
     try:
-        forms, refused = _deploy_forms(generator, folder, precision, convtranspose, tmp, opset), []
-        for i, (deployed, rewritten) in enumerate(forms):
-            tmp_file = tmp / out.name
-            diff = _write_checked(deployed, generator, tmp_file, format, opset, tolerance, folder)
-            if precision == "fp32":
-                break
-            reference = _plain_reference(generator, tmp, opset) if rewritten["ConvTranspose"] else None
-            try:
-                reduced = _reduced_record(generator, folder, tmp_file, precision, max_fid_rise, gate_samples,
-                                          reference)  # fmt: skip
-            except GateRefused as e:  # the faster form failed the gate: the other one, when there is one
-                if i + 1 == len(forms):
-                    raise
-                refused.append({"ConvTranspose": rewritten["ConvTranspose"], "quality_gate": e.gate})
-                for f in tmp.iterdir():
-                    shutil.rmtree(f) if f.is_dir() else f.unlink()
-                continue
-            diff = reduced.pop("max_abs_diff")
-            reduced["ops"]["rewritten"] = {**rewritten, **({"refused_by_gate": refused} if refused else {})}
-            break
+        forms = _deploy_forms(generator, folder, precision, convtranspose, tmp, opset)
+        diff, reduced = _write_first_passing(forms, generator, folder, tmp / out.name, format, opset, tolerance,
+                                             (precision, max_fid_rise, gate_samples))  # fmt: skip
         files = sorted(
             tmp.iterdir(), key=lambda p: p.name != out.name
         )  # main file last: readers see it whole
