@@ -7,7 +7,7 @@
    here with the default recipe for ``--upconv-steps`` steps) whose every conv quantizes, and a
    width-1/4 student in the latency layout (``--student-layout latency``: the class enters once as
    an input embedding, plain BatchNorm, the last doubling writes the pixels), trained here with the
-   full preset (seed 0, two threads).
+   two recipes of :data:`LATENCY_RECIPES` (seed 0, two threads) and the one chosen on val kept.
 2. Each exported by ``gankd export`` at fp32, fp16 and int8 (``--max-fid-rise inf``: the gate's
    numbers are recorded, nothing refused): FID of each precision against the test split (the
    domain's extractor, ``--gate-samples`` samples), PSNR/SSIM to its fp32 self, which ops run in
