@@ -29,6 +29,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import torch
+
 from gankd.checkpoint import CONFIG, WEIGHTS, atomic_write_bytes, pretrained_dir, replace_folder
 from gankd.config import load_json
 from gankd.evaluate import Quality, Speed, evaluate, save_result
@@ -162,6 +164,91 @@ def card(name: str, m: dict) -> str:
     return "\n".join(lines)
 
 
+def _quality_rows(m: dict) -> list[str]:
+    """The card's protocol line and its student-vs-teacher quality table."""
+    q, cc = m["quality"], m.get("class_consistency", {})
+    t = m["teacher_quality"]
+    return [f"Protocol: {m['protocol'].get('extractor')} features, {m['protocol'].get('num_generated')} samples "
+            f"(seeds 0..N-1, class-balanced) vs {m['protocol'].get('num_reference')} images of "
+            f"{m['protocol'].get('reference')}, the same protocol as the teacher's card.", "",
+            "| | FID | IS | KID | precision | recall | class consistency |", "|---|---|---|---|---|---|---|",
+            f"| this student | {q.get('fid', float('nan')):.3f} | {q.get('isc_mean', float('nan')):.3f} | "
+            f"{q.get('kid_mean', float('nan')):.4f} | {q.get('precision', float('nan')):.3f} | "
+            f"{q.get('recall', float('nan')):.3f} | {cc.get('accuracy', float('nan')):.3f} |",
+            f"| fmnist-teacher (its card) | {t['fid']:.3f} | {t['isc_mean']:.3f} | {t['kid_mean']:.4f} | "
+            f"{t['precision']:.3f} | {t['recall']:.3f} | {m['teacher_cc']:.3f} |"]  # fmt: skip
+
+
+def run_card(name: str, m: dict) -> str:
+    """The card of a student shipped from a finished run (``--run-pick``): what it is, how it was trained and
+    chosen, what it measures."""
+    e, tf, r = m["efficiency"], m.get("teacher_fidelity", {}), m["run_pick"]
+    ratio = e.get("speed_vs_teacher", {}).get("ratio", {})
+    fp = e.get("speed_vs_teacher", {}).get("fingerprint", {})
+
+    def sp(rt, kind):
+        x = ratio.get(rt, {}).get(kind)
+        return "n/a" if not x else f"{x['median']:.1f}x ({x['min']:.1f}-{x['max']:.1f})"
+
+    cfg = m["run_config"]
+    return "\n".join([
+        f"# {name}", "",
+        f"A width-{cfg['width']:g} student of `fmnist-teacher` in the `{cfg.get('student_layout') or 'standard'}` "
+        f"layout, distilled by gankd: the student the run `{r['run']}` selected on the val split (its selection "
+        f"rule `{m['selected_on'].get('rule')}` at step {m['selected_on'].get('step')}: "
+        f"{m['selected_on'].get('select'):.3f}).", "",
+        f"- Family: `dcgan` generator, class-conditional (10 classes), 32x32 gray, stage channels "
+        f"{m['model_info'].get('feature_channels')}; {r['about']}",
+        f"- Size: {e['params']:,} parameters, {e['macs'] / 1e6:.2f} M MACs per image "
+        f"(teacher: {m['teacher_efficiency']['params']:,} and {m['teacher_efficiency']['macs'] / 1e6:.1f} M).",
+        f"- Training: {m['trained_steps']:,} steps, seed {cfg['seed']}, {cfg['threads']} CPU threads. Command: "
+        f"`{r['train_command']}`. Why this model: {r['why']}",
+        "", "## Measured (`python benchmarks/ship_students.py ...`, the command in metrics.json)", "",
+        *_quality_rows(m), "",
+        f"- Fidelity to the teacher (same seeds and labels): PSNR {tf.get('psnr_db', float('nan')):.1f} dB, "
+        f"SSIM {tf.get('ssim', float('nan')):.3f}.",
+        "- Speed: not measured (--no-speed)." if not ratio else
+        f"- Speed-up over the teacher, timed interleaved in one process (median over rounds, min-max) on "
+        f"{fp.get('cpu', '?')}, {fp.get('torch_threads', '?')} torch thread(s), "
+        f"{e.get('speed_vs_teacher', {}).get('created_utc', '')}: eager batch 1 {sp('eager', 'latency')}, "
+        f"ONNX Runtime batch 1 {sp('onnx', 'latency')}, ONNX batch 256 {sp('onnx', 'throughput')}.",
+        "", "## sha256", "", *[f"- `{k}`: `{v}`" for k, v in m["sha256"].items()], ""])  # fmt: skip
+
+
+# students shipped from finished runs (--run-pick NAME): the run, what the card says it is and why it is this one
+RUN_PICKS = {
+    "fmnist-student-w025-latency": {
+        "run": "runs/deploy/w0.25-latency-full-3x", "train_command": "python benchmarks/deploy.py",
+        "about": "the class enters once as an embedding added to z, plain BatchNorm (folded into the convolutions at "
+                 "export), the last doubling writes the pixels (`gankd compress --student-layout latency`); layers "
+                 "whose shapes match the teacher's were pruned from it by L1 channel norm, the last layer and the "
+                 "embedding started fresh.",
+        "why": "benchmarks/deploy.py declared two recipes before either ran (the full preset; the same over 3x its "
+               "steps) and kept the one whose selected student scored lower on the val split (0.45 against 0.88: "
+               "`latency_choice` in benchmarks/results/deploy/results.json); seed 0 is the only seed trained.",
+    },
+}
+
+
+def ship_run(name: str, dest: Path, cmd: str, num_samples: int, speed: bool, teacher_m: dict) -> dict:
+    """Copy a :data:`RUN_PICKS` run's selected student to ``dest`` and measure it as the other shipped students."""
+    pick = RUN_PICKS[name]
+    run = ROOT / pick["run"]
+    copy_snapshot(run / "student", dest)
+    meta = load_json(dest / CONFIG)
+    m = evaluate(dest, "fmnist-teacher", quality=Quality(num_samples=num_samples), speed=Speed() if speed else None,
+                 role="student", command=cmd)  # fmt: skip
+    cfg = load_json(run / "config.json")
+    m["run_pick"], m["run_config"] = pick, {k: cfg.get(k) for k in ("width", "student_layout", "seed", "threads")}
+    m["selected_on"], m["trained_steps"] = meta.get("selected_on", {}), meta.get("trained_steps")
+    m["teacher_quality"], m["teacher_cc"] = teacher_m["quality"], teacher_m["class_consistency"]["accuracy"]
+    m["teacher_efficiency"] = {k: teacher_m["efficiency"][k] for k in ("params", "macs")}
+    m["sha256"] = {WEIGHTS: file_sha256(dest / WEIGHTS)}
+    save_result(m, dest / "metrics.json")
+    atomic_write_bytes(dest / "MODEL_CARD.md", run_card(dest.name, m).encode())
+    return m
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pick", default=DEFAULT_PICK, help="WIDTH:MINUTES[:RECIPE[:RUNS]],... (curve run and "
@@ -170,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-pick", default=DEFAULT_BUDGET_PICK, help="WIDTH:FRACTION:RECIPE[:SEED],... "
                     "(step-budget cells in runs/step_budget, benchmarks/step_budget.py; SEED default --seed); "
                     "'' for none, and --pick '' to ship only these")
+    ap.add_argument("--run-pick", default="", help=f"students of finished runs to ship, comma-separated: "
+                    f"{', '.join(RUN_PICKS)} (with --pick '' --budget-pick '' to ship only these)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", default=str(ROOT / "runs" / "curves"))
     ap.add_argument("--curves", default=",".join(str(p) for p in sorted((ROOT / "benchmarks" / "results").glob(
@@ -177,8 +266,12 @@ def main(argv: list[str] | None = None) -> int:
                     "lists a shipped run gives its seeds' FID ± std")  # fmt: skip
     ap.add_argument("--num-samples", type=int, default=10000)
     ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--threads", type=int, help="torch and ONNX Runtime threads for the measurements (default: "
+                    "torch's)")
     ap.add_argument("--out", default=str(pretrained_dir()))
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cmd = " ".join(map(shlex.quote, ["python", *sys.argv]))
     curves = [{**json.loads(Path(f).read_text()), "source": portable_path(Path(f))}
               for f in args.curves.split(",") if Path(f).exists()]  # fmt: skip
@@ -219,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         save_result(m, dest / "metrics.json")
         atomic_write_bytes(dest / "MODEL_CARD.md", card(dest.name, m).encode())
         print(f"{dest}: FID {m['quality']['fid']:.3f}")
+    for name in [n for n in args.run_pick.split(",") if n]:
+        if name not in RUN_PICKS:
+            raise SystemExit(f"--run-pick {name}: unknown; choose from {', '.join(RUN_PICKS)}")
+        m = ship_run(name, Path(args.out) / name, cmd, args.num_samples, not args.no_speed, teacher_m)
+        print(f"{Path(args.out) / name}: FID {m['quality']['fid']:.3f}")
     return 0
 
 

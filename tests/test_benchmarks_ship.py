@@ -64,3 +64,22 @@ def test_budget_picks_and_their_seed_spread(ship):
     assert ship.budget_point(res, "r", 0.125, 0.75) == {"seeds": 3, "fid_mean": 2.37, "fid_std": 0.15,
                                                         "results": "sb.json"}
     assert ship.budget_point(res, "r", 0.25, 0.75) is None and ship.budget_point({}, "r", 0.125, 0.75) is None
+
+
+def test_a_run_pick_card_says_what_the_student_is_and_why(ship):
+    q = {"fid": 1.2, "isc_mean": 4.0, "kid_mean": 0.001, "precision": 0.7, "recall": 0.6}
+    m = {"quality": q, "class_consistency": {"accuracy": 0.9}, "teacher_quality": {**q, "fid": 1.8},
+         "teacher_cc": 0.95, "protocol": {"extractor": "evaluator", "num_generated": 10000, "num_reference": 10000,
+                                          "reference": "fashion-mnist:test"},
+         "efficiency": {"params": 1000, "macs": 4.59e6}, "teacher_efficiency": {"params": 9000, "macs": 85.2e6},
+         "teacher_fidelity": {"psnr_db": 21.3, "ssim": 0.77}, "model_info": {"feature_channels": [128, 64, 32]},
+         "run_pick": ship.RUN_PICKS["fmnist-student-w025-latency"], "trained_steps": 8136,
+         "run_config": {"width": 0.25, "student_layout": "latency", "seed": 0, "threads": 2},
+         "selected_on": {"rule": "perceptual-fid", "step": 8136, "select": 0.45}, "sha256": {"model.safetensors": "ab"}}
+    text = ship.run_card("fmnist-student-w025-latency", m)
+    for part in ("width-0.25 student of `fmnist-teacher` in the `latency` layout", "`perceptual-fid` at step 8136",
+                 "8,136 steps, seed 0, 2 CPU threads", "seed 0 is the only seed trained", "| this student | 1.200",
+                 "| fmnist-teacher (its card) | 1.800", "4.59 M MACs", "PSNR 21.3 dB", "not measured"):
+        assert part in text, part
+    with pytest.raises(SystemExit, match="--run-pick nope: unknown"):
+        ship.main(["--pick", "", "--budget-pick", "", "--run-pick", "nope"])
