@@ -72,13 +72,13 @@ def upconv_student(steps: int) -> Path:
 LATENCY_RECIPES = {"full": {}, "full-3x": {"steps": 3 * PRESETS["full"]["steps"]}}
 
 
-def latency_run(name: str, threads: int = 2) -> Path:
+def latency_run(name: str, threads: int = 2, seed: int = 0) -> Path:
     """A width-1/4 student in the latency layout (``--student-layout latency``: the class as an input embedding,
-    plain BatchNorm, the last doubling writing the pixels), trained with recipe ``name``, seed 0."""
-    run = RUNS / ("w0.25-latency" + ("" if name == "full" else f"-{name}"))
+    plain BatchNorm, the last doubling writing the pixels), trained with recipe ``name`` (seed 0 unless told)."""
+    run = RUNS / ("w0.25-latency" + ("" if name == "full" else f"-{name}") + (f"-s{seed}" if seed else ""))
     if not (run / "student" / "model.safetensors").exists() or not (run / "DONE").exists():
         compress(DistillConfig(**{**PRESETS["full"], **LATENCY_RECIPES[name], "teacher": "fmnist-teacher",
-                                  "width": 0.25, "student_layout": "latency", "threads": threads, "seed": 0}),
+                                  "width": 0.25, "student_layout": "latency", "threads": threads, "seed": seed}),
                  run, resume=(run / "state.pt").exists())  # fmt: skip
         (run / "DONE").write_text("done\n")
     return run
