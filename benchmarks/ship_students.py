@@ -113,15 +113,7 @@ def curve_point(curves: list[dict], run: str, recipe: str, width: float, minutes
 
 
 def card(name: str, m: dict) -> str:
-    q, cc, e, tf, c = m["quality"], m.get("class_consistency", {}), m["efficiency"], m.get("teacher_fidelity", {}), \
-        m["curve"]
-    r = e.get("speed_vs_teacher", {}).get("ratio", {})
-    fp = e.get("speed_vs_teacher", {}).get("fingerprint", {})
-
-    def ratio(rt, kind):
-        x = r.get(rt, {}).get(kind)
-        return "n/a" if not x else f"{x['median']:.1f}x ({x['min']:.1f}-{x['max']:.1f})"
-
+    e, c = m["efficiency"], m["curve"]
     pt = c.get("curve_point")
     seeds = "" if not pt or pt["seeds"] < 2 else (
         f" Over {pt['seeds']} seeds of the same recipe at this point: FID {pt['fid_mean']:.2f} ± {pt['fid_std']:.2f}.")
@@ -141,25 +133,9 @@ def card(name: str, m: dict) -> str:
         f"{m['teacher_steps']:,} steps. Command: "
         f"`{c['train_command']}` (run `{c['run']}`).",
         "", "## Measured (`python benchmarks/ship_students.py`)", "",
-        f"Protocol: {m['protocol'].get('extractor')} features, {m['protocol'].get('num_generated')} samples (seeds "
-        f"0..N-1, class-balanced) vs {m['protocol'].get('num_reference')} images of {m['protocol'].get('reference')}, "
-        "the same protocol as the teacher's card.", "",
-        "| | FID | IS | KID | precision | recall | class consistency |", "|---|---|---|---|---|---|---|",
-        f"| this student | {q.get('fid', float('nan')):.3f} | {q.get('isc_mean', float('nan')):.3f} | "
-        f"{q.get('kid_mean', float('nan')):.4f} | {q.get('precision', float('nan')):.3f} | "
-        f"{q.get('recall', float('nan')):.3f} | {cc.get('accuracy', float('nan')):.3f} |",
-        f"| fmnist-teacher (its card) | {m['teacher_quality']['fid']:.3f} | {m['teacher_quality']['isc_mean']:.3f} | "
-        f"{m['teacher_quality']['kid_mean']:.4f} | {m['teacher_quality']['precision']:.3f} | "
-        f"{m['teacher_quality']['recall']:.3f} | {m['teacher_cc']:.3f} |", "",
+        *_quality_rows(m), "",
         f"Single model, seed {c['seed']}.{seeds}", "",
-        f"- Fidelity to the teacher (same seeds and labels): PSNR {tf.get('psnr_db', float('nan')):.1f} dB, "
-        f"SSIM {tf.get('ssim', float('nan')):.3f}.",
-        "- Speed: not measured (--no-speed)." if not r else
-        f"- Speed-up over the teacher, timed interleaved in one process (median over rounds, min-max) on "
-        f"{fp.get('cpu', '?')}, {fp.get('torch_threads', '?')} torch thread(s), "
-        f"{e.get('speed_vs_teacher', {}).get('created_utc', '')}: eager batch 1 {ratio('eager', 'latency')}, "
-        f"ONNX Runtime batch 1 {ratio('onnx', 'latency')}, ONNX batch 256 {ratio('onnx', 'throughput')}.",
-        "", "## sha256", "", *[f"- `{k}`: `{v}`" for k, v in m["sha256"].items()], "",
+        *_tail_lines(m),
     ]  # fmt: skip
     return "\n".join(lines)
 
@@ -179,18 +155,51 @@ def _quality_rows(m: dict) -> list[str]:
             f"{t['precision']:.3f} | {t['recall']:.3f} | {m['teacher_cc']:.3f} |"]  # fmt: skip
 
 
+def _tail_lines(m: dict) -> list[str]:
+    """The card's fidelity-to-the-teacher and speed lines, then its sha256 section."""
+    tf, e = m.get("teacher_fidelity", {}), m["efficiency"]
+    r = e.get("speed_vs_teacher", {}).get("ratio", {})
+    fp = e.get("speed_vs_teacher", {}).get("fingerprint", {})
+
+    def ratio(rt, kind):
+        x = r.get(rt, {}).get(kind)
+        return "n/a" if not x else f"{x['median']:.1f}x ({x['min']:.1f}-{x['max']:.1f})"
+
+    return [f"- Fidelity to the teacher (same seeds and labels): PSNR {tf.get('psnr_db', float('nan')):.1f} dB, "
+            f"SSIM {tf.get('ssim', float('nan')):.3f}.",
+            "- Speed: not measured (--no-speed)." if not r else
+            f"- Speed-up over the teacher, timed interleaved in one process (median over rounds, min-max) on "
+            f"{fp.get('cpu', '?')}, {fp.get('torch_threads', '?')} torch thread(s), "
+            f"{e.get('speed_vs_teacher', {}).get('created_utc', '')}: eager batch 1 {ratio('eager', 'latency')}, "
+            f"ONNX Runtime batch 1 {ratio('onnx', 'latency')}, ONNX batch 256 {ratio('onnx', 'throughput')}.",
+            "", "## sha256", "", *[f"- `{k}`: `{v}`" for k, v in m["sha256"].items()], ""]  # fmt: skip
+
+
+def _finish(m: dict, dest: Path, teacher_m: dict, write_card) -> None:
+    """The teacher's numbers beside the student's, the weights' hash, metrics.json and MODEL_CARD.md."""
+    m["teacher_quality"], m["teacher_cc"] = teacher_m["quality"], teacher_m["class_consistency"]["accuracy"]
+    m["teacher_steps"] = teacher_m["training"]["steps"]
+    m["teacher_efficiency"] = {k: teacher_m["efficiency"][k] for k in ("params", "macs")}
+    m["sha256"] = {WEIGHTS: file_sha256(dest / WEIGHTS)}
+    save_result(m, dest / "metrics.json")
+    atomic_write_bytes(dest / "MODEL_CARD.md", write_card(dest.name, m).encode())
+
+
+def _plain_line(v: dict) -> str:
+    """The plain baseline beside the student: ``gankd vs-plain``'s record of the run (equal wall time)."""
+    g, p = v["gankd"], v["plain"]
+    return (f"Beside the plain baseline (prune + pixel L1, the same layout, width and seed, {v['wall_minutes']:.1f} "
+            f"minutes each; `gankd vs-plain {v['run']}`, {v['num_samples']:,} samples): FID against the test split "
+            f"{g['fid_vs_data']:.2f} against plain's {p['fid_vs_data']:.2f}, against teacher samples "
+            f"{g['fid_vs_teacher']:.2f} against {p['fid_vs_teacher']:.2f}; PSNR to the teacher "
+            f"{g['psnr_to_teacher']:.2f} dB against plain's {p['psnr_to_teacher']:.2f} (plain stays closer to the "
+            f"teacher's pixels); verdict on the {v['goal']} goal: {v['verdict']}.")
+
+
 def run_card(name: str, m: dict) -> str:
     """The card of a student shipped from a finished run (``--run-pick``): what it is, how it was trained and
     chosen, what it measures."""
-    e, tf, r = m["efficiency"], m.get("teacher_fidelity", {}), m["run_pick"]
-    ratio = e.get("speed_vs_teacher", {}).get("ratio", {})
-    fp = e.get("speed_vs_teacher", {}).get("fingerprint", {})
-
-    def sp(rt, kind):
-        x = ratio.get(rt, {}).get(kind)
-        return "n/a" if not x else f"{x['median']:.1f}x ({x['min']:.1f}-{x['max']:.1f})"
-
-    cfg = m["run_config"]
+    e, r, cfg = m["efficiency"], m["run_pick"], m["run_config"]
     return "\n".join([
         f"# {name}", "",
         f"A width-{cfg['width']:g} student of `fmnist-teacher` in the `{cfg.get('student_layout') or 'standard'}` "
@@ -204,21 +213,14 @@ def run_card(name: str, m: dict) -> str:
         f"- Training: {m['trained_steps']:,} steps, seed {cfg['seed']}, {cfg['threads']} CPU threads. Command: "
         f"`{r['train_command']}`. Why this model: {r['why']}",
         "", "## Measured (`python benchmarks/ship_students.py ...`, the command in metrics.json)", "",
-        *_quality_rows(m), "",
-        f"- Fidelity to the teacher (same seeds and labels): PSNR {tf.get('psnr_db', float('nan')):.1f} dB, "
-        f"SSIM {tf.get('ssim', float('nan')):.3f}.",
-        "- Speed: not measured (--no-speed)." if not ratio else
-        f"- Speed-up over the teacher, timed interleaved in one process (median over rounds, min-max) on "
-        f"{fp.get('cpu', '?')}, {fp.get('torch_threads', '?')} torch thread(s), "
-        f"{e.get('speed_vs_teacher', {}).get('created_utc', '')}: eager batch 1 {sp('eager', 'latency')}, "
-        f"ONNX Runtime batch 1 {sp('onnx', 'latency')}, ONNX batch 256 {sp('onnx', 'throughput')}.",
-        "", "## sha256", "", *[f"- `{k}`: `{v}`" for k, v in m["sha256"].items()], ""])  # fmt: skip
+        *_quality_rows(m), "", _plain_line(m["vs_plain"]), "", *_tail_lines(m)])  # fmt: skip
 
 
 # students shipped from finished runs (--run-pick NAME): the run, what the card says it is and why it is this one
 RUN_PICKS = {
     "fmnist-student-w025-latency": {
         "run": "runs/deploy/w0.25-latency-full-3x", "train_command": "python benchmarks/deploy.py",
+        "vs_plain": "benchmarks/results/deploy/vs_plain_latency.json",
         "about": "the class enters once as an embedding added to z, plain BatchNorm (folded into the convolutions at "
                  "export), the last doubling writes the pixels (`gankd compress --student-layout latency`); layers "
                  "whose shapes match the teacher's were pruned from it by L1 channel norm, the last layer and the "
@@ -241,11 +243,8 @@ def ship_run(name: str, dest: Path, cmd: str, num_samples: int, speed: bool, tea
     cfg = load_json(run / "config.json")
     m["run_pick"], m["run_config"] = pick, {k: cfg.get(k) for k in ("width", "student_layout", "seed", "threads")}
     m["selected_on"], m["trained_steps"] = meta.get("selected_on", {}), meta.get("trained_steps")
-    m["teacher_quality"], m["teacher_cc"] = teacher_m["quality"], teacher_m["class_consistency"]["accuracy"]
-    m["teacher_efficiency"] = {k: teacher_m["efficiency"][k] for k in ("params", "macs")}
-    m["sha256"] = {WEIGHTS: file_sha256(dest / WEIGHTS)}
-    save_result(m, dest / "metrics.json")
-    atomic_write_bytes(dest / "MODEL_CARD.md", run_card(dest.name, m).encode())
+    m["vs_plain"] = load_json(ROOT / pick["vs_plain"])
+    _finish(m, dest, teacher_m, run_card)
     return m
 
 
@@ -304,13 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                      speed=None if args.no_speed else Speed(), role="student", command=cmd)  # fmt: skip
         m["curve"] = {"recipe": recipe, "width": width, "seed": seed, "minutes": minutes,
                       "steps": meta.get("trained_steps"), "run": portable_path(run), **source}  # fmt: skip
-        m["teacher_quality"] = teacher_m["quality"]
-        m["teacher_steps"] = teacher_m["training"]["steps"]
-        m["teacher_cc"] = teacher_m["class_consistency"]["accuracy"]
-        m["teacher_efficiency"] = {k: teacher_m["efficiency"][k] for k in ("params", "macs")}
-        m["sha256"] = {WEIGHTS: file_sha256(dest / WEIGHTS)}
-        save_result(m, dest / "metrics.json")
-        atomic_write_bytes(dest / "MODEL_CARD.md", card(dest.name, m).encode())
+        _finish(m, dest, teacher_m, card)
         print(f"{dest}: FID {m['quality']['fid']:.3f}")
     for name in [n for n in args.run_pick.split(",") if n]:
         if name not in RUN_PICKS:

@@ -75,11 +75,15 @@ def test_a_run_pick_card_says_what_the_student_is_and_why(ship):
          "teacher_fidelity": {"psnr_db": 21.3, "ssim": 0.77}, "model_info": {"feature_channels": [128, 64, 32]},
          "run_pick": ship.RUN_PICKS["fmnist-student-w025-latency"], "trained_steps": 8136,
          "run_config": {"width": 0.25, "student_layout": "latency", "seed": 0, "threads": 2},
-         "selected_on": {"rule": "perceptual-fid", "step": 8136, "select": 0.45}, "sha256": {"model.safetensors": "ab"}}
+         "selected_on": {"rule": "perceptual-fid", "step": 8136, "select": 0.45}, "sha256": {"model.safetensors": "ab"},
+         "vs_plain": {"wall_minutes": 24.6, "run": "runs/x", "num_samples": 2000, "goal": "data", "verdict": "ahead",
+                      "gankd": {"fid_vs_data": 1.15, "fid_vs_teacher": 0.85, "psnr_to_teacher": 21.35},
+                      "plain": {"fid_vs_data": 6.72, "fid_vs_teacher": 3.17, "psnr_to_teacher": 24.44}}}
     text = ship.run_card("fmnist-student-w025-latency", m)
     for part in ("width-0.25 student of `fmnist-teacher` in the `latency` layout", "`perceptual-fid` at step 8136",
                  "8,136 steps, seed 0, 2 CPU threads", "seed 0 is the only seed trained", "| this student | 1.200",
-                 "| fmnist-teacher (its card) | 1.800", "4.59 M MACs", "PSNR 21.3 dB", "not measured"):
+                 "| fmnist-teacher (its card) | 1.800", "4.59 M MACs", "PSNR 21.3 dB", "not measured",
+                 "test split 1.15 against plain's 6.72", "21.35 dB against plain's 24.44"):
         assert part in text, part
     with pytest.raises(SystemExit, match="--run-pick nope: unknown"):
         ship.main(["--pick", "", "--budget-pick", "", "--run-pick", "nope"])
